@@ -1,0 +1,31 @@
+//! The DataStream API: `StreamEnv` and its builder, `DataStream`, `KeyedStream`, `ConnectedStreams`;
+//! the logical graph they build; and the planner that turns it into per-shard instances and runs them.
+
+pub(crate) mod config;
+pub(crate) mod connected;
+pub(crate) mod datastream;
+pub(crate) mod env;
+pub(crate) mod error;
+pub(crate) mod graph;
+pub(crate) mod job;
+pub(crate) mod keyed;
+pub(crate) mod plan;
+
+pub use config::StreamEnvBuilder;
+pub use connected::ConnectedStreams;
+pub use datastream::{DataStream, DataStreamSink};
+pub use env::{Generator, StreamEnv};
+pub use error::{ConfigError, Error};
+pub use job::{JobHandle, JobResult, JobStatus};
+pub use keyed::KeyedStream;
+
+/// A record type: cloneable and encodable for the exchange between shards (derive rkyv's `Archive`,
+/// `Serialize` and `Deserialize`; primitives, `String`, tuples, `Vec` and `Option` of such qualify).
+pub trait Data: crate::codec::ExchangeData + Clone + 'static {}
+
+impl<T: crate::codec::ExchangeData + Clone + 'static> Data for T {}
+
+/// A key type: hashed stably to pick its key group and shard.
+pub trait Key: std::hash::Hash + Eq + Clone + 'static {}
+
+impl<K: std::hash::Hash + Eq + Clone + 'static> Key for K {}

@@ -1,0 +1,386 @@
+//! From graph to running job: validate the graph, decide chaining and channels, build one package per
+//! shard on the caller's thread, start the shards, and on each shard instantiate, open, run and close.
+//!
+//! Node ids are a topological order: an edge is always added when its downstream node is created, from
+//! a node that already exists. Shards build nodes in reverse order, so a chained consumer exists before
+//! the operator that calls it.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::config::JobConfig;
+use super::error::{ConfigError, Error};
+use super::graph::{EdgeFactory, Graph, OutputFactory, PartitionKind, ShardMake};
+use super::job::JobHandle;
+use crate::exchange::{ChannelReceiver, ChannelSender, channel, rescale_channels};
+use crate::metrics::{LatencyStats, MetricRegistry};
+use crate::operators::context::{ExecConfig, OperatorInfo, ShardEnv};
+use crate::operators::driver::{Driver, Outlets, guarded};
+use crate::operators::network::SenderRef;
+use crate::runtime::{Doorbells, JobSignal, ShardConfig, ShardParker, StartGate, spawn_shard};
+
+struct NodeShape {
+    info: OperatorInfo,
+    outputs: Vec<usize>,
+    output: Option<Arc<dyn OutputFactory>>,
+}
+
+struct EdgeShape {
+    from: usize,
+    to: usize,
+    to_port: usize,
+    kind: PartitionKind,
+    chained: bool,
+}
+
+/// The immutable shape of the job, shared by every shard.
+struct PlanShape {
+    nodes: Vec<NodeShape>,
+    edges: Vec<EdgeShape>,
+}
+
+/// What one shard needs to run its part of the job; built on the caller's thread, moved to the shard.
+struct ShardPackage {
+    shard: usize,
+    makes: Vec<Option<ShardMake>>,
+    edge_factories: Vec<Option<Box<dyn EdgeFactory>>>,
+    senders: Vec<Vec<(usize, ChannelSender)>>,
+    receivers: Vec<Vec<(usize, ChannelReceiver)>>,
+}
+
+/// Everything the shards of a job share.
+pub(crate) struct JobShared {
+    pub signal: Arc<JobSignal>,
+    pub metrics: MetricRegistry,
+    pub latency: Vec<Arc<LatencyStats>>,
+    pub operator_names: Arc<[String]>,
+    doorbells: Doorbells,
+    config: JobConfig,
+    shape: PlanShape,
+}
+
+fn validate(graph: &Graph, config: &JobConfig) -> Result<(), ConfigError> {
+    if graph.nodes.is_empty() {
+        return Err(ConfigError::EmptyJob);
+    }
+    let shards = config.n_shards();
+    for node in &graph.nodes {
+        if node.parallelism == 0 || node.parallelism > shards {
+            return Err(ConfigError::OperatorParallelism {
+                operator: node.name.clone(),
+                parallelism: node.parallelism,
+                shards,
+            });
+        }
+        if node.parallelism > config.max_parallelism {
+            return Err(ConfigError::MaxParallelism {
+                max_parallelism: config.max_parallelism,
+                parallelism: node.parallelism,
+            });
+        }
+    }
+    for (id, node) in graph.nodes.iter().enumerate() {
+        let n_edges_in = graph.edges.iter().filter(|e| e.to == id).count();
+        assert_eq!(n_edges_in, node.n_inputs, "'{}' has {} inputs but {n_edges_in} edges", node.name, node.n_inputs);
+    }
+    let mut uids: HashMap<&str, &str> = HashMap::new();
+    for node in &graph.nodes {
+        if let Some(uid) = &node.uid {
+            if let Some(first) = uids.insert(uid, &node.name) {
+                return Err(ConfigError::DuplicateUid {
+                    uid: uid.clone(),
+                    first: first.to_string(),
+                    second: node.name.clone(),
+                });
+            }
+        }
+    }
+    for edge in &graph.edges {
+        let (from, to) = (&graph.nodes[edge.from], &graph.nodes[edge.to]);
+        assert!(edge.from < edge.to, "edges go from older to newer nodes");
+        if edge.kind == PartitionKind::Forward && from.parallelism != to.parallelism {
+            return Err(ConfigError::ForwardParallelism {
+                from: from.name.clone(),
+                from_parallelism: from.parallelism,
+                to: to.name.clone(),
+                to_parallelism: to.parallelism,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The (sender subtask, receiver subtask) pairs an exchange edge connects.
+fn channel_pairs(kind: PartitionKind, n_senders: usize, n_receivers: usize) -> Vec<(usize, usize)> {
+    match kind {
+        PartitionKind::Forward => (0..n_senders).map(|i| (i, i)).collect(),
+        PartitionKind::Rescale => {
+            (0..n_senders).flat_map(|i| rescale_channels(i, n_senders, n_receivers).map(move |j| (i, j))).collect()
+        }
+        _ => (0..n_senders).flat_map(|i| (0..n_receivers).map(move |j| (i, j))).collect(),
+    }
+}
+
+/// Validates and starts a job.
+pub(crate) fn start(mut graph: Graph, config: &JobConfig) -> Result<JobHandle, Error> {
+    validate(&graph, config)?;
+    for node in &mut graph.nodes {
+        node.factory.prepare().map_err(|source| ConfigError::Prepare { operator: node.name.clone(), source })?;
+    }
+    let n_shards = config.n_shards();
+    let n_nodes = graph.nodes.len();
+    let n_edges = graph.edges.len();
+
+    // Shape: resolved partitioning and chaining.
+    let mut nodes: Vec<NodeShape> = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(id, node)| NodeShape {
+            info: OperatorInfo { id: id as u32, name: node.name.clone(), parallelism: node.parallelism },
+            outputs: Vec::new(),
+            output: node.output.clone(),
+        })
+        .collect();
+    let edges: Vec<EdgeShape> = graph
+        .edges
+        .iter()
+        .map(|edge| {
+            let (from, to) = (&graph.nodes[edge.from], &graph.nodes[edge.to]);
+            let kind = match edge.kind {
+                PartitionKind::Default if from.parallelism == to.parallelism => PartitionKind::Forward,
+                PartitionKind::Default => PartitionKind::Rebalance,
+                kind => kind,
+            };
+            let chained = kind == PartitionKind::Forward && from.chain_to_downstream && to.chain_to_upstream;
+            EdgeShape { from: edge.from, to: edge.to, to_port: edge.to_port, kind, chained }
+        })
+        .collect();
+    for (id, edge) in edges.iter().enumerate() {
+        nodes[edge.from].outputs.push(id);
+    }
+
+    // Packages: per-shard node makers, edge factories and channel ends.
+    let mut packages: Vec<ShardPackage> = (0..n_shards)
+        .map(|shard| ShardPackage {
+            shard,
+            makes: (0..n_nodes).map(|_| None).collect(),
+            edge_factories: (0..n_edges).map(|_| None).collect(),
+            senders: (0..n_edges).map(|_| Vec::new()).collect(),
+            receivers: (0..n_edges).map(|_| Vec::new()).collect(),
+        })
+        .collect();
+    for (id, node) in graph.nodes.iter_mut().enumerate() {
+        for package in packages.iter_mut().take(node.parallelism) {
+            package.makes[id] = Some(node.factory.for_shard(package.shard));
+        }
+    }
+    for (id, edge) in edges.iter().enumerate() {
+        if edge.chained {
+            continue;
+        }
+        let n_senders = graph.nodes[edge.from].parallelism;
+        let n_receivers = graph.nodes[edge.to].parallelism;
+        for (sender, receiver) in channel_pairs(edge.kind, n_senders, n_receivers) {
+            let (tx, rx) = channel(config.ring_capacity);
+            packages[sender].senders[id].push((receiver, tx));
+            packages[receiver].receivers[id].push((sender, rx));
+        }
+        for package in packages.iter_mut() {
+            if !package.senders[id].is_empty() || !package.receivers[id].is_empty() {
+                package.edge_factories[id] = Some(graph.edges[id].factory.clone_box());
+            }
+        }
+    }
+
+    let doorbells = Doorbells::new(n_shards).map_err(|e| ConfigError::Runtime(format!("doorbell sockets: {e}")))?;
+    let shared = Arc::new(JobShared {
+        signal: Arc::new(JobSignal::new(doorbells.clone())),
+        metrics: MetricRegistry::new(),
+        latency: (0..n_shards).map(|_| Arc::new(LatencyStats::default())).collect(),
+        operator_names: graph.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>().into(),
+        doorbells,
+        config: config.clone(),
+        shape: PlanShape { nodes, edges },
+    });
+    drop(graph);
+
+    let gate = StartGate::new();
+    let mut handles = Vec::with_capacity(n_shards);
+    for package in packages {
+        let shard = package.shard;
+        let shard_config = ShardConfig {
+            shard,
+            cpu: config.cpus[shard],
+            io_memory_bytes: config.io_memory_bytes,
+            io_poll_interval: Duration::from_micros(500),
+        };
+        let job = shared.clone();
+        match spawn_shard(shard_config, gate.clone(), move |_queues| run_shard(package, job)) {
+            Ok(handle) => handles.push(handle),
+            Err(reason) => {
+                gate.open(false);
+                for handle in handles {
+                    let _ = handle.join();
+                }
+                return Err(ConfigError::Runtime(format!("shard {shard} could not start: {reason}")).into());
+            }
+        }
+    }
+    gate.open(true);
+    Ok(JobHandle::new(handles, shared))
+}
+
+/// Runs one shard's part of the job: instantiate, open, run the drivers, close.
+async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>) {
+    let shard = package.shard;
+    let parker = ShardParker::new(shard, job.doorbells.clone(), job.config.idle_spin.as_nanos() as u64);
+    let doorbell = glommio::spawn_local(parker.clone().run_doorbell());
+    let env = Rc::new(ShardEnv {
+        shard,
+        n_shards: job.config.n_shards(),
+        max_parallelism: job.config.max_parallelism,
+        clock: job.config.clock.clone(),
+        metrics: job.metrics.clone(),
+        latency: job.latency[shard].clone(),
+        signal: job.signal.clone(),
+        parker,
+        config: ExecConfig {
+            buffer_timeout: job.config.buffer_timeout,
+            batch_records_max: job.config.batch_records_max,
+            source_batch_max: job.config.source_batch_max,
+            latency_tracking_interval: job.config.latency_tracking_interval,
+        },
+        operator_names: job.operator_names.clone(),
+    });
+
+    let (lifecycles, drivers) = match guarded(&env, || Ok(instantiate(&mut package, &job.shape, &env))) {
+        Ok(built) => built,
+        Err(error) => {
+            job.signal.fail(error);
+            doorbell.cancel().await;
+            return;
+        }
+    };
+
+    // Open from the sinks up (the build order), as Flink opens a chain from its tail.
+    let mut opened = 0;
+    for lifecycle in &lifecycles {
+        if let Err(error) = guarded(&env, || lifecycle.borrow_mut().open()) {
+            job.signal.fail(error);
+            break;
+        }
+        opened += 1;
+    }
+    if opened == lifecycles.len() {
+        let tasks: Vec<_> = drivers.into_iter().map(|driver| glommio::spawn_local(driver.run(env.clone()))).collect();
+        for task in tasks {
+            if let Err(error) = task.await {
+                job.signal.fail(error);
+            }
+        }
+    }
+    // Close in the reverse order of opening.
+    for lifecycle in lifecycles[..opened].iter().rev() {
+        if let Err(error) = guarded(&env, || lifecycle.borrow_mut().close()) {
+            job.signal.fail(error);
+        }
+    }
+    doorbell.cancel().await;
+}
+
+type Lifecycles = Vec<Rc<std::cell::RefCell<dyn crate::operators::input::Lifecycle>>>;
+
+/// Builds this shard's operator instances and drivers.
+fn instantiate(
+    package: &mut ShardPackage,
+    shape: &PlanShape,
+    env: &Rc<ShardEnv>,
+) -> (Lifecycles, Vec<Box<dyn Driver>>) {
+    let n_nodes = shape.nodes.len();
+    let mut ports: Vec<Vec<Option<Box<dyn Any>>>> = (0..n_nodes).map(|_| Vec::new()).collect();
+    let mut sender_refs: Vec<Option<SenderRef>> = (0..shape.edges.len()).map(|_| None).collect();
+    let mut lifecycles: Lifecycles = Vec::new();
+    let mut sources = Vec::new();
+
+    for id in (0..n_nodes).rev() {
+        let Some(make) = package.makes[id].take() else { continue };
+        let node = &shape.nodes[id];
+        let output = node.output.as_ref().map(|output| {
+            let consumers = node
+                .outputs
+                .iter()
+                .map(|&edge_id| {
+                    let edge = &shape.edges[edge_id];
+                    if edge.chained {
+                        ports[edge.to][edge.to_port].take().expect("a chained consumer is built before its producer")
+                    } else {
+                        let factory = package.edge_factories[edge_id].as_ref().expect("an exchange edge has a factory");
+                        let channels = std::mem::take(&mut package.senders[edge_id]);
+                        let (input, control) = factory.make_sender(env, id as u32, edge.kind, package.shard, channels);
+                        sender_refs[edge_id] = Some(control);
+                        input
+                    }
+                })
+                .collect();
+            output.make(consumers)
+        });
+        let built = make(env, &node.info, output);
+        assert_eq!(
+            built.inputs.len(),
+            shape.edges.iter().filter(|e| e.to == id).count(),
+            "one input per edge into '{}'",
+            node.info.name
+        );
+        ports[id] = built.inputs.into_iter().map(Some).collect();
+        lifecycles.extend(built.lifecycle);
+        if let Some(make_driver) = built.source {
+            sources.push((id, make_driver));
+        }
+    }
+
+    // The exchange senders a driver entering at `start` feeds, through chained edges.
+    let reachable = |start: usize| -> Vec<SenderRef> {
+        let mut found: Vec<usize> = Vec::new();
+        let mut stack = vec![start];
+        let mut seen = vec![false; n_nodes];
+        while let Some(node) = stack.pop() {
+            if std::mem::replace(&mut seen[node], true) {
+                continue;
+            }
+            for &edge_id in &shape.nodes[node].outputs {
+                let edge = &shape.edges[edge_id];
+                if edge.chained {
+                    stack.push(edge.to);
+                } else if sender_refs[edge_id].is_some() && !found.contains(&edge_id) {
+                    found.push(edge_id);
+                }
+            }
+        }
+        found.into_iter().map(|e| sender_refs[e].clone().expect("checked above")).collect()
+    };
+
+    let mut drivers: Vec<Box<dyn Driver>> = Vec::new();
+    for (id, make_driver) in sources {
+        drivers.push(make_driver(env, Outlets::new(reachable(id), env)));
+    }
+    for (edge_id, edge) in shape.edges.iter().enumerate() {
+        let channels = std::mem::take(&mut package.receivers[edge_id]);
+        if channels.is_empty() {
+            continue;
+        }
+        let factory = package.edge_factories[edge_id].as_ref().expect("an exchange edge has a factory");
+        let input = ports[edge.to][edge.to_port].take().expect("an exchange feeds an input no chain took");
+        drivers.push(factory.make_receiver(edge.to as u32, channels, input, Outlets::new(reachable(edge.to), env)));
+    }
+    (lifecycles, drivers)
+}
+
+impl std::fmt::Debug for JobShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobShared").field("operators", &self.operator_names).finish()
+    }
+}

@@ -1,0 +1,10 @@
+//! Connectors to the outside: text files and TCP sockets (sources and sinks).
+
+pub mod file;
+pub mod socket;
+
+pub use file::{FileSource, TextFileSink};
+pub use socket::{SocketSink, SocketSource};
+
+/// The longest line a line-oriented source accepts (1 MiB); a longer one is bad input.
+pub const LINE_BYTES_MAX: usize = 1 << 20;

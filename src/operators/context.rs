@@ -1,0 +1,176 @@
+//! What operators know about where they run: the shard's environment, each operator's core (id,
+//! counters, latency recorder), and the [`RuntimeContext`] user functions see in `open`.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::input::enter_operator;
+use crate::exchange::Control;
+use crate::metrics::{Counter, LatencyRecorder, LatencyStats, MetricGroup, MetricRegistry, names};
+use crate::runtime::{JobSignal, ShardParker};
+use crate::time::SharedClock;
+
+/// Settings of the data path, fixed for a job.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ExecConfig {
+    /// Flush a partly filled batch after this long; zero sends every record on its own.
+    pub buffer_timeout: Duration,
+    /// Records per exchange batch.
+    pub batch_records_max: usize,
+    /// Records a source produces per call.
+    pub source_batch_max: usize,
+    /// Emit latency markers this often, if set.
+    pub latency_tracking_interval: Option<Duration>,
+}
+
+/// Everything the operators and drivers of one shard share.
+pub(crate) struct ShardEnv {
+    pub shard: usize,
+    pub n_shards: usize,
+    pub max_parallelism: usize,
+    pub clock: SharedClock,
+    pub metrics: MetricRegistry,
+    pub latency: Arc<LatencyStats>,
+    pub signal: Arc<JobSignal>,
+    pub parker: Rc<ShardParker>,
+    pub config: ExecConfig,
+    /// Operator names by id, for error messages.
+    pub operator_names: Arc<[String]>,
+}
+
+impl ShardEnv {
+    pub fn operator_name(&self, id: u32) -> &str {
+        self.operator_names.get(id as usize).map(String::as_str).unwrap_or("<runtime>")
+    }
+}
+
+/// An operator as the graph declares it.
+#[derive(Clone, Debug)]
+pub(crate) struct OperatorInfo {
+    pub id: u32,
+    pub name: String,
+    pub parallelism: usize,
+}
+
+/// What every operator instance carries: identity, built-in metrics, latency recording.
+pub(crate) struct OperatorCore {
+    pub id: u32,
+    pub records_in: Counter,
+    pub records_out: Counter,
+    pub latency: LatencyRecorder,
+    pub context: RuntimeContext,
+}
+
+impl OperatorCore {
+    pub fn new(env: &ShardEnv, info: &OperatorInfo) -> OperatorCore {
+        let group = env.metrics.group(info.id, &info.name, env.shard);
+        OperatorCore {
+            id: info.id,
+            records_in: group.counter(names::RECORDS_IN),
+            records_out: group.counter(names::RECORDS_OUT),
+            latency: LatencyRecorder::new(env.latency.clone(), info.id, env.clock.clone()),
+            context: RuntimeContext {
+                shard_index: env.shard,
+                num_shards: env.n_shards,
+                parallelism: info.parallelism,
+                max_parallelism: env.max_parallelism,
+                operator_name: info.name.clone(),
+                metrics: group,
+                clock: env.clock.clone(),
+            },
+        }
+    }
+
+    /// Marks this operator as running (for panic reports).
+    #[inline]
+    pub fn enter(&self) {
+        enter_operator(self.id);
+    }
+
+    /// Records a latency marker passing through this operator.
+    #[inline]
+    pub fn observe_control(&self, control: &Control) {
+        if let Control::LatencyMarker(marker) = control {
+            self.latency.record(marker);
+        }
+    }
+}
+
+/// What a user function learns about its instance in `open`: Flink's `RuntimeContext`.
+///
+/// ```
+/// use rill::prelude::*;
+/// #[derive(Clone)]
+/// struct Tagger { prefix: String }
+/// impl RichMapFunction<u64, String> for Tagger {
+///     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), BoxError> {
+///         self.prefix = format!("{}#{}", ctx.operator_name(), ctx.shard_index());
+///         Ok(())
+///     }
+///     fn map(&mut self, value: u64) -> String { format!("{} {value}", self.prefix) }
+/// }
+/// let env = StreamEnv::builder().cores(1).build()?;
+/// let out = env.from_iter(vec![1u64]).map_rich(Tagger { prefix: String::new() }).name("tag").collect();
+/// env.execute()?;
+/// assert_eq!(out.take(), vec!["tag#0 1".to_string()]);
+/// # Ok::<(), rill::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct RuntimeContext {
+    shard_index: usize,
+    num_shards: usize,
+    parallelism: usize,
+    max_parallelism: usize,
+    operator_name: String,
+    metrics: MetricGroup,
+    clock: SharedClock,
+}
+
+impl RuntimeContext {
+    /// The shard this instance runs on; also its subtask index (Flink's `getIndexOfThisSubtask`).
+    pub fn shard_index(&self) -> usize {
+        self.shard_index
+    }
+
+    /// Shards in the job.
+    pub fn num_shards(&self) -> usize {
+        self.num_shards
+    }
+
+    /// Instances of this operator (Flink's `getNumberOfParallelSubtasks`): the number of shards, or
+    /// fewer if the operator's parallelism was set lower.
+    pub fn parallelism(&self) -> usize {
+        self.parallelism
+    }
+
+    /// The job's max parallelism: the number of key groups.
+    pub fn max_parallelism(&self) -> usize {
+        self.max_parallelism
+    }
+
+    /// The operator's name.
+    pub fn operator_name(&self) -> &str {
+        &self.operator_name
+    }
+
+    /// This instance's metric group, to register counters, gauges and histograms.
+    pub fn metrics(&self) -> &MetricGroup {
+        &self.metrics
+    }
+
+    /// Current processing time, milliseconds since the epoch, from the job's clock.
+    pub fn current_processing_time(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+}
+
+impl std::fmt::Debug for ShardEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardEnv").field("shard", &self.shard).field("n_shards", &self.n_shards).finish()
+    }
+}

@@ -1,0 +1,324 @@
+//! Drivers: the tasks of a shard. A source driver polls a source and pushes its records down the chain;
+//! an exchange receiver (in `network`) reads rings. Everything else on the shard runs as plain calls
+//! from a driver. This module holds what drivers share: their outlets (the exchange senders their chain
+//! feeds), flushing on idle and on the buffer timeout, waiting out backpressure, and turning panics and
+//! errors into job errors that name the operator and shard.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::batch::RecordBatch;
+use super::context::{OperatorCore, ShardEnv};
+use super::input::{OpError, OpResult, Output, current_operator};
+use super::network::SenderRef;
+use super::source::{SourceFunction, SourceOutput, SourceStatus};
+use crate::exchange::Control;
+use crate::metrics::LatencyMarker;
+use crate::runtime::JobError;
+use crate::runtime::error::panic_message;
+use crate::time::Watermark;
+
+/// A task of a shard.
+pub(crate) trait Driver {
+    fn run(self: Box<Self>, env: Rc<ShardEnv>) -> Pin<Box<dyn Future<Output = Result<(), JobError>>>>;
+}
+
+/// Runs `f`, turning an operator error or a panic into a [`JobError`] that names the operator.
+pub(crate) fn guarded<R>(env: &ShardEnv, f: impl FnOnce() -> Result<R, OpError>) -> Result<R, JobError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(JobError::Operator {
+            operator: env.operator_name(error.operator_id).to_string(),
+            shard: env.shard,
+            source: error.source,
+        }),
+        Err(payload) => Err(JobError::UserPanic {
+            operator: env.operator_name(current_operator()).to_string(),
+            shard: env.shard,
+            message: panic_message(payload.as_ref()),
+        }),
+    }
+}
+
+/// The exchange senders a driver's chain feeds.
+pub(crate) struct Outlets {
+    senders: Vec<SenderRef>,
+    buffer_timeout_ns: u64,
+    last_flush_ns: u64,
+}
+
+impl Outlets {
+    pub fn new(senders: Vec<SenderRef>, env: &ShardEnv) -> Outlets {
+        Outlets {
+            senders,
+            buffer_timeout_ns: env.config.buffer_timeout.as_nanos() as u64,
+            last_flush_ns: env.clock.now_ns(),
+        }
+    }
+
+    /// Ships every batch that can be shipped, partial ones included.
+    pub fn flush(&self) -> OpResult {
+        for sender in &self.senders {
+            sender.borrow_mut().flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn is_blocked(&self) -> bool {
+        self.senders.iter().any(|s| s.borrow_mut().is_blocked())
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.senders.iter().any(|s| s.borrow().has_pending())
+    }
+
+    pub fn can_progress(&self) -> bool {
+        self.senders.iter().any(|s| s.borrow_mut().can_progress())
+    }
+
+    /// After each input batch: flush if the buffer timeout passed, then wait while any sender is
+    /// blocked (the credit backpressure that stops a driver from taking more input).
+    pub async fn after_input(&mut self, env: &ShardEnv) -> Result<(), JobError> {
+        if self.senders.is_empty() {
+            return Ok(());
+        }
+        if self.buffer_timeout_ns > 0 {
+            let now = env.clock.now_ns();
+            if now.saturating_sub(self.last_flush_ns) >= self.buffer_timeout_ns {
+                guarded(env, || self.flush())?;
+                self.last_flush_ns = now;
+            }
+        }
+        while self.is_blocked() && !env.signal.is_stopped() {
+            guarded(env, || self.flush())?;
+            if !self.is_blocked() {
+                break;
+            }
+            let signal = &env.signal;
+            env.parker.wait_until(|| signal.is_stopped() || self.can_progress()).await;
+        }
+        Ok(())
+    }
+
+    /// Waits until everything the senders hold has been shipped (at end of input).
+    pub async fn drain(&self, env: &ShardEnv) -> Result<(), JobError> {
+        loop {
+            guarded(env, || self.flush())?;
+            if !self.has_pending() || env.signal.is_stopped() {
+                return Ok(());
+            }
+            let signal = &env.signal;
+            env.parker.wait_until(|| signal.is_stopped() || self.can_progress()).await;
+        }
+    }
+}
+
+/// Polls one source instance and pushes what it emits down its chain.
+pub(crate) struct SourceDriver<T, S> {
+    core: OperatorCore,
+    source: S,
+    out: Output<T>,
+    outlets: Outlets,
+    batch: RecordBatch<T>,
+    marker_interval_ns: Option<u64>,
+    next_marker_ns: u64,
+}
+
+enum Step {
+    Status(SourceStatus),
+    Stopped,
+    Failed(JobError),
+}
+
+impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
+    pub fn new(env: &ShardEnv, core: OperatorCore, source: S, out: Output<T>, outlets: Outlets) -> SourceDriver<T, S> {
+        let marker_interval_ns = env.config.latency_tracking_interval.map(|d| d.as_nanos().max(1) as u64);
+        SourceDriver {
+            core,
+            source,
+            out,
+            outlets,
+            batch: RecordBatch::with_capacity(env.config.source_batch_max),
+            marker_interval_ns,
+            next_marker_ns: env.clock.now_ns(),
+        }
+    }
+
+    fn source_error(&self, env: &ShardEnv, error: super::input::BoxError) -> JobError {
+        JobError::Operator { operator: env.operator_name(self.core.id).to_string(), shard: env.shard, source: error }
+    }
+
+    /// Polls the source once; `Pending` (parked on I/O, a stop, or the next latency marker) only if
+    /// it produced nothing.
+    fn poll_step(
+        &mut self,
+        env: &ShardEnv,
+        cx: &mut Context<'_>,
+        marker_timer: &mut Option<glommio::timer::Timer>,
+    ) -> Poll<Step> {
+        if env.signal.is_stopped() {
+            return Poll::Ready(Step::Stopped);
+        }
+        let capacity = env.config.source_batch_max;
+        self.core.enter();
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            self.source.poll_next(cx, &mut SourceOutput::new(&mut self.batch, capacity))
+        }));
+        match polled {
+            Err(payload) => Poll::Ready(Step::Failed(JobError::UserPanic {
+                operator: env.operator_name(self.core.id).to_string(),
+                shard: env.shard,
+                message: panic_message(payload.as_ref()),
+            })),
+            Ok(Poll::Ready(Ok(status))) => Poll::Ready(Step::Status(status)),
+            Ok(Poll::Ready(Err(error))) => Poll::Ready(Step::Failed(self.source_error(env, error))),
+            Ok(Poll::Pending) if !self.batch.is_empty() => Poll::Ready(Step::Status(SourceStatus::More)),
+            Ok(Poll::Pending) => {
+                // Idle: ship what waits downstream, and wake for a stop or for the next marker.
+                if let Err(error) = guarded(env, || self.outlets.flush()) {
+                    return Poll::Ready(Step::Failed(error));
+                }
+                env.parker.register(cx.waker());
+                if let Some(interval) = self.marker_interval_ns {
+                    let timer = marker_timer.get_or_insert_with(|| {
+                        let wait = self.next_marker_ns.saturating_sub(env.clock.now_ns()).min(interval);
+                        glommio::timer::Timer::new(Duration::from_nanos(wait))
+                    });
+                    if Pin::new(timer).poll(cx).is_ready() {
+                        *marker_timer = None;
+                        return Poll::Ready(Step::Status(SourceStatus::More));
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn emit_marker_if_due(&mut self, env: &ShardEnv) -> Result<(), JobError> {
+        let Some(interval) = self.marker_interval_ns else { return Ok(()) };
+        let now = env.clock.now_ns();
+        if now < self.next_marker_ns {
+            return Ok(());
+        }
+        self.next_marker_ns = now + interval;
+        let marker = LatencyMarker { source_id: self.core.id, source_shard: env.shard as u32, created_ns: now };
+        guarded(env, || self.out.process_control(Control::LatencyMarker(marker)))
+    }
+
+    /// Waits until the job clock reaches `deadline_ns` (or the next latency marker is due, or the job
+    /// stops): sleeps while far, spins when close.
+    async fn wait_until_time(&mut self, env: &ShardEnv, deadline_ns: u64) {
+        let spin_ns = env.parker.spin_ns().max(50_000);
+        loop {
+            if env.signal.is_stopped() {
+                return;
+            }
+            let target = match self.marker_interval_ns {
+                Some(_) => deadline_ns.min(self.next_marker_ns),
+                None => deadline_ns,
+            };
+            let now = env.clock.now_ns();
+            if now >= target {
+                return;
+            }
+            let remaining = target - now;
+            if env.clock.is_manual() {
+                glommio::timer::sleep(Duration::from_micros(100)).await;
+            } else if remaining > spin_ns {
+                // Capped so that a stop is noticed within 10 ms.
+                let nap = (remaining - spin_ns / 2).min(10_000_000);
+                glommio::timer::sleep(Duration::from_nanos(nap)).await;
+            } else {
+                futures_lite::future::yield_now().await;
+            }
+        }
+    }
+
+    async fn run(mut self, env: Rc<ShardEnv>) -> Result<(), JobError> {
+        let opened = {
+            let context = self.core.context.clone();
+            self.core.enter();
+            catch_unwind(AssertUnwindSafe(|| self.source.open(&context)))
+        };
+        match opened {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(self.source_error(&env, error)),
+            Err(payload) => {
+                return Err(JobError::UserPanic {
+                    operator: env.operator_name(self.core.id).to_string(),
+                    shard: env.shard,
+                    message: panic_message(payload.as_ref()),
+                });
+            }
+        }
+        let result = self.run_loop(&env).await;
+        self.core.enter();
+        let closed = catch_unwind(AssertUnwindSafe(|| self.source.close()));
+        result?;
+        match closed {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(self.source_error(&env, error)),
+            Err(payload) => Err(JobError::UserPanic {
+                operator: env.operator_name(self.core.id).to_string(),
+                shard: env.shard,
+                message: panic_message(payload.as_ref()),
+            }),
+        }
+    }
+
+    async fn run_loop(&mut self, env: &ShardEnv) -> Result<(), JobError> {
+        let mut polls_since_yield = 0u32;
+        let mut marker_timer = None;
+        loop {
+            let step = std::future::poll_fn(|cx| self.poll_step(env, cx, &mut marker_timer)).await;
+            marker_timer = None;
+            let status = match step {
+                Step::Stopped => return Ok(()),
+                Step::Failed(error) => return Err(error),
+                Step::Status(status) => status,
+            };
+            if !self.batch.is_empty() {
+                self.core.records_out.add(self.batch.len() as u64);
+                let out = &mut self.out;
+                let batch = &mut self.batch;
+                let result = guarded(env, || out.process_batch(batch));
+                self.batch.clear();
+                result?;
+            }
+            self.emit_marker_if_due(env)?;
+            self.outlets.after_input(env).await?;
+            match status {
+                SourceStatus::More => {
+                    polls_since_yield += 1;
+                    if polls_since_yield >= 16 {
+                        polls_since_yield = 0;
+                        futures_lite::future::yield_now().await;
+                    }
+                }
+                SourceStatus::WaitUntil(deadline_ns) => {
+                    guarded(env, || self.outlets.flush())?;
+                    self.wait_until_time(env, deadline_ns).await;
+                }
+                SourceStatus::Finished => {
+                    // A bounded source ends with the MAX watermark, then end of input.
+                    let out = &mut self.out;
+                    guarded(env, || {
+                        out.process_control(Control::Watermark(Watermark::MAX))?;
+                        out.process_control(Control::EndOfInput)
+                    })?;
+                    return self.outlets.drain(env).await;
+                }
+            }
+        }
+    }
+}
+
+impl<T: Clone + 'static, S: SourceFunction<T>> Driver for SourceDriver<T, S> {
+    fn run(self: Box<Self>, env: Rc<ShardEnv>) -> Pin<Box<dyn Future<Output = Result<(), JobError>>>> {
+        Box::pin((*self).run(env))
+    }
+}

@@ -1,0 +1,61 @@
+//! `flat_map`: one record in, any number out; outputs keep the input's timestamp.
+
+use std::marker::PhantomData;
+
+use super::batch::RecordBatch;
+use super::context::OperatorCore;
+use super::functions::{Collector, RichFlatMapFunction};
+use super::input::{Input, Lifecycle, OpError, OpResult, Output};
+use crate::exchange::Control;
+
+pub(crate) struct FlatMapOp<T, U, F> {
+    core: OperatorCore,
+    function: F,
+    out: Output<U>,
+    scratch: RecordBatch<U>,
+    _input: PhantomData<fn(T)>,
+}
+
+impl<T, U: Clone, F: RichFlatMapFunction<T, U>> FlatMapOp<T, U, F> {
+    pub fn new(core: OperatorCore, function: F, out: Output<U>) -> FlatMapOp<T, U, F> {
+        FlatMapOp { core, function, out, scratch: RecordBatch::new(), _input: PhantomData }
+    }
+}
+
+impl<T, U: Clone, F: RichFlatMapFunction<T, U>> Input<T> for FlatMapOp<T, U, F> {
+    fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
+        self.core.enter();
+        self.core.records_in.add(batch.len() as u64);
+        let timestamps = std::mem::take(&mut batch.timestamps);
+        for (index, value) in batch.values.drain(..).enumerate() {
+            let mut out = Collector::with_timestamp(&mut self.scratch, super::batch::timestamp_at(&timestamps, index));
+            self.function.flat_map(value, &mut out);
+        }
+        batch.timestamps = timestamps;
+        if self.scratch.is_empty() {
+            return Ok(());
+        }
+        self.core.records_out.add(self.scratch.len() as u64);
+        let result = self.out.process_batch(&mut self.scratch);
+        self.scratch.clear();
+        result
+    }
+
+    fn process_control(&mut self, control: Control) -> OpResult {
+        self.core.enter();
+        self.core.observe_control(&control);
+        self.out.process_control(control)
+    }
+}
+
+impl<T, U: Clone, F: RichFlatMapFunction<T, U>> Lifecycle for FlatMapOp<T, U, F> {
+    fn open(&mut self) -> OpResult {
+        self.core.enter();
+        self.function.open(&self.core.context).map_err(|e| OpError::new(self.core.id, e))
+    }
+
+    fn close(&mut self) -> OpResult {
+        self.core.enter();
+        self.function.close().map_err(|e| OpError::new(self.core.id, e))
+    }
+}

@@ -1,0 +1,56 @@
+//! `map`: one record in, one record out.
+
+use std::marker::PhantomData;
+
+use super::batch::RecordBatch;
+use super::context::OperatorCore;
+use super::functions::RichMapFunction;
+use super::input::{Input, Lifecycle, OpError, OpResult, Output};
+use crate::exchange::Control;
+
+pub(crate) struct MapOp<T, U, F> {
+    core: OperatorCore,
+    function: F,
+    out: Output<U>,
+    scratch: RecordBatch<U>,
+    _input: PhantomData<fn(T)>,
+}
+
+impl<T, U: Clone, F: RichMapFunction<T, U>> MapOp<T, U, F> {
+    pub fn new(core: OperatorCore, function: F, out: Output<U>) -> MapOp<T, U, F> {
+        MapOp { core, function, out, scratch: RecordBatch::new(), _input: PhantomData }
+    }
+}
+
+impl<T, U: Clone, F: RichMapFunction<T, U>> Input<T> for MapOp<T, U, F> {
+    fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
+        self.core.enter();
+        let n = batch.len() as u64;
+        self.core.records_in.add(n);
+        let function = &mut self.function;
+        self.scratch.values.extend(batch.values.drain(..).map(|value| function.map(value)));
+        std::mem::swap(&mut self.scratch.timestamps, &mut batch.timestamps);
+        self.core.records_out.add(n);
+        let result = self.out.process_batch(&mut self.scratch);
+        self.scratch.clear();
+        result
+    }
+
+    fn process_control(&mut self, control: Control) -> OpResult {
+        self.core.enter();
+        self.core.observe_control(&control);
+        self.out.process_control(control)
+    }
+}
+
+impl<T, U: Clone, F: RichMapFunction<T, U>> Lifecycle for MapOp<T, U, F> {
+    fn open(&mut self) -> OpResult {
+        self.core.enter();
+        self.function.open(&self.core.context).map_err(|e| OpError::new(self.core.id, e))
+    }
+
+    fn close(&mut self) -> OpResult {
+        self.core.enter();
+        self.function.close().map_err(|e| OpError::new(self.core.id, e))
+    }
+}

@@ -1,0 +1,112 @@
+//! Merging the control events of several input channels into one stream of control events: the
+//! watermark is the minimum over channels, end of input comes when every channel ended, a barrier
+//! passes once per checkpoint. Used by exchange receivers (one channel per sending shard) and by
+//! operators with several inputs (union, two-input operators).
+
+use super::input::OpResult;
+use crate::exchange::Control;
+use crate::time::WatermarkValve;
+
+pub(crate) struct ControlMerger {
+    valve: WatermarkValve,
+    ended: Vec<bool>,
+    n_ended: usize,
+    last_barrier_id: Option<u64>,
+}
+
+impl ControlMerger {
+    pub fn new(n_channels: usize) -> ControlMerger {
+        ControlMerger {
+            valve: WatermarkValve::new(n_channels),
+            ended: vec![false; n_channels],
+            n_ended: 0,
+            last_barrier_id: None,
+        }
+    }
+
+    /// True once every channel ended.
+    pub fn all_ended(&self) -> bool {
+        self.n_ended == self.ended.len()
+    }
+
+    /// True if `channel` ended.
+    pub fn is_ended(&self, channel: usize) -> bool {
+        self.ended[channel]
+    }
+
+    /// Handles `control` from `channel`, passing to `emit` what goes downstream, in order.
+    pub fn on_control(
+        &mut self,
+        channel: usize,
+        control: Control,
+        mut emit: impl FnMut(Control) -> OpResult,
+    ) -> OpResult {
+        match control {
+            Control::Watermark(watermark) => {
+                if let Some(combined) = self.valve.on_watermark(channel, watermark) {
+                    emit(Control::Watermark(combined))?;
+                }
+                Ok(())
+            }
+            Control::LatencyMarker(_) => emit(control),
+            Control::Barrier(barrier) => {
+                // Forwarded once per checkpoint; alignment belongs to the checkpoint layer.
+                if self.last_barrier_id.is_none_or(|last| barrier.checkpoint_id > last) {
+                    self.last_barrier_id = Some(barrier.checkpoint_id);
+                    emit(control)?;
+                }
+                Ok(())
+            }
+            Control::EndOfInput => {
+                assert!(!self.ended[channel], "channel {channel} ended twice");
+                self.ended[channel] = true;
+                self.n_ended += 1;
+                if let Some(combined) = self.valve.on_end_of_input(channel) {
+                    emit(Control::Watermark(combined))?;
+                }
+                if self.all_ended() {
+                    emit(Control::EndOfInput)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Watermark;
+
+    fn feed(merger: &mut ControlMerger, channel: usize, control: Control) -> Vec<Control> {
+        let mut out = Vec::new();
+        merger
+            .on_control(channel, control, |c| {
+                out.push(c);
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn end_of_input_waits_for_every_channel_and_flushes_the_watermark() {
+        let mut m = ControlMerger::new(2);
+        assert_eq!(feed(&mut m, 0, Control::Watermark(Watermark(5))), vec![]);
+        assert_eq!(feed(&mut m, 1, Control::Watermark(Watermark(3))), vec![Control::Watermark(Watermark(3))]);
+        assert_eq!(feed(&mut m, 1, Control::EndOfInput), vec![Control::Watermark(Watermark(5))]);
+        assert!(!m.all_ended());
+        assert_eq!(feed(&mut m, 0, Control::EndOfInput), vec![Control::EndOfInput]);
+        assert!(m.all_ended());
+    }
+
+    #[test]
+    fn a_barrier_passes_once() {
+        use crate::exchange::CheckpointBarrier;
+        let mut m = ControlMerger::new(3);
+        let b = Control::Barrier(CheckpointBarrier { checkpoint_id: 1, timestamp_ms: 0 });
+        assert_eq!(feed(&mut m, 0, b), vec![b]);
+        assert_eq!(feed(&mut m, 1, b), vec![]);
+        assert_eq!(feed(&mut m, 2, b), vec![]);
+    }
+}

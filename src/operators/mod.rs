@@ -1,0 +1,32 @@
+//! Operators and what runs them on a shard: the record batch, the `Input`/`Output` call chain, the
+//! user function traits, the built-in operators (one per file), sources and sinks, the typed ends of
+//! the exchange, and the drivers (a shard's tasks).
+
+pub(crate) mod batch;
+pub(crate) mod co_flat_map;
+pub(crate) mod context;
+pub(crate) mod driver;
+pub(crate) mod filter;
+pub(crate) mod flat_map;
+pub(crate) mod functions;
+pub(crate) mod input;
+pub(crate) mod map;
+pub(crate) mod merge;
+pub(crate) mod network;
+pub(crate) mod partition;
+pub(crate) mod rolling;
+pub(crate) mod sink;
+pub mod sinks;
+pub(crate) mod source;
+pub mod sources;
+pub(crate) mod two_input;
+pub(crate) mod union;
+
+pub use batch::{NO_TIMESTAMP, RecordBatch};
+pub use context::RuntimeContext;
+pub use functions::{
+    Collector, RichCoFlatMapFunction, RichCoMapFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction,
+};
+pub use input::BoxError;
+pub use sink::{SinkContext, SinkFunction};
+pub use source::{SourceFunction, SourceOutput, SourceStatus};

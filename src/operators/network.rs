@@ -1,0 +1,425 @@
+//! The typed ends of an exchange edge: an [`ExchangeSender`] at the end of the upstream chain encodes
+//! records per channel into batches and ships them over the rings; an [`ExchangeReceiver`] (a driver
+//! task on the downstream shard) decodes them in order and calls the downstream chain.
+//!
+//! Sender protocol: each channel keeps `pending` records (with their timestamps and the control
+//! events placed between them) and at most one `staged` encoded batch waiting for room in the ring.
+//! A full batch (`batch_records_max` records) is shipped as soon as it fills; partial batches go on
+//! `flush` (idle, buffer timeout, barrier, end of input). A channel with a full batch it cannot ship is
+//! *blocked*: the driver feeding it must not take more input until it drains (credit backpressure).
+//! Bound: a channel holds at most one full batch plus what one input batch added.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use super::batch::{NO_TIMESTAMP, RecordBatch};
+use super::context::ShardEnv;
+use super::driver::{Driver, Outlets, guarded};
+use super::input::{Input, InputRef, OpError, OpResult};
+use super::merge::ControlMerger;
+use super::partition::Partition;
+use crate::codec::{Arena, ExchangeData};
+use crate::exchange::{BatchBuf, ChannelReceiver, ChannelSender, Control};
+use crate::metrics::Counter;
+use crate::runtime::{JobError, ShardParker};
+use crate::time::SharedClock;
+
+/// What a driver needs of the exchange senders its chain feeds, without knowing their record type.
+pub(crate) trait SenderControl {
+    /// Ships every batch it can, partial ones included.
+    fn flush(&mut self) -> OpResult;
+    /// True if a channel holds a full batch it could not ship.
+    fn is_blocked(&mut self) -> bool;
+    /// True if anything is still waiting to be shipped.
+    fn has_pending(&self) -> bool;
+    /// True if a flush now would ship something (a ring has room for what waits).
+    fn can_progress(&mut self) -> bool;
+}
+
+struct SenderChannel<T> {
+    target_shard: usize,
+    tx: ChannelSender,
+    pending: Vec<T>,
+    /// Empty, or as long as `pending` (`NO_TIMESTAMP` for records without one).
+    pending_timestamps: Vec<i64>,
+    /// Control events, each before the pending record at its index.
+    controls: Vec<(u32, Control)>,
+    /// An encoded batch the ring had no room for.
+    staged: Option<BatchBuf>,
+}
+
+impl<T> SenderChannel<T> {
+    #[inline]
+    fn push(&mut self, value: T, timestamp: Option<i64>) {
+        match timestamp {
+            Some(ts) => {
+                if self.pending_timestamps.len() < self.pending.len() {
+                    self.pending_timestamps.resize(self.pending.len(), NO_TIMESTAMP);
+                }
+                self.pending_timestamps.push(ts);
+            }
+            None if !self.pending_timestamps.is_empty() => self.pending_timestamps.push(NO_TIMESTAMP),
+            None => {}
+        }
+        self.pending.push(value);
+    }
+
+    fn has_pending(&self) -> bool {
+        self.staged.is_some() || !self.pending.is_empty() || !self.controls.is_empty()
+    }
+}
+
+/// The sending end of one exchange edge on one shard.
+pub(crate) struct ExchangeSender<T, P> {
+    /// The upstream operator (errors name it; its backpressure metric is ours).
+    operator_id: u32,
+    partition: P,
+    channels: Vec<SenderChannel<T>>,
+    batch_records_max: usize,
+    /// Buffer timeout zero: ship every record (and control event) at once.
+    flush_always: bool,
+    arena: Arena,
+    parker: Rc<ShardParker>,
+    clock: SharedClock,
+    backpressured_ns: Counter,
+    blocked_since_ns: Option<u64>,
+    next_marker_channel: usize,
+}
+
+impl<T: ExchangeData + Clone, P: Partition<T>> ExchangeSender<T, P> {
+    /// A sender over `channels` (one per receiving subtask, with the shard it runs on).
+    pub fn new(
+        env: &ShardEnv,
+        operator_id: u32,
+        partition: P,
+        channels: Vec<(usize, ChannelSender)>,
+        backpressured_ns: Counter,
+    ) -> ExchangeSender<T, P> {
+        assert!(!channels.is_empty(), "an exchange edge has at least one receiver");
+        let flush_always = env.config.buffer_timeout.is_zero();
+        let batch_records_max = if flush_always { 1 } else { env.config.batch_records_max };
+        assert!(batch_records_max > 0);
+        ExchangeSender {
+            operator_id,
+            partition,
+            channels: channels
+                .into_iter()
+                .map(|(target_shard, tx)| SenderChannel {
+                    target_shard,
+                    tx,
+                    pending: Vec::with_capacity(batch_records_max),
+                    pending_timestamps: Vec::new(),
+                    controls: Vec::new(),
+                    staged: None,
+                })
+                .collect(),
+            batch_records_max,
+            flush_always,
+            arena: Arena::new(),
+            parker: env.parker.clone(),
+            clock: env.clock.clone(),
+            backpressured_ns,
+            blocked_since_ns: None,
+            next_marker_channel: env.shard,
+        }
+    }
+
+    /// Ships channel `index`'s full batches, and its partial one too if `partial`. Returns false if
+    /// something it should have shipped is still waiting for room.
+    fn ship(&mut self, index: usize, partial: bool) -> Result<bool, OpError> {
+        let max = self.batch_records_max;
+        let channel = &mut self.channels[index];
+        loop {
+            if let Some(buf) = channel.staged.take() {
+                if let Err(buf) = channel.tx.send(buf) {
+                    channel.staged = Some(buf);
+                    return Ok(false);
+                }
+                self.parker.notify(channel.target_shard);
+            }
+            let n_pending = channel.pending.len();
+            if n_pending == 0 && channel.controls.is_empty() {
+                return Ok(true);
+            }
+            if n_pending < max && !partial {
+                return Ok(true);
+            }
+            let Some(mut buf) = channel.tx.take_buffer() else { return Ok(false) };
+            let n_records = n_pending.min(max);
+            if n_records > 0 {
+                T::encode_batch(&channel.pending[..n_records], &mut buf.bytes, &mut self.arena)
+                    .map_err(|e| OpError::new(self.operator_id, e))?;
+            }
+            buf.n_records = n_records as u32;
+            if !channel.pending_timestamps.is_empty() {
+                buf.timestamps.extend(channel.pending_timestamps.drain(..n_records));
+            }
+            let n_controls = channel.controls.partition_point(|(at, _)| *at as usize <= n_records);
+            buf.controls.extend(channel.controls.drain(..n_controls));
+            for (at, _) in &mut channel.controls {
+                *at -= n_records as u32;
+            }
+            channel.pending.drain(..n_records);
+            debug_assert!(buf.check().is_ok(), "{:?}", buf.check());
+            channel.staged = Some(buf);
+        }
+    }
+
+    fn blocked_now(&self) -> bool {
+        self.channels.iter().any(|c| c.staged.is_some() || c.pending.len() >= self.batch_records_max)
+    }
+
+    /// Accounts backpressured time: from the first time a channel is blocked until none is.
+    fn update_blocked_time(&mut self) {
+        let blocked = self.blocked_now();
+        match (blocked, self.blocked_since_ns) {
+            (true, None) => self.blocked_since_ns = Some(self.clock.now_ns()),
+            (false, Some(since)) => {
+                self.backpressured_ns.add(self.clock.now_ns().saturating_sub(since));
+                self.blocked_since_ns = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn flush_all(&mut self) -> OpResult {
+        for index in 0..self.channels.len() {
+            self.ship(index, true)?;
+        }
+        self.update_blocked_time();
+        Ok(())
+    }
+
+    fn push_control(&mut self, index: usize, control: Control) {
+        let channel = &mut self.channels[index];
+        let at = channel.pending.len() as u32;
+        channel.controls.push((at, control));
+    }
+}
+
+impl<T: ExchangeData + Clone, P: Partition<T>> Input<T> for ExchangeSender<T, P> {
+    fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
+        let max = self.batch_records_max;
+        let n_channels = self.channels.len();
+        let has_timestamps = batch.has_timestamps();
+        if self.partition.is_broadcast() {
+            for index in 0..n_channels {
+                for (i, value) in batch.values.iter().enumerate() {
+                    let timestamp = if has_timestamps { Some(batch.timestamps[i]) } else { None };
+                    self.channels[index].push(value.clone(), timestamp);
+                }
+                if self.channels[index].pending.len() >= max {
+                    self.ship(index, false)?;
+                }
+            }
+        } else {
+            let timestamps = std::mem::take(&mut batch.timestamps);
+            for (i, value) in batch.values.drain(..).enumerate() {
+                let index = self.partition.select(&value, n_channels).map_err(|e| OpError::new(self.operator_id, e))?;
+                debug_assert!(index < n_channels);
+                let timestamp = if has_timestamps { Some(timestamps[i]) } else { None };
+                let channel = &mut self.channels[index];
+                channel.push(value, timestamp);
+                if channel.pending.len() >= max {
+                    self.ship(index, false)?;
+                }
+            }
+            batch.timestamps = timestamps;
+        }
+        if self.flush_always {
+            return self.flush_all();
+        }
+        self.update_blocked_time();
+        Ok(())
+    }
+
+    fn process_control(&mut self, control: Control) -> OpResult {
+        match control {
+            Control::LatencyMarker(_) => {
+                // Like Flink's `randomEmit`: one channel, not all (markers measure, they must not
+                // multiply).
+                let index = self.next_marker_channel % self.channels.len();
+                self.next_marker_channel = self.next_marker_channel.wrapping_add(1);
+                self.push_control(index, control);
+            }
+            Control::Watermark(_) => {
+                for index in 0..self.channels.len() {
+                    self.push_control(index, control);
+                }
+            }
+            Control::Barrier(_) | Control::EndOfInput => {
+                for index in 0..self.channels.len() {
+                    self.push_control(index, control);
+                }
+                return self.flush_all();
+            }
+        }
+        if self.flush_always {
+            return self.flush_all();
+        }
+        Ok(())
+    }
+}
+
+impl<T: ExchangeData + Clone, P: Partition<T>> SenderControl for ExchangeSender<T, P> {
+    fn flush(&mut self) -> OpResult {
+        self.flush_all()
+    }
+
+    fn is_blocked(&mut self) -> bool {
+        self.blocked_now()
+    }
+
+    fn has_pending(&self) -> bool {
+        self.channels.iter().any(SenderChannel::has_pending)
+    }
+
+    fn can_progress(&mut self) -> bool {
+        self.channels.iter_mut().any(|c| match &c.staged {
+            Some(_) => c.tx.has_room(),
+            None => (!c.pending.is_empty() || !c.controls.is_empty()) && c.tx.has_free_buffer(),
+        })
+    }
+}
+
+/// The receiving end of one exchange edge on one shard: a driver task that reads every sending
+/// shard's channel in turn and feeds the downstream chain.
+pub(crate) struct ExchangeReceiver<T> {
+    /// The downstream operator (errors in decoding name it).
+    operator_id: u32,
+    channels: Vec<ChannelReceiver>,
+    /// The shard each channel comes from, to tell it when its buffers come back.
+    upstream_shards: Vec<usize>,
+    merger: ControlMerger,
+    downstream: InputRef<T>,
+    decoded: RecordBatch<T>,
+    segment: RecordBatch<T>,
+    outlets: Outlets,
+}
+
+impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
+    pub fn new(
+        operator_id: u32,
+        channels: Vec<(usize, ChannelReceiver)>,
+        downstream: InputRef<T>,
+        outlets: Outlets,
+    ) -> ExchangeReceiver<T> {
+        assert!(!channels.is_empty(), "an exchange edge has at least one sender");
+        let (upstream_shards, channels): (Vec<_>, Vec<_>) = channels.into_iter().unzip();
+        ExchangeReceiver {
+            operator_id,
+            merger: ControlMerger::new(channels.len()),
+            channels,
+            upstream_shards,
+            downstream,
+            decoded: RecordBatch::new(),
+            segment: RecordBatch::new(),
+            outlets,
+        }
+    }
+
+    /// Decodes one batch from `channel` and passes its records and control events downstream in order.
+    fn handle(&mut self, channel: usize, buf: &BatchBuf) -> OpResult {
+        if let Err(broken) = buf.check() {
+            return Err(OpError::new(
+                self.operator_id,
+                format!("corrupt batch from shard {}: {broken}", self.upstream_shards[channel]),
+            ));
+        }
+        self.decoded.clear();
+        if buf.n_records > 0 {
+            T::decode_batch(&buf.bytes, buf.n_records as usize, &mut self.decoded.values)
+                .map_err(|e| OpError::new(self.operator_id, e))?;
+            self.decoded.timestamps.extend_from_slice(&buf.timestamps);
+        }
+        let mut downstream = self.downstream.borrow_mut();
+        if buf.controls.is_empty() {
+            let result = downstream.process_batch(&mut self.decoded);
+            self.decoded.clear();
+            return result;
+        }
+        let mut consumed = 0usize;
+        for &(at, control) in &buf.controls {
+            let at = at as usize;
+            if at > consumed {
+                self.decoded.move_prefix_into(at - consumed, &mut self.segment);
+                let result = downstream.process_batch(&mut self.segment);
+                self.segment.clear();
+                result?;
+                consumed = at;
+            }
+            self.merger.on_control(channel, control, |c| downstream.process_control(c))?;
+        }
+        if !self.decoded.is_empty() {
+            let result = downstream.process_batch(&mut self.decoded);
+            self.decoded.clear();
+            result?;
+        }
+        Ok(())
+    }
+
+    async fn run(mut self, env: Rc<ShardEnv>) -> Result<(), JobError> {
+        let n_channels = self.channels.len();
+        let mut next_channel = 0;
+        let mut batches_since_yield = 0u32;
+        loop {
+            if env.signal.is_stopped() {
+                return Ok(());
+            }
+            if self.merger.all_ended() {
+                return self.outlets.drain(&env).await;
+            }
+            let mut received = None;
+            for offset in 0..n_channels {
+                let channel = (next_channel + offset) % n_channels;
+                if self.merger.is_ended(channel) {
+                    continue;
+                }
+                if let Some(buf) = self.channels[channel].recv() {
+                    received = Some((channel, buf));
+                    next_channel = channel + 1;
+                    break;
+                }
+            }
+            match received {
+                Some((channel, buf)) => {
+                    let outcome = guarded(&env, || self.handle(channel, &buf));
+                    self.channels[channel].recycle(buf);
+                    env.parker.notify(self.upstream_shards[channel]);
+                    outcome?;
+                    self.outlets.after_input(&env).await?;
+                    batches_since_yield += 1;
+                    if batches_since_yield >= 32 {
+                        batches_since_yield = 0;
+                        futures_lite::future::yield_now().await;
+                    }
+                }
+                None => {
+                    guarded(&env, || self.outlets.flush())?;
+                    let channels = &mut self.channels;
+                    let merger = &self.merger;
+                    let outlets = &self.outlets;
+                    let signal = &env.signal;
+                    env.parker
+                        .wait_until(|| {
+                            signal.is_stopped()
+                                || channels.iter_mut().enumerate().any(|(i, c)| !merger.is_ended(i) && c.has_data())
+                                || outlets.can_progress()
+                        })
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+impl<T: ExchangeData + Clone> Driver for ExchangeReceiver<T> {
+    fn run(self: Box<Self>, env: Rc<ShardEnv>) -> Pin<Box<dyn Future<Output = Result<(), JobError>>>> {
+        Box::pin((*self).run(env))
+    }
+}
+
+/// A sender as its drivers see it.
+pub(crate) type SenderRef = Rc<RefCell<dyn SenderControl>>;

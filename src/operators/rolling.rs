@@ -1,0 +1,237 @@
+//! Rolling aggregations on a keyed stream (`sum`, `min`, `max`, `min_by`, `max_by`, `reduce`): every
+//! record updates its key's aggregate, and the updated aggregate is emitted with the record's
+//! timestamp (Flink's `StreamGroupedReduceOperator`).
+//!
+//! Semantics follow Flink's aggregators: `sum`, `min` and `max` keep the key's first record and update
+//! only the aggregated field; `min_by` and `max_by` emit the whole record holding the extreme value,
+//! keeping the earlier record on ties.
+
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::ops::Add;
+
+use super::batch::RecordBatch;
+use super::context::OperatorCore;
+use super::input::{Input, Lifecycle, OpResult, Output};
+use crate::exchange::Control;
+use crate::state::{KeyGroupRange, KeyGroupedMap};
+
+/// How a rolling aggregation folds a new record into a key's aggregate.
+pub(crate) trait RollingAggregate<T>: Send + 'static {
+    fn update(&mut self, aggregate: Option<T>, value: T) -> T;
+}
+
+#[derive(Clone)]
+pub(crate) struct Reduce<F>(pub F);
+
+impl<T, F: FnMut(T, T) -> T + Send + 'static> RollingAggregate<T> for Reduce<F> {
+    #[inline]
+    fn update(&mut self, aggregate: Option<T>, value: T) -> T {
+        match aggregate {
+            None => value,
+            Some(aggregate) => (self.0)(aggregate, value),
+        }
+    }
+}
+
+pub(crate) struct Sum<L, V>(pub L, pub PhantomData<fn() -> V>);
+
+impl<L: Clone, V> Clone for Sum<L, V> {
+    fn clone(&self) -> Self {
+        Sum(self.0.clone(), PhantomData)
+    }
+}
+
+impl<T, V, L> RollingAggregate<T> for Sum<L, V>
+where
+    L: Fn(&mut T) -> &mut V + Send + 'static,
+    V: Add<Output = V> + Copy + 'static,
+{
+    #[inline]
+    fn update(&mut self, aggregate: Option<T>, mut value: T) -> T {
+        let Some(mut aggregate) = aggregate else { return value };
+        let add = *(self.0)(&mut value);
+        let field = (self.0)(&mut aggregate);
+        *field = *field + add;
+        aggregate
+    }
+}
+
+/// `min` (`KEEP_LESS = true`) and `max`: the first record with its field replaced by the extreme.
+pub(crate) struct Extreme<L, V, const KEEP_LESS: bool>(pub L, pub PhantomData<fn() -> V>);
+
+impl<L: Clone, V, const KEEP_LESS: bool> Clone for Extreme<L, V, KEEP_LESS> {
+    fn clone(&self) -> Self {
+        Extreme(self.0.clone(), PhantomData)
+    }
+}
+
+impl<T, V, L, const KEEP_LESS: bool> RollingAggregate<T> for Extreme<L, V, KEEP_LESS>
+where
+    L: Fn(&mut T) -> &mut V + Send + 'static,
+    V: PartialOrd + Copy + 'static,
+{
+    #[inline]
+    fn update(&mut self, aggregate: Option<T>, mut value: T) -> T {
+        let Some(mut aggregate) = aggregate else { return value };
+        let candidate = *(self.0)(&mut value);
+        let field = (self.0)(&mut aggregate);
+        let better = if KEEP_LESS { candidate < *field } else { candidate > *field };
+        if better {
+            *field = candidate;
+        }
+        aggregate
+    }
+}
+
+/// `min_by` (`KEEP_LESS = true`) and `max_by`: the record holding the extreme; ties keep the earlier.
+pub(crate) struct ExtremeBy<S, V, const KEEP_LESS: bool>(pub S, pub PhantomData<fn() -> V>);
+
+impl<S: Clone, V, const KEEP_LESS: bool> Clone for ExtremeBy<S, V, KEEP_LESS> {
+    fn clone(&self) -> Self {
+        ExtremeBy(self.0.clone(), PhantomData)
+    }
+}
+
+impl<T, V, S, const KEEP_LESS: bool> RollingAggregate<T> for ExtremeBy<S, V, KEEP_LESS>
+where
+    S: Fn(&T) -> V + Send + 'static,
+    V: PartialOrd + 'static,
+{
+    #[inline]
+    fn update(&mut self, aggregate: Option<T>, value: T) -> T {
+        let Some(aggregate) = aggregate else { return value };
+        let candidate = (self.0)(&value);
+        let current = (self.0)(&aggregate);
+        let better = if KEEP_LESS { candidate < current } else { candidate > current };
+        if better { value } else { aggregate }
+    }
+}
+
+pub(crate) struct RollingOp<T, K, S, A> {
+    core: OperatorCore,
+    key_selector: S,
+    aggregate: A,
+    state: KeyGroupedMap<K, Option<T>>,
+    out: Output<T>,
+    scratch: RecordBatch<T>,
+}
+
+impl<T, K, S, A> RollingOp<T, K, S, A>
+where
+    T: Clone,
+    K: Hash + Eq,
+    S: Fn(&T) -> K,
+    A: RollingAggregate<T>,
+{
+    pub fn new(
+        core: OperatorCore,
+        key_selector: S,
+        aggregate: A,
+        key_groups: KeyGroupRange,
+        out: Output<T>,
+    ) -> RollingOp<T, K, S, A> {
+        let max_parallelism = core.context.max_parallelism();
+        RollingOp {
+            core,
+            key_selector,
+            aggregate,
+            state: KeyGroupedMap::new(max_parallelism, key_groups),
+            out,
+            scratch: RecordBatch::new(),
+        }
+    }
+}
+
+impl<T, K, S, A> Input<T> for RollingOp<T, K, S, A>
+where
+    T: Clone,
+    K: Hash + Eq,
+    S: Fn(&T) -> K,
+    A: RollingAggregate<T>,
+{
+    fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
+        self.core.enter();
+        let n = batch.len() as u64;
+        self.core.records_in.add(n);
+        for value in batch.values.drain(..) {
+            let key = (self.key_selector)(&value);
+            let slot = self.state.entry_or_insert_with(key, || None);
+            let updated = self.aggregate.update(slot.take(), value);
+            self.scratch.values.push(updated.clone());
+            *slot = Some(updated);
+        }
+        std::mem::swap(&mut self.scratch.timestamps, &mut batch.timestamps);
+        self.core.records_out.add(n);
+        let result = self.out.process_batch(&mut self.scratch);
+        self.scratch.clear();
+        result
+    }
+
+    fn process_control(&mut self, control: Control) -> OpResult {
+        self.core.enter();
+        self.core.observe_control(&control);
+        self.out.process_control(control)
+    }
+}
+
+impl<T, K, S, A> Lifecycle for RollingOp<T, K, S, A> {
+    fn open(&mut self) -> OpResult {
+        Ok(())
+    }
+
+    fn close(&mut self) -> OpResult {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fold<A: RollingAggregate<(u32, i64, &'static str)>>(
+        mut a: A,
+        values: &[(u32, i64, &'static str)],
+    ) -> Vec<(u32, i64, &'static str)> {
+        let mut acc = None;
+        values
+            .iter()
+            .map(|v| {
+                let next = a.update(acc.take(), *v);
+                acc = Some(next);
+                next
+            })
+            .collect()
+    }
+
+    const INPUT: [(u32, i64, &str); 4] = [(1, 5, "a"), (1, 3, "b"), (1, 3, "c"), (1, 9, "d")];
+
+    #[test]
+    fn sum_keeps_the_first_record_and_adds_the_field() {
+        let out = fold(Sum(|r: &mut (u32, i64, &str)| &mut r.1, PhantomData), &INPUT);
+        assert_eq!(out, vec![(1, 5, "a"), (1, 8, "a"), (1, 11, "a"), (1, 20, "a")]);
+    }
+
+    #[test]
+    fn min_and_max_replace_only_the_field() {
+        let min = fold(Extreme::<_, _, true>(|r: &mut (u32, i64, &str)| &mut r.1, PhantomData), &INPUT);
+        assert_eq!(min, vec![(1, 5, "a"), (1, 3, "a"), (1, 3, "a"), (1, 3, "a")]);
+        let max = fold(Extreme::<_, _, false>(|r: &mut (u32, i64, &str)| &mut r.1, PhantomData), &INPUT);
+        assert_eq!(max, vec![(1, 5, "a"), (1, 5, "a"), (1, 5, "a"), (1, 9, "a")]);
+    }
+
+    #[test]
+    fn min_by_and_max_by_emit_whole_records_and_keep_the_first_on_ties() {
+        let min_by = fold(ExtremeBy::<_, _, true>(|r: &(u32, i64, &str)| r.1, PhantomData), &INPUT);
+        assert_eq!(min_by, vec![(1, 5, "a"), (1, 3, "b"), (1, 3, "b"), (1, 3, "b")]);
+        let max_by = fold(ExtremeBy::<_, _, false>(|r: &(u32, i64, &str)| r.1, PhantomData), &INPUT);
+        assert_eq!(max_by, vec![(1, 5, "a"), (1, 5, "a"), (1, 5, "a"), (1, 9, "d")]);
+    }
+
+    #[test]
+    fn reduce_folds_in_arrival_order() {
+        let out =
+            fold(Reduce(|a: (u32, i64, &'static str), b: (u32, i64, &'static str)| (a.0, a.1 * 10 + b.1, b.2)), &INPUT);
+        assert_eq!(out, vec![(1, 5, "a"), (1, 53, "b"), (1, 533, "c"), (1, 5339, "d")]);
+    }
+}

@@ -1,0 +1,142 @@
+//! Sinks: the [`SinkFunction`] trait and the operator that drives one.
+
+use super::batch::RecordBatch;
+use super::context::{OperatorCore, RuntimeContext};
+use super::input::{BoxError, Input, Lifecycle, OpError, OpResult};
+use crate::exchange::Control;
+use crate::time::{SharedClock, Watermark};
+
+/// What a sink knows about the record it is given: Flink's `SinkFunction.Context`.
+pub struct SinkContext {
+    timestamp: Option<i64>,
+    watermark: Watermark,
+    clock: Option<SharedClock>,
+}
+
+impl SinkContext {
+    /// The record's event timestamp, if it has one.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.timestamp
+    }
+
+    /// The current event-time watermark at this sink.
+    pub fn current_watermark(&self) -> i64 {
+        self.watermark.0
+    }
+
+    /// The current processing time, milliseconds since the epoch (0 outside a job).
+    pub fn current_processing_time(&self) -> i64 {
+        self.clock.as_ref().map(|c| c.now_ms()).unwrap_or(0)
+    }
+
+    /// A context for calling a sink by hand (in a unit test): no timestamp, the minimum watermark.
+    pub fn detached() -> SinkContext {
+        SinkContext { timestamp: None, watermark: Watermark::MIN, clock: None }
+    }
+}
+
+/// Flink's `RichSinkFunction`: where records leave the job.
+///
+/// ```
+/// use rill::prelude::*;
+/// #[derive(Clone, Default)]
+/// struct Summer { total: u64 }
+/// impl SinkFunction<u64> for Summer {
+///     fn invoke(&mut self, value: u64, _ctx: &SinkContext) -> Result<(), BoxError> {
+///         self.total += value;
+///         Ok(())
+///     }
+///     fn finish(&mut self) -> Result<(), BoxError> {
+///         assert_eq!(self.total, 6);
+///         Ok(())
+///     }
+/// }
+/// let env = StreamEnv::builder().cores(1).build()?;
+/// env.from_iter(vec![1u64, 2, 3]).add_sink(Summer::default());
+/// env.execute()?;
+/// # Ok::<(), rill::Error>(())
+/// ```
+pub trait SinkFunction<T>: Send + 'static {
+    /// Runs on the caller's thread before the job starts, once per sink (before it is cloned for each
+    /// shard): check that the output can be created, connect sockets. An error here fails `execute()`
+    /// before anything runs.
+    fn prepare(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Called once per instance before any record.
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Writes one record.
+    fn invoke(&mut self, value: T, ctx: &SinkContext) -> Result<(), BoxError>;
+
+    /// Writes a batch of records; the default calls [`invoke`](Self::invoke) for each. Override it to
+    /// write a batch at once. Records left in `batch` are dropped.
+    fn invoke_batch(&mut self, batch: &mut RecordBatch<T>, ctx: &mut SinkContext) -> Result<(), BoxError> {
+        let timestamps = std::mem::take(&mut batch.timestamps);
+        for (index, value) in batch.values.drain(..).enumerate() {
+            ctx.timestamp = super::batch::timestamp_at(&timestamps, index);
+            self.invoke(value, ctx)?;
+        }
+        batch.timestamps = timestamps;
+        Ok(())
+    }
+
+    /// Called once at the end of the input: flush what is buffered.
+    fn finish(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Called once per instance when the job ends (after `finish`, or on cancel or failure).
+    fn close(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+pub(crate) struct SinkOp<T, S> {
+    core: OperatorCore,
+    sink: S,
+    context: SinkContext,
+    _record: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T, S: SinkFunction<T>> SinkOp<T, S> {
+    pub fn new(core: OperatorCore, sink: S) -> SinkOp<T, S> {
+        let clock = core.context.clock().clone();
+        let context = SinkContext { timestamp: None, watermark: Watermark::MIN, clock: Some(clock) };
+        SinkOp { core, sink, context, _record: std::marker::PhantomData }
+    }
+}
+
+impl<T, S: SinkFunction<T>> Input<T> for SinkOp<T, S> {
+    fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
+        self.core.enter();
+        self.core.records_in.add(batch.len() as u64);
+        self.sink.invoke_batch(batch, &mut self.context).map_err(|e| OpError::new(self.core.id, e))
+    }
+
+    fn process_control(&mut self, control: Control) -> OpResult {
+        self.core.enter();
+        self.core.observe_control(&control);
+        match control {
+            Control::Watermark(watermark) => self.context.watermark = watermark,
+            Control::EndOfInput => self.sink.finish().map_err(|e| OpError::new(self.core.id, e))?,
+            Control::LatencyMarker(_) | Control::Barrier(_) => {}
+        }
+        Ok(())
+    }
+}
+
+impl<T, S: SinkFunction<T>> Lifecycle for SinkOp<T, S> {
+    fn open(&mut self) -> OpResult {
+        self.core.enter();
+        self.sink.open(&self.core.context).map_err(|e| OpError::new(self.core.id, e))
+    }
+
+    fn close(&mut self) -> OpResult {
+        self.core.enter();
+        self.sink.close().map_err(|e| OpError::new(self.core.id, e))
+    }
+}

@@ -1,0 +1,244 @@
+//! Doorbells: how a shard waits for another shard without burning its core, and how it is woken.
+//!
+//! A waiting task first spins (re-checking its condition between yields) for a short budget, because
+//! waking a parked core costs tens of microseconds; then it parks. To park it arms its shard's
+//! [`Doorbell`], re-checks the condition, and sleeps until the doorbell rings. Whoever changes a ring
+//! that a shard may wait on (a sender after a push, a receiver after freeing room) calls
+//! [`ShardParker::notify`]: a fence, one relaxed load of the target's `armed` flag, and only if it is
+//! armed a one-byte write to the target's socket, which completes the io_uring read its doorbell task
+//! keeps posted.
+//!
+//! No lost wake-up: the waiter stores `armed = true`, fences, then re-checks its condition; the
+//! notifier publishes its change, fences, then loads `armed`. With both fences SeqCst, either the
+//! waiter sees the change or the notifier sees `armed` and rings.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io::Write;
+use std::os::unix::io::{FromRawFd, IntoRawFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::task::{Context, Poll, Waker};
+
+use futures_lite::AsyncReadExt;
+
+use crate::time::clock::monotonic_ns;
+
+/// One shard's doorbell, shared by every shard of the job.
+#[derive(Debug)]
+pub struct Doorbell {
+    /// Set by the shard before it parks; cleared by whoever rings.
+    armed: AtomicBool,
+    /// Non-blocking write end; the shard's doorbell task reads the other end.
+    writer: StdUnixStream,
+    /// The read end, until the shard's doorbell task takes it.
+    reader: std::sync::Mutex<Option<StdUnixStream>>,
+}
+
+impl Doorbell {
+    fn new() -> std::io::Result<Doorbell> {
+        let (reader, writer) = StdUnixStream::pair()?;
+        writer.set_nonblocking(true)?;
+        reader.set_nonblocking(true)?;
+        Ok(Doorbell { armed: AtomicBool::new(false), writer, reader: std::sync::Mutex::new(Some(reader)) })
+    }
+
+    /// Wakes the shard if it is parked (or about to park).
+    #[inline]
+    pub fn ring(&self) {
+        fence(Ordering::SeqCst);
+        if self.armed.load(Ordering::Relaxed) && self.armed.swap(false, Ordering::AcqRel) {
+            // A full socket buffer means a ring is already pending: nothing is lost by ignoring it.
+            let _ = (&self.writer).write(&[1]);
+        }
+    }
+}
+
+/// The doorbells of every shard of a job, indexed by shard.
+#[derive(Clone, Debug)]
+pub struct Doorbells(Arc<[Arc<Doorbell>]>);
+
+impl Doorbells {
+    /// Doorbells for `n_shards` shards.
+    pub fn new(n_shards: usize) -> std::io::Result<Doorbells> {
+        let bells = (0..n_shards).map(|_| Doorbell::new().map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Doorbells(bells.into()))
+    }
+
+    /// Shard `shard`'s doorbell.
+    pub fn get(&self, shard: usize) -> &Arc<Doorbell> {
+        &self.0[shard]
+    }
+
+    /// Number of shards.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True if there are no shards.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Rings every shard's doorbell (used to stop a job).
+    pub fn ring_all(&self) {
+        for bell in self.0.iter() {
+            // Unconditional: a shard may be between arming and parking.
+            bell.armed.store(true, Ordering::SeqCst);
+            bell.ring();
+        }
+    }
+}
+
+/// A shard's side of the doorbells: parks its tasks, and notifies other shards.
+///
+/// Protocol: lives on one shard (not `Send`); tasks of the shard register wakers in `waiters` when they
+/// park; the doorbell task (see [`ShardParker::run_doorbell`]) or a local [`notify`](Self::notify)
+/// wakes them all, and each re-checks its own condition.
+pub struct ShardParker {
+    shard: usize,
+    doorbells: Doorbells,
+    waiters: RefCell<Vec<Waker>>,
+    spin_ns: u64,
+    /// True while a local task is parked (so a local notify knows to wake).
+    has_waiters: Cell<bool>,
+}
+
+impl ShardParker {
+    /// The parker of `shard`; waits spin for `spin_ns` before parking.
+    pub fn new(shard: usize, doorbells: Doorbells, spin_ns: u64) -> Rc<ShardParker> {
+        assert!(shard < doorbells.len(), "shard {shard} of {}", doorbells.len());
+        Rc::new(ShardParker {
+            shard,
+            doorbells,
+            waiters: RefCell::new(Vec::new()),
+            spin_ns,
+            has_waiters: Cell::new(false),
+        })
+    }
+
+    /// How long a wait spins before parking, in nanoseconds.
+    pub fn spin_ns(&self) -> u64 {
+        self.spin_ns
+    }
+
+    /// The shard this parker belongs to.
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+
+    /// Tells shard `target` that something it may wait for changed.
+    #[inline]
+    pub fn notify(&self, target: usize) {
+        if target == self.shard {
+            self.wake_local();
+        } else {
+            self.doorbells.get(target).ring();
+        }
+    }
+
+    fn wake_local(&self) {
+        if self.has_waiters.replace(false) {
+            for waker in self.waiters.borrow_mut().drain(..) {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Reads this shard's doorbell forever, waking parked tasks on every ring. Spawn it once per shard;
+    /// drop (cancel) it when the shard's work is done.
+    pub async fn run_doorbell(self: Rc<Self>) {
+        let reader = self.doorbells.get(self.shard).reader.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(reader) = reader else {
+            panic!("the doorbell of shard {} is already being read", self.shard);
+        };
+        // SAFETY: `into_raw_fd` gives up ownership of a valid, open socket fd, which the glommio stream
+        // now owns and closes on drop.
+        let mut stream = unsafe { glommio::net::UnixStream::from_raw_fd(reader.into_raw_fd()) };
+        let mut buf = [0u8; 64];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => return,
+                Ok(_) => {
+                    self.has_waiters.set(true);
+                    self.wake_local();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Waits until `ready()` is true: spins for the parker's budget, then parks until a notify.
+    /// `ready` must include the job's stop condition, or a stopped job will wait forever.
+    pub async fn wait_until(&self, mut ready: impl FnMut() -> bool) {
+        if ready() {
+            return;
+        }
+        if self.spin_ns > 0 {
+            let deadline = monotonic_ns() + self.spin_ns;
+            loop {
+                futures_lite::future::yield_now().await;
+                if ready() {
+                    return;
+                }
+                if monotonic_ns() >= deadline {
+                    break;
+                }
+            }
+        }
+        let bell = self.doorbells.get(self.shard);
+        loop {
+            bell.armed.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if ready() {
+                return;
+            }
+            Park { parker: self, registered: false }.await;
+            if ready() {
+                return;
+            }
+        }
+    }
+
+    /// Adds `waker` unless an equivalent one is already waiting (so the list stays as short as the
+    /// number of tasks of the shard).
+    fn push_waker(&self, waker: &Waker) {
+        let mut waiters = self.waiters.borrow_mut();
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
+    }
+
+    /// Registers `waker` to be woken by the next notify or ring, and arms the doorbell. For tasks that
+    /// wait on something else too (a socket, a timer) and must still notice a stop.
+    pub fn register(&self, waker: &Waker) {
+        self.push_waker(waker);
+        self.has_waiters.set(true);
+        self.doorbells.get(self.shard).armed.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+}
+
+/// Pending once (after registering the task's waker), ready when polled again.
+struct Park<'a> {
+    parker: &'a ShardParker,
+    registered: bool,
+}
+
+impl Future for Park<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.registered {
+            return Poll::Ready(());
+        }
+        self.registered = true;
+        self.parker.push_waker(cx.waker());
+        self.parker.has_waiters.set(true);
+        Poll::Pending
+    }
+}

@@ -1,0 +1,128 @@
+//! Key groups: `max_parallelism` buckets of keys; shard `i` of `P` owns the contiguous range Flink's
+//! `KeyGroupRangeAssignment` gives it, so a restore with another `P` moves whole key groups.
+
+use std::hash::Hash;
+
+use crate::util::hash::{fmix64, stable_hash};
+
+/// The largest max parallelism (Flink's `UPPER_BOUND_MAX_PARALLELISM`, 2^15).
+pub const MAX_PARALLELISM_UPPER_BOUND: usize = 1 << 15;
+
+/// Flink's default max parallelism for an operator of `parallelism`: 1.5 x parallelism rounded up to a
+/// power of two, at least 128, at most 2^15.
+///
+/// ```
+/// use rill::state::default_max_parallelism;
+/// assert_eq!(default_max_parallelism(1), 128);
+/// assert_eq!(default_max_parallelism(100), 256);
+/// assert_eq!(default_max_parallelism(30_000), 32_768);
+/// ```
+pub fn default_max_parallelism(parallelism: usize) -> usize {
+    let wanted = (parallelism + parallelism / 2).next_power_of_two();
+    wanted.clamp(128, MAX_PARALLELISM_UPPER_BOUND)
+}
+
+/// The key group of a stable key hash: the hash mixed with murmur3's finaliser, modulo max parallelism.
+#[inline]
+pub fn key_group_for_hash(key_hash: u64, max_parallelism: usize) -> usize {
+    debug_assert!(max_parallelism > 0 && max_parallelism <= MAX_PARALLELISM_UPPER_BOUND);
+    (fmix64(key_hash) % max_parallelism as u64) as usize
+}
+
+/// The key group of `key` (through [`stable_hash`]); identical across runs and machines.
+///
+/// ```
+/// let kg = rill::state::key_group_of(&"sensor_1", 128);
+/// assert!(kg < 128);
+/// assert_eq!(kg, rill::state::key_group_of(&"sensor_1", 128));
+/// ```
+#[inline]
+pub fn key_group_of<K: Hash + ?Sized>(key: &K, max_parallelism: usize) -> usize {
+    key_group_for_hash(stable_hash(key), max_parallelism)
+}
+
+/// An inclusive range of key groups `[start, end]`; empty when `end < start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeyGroupRange {
+    /// First key group.
+    pub start: usize,
+    /// Last key group (inclusive).
+    pub end: usize,
+}
+
+impl KeyGroupRange {
+    /// The range owned by subtask `index` of `parallelism`: Flink's
+    /// `computeKeyGroupRangeForOperatorIndex`.
+    ///
+    /// ```
+    /// use rill::state::KeyGroupRange;
+    /// let r = KeyGroupRange::for_subtask(128, 3, 1);
+    /// assert_eq!((r.start, r.end), (43, 85));
+    /// ```
+    pub fn for_subtask(max_parallelism: usize, parallelism: usize, index: usize) -> KeyGroupRange {
+        assert!(parallelism > 0, "parallelism must be positive");
+        assert!(parallelism <= max_parallelism, "parallelism {parallelism} exceeds max parallelism {max_parallelism}");
+        assert!(index < parallelism, "subtask {index} of {parallelism}");
+        let start = (index * max_parallelism).div_ceil(parallelism);
+        let end = ((index + 1) * max_parallelism - 1) / parallelism;
+        KeyGroupRange { start, end }
+    }
+
+    /// Number of key groups in the range.
+    pub fn len(&self) -> usize {
+        if self.end < self.start { 0 } else { self.end - self.start + 1 }
+    }
+
+    /// True if the range holds no key group.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True if `key_group` is in the range.
+    #[inline]
+    pub fn contains(&self, key_group: usize) -> bool {
+        self.start <= key_group && key_group <= self.end
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::key_group_channel;
+
+    #[test]
+    fn ranges_match_flink_for_128_and_3() {
+        let ranges: Vec<_> = (0..3).map(|i| KeyGroupRange::for_subtask(128, 3, i)).map(|r| (r.start, r.end)).collect();
+        assert_eq!(ranges, vec![(0, 42), (43, 85), (86, 127)]);
+    }
+
+    #[test]
+    fn ranges_partition_all_key_groups_and_agree_with_routing() {
+        for max_parallelism in [1usize, 7, 128, 1000, 32_768] {
+            for parallelism in 1..=max_parallelism.min(17) {
+                let mut next = 0;
+                for index in 0..parallelism {
+                    let range = KeyGroupRange::for_subtask(max_parallelism, parallelism, index);
+                    assert_eq!(range.start, next, "mp {max_parallelism} p {parallelism} i {index}");
+                    assert!(!range.is_empty());
+                    for kg in [range.start, range.end] {
+                        assert_eq!(key_group_channel(max_parallelism, parallelism, kg), index);
+                    }
+                    next = range.end + 1;
+                }
+                assert_eq!(next, max_parallelism);
+            }
+        }
+    }
+
+    #[test]
+    fn key_groups_are_stable_golden() {
+        // Pinned: a change here moves keys between shards and breaks savepoint compatibility.
+        let groups: Vec<usize> = (0u64..8).map(|k| key_group_of(&k, 128)).collect();
+        assert_eq!(groups, GOLDEN_GROUPS);
+        assert_eq!(key_group_of("sensor_1", 128), GOLDEN_SENSOR_1);
+    }
+
+    const GOLDEN_GROUPS: [usize; 8] = [120, 127, 106, 100, 28, 2, 7, 37];
+    const GOLDEN_SENSOR_1: usize = 95;
+}
