@@ -47,17 +47,18 @@ pub struct JobResult {
 /// # Ok::<(), rill::Error>(())
 /// ```
 pub struct JobHandle {
-    shards: Vec<ShardHandle<Option<()>>>,
+    shards: Vec<ShardHandle<Option<bool>>>,
     shared: Arc<JobShared>,
     started_ns: u64,
 }
 
 impl JobHandle {
-    pub(crate) fn new(shards: Vec<ShardHandle<Option<()>>>, shared: Arc<JobShared>) -> JobHandle {
+    pub(crate) fn new(shards: Vec<ShardHandle<Option<bool>>>, shared: Arc<JobShared>) -> JobHandle {
         JobHandle { shards, shared, started_ns: monotonic_ns() }
     }
 
-    /// Asks every shard to stop; `join` then returns with [`JobStatus::Cancelled`].
+    /// Asks every shard to stop; `join` then returns with [`JobStatus::Cancelled`], unless the job had
+    /// already finished on every shard (a finished job stays finished).
     pub fn cancel(&self) {
         self.shared.signal.cancel();
     }
@@ -80,9 +81,13 @@ impl JobHandle {
     /// Waits for every shard to end; the error of the first failure, if any.
     pub fn join(self) -> Result<JobResult, Error> {
         let mut crashed = None;
+        let mut all_ended = true;
         for (shard, handle) in self.shards.into_iter().enumerate() {
-            if let Err(reason) = handle.join() {
-                crashed.get_or_insert(JobError::ShardCrashed { shard, reason });
+            match handle.join() {
+                Ok(ended) => all_ended &= ended == Some(true),
+                Err(reason) => {
+                    crashed.get_or_insert(JobError::ShardCrashed { shard, reason });
+                }
             }
         }
         if let Some(error) = self.shared.signal.take_error() {
@@ -91,7 +96,7 @@ impl JobHandle {
         if let Some(error) = crashed {
             return Err(error.into());
         }
-        let status = if self.shared.signal.is_cancelled() { JobStatus::Cancelled } else { JobStatus::Finished };
+        let status = if all_ended { JobStatus::Finished } else { JobStatus::Cancelled };
         Ok(JobResult {
             status,
             duration: Duration::from_nanos(monotonic_ns() - self.started_ns),

@@ -9,7 +9,6 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::config::JobConfig;
 use super::error::{ConfigError, Error};
@@ -20,7 +19,7 @@ use crate::metrics::{LatencyStats, MetricRegistry};
 use crate::operators::context::{ExecConfig, OperatorInfo, ShardEnv};
 use crate::operators::driver::{Driver, Outlets, guarded};
 use crate::operators::network::SenderRef;
-use crate::runtime::{Doorbells, JobSignal, ShardConfig, ShardParker, StartGate, spawn_shard};
+use crate::runtime::{Doorbells, JobSignal, ShardConfig, ShardParker, ShardQueues, StartGate, spawn_shard};
 
 struct NodeShape {
     info: OperatorInfo,
@@ -212,14 +211,9 @@ pub(crate) fn start(mut graph: Graph, config: &JobConfig) -> Result<JobHandle, E
     let mut handles = Vec::with_capacity(n_shards);
     for package in packages {
         let shard = package.shard;
-        let shard_config = ShardConfig {
-            shard,
-            cpu: config.cpus[shard],
-            io_memory_bytes: config.io_memory_bytes,
-            io_poll_interval: Duration::from_micros(500),
-        };
+        let shard_config = ShardConfig { shard, cpu: config.cpus[shard], io_memory_bytes: config.io_memory_bytes };
         let job = shared.clone();
-        match spawn_shard(shard_config, gate.clone(), move |_queues| run_shard(package, job)) {
+        match spawn_shard(shard_config, gate.clone(), move |queues| run_shard(package, job, queues)) {
             Ok(handle) => handles.push(handle),
             Err(reason) => {
                 gate.open(false);
@@ -234,11 +228,13 @@ pub(crate) fn start(mut graph: Graph, config: &JobConfig) -> Result<JobHandle, E
     Ok(JobHandle::new(handles, shared))
 }
 
-/// Runs one shard's part of the job: instantiate, open, run the drivers, close.
-async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>) {
+/// Runs one shard's part of the job: instantiate, open, run the drivers, close. True if every input
+/// of the shard ended (the job was neither stopped nor failed before that).
+async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: ShardQueues) -> bool {
     let shard = package.shard;
     let parker = ShardParker::new(shard, job.doorbells.clone(), job.config.idle_spin.as_nanos() as u64);
-    let doorbell = glommio::spawn_local(parker.clone().run_doorbell());
+    let doorbell = glommio::spawn_local_into(parker.clone().run_doorbell(), queues.background)
+        .expect("the background queue exists on this shard");
     let env = Rc::new(ShardEnv {
         shard,
         n_shards: job.config.n_shards(),
@@ -262,7 +258,7 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>) {
         Err(error) => {
             job.signal.fail(error);
             doorbell.cancel().await;
-            return;
+            return false;
         }
     };
 
@@ -275,12 +271,29 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>) {
         }
         opened += 1;
     }
+    let mut all_ended = false;
     if opened == lifecycles.len() {
-        let tasks: Vec<_> = drivers.into_iter().map(|driver| glommio::spawn_local(driver.run(env.clone()))).collect();
+        // Each driver reports its own failure at once: the others (here and on other shards) may be
+        // waiting for it, and only the stop signal releases them.
+        let tasks: Vec<_> = drivers
+            .into_iter()
+            .map(|driver| {
+                let signal = job.signal.clone();
+                let run = driver.run(env.clone());
+                glommio::spawn_local(async move {
+                    match run.await {
+                        Ok(ended) => ended,
+                        Err(error) => {
+                            signal.fail(error);
+                            false
+                        }
+                    }
+                })
+            })
+            .collect();
+        all_ended = true;
         for task in tasks {
-            if let Err(error) = task.await {
-                job.signal.fail(error);
-            }
+            all_ended &= task.await;
         }
     }
     // Close in the reverse order of opening.
@@ -290,6 +303,7 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>) {
         }
     }
     doorbell.cancel().await;
+    all_ended && !job.signal.has_failed()
 }
 
 type Lifecycles = Vec<Rc<std::cell::RefCell<dyn crate::operators::input::Lifecycle>>>;

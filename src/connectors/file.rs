@@ -50,11 +50,29 @@ impl FileSource {
         }
     }
 
+    /// Where the next line starts, as `path line N` (counting the lines before it if this shard
+    /// did not start at the beginning of the file; only done on the error path).
     fn location(&self) -> String {
-        match self.line_number {
+        let line = self.line_number.or_else(|| line_number_at(&self.path, self.position));
+        match line {
             Some(n) => format!("{} line {n}", self.path.display()),
             None => format!("{} at byte {}", self.path.display(), self.position),
         }
+    }
+}
+
+/// The 1-based line number of the line starting at `offset`, by counting line ends before it.
+fn line_number_at(path: &Path, offset: u64) -> Option<u64> {
+    let file = File::open(path).ok()?;
+    let mut reader = BufReader::new(file).take(offset);
+    let mut buf = [0u8; 64 << 10];
+    let mut lines = 1;
+    loop {
+        let n = reader.read(&mut buf).ok()?;
+        if n == 0 {
+            return Some(lines);
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
     }
 }
 

@@ -174,3 +174,21 @@ impl std::fmt::Debug for ShardEnv {
         f.debug_struct("ShardEnv").field("shard", &self.shard).field("n_shards", &self.n_shards).finish()
     }
 }
+
+/// A shard environment for unit tests of operators and exchange ends on one executor.
+#[cfg(test)]
+pub(crate) fn test_env(batch_records_max: usize, buffer_timeout: Duration) -> Rc<ShardEnv> {
+    let doorbells = crate::runtime::Doorbells::new(1).expect("socket pair");
+    Rc::new(ShardEnv {
+        shard: 0,
+        n_shards: 1,
+        max_parallelism: 128,
+        clock: Arc::new(crate::time::ManualClock::new(0)),
+        metrics: MetricRegistry::new(),
+        latency: Arc::new(LatencyStats::default()),
+        signal: Arc::new(JobSignal::new(doorbells.clone())),
+        parker: ShardParker::new(0, doorbells, 0),
+        config: ExecConfig { buffer_timeout, batch_records_max, source_batch_max: 64, latency_tracking_interval: None },
+        operator_names: vec!["upstream".to_string(), "downstream".to_string()].into(),
+    })
+}

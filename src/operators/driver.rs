@@ -22,9 +22,10 @@ use crate::runtime::JobError;
 use crate::runtime::error::panic_message;
 use crate::time::Watermark;
 
-/// A task of a shard.
+/// A task of a shard. It returns `Ok(true)` when its input ended and everything it produced was
+/// shipped, `Ok(false)` when the job stopped it first.
 pub(crate) trait Driver {
-    fn run(self: Box<Self>, env: Rc<ShardEnv>) -> Pin<Box<dyn Future<Output = Result<(), JobError>>>>;
+    fn run(self: Box<Self>, env: Rc<ShardEnv>) -> Pin<Box<dyn Future<Output = Result<bool, JobError>>>>;
 }
 
 /// Runs `f`, turning an operator error or a panic into a [`JobError`] that names the operator.
@@ -98,21 +99,26 @@ impl Outlets {
             if !self.is_blocked() {
                 break;
             }
+            // Another driver sharing a sender may drain it meanwhile: wake for that too.
             let signal = &env.signal;
-            env.parker.wait_until(|| signal.is_stopped() || self.can_progress()).await;
+            env.parker.wait_until(|| signal.is_stopped() || !self.is_blocked() || self.can_progress()).await;
         }
         Ok(())
     }
 
-    /// Waits until everything the senders hold has been shipped (at end of input).
-    pub async fn drain(&self, env: &ShardEnv) -> Result<(), JobError> {
+    /// Waits until everything the senders hold has been shipped (at end of input); false if the job
+    /// stopped first.
+    pub async fn drain(&self, env: &ShardEnv) -> Result<bool, JobError> {
         loop {
             guarded(env, || self.flush())?;
-            if !self.has_pending() || env.signal.is_stopped() {
-                return Ok(());
+            if env.signal.is_stopped() {
+                return Ok(false);
+            }
+            if !self.has_pending() {
+                return Ok(true);
             }
             let signal = &env.signal;
-            env.parker.wait_until(|| signal.is_stopped() || self.can_progress()).await;
+            env.parker.wait_until(|| signal.is_stopped() || !self.has_pending() || self.can_progress()).await;
         }
     }
 }
@@ -210,35 +216,17 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
     }
 
     /// Waits until the job clock reaches `deadline_ns` (or the next latency marker is due, or the job
-    /// stops): sleeps while far, spins when close.
+    /// stops).
     async fn wait_until_time(&mut self, env: &ShardEnv, deadline_ns: u64) {
-        let spin_ns = env.parker.spin_ns().max(50_000);
-        loop {
-            if env.signal.is_stopped() {
-                return;
-            }
-            let target = match self.marker_interval_ns {
-                Some(_) => deadline_ns.min(self.next_marker_ns),
-                None => deadline_ns,
-            };
-            let now = env.clock.now_ns();
-            if now >= target {
-                return;
-            }
-            let remaining = target - now;
-            if env.clock.is_manual() {
-                glommio::timer::sleep(Duration::from_micros(100)).await;
-            } else if remaining > spin_ns {
-                // Capped so that a stop is noticed within 10 ms.
-                let nap = (remaining - spin_ns / 2).min(10_000_000);
-                glommio::timer::sleep(Duration::from_nanos(nap)).await;
-            } else {
-                futures_lite::future::yield_now().await;
-            }
-        }
+        let target = match self.marker_interval_ns {
+            Some(_) => deadline_ns.min(self.next_marker_ns),
+            None => deadline_ns,
+        };
+        let signal = &env.signal;
+        env.parker.wait_until_deadline(&*env.clock, target, || signal.is_stopped()).await;
     }
 
-    async fn run(mut self, env: Rc<ShardEnv>) -> Result<(), JobError> {
+    async fn run(mut self, env: Rc<ShardEnv>) -> Result<bool, JobError> {
         let opened = {
             let context = self.core.context.clone();
             self.core.enter();
@@ -258,9 +246,9 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
         let result = self.run_loop(&env).await;
         self.core.enter();
         let closed = catch_unwind(AssertUnwindSafe(|| self.source.close()));
-        result?;
+        let ended = result?;
         match closed {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => Ok(ended),
             Ok(Err(error)) => Err(self.source_error(&env, error)),
             Err(payload) => Err(JobError::UserPanic {
                 operator: env.operator_name(self.core.id).to_string(),
@@ -270,14 +258,13 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
         }
     }
 
-    async fn run_loop(&mut self, env: &ShardEnv) -> Result<(), JobError> {
-        let mut polls_since_yield = 0u32;
+    async fn run_loop(&mut self, env: &ShardEnv) -> Result<bool, JobError> {
         let mut marker_timer = None;
         loop {
             let step = std::future::poll_fn(|cx| self.poll_step(env, cx, &mut marker_timer)).await;
             marker_timer = None;
             let status = match step {
-                Step::Stopped => return Ok(()),
+                Step::Stopped => return Ok(false),
                 Step::Failed(error) => return Err(error),
                 Step::Status(status) => status,
             };
@@ -292,13 +279,7 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
             self.emit_marker_if_due(env)?;
             self.outlets.after_input(env).await?;
             match status {
-                SourceStatus::More => {
-                    polls_since_yield += 1;
-                    if polls_since_yield >= 16 {
-                        polls_since_yield = 0;
-                        futures_lite::future::yield_now().await;
-                    }
-                }
+                SourceStatus::More => env.parker.yield_point().await,
                 SourceStatus::WaitUntil(deadline_ns) => {
                     guarded(env, || self.outlets.flush())?;
                     self.wait_until_time(env, deadline_ns).await;
@@ -318,7 +299,7 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
 }
 
 impl<T: Clone + 'static, S: SourceFunction<T>> Driver for SourceDriver<T, S> {
-    fn run(self: Box<Self>, env: Rc<ShardEnv>) -> Pin<Box<dyn Future<Output = Result<(), JobError>>>> {
+    fn run(self: Box<Self>, env: Rc<ShardEnv>) -> Pin<Box<dyn Future<Output = Result<bool, JobError>>>> {
         Box::pin((*self).run(env))
     }
 }

@@ -360,13 +360,12 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
         Ok(())
     }
 
-    async fn run(mut self, env: Rc<ShardEnv>) -> Result<(), JobError> {
+    async fn run(mut self, env: Rc<ShardEnv>) -> Result<bool, JobError> {
         let n_channels = self.channels.len();
         let mut next_channel = 0;
-        let mut batches_since_yield = 0u32;
         loop {
             if env.signal.is_stopped() {
-                return Ok(());
+                return Ok(false);
             }
             if self.merger.all_ended() {
                 return self.outlets.drain(&env).await;
@@ -390,11 +389,7 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
                     env.parker.notify(self.upstream_shards[channel]);
                     outcome?;
                     self.outlets.after_input(&env).await?;
-                    batches_since_yield += 1;
-                    if batches_since_yield >= 32 {
-                        batches_since_yield = 0;
-                        futures_lite::future::yield_now().await;
-                    }
+                    env.parker.yield_point().await;
                 }
                 None => {
                     guarded(&env, || self.outlets.flush())?;
@@ -416,10 +411,119 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
 }
 
 impl<T: ExchangeData + Clone> Driver for ExchangeReceiver<T> {
-    fn run(self: Box<Self>, env: Rc<ShardEnv>) -> Pin<Box<dyn Future<Output = Result<(), JobError>>>> {
+    fn run(self: Box<Self>, env: Rc<ShardEnv>) -> Pin<Box<dyn Future<Output = Result<bool, JobError>>>> {
         Box::pin((*self).run(env))
     }
 }
 
 /// A sender as its drivers see it.
 pub(crate) type SenderRef = Rc<RefCell<dyn SenderControl>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::{CheckpointBarrier, channel};
+    use crate::metrics::LatencyMarker;
+    use crate::operators::context::test_env;
+    use crate::operators::partition::Forward;
+    use crate::time::Watermark;
+    use std::time::Duration;
+
+    #[derive(Clone, Debug, PartialEq)]
+    enum Event {
+        Record(u64, Option<i64>),
+        Control(Control),
+    }
+
+    struct Recorder(Rc<RefCell<Vec<Event>>>);
+
+    impl Input<u64> for Recorder {
+        fn process_batch(&mut self, batch: &mut RecordBatch<u64>) -> OpResult {
+            for (index, value) in batch.values().iter().enumerate() {
+                self.0.borrow_mut().push(Event::Record(*value, batch.timestamp(index)));
+            }
+            Ok(())
+        }
+
+        fn process_control(&mut self, control: Control) -> OpResult {
+            self.0.borrow_mut().push(Event::Control(control));
+            Ok(())
+        }
+    }
+
+    fn script() -> Vec<Event> {
+        let mut events = Vec::new();
+        let marker = |n| Control::LatencyMarker(LatencyMarker { source_id: 9, source_shard: 0, created_ns: n });
+        for i in 0..40u64 {
+            let ts = if i % 5 == 0 { None } else { Some(i as i64 * 10) };
+            events.push(Event::Record(i, ts));
+            match i % 7 {
+                0 => events.push(Event::Control(Control::Watermark(Watermark(i as i64 * 10 - 5)))),
+                3 => events.push(Event::Control(marker(i))),
+                5 => events
+                    .push(Event::Control(Control::Barrier(CheckpointBarrier { checkpoint_id: i, timestamp_ms: 0 }))),
+                _ => {}
+            }
+        }
+        events.push(Event::Control(Control::Watermark(Watermark(1_000))));
+        events.push(Event::Control(marker(99)));
+        events
+    }
+
+    /// Sends `script` through a sender and a ring of `ring_capacity` to a receiver on the same executor;
+    /// returns what the receiver passed downstream.
+    fn transmit(batch_records: usize, buffer_timeout: Duration, ring_capacity: usize) -> Vec<Event> {
+        let executor = glommio::LocalExecutorBuilder::default().io_memory(256 << 10).make().expect("executor");
+        executor.run(async move {
+            let env = test_env(batch_records, buffer_timeout);
+            let (tx, rx) = channel(ring_capacity);
+            let sender = Rc::new(RefCell::new(ExchangeSender::<u64, _>::new(
+                &env,
+                0,
+                Forward { channel: 0 },
+                vec![(0, tx)],
+                Counter::default(),
+            )));
+            let recorded = Rc::new(RefCell::new(Vec::new()));
+            let downstream: InputRef<u64> = Rc::new(RefCell::new(Recorder(recorded.clone())));
+            let receiver = ExchangeReceiver::new(1, vec![(0, rx)], downstream, Outlets::new(Vec::new(), &env));
+            let task = glommio::spawn_local(receiver.run(env.clone()));
+            for event in script().into_iter().chain([Event::Control(Control::EndOfInput)]) {
+                match event {
+                    Event::Record(value, ts) => {
+                        let mut batch = RecordBatch::new();
+                        match ts {
+                            Some(ts) => batch.push_with_timestamp(value, ts),
+                            None => batch.push(value),
+                        }
+                        sender.borrow_mut().process_batch(&mut batch).unwrap();
+                    }
+                    Event::Control(control) => sender.borrow_mut().process_control(control).unwrap(),
+                }
+                while sender.borrow_mut().is_blocked() || (sender.borrow().has_pending() && batch_records == 1) {
+                    sender.borrow_mut().flush().unwrap();
+                    futures_lite::future::yield_now().await;
+                }
+            }
+            while sender.borrow().has_pending() {
+                sender.borrow_mut().flush().unwrap();
+                futures_lite::future::yield_now().await;
+            }
+            assert!(task.await.expect("the receiver ends cleanly"), "the input ended");
+            let recorded = recorded.borrow().clone();
+            recorded
+        })
+    }
+
+    #[test]
+    fn records_and_control_events_arrive_in_order() {
+        let mut expected = script();
+        expected.push(Event::Control(Control::EndOfInput));
+        for (batch_records, ring_capacity) in [(1, 1), (3, 1), (4, 2), (1024, 8)] {
+            for timeout in [Duration::ZERO, Duration::from_millis(1)] {
+                let got = transmit(batch_records, timeout, ring_capacity);
+                assert_eq!(got, expected, "batch {batch_records}, ring {ring_capacity}, timeout {timeout:?}");
+            }
+        }
+    }
+}

@@ -204,19 +204,23 @@ mod tests {
             .collect()
     }
 
+    fn field<'a>(record: &'a mut (u32, i64, &'static str)) -> &'a mut i64 {
+        &mut record.1
+    }
+
     const INPUT: [(u32, i64, &str); 4] = [(1, 5, "a"), (1, 3, "b"), (1, 3, "c"), (1, 9, "d")];
 
     #[test]
     fn sum_keeps_the_first_record_and_adds_the_field() {
-        let out = fold(Sum(|r: &mut (u32, i64, &str)| &mut r.1, PhantomData), &INPUT);
+        let out = fold(Sum(field, PhantomData), &INPUT);
         assert_eq!(out, vec![(1, 5, "a"), (1, 8, "a"), (1, 11, "a"), (1, 20, "a")]);
     }
 
     #[test]
     fn min_and_max_replace_only_the_field() {
-        let min = fold(Extreme::<_, _, true>(|r: &mut (u32, i64, &str)| &mut r.1, PhantomData), &INPUT);
+        let min = fold(Extreme::<_, _, true>(field, PhantomData), &INPUT);
         assert_eq!(min, vec![(1, 5, "a"), (1, 3, "a"), (1, 3, "a"), (1, 3, "a")]);
-        let max = fold(Extreme::<_, _, false>(|r: &mut (u32, i64, &str)| &mut r.1, PhantomData), &INPUT);
+        let max = fold(Extreme::<_, _, false>(field, PhantomData), &INPUT);
         assert_eq!(max, vec![(1, 5, "a"), (1, 5, "a"), (1, 5, "a"), (1, 9, "a")]);
     }
 

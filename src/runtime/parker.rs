@@ -5,25 +5,30 @@
 //! [`Doorbell`], re-checks the condition, and sleeps until the doorbell rings. Whoever changes a ring
 //! that a shard may wait on (a sender after a push, a receiver after freeing room) calls
 //! [`ShardParker::notify`]: a fence, one relaxed load of the target's `armed` flag, and only if it is
-//! armed a one-byte write to the target's socket, which completes the io_uring read its doorbell task
-//! keeps posted.
+//! armed a one-byte datagram to the target's loopback UDP socket, which completes the io_uring receive
+//! its doorbell task keeps posted. (A datagram socket, because glommio receives on it with a plain
+//! io_uring `RECV`; its stream sockets arm readiness polls that were seen to miss wake-ups.)
 //!
 //! No lost wake-up: the waiter stores `armed = true`, fences, then re-checks its condition; the
 //! notifier publishes its change, fences, then loads `armed`. With both fences SeqCst, either the
 //! waiter sees the change or the notifier sees `armed` and rings.
+//!
+//! A busy shard: glommio only polls for I/O (the doorbell) when its task queues run dry or its
+//! preempt timer fires, so while one task of a shard keeps working, the doorbell would not reach
+//! the shard's parked tasks for a long time. Busy tasks therefore call [`ShardParker::yield_point`]
+//! between batches, which wakes the parked tasks of the shard (cheaply: each re-checks its
+//! condition) and yields to them. (glommio's own preempt timer is left at its default: at short
+//! periods its executor was seen to miss wake-ups and sleep forever.)
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::io::Write;
+use std::net::UdpSocket as StdUdpSocket;
 use std::os::unix::io::{FromRawFd, IntoRawFd};
-use std::os::unix::net::UnixStream as StdUnixStream;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::task::{Context, Poll, Waker};
-
-use futures_lite::AsyncReadExt;
 
 use crate::time::clock::monotonic_ns;
 
@@ -32,15 +37,18 @@ use crate::time::clock::monotonic_ns;
 pub struct Doorbell {
     /// Set by the shard before it parks; cleared by whoever rings.
     armed: AtomicBool,
-    /// Non-blocking write end; the shard's doorbell task reads the other end.
-    writer: StdUnixStream,
-    /// The read end, until the shard's doorbell task takes it.
-    reader: std::sync::Mutex<Option<StdUnixStream>>,
+    /// Non-blocking sending socket, connected to `reader`.
+    writer: StdUdpSocket,
+    /// The receiving socket (loopback), until the shard's doorbell task takes it.
+    reader: std::sync::Mutex<Option<StdUdpSocket>>,
 }
 
 impl Doorbell {
     fn new() -> std::io::Result<Doorbell> {
-        let (reader, writer) = StdUnixStream::pair()?;
+        let reader = StdUdpSocket::bind("127.0.0.1:0")?;
+        let writer = StdUdpSocket::bind("127.0.0.1:0")?;
+        writer.connect(reader.local_addr()?)?;
+        reader.connect(writer.local_addr()?)?;
         writer.set_nonblocking(true)?;
         reader.set_nonblocking(true)?;
         Ok(Doorbell { armed: AtomicBool::new(false), writer, reader: std::sync::Mutex::new(Some(reader)) })
@@ -52,7 +60,7 @@ impl Doorbell {
         fence(Ordering::SeqCst);
         if self.armed.load(Ordering::Relaxed) && self.armed.swap(false, Ordering::AcqRel) {
             // A full socket buffer means a ring is already pending: nothing is lost by ignoring it.
-            let _ = (&self.writer).write(&[1]);
+            let _ = self.writer.send(&[1]);
         }
     }
 }
@@ -105,6 +113,8 @@ pub struct ShardParker {
     spin_ns: u64,
     /// True while a local task is parked (so a local notify knows to wake).
     has_waiters: Cell<bool>,
+    /// Calls of `yield_point` since it last poked the parked tasks.
+    yield_calls: Cell<u32>,
 }
 
 impl ShardParker {
@@ -117,6 +127,7 @@ impl ShardParker {
             waiters: RefCell::new(Vec::new()),
             spin_ns,
             has_waiters: Cell::new(false),
+            yield_calls: Cell::new(0),
         })
     }
 
@@ -155,20 +166,70 @@ impl ShardParker {
         let Some(reader) = reader else {
             panic!("the doorbell of shard {} is already being read", self.shard);
         };
-        // SAFETY: `into_raw_fd` gives up ownership of a valid, open socket fd, which the glommio stream
+        // SAFETY: `into_raw_fd` gives up ownership of a valid, open socket fd, which the glommio socket
         // now owns and closes on drop.
-        let mut stream = unsafe { glommio::net::UnixStream::from_raw_fd(reader.into_raw_fd()) };
+        let socket = unsafe { glommio::net::UdpSocket::from_raw_fd(reader.into_raw_fd()) };
         let mut buf = [0u8; 64];
         loop {
-            match stream.read(&mut buf).await {
-                Ok(0) => return,
+            match socket.recv(&mut buf).await {
                 Ok(_) => {
                     self.has_waiters.set(true);
                     self.wake_local();
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return,
+                Err(error) => panic!("the doorbell of shard {} failed: {error}", self.shard),
             }
+        }
+    }
+
+    /// Between two batches of a busy task: every few calls, wakes the shard's parked tasks so they
+    /// re-check their conditions, and yields so they (and the shard's other tasks) run.
+    pub async fn yield_point(&self) {
+        let calls = self.yield_calls.get() + 1;
+        if calls < YIELD_EVERY {
+            self.yield_calls.set(calls);
+            return;
+        }
+        self.yield_calls.set(0);
+        self.has_waiters.set(true);
+        self.wake_local();
+        futures_lite::future::yield_now().await;
+    }
+
+    /// Waits until `ready()` is true or the job clock `clock` reaches `deadline_ns`: spins while the
+    /// deadline is near, parks with a timer while it is far.
+    pub async fn wait_until_deadline(
+        &self,
+        clock: &dyn crate::time::Clock,
+        deadline_ns: u64,
+        mut ready: impl FnMut() -> bool,
+    ) {
+        loop {
+            if ready() {
+                return;
+            }
+            let now = clock.now_ns();
+            if now >= deadline_ns {
+                return;
+            }
+            let remaining = deadline_ns - now;
+            if remaining <= self.spin_ns.max(MIN_SLEEP_NS) && !clock.is_manual() {
+                futures_lite::future::yield_now().await;
+                continue;
+            }
+            // A manual clock only moves when a test moves it: look again every 100 us of real time.
+            let nap = if clock.is_manual() { 100_000 } else { remaining - self.spin_ns.max(MIN_SLEEP_NS) / 2 };
+            let bell = self.doorbells.get(self.shard);
+            bell.armed.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if ready() {
+                return;
+            }
+            ParkOrTimer {
+                parker: self,
+                registered: false,
+                timer: glommio::timer::Timer::new(std::time::Duration::from_nanos(nap.min(MAX_SLEEP_NS))),
+            }
+            .await;
         }
     }
 
@@ -220,6 +281,37 @@ impl ShardParker {
         self.has_waiters.set(true);
         self.doorbells.get(self.shard).armed.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
+    }
+}
+
+/// How many `yield_point` calls between two pokes of the parked tasks.
+const YIELD_EVERY: u32 = 4;
+/// Below this, a timed wait spins rather than sleeps (timers are not finer than this).
+const MIN_SLEEP_NS: u64 = 50_000;
+/// The longest single sleep of a timed wait, so that a stop is noticed within it.
+const MAX_SLEEP_NS: u64 = 10_000_000;
+
+/// Ready when woken (by a notify, a ring or a poke) or when the timer fires.
+struct ParkOrTimer<'a> {
+    parker: &'a ShardParker,
+    registered: bool,
+    timer: glommio::timer::Timer,
+}
+
+impl Future for ParkOrTimer<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Pin::new(&mut self.timer).poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        if self.registered {
+            return Poll::Ready(());
+        }
+        self.registered = true;
+        self.parker.push_waker(cx.waker());
+        self.parker.has_waiters.set(true);
+        Poll::Pending
     }
 }
 

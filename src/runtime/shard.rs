@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
 
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, TaskQueueHandle};
 
@@ -16,23 +15,23 @@ pub struct ShardConfig {
     pub cpu: Option<usize>,
     /// Memory glommio reserves for its I/O buffers.
     pub io_memory_bytes: usize,
-    /// How often a busy shard still polls for I/O and timers.
-    pub io_poll_interval: Duration,
 }
 
 /// The task queues of a shard.
 #[derive(Clone, Copy, Debug)]
 pub struct ShardQueues {
-    /// Records, control events, sources and sinks: high shares, latency matters.
+    /// Records, control events, sources and sinks: high shares. (Its latency is kept by the drivers'
+    /// own yield points, not by glommio's `Latency::Matters`, whose short preempt timer was seen to
+    /// leave executors asleep for good.)
     pub data: TaskQueueHandle,
     /// Background work (checkpoint uploads, compaction): low shares.
     pub background: TaskQueueHandle,
 }
 
 impl ShardQueues {
-    fn create(io_poll_interval: Duration) -> ShardQueues {
+    fn create() -> ShardQueues {
         let executor = glommio::executor();
-        let data = executor.create_task_queue(Shares::Static(1000), Latency::Matters(io_poll_interval), "rill-data");
+        let data = executor.create_task_queue(Shares::Static(1000), Latency::NotImportant, "rill-data");
         let background = executor.create_task_queue(Shares::Static(100), Latency::NotImportant, "rill-background");
         ShardQueues { data, background }
     }
@@ -115,11 +114,9 @@ where
         Some(cpu) => Placement::Fixed(cpu),
         None => Placement::Unbound,
     };
-    let io_poll_interval = config.io_poll_interval;
     let builder = LocalExecutorBuilder::new(placement)
         .name(&format!("rill-shard-{}", config.shard))
-        .io_memory(config.io_memory_bytes)
-        .preempt_timer(io_poll_interval.max(Duration::from_micros(100)));
+        .io_memory(config.io_memory_bytes);
     let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let guard = FinishedGuard(finished.clone());
     let inner = builder
@@ -128,7 +125,7 @@ where
             if !gate.wait() {
                 return None;
             }
-            let queues = ShardQueues::create(io_poll_interval);
+            let queues = ShardQueues::create();
             let task = glommio::spawn_local_into(body(queues), queues.data)
                 .expect("the data queue was just created on this executor");
             Some(task.await)
