@@ -1,1 +1,46 @@
-fn main() {}
+//! Benchmark (b): the exchange by key alone, source -> key_by -> sink, beside a plain loop that routes
+//! each record to its key group's shard and consumes it in batches.
+//! `cargo bench --bench keyby_exchange -- events=5e7 runs=5`
+
+#[path = "common/mod.rs"]
+mod common;
+
+use rill::prelude::*;
+use rill::state::{KeyGroupRange, key_group_of};
+
+fn job(env: &StreamEnv, spec: Generator) {
+    env.generator(spec, |i| (i % 10_000, i))
+        .name("source")
+        .key_by(|r: &(u64, u64)| r.0)
+        .add_sink(DiscardingSink)
+        .name("sink");
+}
+
+/// Routes the thread's records by key group into per-shard batches of 1024 and consumes each full
+/// batch in place: the routing and batching work of the exchange without encoding, rings or
+/// scheduling. (With several threads each consumes its own batches: an upper bound.)
+fn baseline(thread: u64, threads: u64, events: u64) -> u64 {
+    let n = threads as usize;
+    let owner: Vec<usize> = (0..128).map(|kg| rill::exchange::key_group_channel(128, n, kg)).collect();
+    let _ = KeyGroupRange::for_subtask(128, n, 0);
+    let mut batches: Vec<Vec<(u64, u64)>> = (0..n).map(|_| Vec::with_capacity(1024)).collect();
+    let mut checksum = 0u64;
+    let mut index = thread;
+    while index < events {
+        let record = (index % 10_000, index);
+        let target = owner[key_group_of(&record.0, 128)];
+        let batch = &mut batches[target];
+        batch.push(record);
+        if batch.len() == 1024 {
+            checksum = batch.iter().fold(checksum, |c, r| c.wrapping_add(r.1));
+            batch.clear();
+        }
+        index += threads;
+    }
+    checksum
+}
+
+fn main() {
+    let args = common::Args::parse(50_000_000);
+    common::report("(b) exchange by key: source -> key_by -> sink", &args, &job, baseline);
+}

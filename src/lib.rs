@@ -32,6 +32,11 @@ pub mod state;
 pub mod time;
 pub mod util;
 
+/// rkyv, re-exported so that record types derive its traits with the version rill uses:
+/// `#[derive(rill::rkyv::Archive, rill::rkyv::Serialize, rill::rkyv::Deserialize)]` with
+/// `#[rkyv(crate = rill::rkyv)]`.
+pub use rkyv;
+
 pub use api::{
     ConfigError, ConnectedStreams, Data, DataStream, DataStreamSink, Error, Generator, JobHandle, JobResult, JobStatus,
     Key, KeyedStream, StreamEnv, StreamEnvBuilder,

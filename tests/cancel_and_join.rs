@@ -1,6 +1,7 @@
 //! A job started with `execute_async` can be watched (live metrics, `is_finished`), cancelled and
 //! joined: a cancelled job joins with `JobStatus::Cancelled` and leaves no shard thread behind; a
 //! bounded job joins with `JobStatus::Finished`.
+#![allow(clippy::disallowed_methods)] // test timeouts run on real time
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};

@@ -3,8 +3,11 @@
 
 use rill::prelude::*;
 
+/// Rolling counts `(key, first index, count)` and rolling maxima `(key, max)`.
+type Results = (Vec<(u64, u64, u64)>, Vec<(u64, i64)>);
+
 /// A keyed rolling sum and a rolling max over a deterministic source, through two exchanges.
-fn run(n_shards: usize) -> (Vec<(u64, u64, u64)>, Vec<(u64, i64)>) {
+fn run(n_shards: usize) -> Results {
     let env = StreamEnv::builder().cores(n_shards).pinned(false).build().unwrap();
     // A parallel generator: the set of records is the same for any shard count, and each key's records
     // come from one source instance in order only if the key maps to one instance; so key by index

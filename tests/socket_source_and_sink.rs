@@ -1,6 +1,7 @@
 //! TCP connectors on 127.0.0.1: `socket_text_stream` reads the lines a server sends until it closes,
 //! `socket_text_stream_listening` reads the lines of the first client, and `write_to_socket` sends
 //! each record's `Display` form as a line.
+#![allow(clippy::disallowed_methods)] // test timeouts run on real time
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

@@ -93,7 +93,7 @@ impl<A: Data, B: Data> ConnectedStreams<A, B> {
                     Built { inputs: vec![Box::new(first), Box::new(second)], lifecycle: Some(op), source: None }
                 })
             })),
-            output: Some(TypedOutput::<C>::new()),
+            output: Some(TypedOutput::<C>::shared()),
         });
         self.first.connect_to(node, 0);
         self.second.connect_to(node, 1);

@@ -185,7 +185,7 @@ impl<T: Data> DataStream<T> {
                 Built { inputs: vec![Box::new(input)], lifecycle: Some(op), source: None }
             })
         });
-        node.output = Some(TypedOutput::<U>::new());
+        node.output = Some(TypedOutput::<U>::shared());
         let id = self.env.add_node(node);
         self.connect_to(id, 0);
         DataStream::new(self.env.clone(), id)
@@ -266,10 +266,7 @@ impl<T: Data> DataStream<T> {
         let selector = key_selector.clone();
         let make_edge = move || -> Box<dyn EdgeFactory> {
             let selector = selector.clone();
-            Box::new(KeyedEdge::<T, _>::new(move |max_parallelism| HashByKey {
-                key_selector: selector.clone(),
-                max_parallelism,
-            }))
+            Box::new(KeyedEdge::<T, _>::new(move |max_parallelism| HashByKey::new(selector.clone(), max_parallelism)))
         };
         let stream =
             DataStream { partitioning: Partitioning::Keyed(PartitionKind::Hash, Rc::new(make_edge)), ..self.clone() };
@@ -291,7 +288,7 @@ impl<T: Data> DataStream<T> {
                 Built { inputs: ports, lifecycle: Some(op), source: None }
             })
         });
-        node.output = Some(TypedOutput::<T>::new());
+        node.output = Some(TypedOutput::<T>::shared());
         let id = self.env.add_node(node);
         self.connect_to(id, 0);
         other.connect_to(id, 1);

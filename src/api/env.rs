@@ -114,7 +114,7 @@ impl StreamEnv {
             chain_to_downstream: true,
             n_inputs: 0,
             factory: Box::new(SourceFactory::<T, S> { prototype: Some(source), clone, _record: PhantomData }),
-            output: Some(TypedOutput::<T>::new()),
+            output: Some(TypedOutput::<T>::shared()),
         });
         DataStream::new(self.clone(), node)
     }

@@ -43,8 +43,11 @@ pub(crate) struct Built {
     pub inputs: Vec<Box<dyn Any>>,
     pub lifecycle: Option<Rc<RefCell<dyn Lifecycle>>>,
     /// For sources: makes the driver once the outlets of its chain are known.
-    pub source: Option<Box<dyn FnOnce(&ShardEnv, Outlets) -> Box<dyn Driver>>>,
+    pub source: Option<MakeDriver>,
 }
+
+/// Makes a source's driver on its shard, given the outlets its chain feeds.
+pub(crate) type MakeDriver = Box<dyn FnOnce(&ShardEnv, Outlets) -> Box<dyn Driver>>;
 
 /// Builds one node instance on its shard, given its (type-erased) `Output`.
 pub(crate) type ShardMake = Box<dyn FnOnce(&ShardEnv, &OperatorInfo, Option<Box<dyn Any>>) -> Built + Send>;
@@ -76,7 +79,7 @@ pub(crate) trait OutputFactory: Send + Sync {
 pub(crate) struct TypedOutput<T>(PhantomData<fn() -> T>);
 
 impl<T> TypedOutput<T> {
-    pub fn new() -> Arc<dyn OutputFactory>
+    pub fn shared() -> Arc<dyn OutputFactory>
     where
         T: Clone + 'static,
     {

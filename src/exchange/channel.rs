@@ -67,7 +67,7 @@ impl ChannelSender {
 
     /// True if a buffer could be taken now without waiting.
     pub fn has_free_buffer(&mut self) -> bool {
-        self.n_buffers < self.max_buffers || !self.returns.is_empty()
+        self.n_buffers < self.max_buffers || !self.returns.is_drained()
     }
 }
 
@@ -85,7 +85,7 @@ impl ChannelReceiver {
 
     /// True if a batch is waiting.
     pub fn has_data(&mut self) -> bool {
-        !self.data.is_empty()
+        !self.data.is_drained()
     }
 
     /// Gives a used buffer back to the sender for reuse.

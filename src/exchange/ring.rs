@@ -156,8 +156,8 @@ impl<T> Consumer<T> {
         Some(value)
     }
 
-    /// True if a pop would find nothing now.
-    pub fn is_empty(&mut self) -> bool {
+    /// True if a pop would find nothing now (reloads the producer's index if the cached one says so).
+    pub fn is_drained(&mut self) -> bool {
         if self.head != self.tail_cached {
             return false;
         }
@@ -166,7 +166,7 @@ impl<T> Consumer<T> {
     }
 
     /// Values in the ring now (a snapshot: the producer may be adding more).
-    pub fn len(&self) -> usize {
+    pub fn queued(&self) -> usize {
         self.shared.tail.load(Ordering::Acquire).wrapping_sub(self.head)
     }
 }
@@ -213,7 +213,7 @@ mod tests {
                         assert_eq!(v, expected, "capacity {capacity} seed {seed}");
                         expected += 1;
                     }
-                    assert!(rx.len() <= rx.capacity());
+                    assert!(rx.queued() <= rx.capacity());
                     if rng.below(8) == 0 {
                         std::thread::yield_now();
                     }
@@ -253,7 +253,7 @@ mod tests {
             assert!(tx.is_full());
             assert_eq!(rx.pop(), Some(i));
             assert_eq!(rx.pop(), Some(i + 1));
-            assert!(rx.is_empty());
+            assert!(rx.is_drained());
         }
     }
 }

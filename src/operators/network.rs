@@ -510,8 +510,7 @@ mod tests {
                 futures_lite::future::yield_now().await;
             }
             assert!(task.await.expect("the receiver ends cleanly"), "the input ended");
-            let recorded = recorded.borrow().clone();
-            recorded
+            recorded.take()
         })
     }
 

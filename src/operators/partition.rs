@@ -34,15 +34,28 @@ impl<T> Partition<T> for Forward {
 
 /// By key group of the key's stable hash: the channel that owns the key group.
 pub(crate) struct HashByKey<S> {
-    pub key_selector: S,
-    pub max_parallelism: usize,
+    key_selector: S,
+    max_parallelism: usize,
+    /// The channel of each key group, for `n_channels` channels (filled on first use).
+    channel_of_group: Vec<u32>,
+}
+
+impl<S> HashByKey<S> {
+    pub fn new(key_selector: S, max_parallelism: usize) -> HashByKey<S> {
+        HashByKey { key_selector, max_parallelism, channel_of_group: Vec::new() }
+    }
 }
 
 impl<T, K: Hash, S: Fn(&T) -> K + 'static> Partition<T> for HashByKey<S> {
     #[inline]
     fn select(&mut self, value: &T, n_channels: usize) -> Result<usize, String> {
+        if self.channel_of_group.is_empty() {
+            self.channel_of_group = (0..self.max_parallelism)
+                .map(|kg| key_group_channel(self.max_parallelism, n_channels, kg) as u32)
+                .collect();
+        }
         let key_group = key_group_for_hash(stable_hash(&(self.key_selector)(value)), self.max_parallelism);
-        Ok(key_group_channel(self.max_parallelism, n_channels, key_group))
+        Ok(self.channel_of_group[key_group] as usize)
     }
 }
 
@@ -130,7 +143,7 @@ mod tests {
 
     #[test]
     fn hash_sends_a_key_always_to_the_same_channel() {
-        let mut p = HashByKey { key_selector: |v: &(u64, u64)| v.0, max_parallelism: 128 };
+        let mut p = HashByKey::new(|v: &(u64, u64)| v.0, 128);
         for key in 0..100u64 {
             let a = p.select(&(key, 1), 3).unwrap();
             let b = p.select(&(key, 2), 3).unwrap();

@@ -16,21 +16,19 @@ use super::input::{Input, Lifecycle, OpResult, Output};
 use crate::exchange::Control;
 use crate::state::{KeyGroupRange, KeyGroupedMap};
 
-/// How a rolling aggregation folds a new record into a key's aggregate.
+/// How a rolling aggregation folds a new record into a key's aggregate (in place: the key's first
+/// record becomes its aggregate unchanged).
 pub(crate) trait RollingAggregate<T>: Send + 'static {
-    fn update(&mut self, aggregate: Option<T>, value: T) -> T;
+    fn update(&mut self, aggregate: &mut T, value: T);
 }
 
 #[derive(Clone)]
 pub(crate) struct Reduce<F>(pub F);
 
-impl<T, F: FnMut(T, T) -> T + Send + 'static> RollingAggregate<T> for Reduce<F> {
+impl<T: Clone, F: FnMut(T, T) -> T + Send + 'static> RollingAggregate<T> for Reduce<F> {
     #[inline]
-    fn update(&mut self, aggregate: Option<T>, value: T) -> T {
-        match aggregate {
-            None => value,
-            Some(aggregate) => (self.0)(aggregate, value),
-        }
+    fn update(&mut self, aggregate: &mut T, value: T) {
+        *aggregate = (self.0)(aggregate.clone(), value);
     }
 }
 
@@ -48,12 +46,10 @@ where
     V: Add<Output = V> + Copy + 'static,
 {
     #[inline]
-    fn update(&mut self, aggregate: Option<T>, mut value: T) -> T {
-        let Some(mut aggregate) = aggregate else { return value };
+    fn update(&mut self, aggregate: &mut T, mut value: T) {
         let add = *(self.0)(&mut value);
-        let field = (self.0)(&mut aggregate);
+        let field = (self.0)(aggregate);
         *field = *field + add;
-        aggregate
     }
 }
 
@@ -72,15 +68,13 @@ where
     V: PartialOrd + Copy + 'static,
 {
     #[inline]
-    fn update(&mut self, aggregate: Option<T>, mut value: T) -> T {
-        let Some(mut aggregate) = aggregate else { return value };
+    fn update(&mut self, aggregate: &mut T, mut value: T) {
         let candidate = *(self.0)(&mut value);
-        let field = (self.0)(&mut aggregate);
+        let field = (self.0)(aggregate);
         let better = if KEEP_LESS { candidate < *field } else { candidate > *field };
         if better {
             *field = candidate;
         }
-        aggregate
     }
 }
 
@@ -99,12 +93,15 @@ where
     V: PartialOrd + 'static,
 {
     #[inline]
-    fn update(&mut self, aggregate: Option<T>, value: T) -> T {
-        let Some(aggregate) = aggregate else { return value };
-        let candidate = (self.0)(&value);
-        let current = (self.0)(&aggregate);
-        let better = if KEEP_LESS { candidate < current } else { candidate > current };
-        if better { value } else { aggregate }
+    fn update(&mut self, aggregate: &mut T, value: T) {
+        let better = {
+            let candidate = (self.0)(&value);
+            let current = (self.0)(aggregate);
+            if KEEP_LESS { candidate < current } else { candidate > current }
+        };
+        if better {
+            *aggregate = value;
+        }
     }
 }
 
@@ -112,7 +109,7 @@ pub(crate) struct RollingOp<T, K, S, A> {
     core: OperatorCore,
     key_selector: S,
     aggregate: A,
-    state: KeyGroupedMap<K, Option<T>>,
+    state: KeyGroupedMap<K, T>,
     out: Output<T>,
     scratch: RecordBatch<T>,
 }
@@ -156,10 +153,9 @@ where
         self.core.records_in.add(n);
         for value in batch.values.drain(..) {
             let key = (self.key_selector)(&value);
-            let slot = self.state.entry_or_insert_with(key, || None);
-            let updated = self.aggregate.update(slot.take(), value);
+            let aggregate = &mut self.aggregate;
+            let updated = self.state.upsert(key, value, |current, value| aggregate.update(current, value));
             self.scratch.values.push(updated.clone());
-            *slot = Some(updated);
         }
         std::mem::swap(&mut self.scratch.timestamps, &mut batch.timestamps);
         self.core.records_out.add(n);
@@ -193,13 +189,15 @@ mod tests {
         mut a: A,
         values: &[(u32, i64, &'static str)],
     ) -> Vec<(u32, i64, &'static str)> {
-        let mut acc = None;
+        let mut acc: Option<(u32, i64, &'static str)> = None;
         values
             .iter()
             .map(|v| {
-                let next = a.update(acc.take(), *v);
-                acc = Some(next);
-                next
+                match acc.as_mut() {
+                    None => acc = Some(*v),
+                    Some(current) => a.update(current, *v),
+                }
+                acc.expect("set above")
             })
             .collect()
     }

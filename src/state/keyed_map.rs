@@ -1,13 +1,16 @@
 //! A map from key to value split by key group, for keyed operators on one shard.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 
-use super::key_group::{KeyGroupRange, key_group_for_hash};
-use crate::util::hash::{BuildStableHasher, stable_hash};
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
-/// Values per key, held per key group of the shard's range, so that state can later be snapshotted and
-/// moved key group by key group.
+use super::key_group::{KeyGroupRange, key_group_for_hash};
+use crate::util::hash::stable_hash;
+
+/// Values per key, held per key group of the shard's range, so that state can be snapshotted and moved
+/// key group by key group. Each key is hashed once (its stable hash picks both the key group and the
+/// slot in that group's table).
 ///
 /// ```
 /// use rill::state::{KeyGroupRange, KeyGroupedMap};
@@ -16,66 +19,100 @@ use crate::util::hash::{BuildStableHasher, stable_hash};
 /// assert_eq!(map.get(&"a".to_string()), Some(&5));
 /// assert_eq!(map.len(), 1);
 /// ```
-#[derive(Debug)]
 pub struct KeyGroupedMap<K, V> {
     max_parallelism: usize,
     range: KeyGroupRange,
-    groups: Vec<HashMap<K, V, BuildStableHasher>>,
+    groups: Vec<HashTable<(K, V)>>,
 }
 
 impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
     /// An empty map for the key groups of `range`.
     pub fn new(max_parallelism: usize, range: KeyGroupRange) -> KeyGroupedMap<K, V> {
         assert!(range.end < max_parallelism, "range {range:?} beyond max parallelism {max_parallelism}");
-        let groups = (0..range.len()).map(|_| HashMap::default()).collect();
+        let groups = (0..range.len()).map(|_| HashTable::new()).collect();
         KeyGroupedMap { max_parallelism, range, groups }
     }
 
+    /// The table of `key`'s key group, and the key's hash.
     #[inline]
-    fn group_index(&self, key: &K) -> usize {
-        let key_group = key_group_for_hash(stable_hash(key), self.max_parallelism);
+    fn locate(&self, key: &K) -> (usize, u64) {
+        let hash = stable_hash(key);
+        let key_group = key_group_for_hash(hash, self.max_parallelism);
         assert!(
             self.range.contains(key_group),
             "key group {key_group} is not in this shard's range {:?}: a record reached the wrong shard",
             self.range
         );
-        key_group - self.range.start
+        (key_group - self.range.start, hash)
     }
 
     /// The value of `key`, if any.
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.groups[self.group_index(key)].get(key)
+        let (group, hash) = self.locate(key);
+        self.groups[group].find(hash, |(k, _)| k == key).map(|(_, v)| v)
     }
 
     /// The value of `key`, inserting `make()` first if absent.
     #[inline]
     pub fn entry_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
-        let index = self.group_index(&key);
-        self.groups[index].entry(key).or_insert_with(make)
+        let (group, hash) = self.locate(&key);
+        let table = &mut self.groups[group];
+        let entry = table.entry(hash, |(k, _)| *k == key, |(k, _)| stable_hash(k));
+        &mut entry.or_insert_with(|| (key, make())).into_mut().1
+    }
+
+    /// Stores `value` for `key` if absent, else merges it into the current value with `merge`; returns
+    /// the value now held.
+    #[inline]
+    pub fn upsert(&mut self, key: K, value: V, merge: impl FnOnce(&mut V, V)) -> &mut V {
+        let (group, hash) = self.locate(&key);
+        match self.groups[group].entry(hash, |(k, _)| *k == key, |(k, _)| stable_hash(k)) {
+            Entry::Occupied(entry) => {
+                let current = &mut entry.into_mut().1;
+                merge(current, value);
+                current
+            }
+            Entry::Vacant(entry) => &mut entry.insert((key, value)).into_mut().1,
+        }
     }
 
     /// The value of `key` for update, if any.
     #[inline]
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        let index = self.group_index(key);
-        self.groups[index].get_mut(key)
+        let (group, hash) = self.locate(key);
+        self.groups[group].find_mut(hash, |(k, _)| k == key).map(|(_, v)| v)
     }
 
-    /// Inserts or replaces the value of `key`.
+    /// Inserts or replaces the value of `key`; returns the old value.
     #[inline]
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        let index = self.group_index(&key);
-        self.groups[index].insert(key, value)
+        let (group, hash) = self.locate(&key);
+        match self.groups[group].entry(hash, |(k, _)| *k == key, |(k, _)| stable_hash(k)) {
+            Entry::Occupied(mut entry) => Some(std::mem::replace(&mut entry.get_mut().1, value)),
+            Entry::Vacant(entry) => {
+                entry.insert((key, value));
+                None
+            }
+        }
     }
 
     /// Number of keys held.
     pub fn len(&self) -> usize {
-        self.groups.iter().map(HashMap::len).sum()
+        self.groups.iter().map(HashTable::len).sum()
     }
 
     /// True if no key is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl<K, V> std::fmt::Debug for KeyGroupedMap<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyGroupedMap")
+            .field("range", &self.range)
+            .field("keys", &self.groups.iter().map(HashTable::len).sum::<usize>())
+            .finish()
     }
 }
 
@@ -90,5 +127,24 @@ mod tests {
         for key in 0..1000u64 {
             map.insert(key, key);
         }
+    }
+
+    #[test]
+    fn behaves_like_a_map() {
+        let mut map = KeyGroupedMap::new(128, KeyGroupRange::for_subtask(128, 1, 0));
+        let mut model = std::collections::HashMap::new();
+        let mut rng = crate::util::SplitMix64::new(5);
+        for _ in 0..20_000 {
+            let key = rng.below(500);
+            match rng.below(3) {
+                0 => assert_eq!(map.insert(key, key * 2), model.insert(key, key * 2)),
+                1 => *map.entry_or_insert_with(key, || 0) += 1,
+                _ => assert_eq!(map.get(&key), model.get(&key)),
+            }
+            if let Some(v) = map.get(&key) {
+                model.insert(key, *v);
+            }
+        }
+        assert_eq!(map.len(), model.len());
     }
 }

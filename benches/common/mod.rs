@@ -1,0 +1,184 @@
+//! Shared by the job benchmarks: argument parsing, throughput and latency runs of a rill job, and
+//! the report table. Every figure is a median of several runs; nothing here asserts on time.
+
+#![allow(dead_code)]
+#![allow(clippy::disallowed_methods)] // a benchmark measures real time
+
+use std::time::{Duration, Instant};
+
+use rill::prelude::*;
+
+/// Benchmark settings from `KEY=VALUE` arguments (`cargo bench --bench NAME -- events=2e7 runs=5`).
+pub struct Args {
+    pub events: u64,
+    pub keys: u64,
+    pub runs: usize,
+    pub shards: Vec<usize>,
+    pub latency_secs: f64,
+    pub skip_latency: bool,
+}
+
+impl Args {
+    pub fn parse(default_events: u64) -> Args {
+        let mut args = Args {
+            events: default_events,
+            keys: 10_000,
+            runs: 5,
+            shards: vec![1, 2],
+            latency_secs: 3.0,
+            skip_latency: false,
+        };
+        let available = core_affinity::get_core_ids().map(|c| c.len()).unwrap_or(1);
+        for arg in std::env::args().skip(1) {
+            let Some((key, value)) = arg.split_once('=') else { continue };
+            let number = || value.parse::<f64>().unwrap_or_else(|_| panic!("{key}={value}: not a number"));
+            match key {
+                "events" => args.events = number() as u64,
+                "keys" => args.keys = number() as u64,
+                "runs" => args.runs = number() as usize,
+                "shards" => args.shards = value.split(',').map(|s| s.parse().expect("shards=1,2,4")).collect(),
+                "latency_secs" => args.latency_secs = number(),
+                "latency" => args.skip_latency = value == "off",
+                other => panic!("unknown argument {other} (events, keys, runs, shards, latency_secs, latency=off)"),
+            }
+        }
+        args.shards.retain(|&s| s <= available);
+        args
+    }
+}
+
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    values[values.len() / 2]
+}
+
+/// Runs a job built by `build` on `shards` pinned shards over `events` records; returns M events/s
+/// (engine time: `JobResult::duration`, from start to the last record at its sink).
+pub fn rill_throughput(shards: usize, events: u64, build: &dyn Fn(&StreamEnv, Generator)) -> f64 {
+    let env = StreamEnv::builder().cores(shards).build().expect("bench environment");
+    build(&env, Generator::bounded(events));
+    let result = env.execute().expect("bench job");
+    events as f64 / result.duration.as_secs_f64() / 1e6
+}
+
+/// Median M events/s over `runs` runs.
+pub fn rill_throughput_median(runs: usize, shards: usize, events: u64, build: &dyn Fn(&StreamEnv, Generator)) -> f64 {
+    median((0..runs).map(|_| rill_throughput(shards, events, build)).collect())
+}
+
+/// Median M events/s of a hand-written baseline over `runs` runs; `work(thread, n_threads)` does the
+/// thread's share of `events` records.
+pub fn baseline_median(runs: usize, threads: usize, events: u64, work: fn(u64, u64, u64) -> u64) -> f64 {
+    median(
+        (0..runs)
+            .map(|_| {
+                let start = Instant::now();
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| {
+                        std::thread::spawn(move || {
+                            core_affinity::set_for_current(core_affinity::CoreId { id: t });
+                            work(t as u64, threads as u64, events)
+                        })
+                    })
+                    .collect();
+                let checksum: u64 = handles.into_iter().map(|h| h.join().expect("baseline thread")).sum();
+                std::hint::black_box(checksum);
+                events as f64 / start.elapsed().as_secs_f64() / 1e6
+            })
+            .collect(),
+    )
+}
+
+/// Latency from the source to the sink named "sink" at `rate` events/s for `secs` seconds.
+pub struct Latency {
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    pub markers: u64,
+}
+
+pub fn rill_latency(
+    shards: usize,
+    rate: f64,
+    secs: f64,
+    buffer_timeout: Duration,
+    build: &dyn Fn(&StreamEnv, Generator),
+) -> Latency {
+    let env = StreamEnv::builder()
+        .cores(shards)
+        .buffer_timeout(buffer_timeout)
+        .latency_tracking_interval(Duration::from_micros(500))
+        .build()
+        .expect("bench environment");
+    build(&env, Generator::bounded((rate * secs) as u64).per_second(rate));
+    let result = env.execute().expect("bench job");
+    let entry = result
+        .latency
+        .entries
+        .iter()
+        .find(|e| e.operator == "sink")
+        .unwrap_or_else(|| panic!("no latency at the sink:\n{}", result.latency));
+    let us = |ns: u64| ns as f64 / 1000.0;
+    Latency {
+        p50_us: us(entry.quantile_ns(0.5)),
+        p99_us: us(entry.quantile_ns(0.99)),
+        p999_us: us(entry.quantile_ns(0.999)),
+        max_us: us(entry.histogram.max()),
+        markers: entry.count(),
+    }
+}
+
+/// Prints the throughput table and, at half the measured 2-shard (or largest) rate, the latency of
+/// both buffer timeouts.
+pub fn report(title: &str, args: &Args, build: &dyn Fn(&StreamEnv, Generator), baseline: fn(u64, u64, u64) -> u64) {
+    println!("== {title}");
+    println!("   {} events, {} keys, median of {} runs, pinned shards", args.events, args.keys, args.runs);
+    println!(
+        "   {:>6} {:>14} {:>14} {:>18} {:>14}",
+        "shards", "rill M ev/s", "M ev/s/core", "baseline M ev/s", "rill/baseline"
+    );
+    let mut last_rate = 0.0;
+    let mut last_shards = 1;
+    for &shards in &args.shards {
+        let rill = rill_throughput_median(args.runs, shards, args.events, build);
+        let base = baseline_median(args.runs, shards, args.events, baseline);
+        println!(
+            "   {:>6} {:>14.2} {:>14.2} {:>18.2} {:>13.0}%",
+            shards,
+            rill,
+            rill / shards as f64,
+            base,
+            100.0 * rill / base
+        );
+        last_rate = rill;
+        last_shards = shards;
+    }
+    if args.skip_latency {
+        return;
+    }
+    let rate = last_rate * 1e6 / 2.0;
+    println!(
+        "   latency source -> sink at half load ({:.2} M ev/s on {last_shards} shards), markers every 500 us, median of {} runs:",
+        rate / 1e6,
+        args.runs
+    );
+    println!(
+        "   {:>16} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "buffer_timeout", "p50 us", "p99 us", "p99.9 us", "max us", "markers"
+    );
+    for timeout in [Duration::ZERO, Duration::from_millis(1)] {
+        let runs: Vec<Latency> =
+            (0..args.runs).map(|_| rill_latency(last_shards, rate, args.latency_secs, timeout, build)).collect();
+        let m = |f: fn(&Latency) -> f64| median(runs.iter().map(f).collect());
+        println!(
+            "   {:>16} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>8.0}",
+            format!("{timeout:?}"),
+            m(|l| l.p50_us),
+            m(|l| l.p99_us),
+            m(|l| l.p999_us),
+            m(|l| l.max_us),
+            m(|l| l.markers as f64)
+        );
+    }
+}

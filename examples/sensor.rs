@@ -1,0 +1,67 @@
+//! The book's first example: sensor readings in Fahrenheit, converted to Celsius, and the rolling
+//! maximum temperature per sensor, printed as it changes with every reading.
+//!
+//! `cargo run --release --example sensor -- sensors=20 readings=2000 per_second=1000 cores=2`
+
+use rill::prelude::*;
+
+/// One reading of one sensor (the book's `SensorReading`). Records that cross cores derive rkyv's traits.
+#[derive(Clone, Debug, PartialEq, rill::rkyv::Archive, rill::rkyv::Serialize, rill::rkyv::Deserialize)]
+#[rkyv(crate = rill::rkyv)]
+struct SensorReading {
+    id: String,
+    timestamp_ms: i64,
+    temperature: f64,
+}
+
+/// A deterministic reading: each sensor drifts around its own base temperature (Fahrenheit).
+fn reading(index: u64, sensors: u64) -> SensorReading {
+    let sensor = index % sensors;
+    let step = index / sensors;
+    let noise = (rill::util::rand::mix(index) % 1000) as f64 / 100.0 - 5.0;
+    let drift = 10.0 * ((step as f64) / 40.0 + sensor as f64).sin();
+    SensorReading {
+        id: format!("sensor_{}", sensor + 1),
+        timestamp_ms: 1_700_000_000_000 + (step * 100) as i64,
+        temperature: 65.0 + sensor as f64 + drift + noise,
+    }
+}
+
+fn arg(name: &str, default: f64) -> f64 {
+    std::env::args()
+        .skip(1)
+        .filter_map(|a| a.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.parse().unwrap_or_else(|_| panic!("{name}={v}: not a number")))
+        .unwrap_or(default)
+}
+
+fn main() -> Result<(), rill::Error> {
+    let sensors = arg("sensors", 20.0) as u64;
+    let readings = arg("readings", 2_000.0) as u64;
+    let per_second = arg("per_second", 1_000.0);
+    let cores = arg("cores", 0.0) as usize;
+
+    let mut builder = StreamEnv::builder();
+    if cores > 0 {
+        builder = builder.cores(cores);
+    }
+    let env = builder.build()?;
+    env.generator(Generator::bounded(readings).per_second(per_second), move |i| reading(i, sensors))
+        .name("sensor source")
+        .map(|r: SensorReading| SensorReading { temperature: (r.temperature - 32.0) * 5.0 / 9.0, ..r })
+        .name("to celsius")
+        .key_by(|r: &SensorReading| r.id.clone())
+        // As in Flink, `max` keeps the sensor's first reading and raises only its temperature
+        // (`max_by` would emit the whole hottest reading).
+        .max(|r| &mut r.temperature)
+        .name("max per sensor")
+        .print();
+    let result = env.execute()?;
+    eprintln!(
+        "{readings} readings of {sensors} sensors on {} shards in {:.2} s",
+        env.parallelism(),
+        result.duration.as_secs_f64()
+    );
+    Ok(())
+}
