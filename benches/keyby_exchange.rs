@@ -8,8 +8,8 @@ mod common;
 use rill::prelude::*;
 use rill::state::{KeyGroupRange, key_group_of};
 
-fn job(env: &StreamEnv, spec: Generator) {
-    env.generator(spec, |i| (i % 10_000, i))
+fn job(env: &StreamEnv, spec: Generator, keys: u64) {
+    env.generator(spec, move |i| (i % keys, i))
         .name("source")
         .key_by(|r: &(u64, u64)| r.0)
         .add_sink(DiscardingSink)
@@ -42,5 +42,10 @@ fn baseline(thread: u64, threads: u64, events: u64) -> u64 {
 
 fn main() {
     let args = common::Args::parse(50_000_000);
-    common::report("(b) exchange by key: source -> key_by -> sink", &args, &job, baseline);
+    common::report(
+        "(b) exchange by key: source -> key_by -> sink",
+        &args,
+        &|env, spec| job(env, spec, args.keys),
+        baseline,
+    );
 }

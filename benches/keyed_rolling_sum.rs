@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use rill::prelude::*;
 use rill::util::hash::BuildStableHasher;
 
-fn job(env: &StreamEnv, spec: Generator) {
-    env.generator(spec, |i| (i % 10_000, i))
+fn job(env: &StreamEnv, spec: Generator, keys: u64) {
+    env.generator(spec, move |i| (i % keys, i))
         .name("source")
         .key_by(|r: &(u64, u64)| r.0)
         .sum(|r| &mut r.1)
@@ -37,5 +37,10 @@ fn baseline(thread: u64, threads: u64, events: u64) -> u64 {
 
 fn main() {
     let args = common::Args::parse(50_000_000);
-    common::report("(c) keyed rolling sum, 10k keys: source -> key_by -> sum -> sink", &args, &job, baseline);
+    common::report(
+        "(c) keyed rolling sum, 10k keys: source -> key_by -> sum -> sink",
+        &args,
+        &|env, spec| job(env, spec, args.keys),
+        baseline,
+    );
 }

@@ -6,8 +6,8 @@ mod common;
 
 use rill::prelude::*;
 
-fn job(env: &StreamEnv, spec: Generator) {
-    env.generator(spec, |i| (i % 10_000, i))
+fn job(env: &StreamEnv, spec: Generator, keys: u64) {
+    env.generator(spec, move |i| (i % keys, i))
         .name("source")
         .map(|(key, value): (u64, u64)| (key, value * 2 + 1))
         .filter(|r: &(u64, u64)| r.1 % 3 != 0)
@@ -32,5 +32,10 @@ fn baseline(thread: u64, threads: u64, events: u64) -> u64 {
 
 fn main() {
     let args = common::Args::parse(200_000_000);
-    common::report("(a) stateless chain: source -> map -> filter -> sink", &args, &job, baseline);
+    common::report(
+        "(a) stateless chain: source -> map -> filter -> sink",
+        &args,
+        &|env, spec| job(env, spec, args.keys),
+        baseline,
+    );
 }

@@ -418,7 +418,8 @@ impl<T: Data, S: SinkFunction<T>> NodeFactory for SinkFactory<T, S> {
             None => self.prototype.take().expect("a non-parallel sink has one instance"),
         };
         Box::new(move |env, info, _output| {
-            let op = Rc::new(std::cell::RefCell::new(SinkOp::new(OperatorCore::new(env, info), sink)));
+            let op =
+                Rc::new(std::cell::RefCell::new(SinkOp::new(OperatorCore::new(env, info), sink, env.signal.clone())));
             let input: InputRef<T> = op.clone();
             Built { inputs: vec![Box::new(input)], lifecycle: Some(op), source: None }
         })

@@ -79,10 +79,10 @@ impl JobHandle {
     }
 
     /// Waits for every shard to end; the error of the first failure, if any.
-    pub fn join(self) -> Result<JobResult, Error> {
+    pub fn join(mut self) -> Result<JobResult, Error> {
         let mut crashed = None;
         let mut all_ended = true;
-        for (shard, handle) in self.shards.into_iter().enumerate() {
+        for (shard, handle) in std::mem::take(&mut self.shards).into_iter().enumerate() {
             match handle.join() {
                 Ok(ended) => all_ended &= ended == Some(true),
                 Err(reason) => {
@@ -103,5 +103,14 @@ impl JobHandle {
             metrics: self.shared.metrics.snapshot(),
             latency: LatencyReport::merge(&self.shared.latency, &self.shared.operator_names),
         })
+    }
+}
+
+impl Drop for JobHandle {
+    /// A handle dropped without `join` cancels its job, so that no shard runs on unowned.
+    fn drop(&mut self) {
+        if !self.shards.is_empty() {
+            self.cancel();
+        }
     }
 }

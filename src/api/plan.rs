@@ -19,7 +19,11 @@ use crate::metrics::{LatencyStats, MetricRegistry};
 use crate::operators::context::{ExecConfig, OperatorInfo, ShardEnv};
 use crate::operators::driver::{Driver, Outlets, guarded};
 use crate::operators::network::SenderRef;
-use crate::runtime::{Doorbells, JobSignal, ShardConfig, ShardParker, ShardQueues, StartGate, spawn_shard};
+use futures_lite::FutureExt;
+
+use crate::operators::input::current_operator;
+use crate::runtime::error::panic_message;
+use crate::runtime::{Doorbells, JobError, JobSignal, ShardConfig, ShardParker, ShardQueues, StartGate, spawn_shard};
 
 struct NodeShape {
     info: OperatorInfo,
@@ -213,7 +217,8 @@ pub(crate) fn start(mut graph: Graph, config: &JobConfig) -> Result<JobHandle, E
         let shard = package.shard;
         let shard_config = ShardConfig { shard, cpu: config.cpus[shard], io_memory_bytes: config.io_memory_bytes };
         let job = shared.clone();
-        match spawn_shard(shard_config, gate.clone(), move |queues| run_shard(package, job, queues)) {
+        let signal = shared.signal.clone();
+        match spawn_shard(shard_config, gate.clone(), signal, move |queues| run_shard(package, job, queues)) {
             Ok(handle) => handles.push(handle),
             Err(reason) => {
                 gate.open(false);
@@ -233,8 +238,18 @@ pub(crate) fn start(mut graph: Graph, config: &JobConfig) -> Result<JobHandle, E
 async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: ShardQueues) -> bool {
     let shard = package.shard;
     let parker = ShardParker::new(shard, job.doorbells.clone(), job.config.idle_spin.as_nanos() as u64);
-    let doorbell = glommio::spawn_local_into(parker.clone().run_doorbell(), queues.background)
-        .expect("the background queue exists on this shard");
+    let doorbell = {
+        let parker = parker.clone();
+        let signal = job.signal.clone();
+        glommio::spawn_local_into(
+            async move {
+                let error = parker.run_doorbell().await;
+                signal.fail(JobError::ShardCrashed { shard, reason: error.to_string() });
+            },
+            queues.background,
+        )
+        .expect("the background queue exists on this shard")
+    };
     let env = Rc::new(ShardEnv {
         shard,
         n_shards: job.config.n_shards(),
@@ -279,12 +294,22 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: Shard
             .into_iter()
             .map(|driver| {
                 let signal = job.signal.clone();
-                let run = driver.run(env.clone());
+                let env_for_panic = env.clone();
+                let run = std::panic::AssertUnwindSafe(driver.run(env.clone())).catch_unwind();
                 glommio::spawn_local(async move {
                     match run.await {
-                        Ok(ended) => ended,
-                        Err(error) => {
+                        Ok(Ok(ended)) => ended,
+                        Ok(Err(error)) => {
                             signal.fail(error);
+                            false
+                        }
+                        // A panic outside any `guarded` call (the clock, the runtime itself).
+                        Err(payload) => {
+                            signal.fail(JobError::UserPanic {
+                                operator: env_for_panic.operator_name(current_operator()).to_string(),
+                                shard: env_for_panic.shard,
+                                message: panic_message(payload.as_ref()),
+                            });
                             false
                         }
                     }

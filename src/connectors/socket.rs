@@ -21,6 +21,8 @@ use crate::operators::{
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a blocked write waits before the sink checks whether the job is stopping.
+const WRITE_TIMEOUT: Duration = Duration::from_millis(50);
 
 fn connect(address: &str) -> Result<TcpStream, BoxError> {
     let mut last_error = None;
@@ -45,13 +47,19 @@ enum Endpoint {
 
 type Accepting = Pin<Box<dyn Future<Output = std::io::Result<glommio::net::TcpStream>>>>;
 
+/// The glommio side of an opened source: bound to the thread (shard) that opened it.
+struct ShardLocal {
+    thread: std::thread::ThreadId,
+    accepting: Option<Accepting>,
+    stream: Option<glommio::net::TcpStream>,
+}
+
 /// Reads `\n`-terminated UTF-8 lines (a trailing `\r` removed) until the peer closes.
 pub struct SocketSource {
     endpoint: Endpoint,
     connected: Option<TcpStream>,
     listener: Option<TcpListener>,
-    accepting: Option<Accepting>,
-    stream: Option<glommio::net::TcpStream>,
+    local: Option<ShardLocal>,
     buffer: Vec<u8>,
     /// Bytes of `buffer` already scanned for a line end.
     scanned: usize,
@@ -59,11 +67,21 @@ pub struct SocketSource {
     n_lines: u64,
 }
 
-// SAFETY: until `open`, a `SocketSource` holds only std sockets, which are `Send`. The glommio handles
-// (`stream`, `accepting`) are created in `open`, which only the runtime can call (it needs a
-// `RuntimeContext`), on the shard that owns the source; from then on the source stays in its shard's
-// driver task, which glommio never moves to another thread, until it is dropped there.
+// SAFETY: everything but `local` is `Send` (std sockets, buffers). `local` holds glommio handles tied to
+// the thread that called `open`; they are only touched on that thread: `poll_next` refuses to run on
+// any other, and `Drop` on any other thread leaks them instead of dropping them. So moving the source
+// between threads never lets two threads reach the handles.
 unsafe impl Send for SocketSource {}
+
+impl Drop for SocketSource {
+    fn drop(&mut self) {
+        if let Some(local) = self.local.take() {
+            if local.thread != std::thread::current().id() {
+                std::mem::forget(local);
+            }
+        }
+    }
+}
 
 impl SocketSource {
     /// A source that connects to `address` (`host:port`).
@@ -81,8 +99,7 @@ impl SocketSource {
             endpoint,
             connected: None,
             listener: None,
-            accepting: None,
-            stream: None,
+            local: None,
             buffer: Vec::new(),
             scanned: 0,
             chunk: vec![0u8; 64 << 10].into_boxed_slice(),
@@ -148,18 +165,17 @@ impl SourceFunction<String> for SocketSource {
     }
 
     fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), BoxError> {
+        let thread = std::thread::current().id();
         if let Some(stream) = self.connected.take() {
-            stream.set_nonblocking(true)?;
             // SAFETY: `into_raw_fd` hands over a valid, connected socket that nothing else owns.
-            self.stream = Some(unsafe { glommio::net::TcpStream::from_raw_fd(stream.into_raw_fd()) });
+            let stream = unsafe { glommio::net::TcpStream::from_raw_fd(stream.into_raw_fd()) };
+            self.local = Some(ShardLocal { thread, accepting: None, stream: Some(stream) });
         } else if let Some(listener) = self.listener.take() {
-            listener.set_nonblocking(true)?;
             // SAFETY: as above, for a bound, listening socket.
             let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
-            self.accepting =
-                Some(Box::pin(
-                    async move { listener.accept().await.map_err(|e| std::io::Error::other(e.to_string())) },
-                ));
+            let accepting: Accepting =
+                Box::pin(async move { listener.accept().await.map_err(|e| std::io::Error::other(e.to_string())) });
+            self.local = Some(ShardLocal { thread, accepting: Some(accepting), stream: None });
         } else {
             return Err(format!("the socket source for {} was not prepared", self.address()).into());
         }
@@ -171,12 +187,18 @@ impl SourceFunction<String> for SocketSource {
         cx: &mut Context<'_>,
         out: &mut SourceOutput<'_, String>,
     ) -> Poll<Result<SourceStatus, BoxError>> {
-        if let Some(accepting) = self.accepting.as_mut() {
+        let Some(local) = self.local.as_mut() else {
+            return Poll::Ready(Err(format!("the socket source for {} was not opened", self.address()).into()));
+        };
+        if local.thread != std::thread::current().id() {
+            return Poll::Ready(Err("a socket source is polled only on the shard that opened it".into()));
+        }
+        if let Some(accepting) = local.accepting.as_mut() {
             match accepting.as_mut().poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(stream)) => {
-                    self.stream = Some(stream);
-                    self.accepting = None;
+                    local.stream = Some(stream);
+                    local.accepting = None;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(format!("accepting on {}: {e}", self.address()).into())),
             }
@@ -185,7 +207,7 @@ impl SourceFunction<String> for SocketSource {
             return Poll::Ready(Err(e));
         }
         while out.remaining() > 0 {
-            let Some(stream) = self.stream.as_mut() else {
+            let Some(stream) = self.local.as_mut().and_then(|l| l.stream.as_mut()) else {
                 return Poll::Ready(Ok(SourceStatus::Finished));
             };
             match Pin::new(stream).poll_read(cx, &mut self.chunk) {
@@ -195,7 +217,9 @@ impl SourceFunction<String> for SocketSource {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(format!("reading from {}: {e}", self.address()).into())),
                 Poll::Ready(Ok(0)) => {
                     // The peer closed: a last line without its `\n` still counts.
-                    self.stream = None;
+                    if let Some(local) = self.local.as_mut() {
+                        local.stream = None;
+                    }
                     if !self.buffer.is_empty() {
                         self.buffer.push(b'\n');
                         if let Err(e) = self.emit_lines(out) {
@@ -221,7 +245,8 @@ impl SourceFunction<String> for SocketSource {
 }
 
 /// Writes each record's `Display` form as a line to a TCP server it connects to in `prepare`.
-/// Writes are blocking, one batch at a time, on shard 0.
+/// Writes are blocking, one batch at a time, on shard 0, with a short timeout so that a peer that stops
+/// reading cannot keep a cancelled job from stopping.
 pub struct SocketSink {
     address: String,
     stream: Option<TcpStream>,
@@ -234,9 +259,22 @@ impl SocketSink {
         SocketSink { address, stream: None, buffer: Vec::new() }
     }
 
-    fn write_out(&mut self) -> Result<(), BoxError> {
+    fn write_out(&mut self, ctx: &SinkContext) -> Result<(), BoxError> {
         let stream = self.stream.as_mut().ok_or("the socket sink was not prepared")?;
-        stream.write_all(&self.buffer).map_err(|e| format!("writing to {}: {e}", self.address))?;
+        let mut written = 0;
+        while written < self.buffer.len() {
+            match stream.write(&self.buffer[written..]) {
+                Ok(0) => return Err(format!("{} closed the connection", self.address).into()),
+                Ok(n) => written += n,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    if ctx.is_stopping() {
+                        return Err(format!("stopped while writing to {}", self.address).into());
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("writing to {}: {e}", self.address).into()),
+            }
+        }
         self.buffer.clear();
         Ok(())
     }
@@ -244,20 +282,22 @@ impl SocketSink {
 
 impl<T: std::fmt::Display> SinkFunction<T> for SocketSink {
     fn prepare(&mut self) -> Result<(), BoxError> {
-        self.stream = Some(connect(&self.address)?);
+        let stream = connect(&self.address)?;
+        stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        self.stream = Some(stream);
         Ok(())
     }
 
-    fn invoke(&mut self, value: T, _ctx: &SinkContext) -> Result<(), BoxError> {
+    fn invoke(&mut self, value: T, ctx: &SinkContext) -> Result<(), BoxError> {
         writeln!(self.buffer, "{value}")?;
-        self.write_out()
+        self.write_out(ctx)
     }
 
-    fn invoke_batch(&mut self, batch: &mut RecordBatch<T>, _ctx: &mut SinkContext) -> Result<(), BoxError> {
+    fn invoke_batch(&mut self, batch: &mut RecordBatch<T>, ctx: &mut SinkContext) -> Result<(), BoxError> {
         for value in batch.values() {
             writeln!(self.buffer, "{value}")?;
         }
-        self.write_out()
+        self.write_out(ctx)
     }
 
     fn finish(&mut self) -> Result<(), BoxError> {

@@ -93,15 +93,6 @@ impl<T> RecordBatch<T> {
         self.timestamps.clear();
     }
 
-    /// Moves the first `n` records (with their timestamps) to the end of `into`.
-    pub(crate) fn move_prefix_into(&mut self, n: usize, into: &mut RecordBatch<T>) {
-        debug_assert!(n <= self.len());
-        into.values.extend(self.values.drain(..n));
-        if !self.timestamps.is_empty() {
-            into.timestamps.extend(self.timestamps.drain(..n));
-        }
-    }
-
     /// Checks the timestamp invariant.
     #[inline]
     pub(crate) fn debug_check(&self) {

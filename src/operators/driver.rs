@@ -184,11 +184,15 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
             Ok(Poll::Ready(Err(error))) => Poll::Ready(Step::Failed(self.source_error(env, error))),
             Ok(Poll::Pending) if !self.batch.is_empty() => Poll::Ready(Step::Status(SourceStatus::More)),
             Ok(Poll::Pending) => {
-                // Idle: ship what waits downstream, and wake for a stop or for the next marker.
+                // Idle. Arm first, then ship what waits downstream, then look again: a receiver that
+                // frees room after the flush finds us armed, one that freed it before is seen here.
+                env.parker.register(cx.waker());
                 if let Err(error) = guarded(env, || self.outlets.flush()) {
                     return Poll::Ready(Step::Failed(error));
                 }
-                env.parker.register(cx.waker());
+                if self.outlets.can_progress() {
+                    cx.waker().wake_by_ref();
+                }
                 if let Some(interval) = self.marker_interval_ns {
                     let timer = marker_timer.get_or_insert_with(|| {
                         let wait = self.next_marker_ns.saturating_sub(env.clock.now_ns()).min(interval);
@@ -210,20 +214,27 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
         if now < self.next_marker_ns {
             return Ok(());
         }
-        self.next_marker_ns = now + interval;
+        self.next_marker_ns = now.saturating_add(interval);
         let marker = LatencyMarker { source_id: self.core.id, source_shard: env.shard as u32, created_ns: now };
         guarded(env, || self.out.process_control(Control::LatencyMarker(marker)))
     }
 
     /// Waits until the job clock reaches `deadline_ns` (or the next latency marker is due, or the job
-    /// stops).
-    async fn wait_until_time(&mut self, env: &ShardEnv, deadline_ns: u64) {
+    /// stops), shipping what waits downstream whenever a receiver makes room meanwhile.
+    async fn wait_until_time(&mut self, env: &ShardEnv, deadline_ns: u64) -> Result<(), JobError> {
         let target = match self.marker_interval_ns {
             Some(_) => deadline_ns.min(self.next_marker_ns),
             None => deadline_ns,
         };
-        let signal = &env.signal;
-        env.parker.wait_until_deadline(&*env.clock, target, || signal.is_stopped()).await;
+        loop {
+            let signal = &env.signal;
+            let outlets = &self.outlets;
+            env.parker.wait_until_deadline(&*env.clock, target, || signal.is_stopped() || outlets.can_progress()).await;
+            if env.signal.is_stopped() || env.clock.now_ns() >= target {
+                return Ok(());
+            }
+            guarded(env, || self.outlets.flush())?;
+        }
     }
 
     async fn run(mut self, env: Rc<ShardEnv>) -> Result<bool, JobError> {
@@ -282,7 +293,7 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
                 SourceStatus::More => env.parker.yield_point().await,
                 SourceStatus::WaitUntil(deadline_ns) => {
                     guarded(env, || self.outlets.flush())?;
-                    self.wait_until_time(env, deadline_ns).await;
+                    self.wait_until_time(env, deadline_ns).await?;
                 }
                 SourceStatus::Finished => {
                     // A bounded source ends with the MAX watermark, then end of input.

@@ -4,10 +4,12 @@
 //!
 //! Sender protocol: each channel keeps `pending` records (with their timestamps and the control
 //! events placed between them) and at most one `staged` encoded batch waiting for room in the ring.
-//! A full batch (`batch_records_max` records) is shipped as soon as it fills; partial batches go on
-//! `flush` (idle, buffer timeout, barrier, end of input). A channel with a full batch it cannot ship is
-//! *blocked*: the driver feeding it must not take more input until it drains (credit backpressure).
-//! Bound: a channel holds at most one full batch plus what one input batch added.
+//! Full batches (`batch_records_max` records) are shipped after each input batch; partial batches go
+//! on `flush` (idle, buffer timeout, barrier, end of input). A channel with a full batch it cannot ship
+//! is *blocked*: the driver feeding it must not take more input until it drains (credit backpressure).
+//! Bound: a channel holds at most one partial batch, one staged batch, and what one input batch of each
+//! driver feeding the sender added (an input batch is bounded by `source_batch` or `batch_records`,
+//! times the fan-out of the chain before the sender: a `flat_map` decides its own fan-out).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -69,6 +71,45 @@ impl<T> SenderChannel<T> {
     fn has_pending(&self) -> bool {
         self.staged.is_some() || !self.pending.is_empty() || !self.controls.is_empty()
     }
+
+    /// Moves every record of `batch` (with its timestamp) to the end of `pending`.
+    fn append(&mut self, batch: &mut RecordBatch<T>) {
+        let has_timestamps = self.prepare_timestamps(batch.has_timestamps());
+        self.pending.append(&mut batch.values);
+        if has_timestamps {
+            self.pending_timestamps.append(&mut batch.timestamps);
+        }
+        self.pad_timestamps();
+    }
+
+    /// Copies every record of `batch` (with its timestamp) to the end of `pending`.
+    fn extend_cloned(&mut self, batch: &RecordBatch<T>)
+    where
+        T: Clone,
+    {
+        let has_timestamps = self.prepare_timestamps(batch.has_timestamps());
+        self.pending.extend(batch.values.iter().cloned());
+        if has_timestamps {
+            self.pending_timestamps.extend_from_slice(&batch.timestamps);
+        }
+        self.pad_timestamps();
+    }
+
+    /// Before adding records: if they carry timestamps and the pending ones have none, gives the
+    /// pending ones `NO_TIMESTAMP`, so that the column stays as long as the records.
+    fn prepare_timestamps(&mut self, incoming_have_timestamps: bool) -> bool {
+        if incoming_have_timestamps && self.pending_timestamps.len() < self.pending.len() {
+            self.pending_timestamps.resize(self.pending.len(), NO_TIMESTAMP);
+        }
+        incoming_have_timestamps
+    }
+
+    /// After adding records without timestamps to pending records with some: pads the column.
+    fn pad_timestamps(&mut self) {
+        if !self.pending_timestamps.is_empty() && self.pending_timestamps.len() < self.pending.len() {
+            self.pending_timestamps.resize(self.pending.len(), NO_TIMESTAMP);
+        }
+    }
 }
 
 /// The sending end of one exchange edge on one shard.
@@ -86,6 +127,8 @@ pub(crate) struct ExchangeSender<T, P> {
     backpressured_ns: Counter,
     blocked_since_ns: Option<u64>,
     next_marker_channel: usize,
+    /// The channel of each record of the batch being distributed (reused).
+    targets: Vec<u32>,
 }
 
 impl<T: ExchangeData + Clone, P: Partition<T>> ExchangeSender<T, P> {
@@ -123,6 +166,7 @@ impl<T: ExchangeData + Clone, P: Partition<T>> ExchangeSender<T, P> {
             backpressured_ns,
             blocked_since_ns: None,
             next_marker_channel: env.shard,
+            targets: Vec::new(),
         }
     }
 
@@ -201,32 +245,35 @@ impl<T: ExchangeData + Clone, P: Partition<T>> ExchangeSender<T, P> {
 
 impl<T: ExchangeData + Clone, P: Partition<T>> Input<T> for ExchangeSender<T, P> {
     fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
-        let max = self.batch_records_max;
         let n_channels = self.channels.len();
-        let has_timestamps = batch.has_timestamps();
         if self.partition.is_broadcast() {
-            for index in 0..n_channels {
-                for (i, value) in batch.values.iter().enumerate() {
-                    let timestamp = if has_timestamps { Some(batch.timestamps[i]) } else { None };
-                    self.channels[index].push(value.clone(), timestamp);
-                }
-                if self.channels[index].pending.len() >= max {
-                    self.ship(index, false)?;
-                }
+            for channel in &mut self.channels {
+                channel.extend_cloned(batch);
             }
+        } else if n_channels == 1 && !self.partition.must_select() {
+            self.channels[0].append(batch);
         } else {
-            let timestamps = std::mem::take(&mut batch.timestamps);
-            for (i, value) in batch.values.drain(..).enumerate() {
-                let index = self.partition.select(&value, n_channels).map_err(|e| OpError::new(self.operator_id, e))?;
-                debug_assert!(index < n_channels);
-                let timestamp = if has_timestamps { Some(timestamps[i]) } else { None };
-                let channel = &mut self.channels[index];
-                channel.push(value, timestamp);
-                if channel.pending.len() >= max {
-                    self.ship(index, false)?;
+            // First every record's channel, then the records: two tight loops.
+            self.targets.clear();
+            for value in &batch.values {
+                let target = self.partition.select(value, n_channels).map_err(|e| OpError::new(self.operator_id, e))?;
+                debug_assert!(target < n_channels);
+                self.targets.push(target as u32);
+            }
+            if batch.timestamps.is_empty() {
+                for (value, &target) in batch.values.drain(..).zip(&self.targets) {
+                    self.channels[target as usize].push(value, None);
+                }
+            } else {
+                for ((value, &ts), &target) in batch.values.drain(..).zip(&batch.timestamps).zip(&self.targets) {
+                    self.channels[target as usize].push(value, Some(ts));
                 }
             }
-            batch.timestamps = timestamps;
+        }
+        for index in 0..n_channels {
+            if self.channels[index].pending.len() >= self.batch_records_max {
+                self.ship(index, false)?;
+            }
         }
         if self.flush_always {
             return self.flush_all();
@@ -340,11 +387,18 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
             self.decoded.clear();
             return result;
         }
+        // Replay in order: the records before each control event, then the event. One pass over the
+        // decoded records (each segment is moved once), whatever the number of events.
+        let has_timestamps = !self.decoded.timestamps.is_empty();
+        let mut records = self.decoded.values.drain(..);
         let mut consumed = 0usize;
         for &(at, control) in &buf.controls {
             let at = at as usize;
             if at > consumed {
-                self.decoded.move_prefix_into(at - consumed, &mut self.segment);
+                self.segment.values.extend(records.by_ref().take(at - consumed));
+                if has_timestamps {
+                    self.segment.timestamps.extend_from_slice(&self.decoded.timestamps[consumed..at]);
+                }
                 let result = downstream.process_batch(&mut self.segment);
                 self.segment.clear();
                 result?;
@@ -352,11 +406,16 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
             }
             self.merger.on_control(channel, control, |c| downstream.process_control(c))?;
         }
-        if !self.decoded.is_empty() {
-            let result = downstream.process_batch(&mut self.decoded);
-            self.decoded.clear();
+        self.segment.values.extend(records);
+        if !self.segment.is_empty() {
+            if has_timestamps {
+                self.segment.timestamps.extend_from_slice(&self.decoded.timestamps[consumed..]);
+            }
+            let result = downstream.process_batch(&mut self.segment);
+            self.segment.clear();
             result?;
         }
+        self.decoded.clear();
         Ok(())
     }
 

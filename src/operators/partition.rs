@@ -18,6 +18,12 @@ pub(crate) trait Partition<T>: 'static {
     fn is_broadcast(&self) -> bool {
         false
     }
+
+    /// True if `select` must run even when there is a single channel (a user function that may reject
+    /// its own choice); otherwise a single channel takes every record without asking.
+    fn must_select(&self) -> bool {
+        false
+    }
 }
 
 /// Subtask `i` to subtask `i` (equal parallelism on both sides).
@@ -127,6 +133,10 @@ where
             return Err(format!("custom partitioner chose channel {channel}, but there are only {n_channels}"));
         }
         Ok(channel)
+    }
+
+    fn must_select(&self) -> bool {
+        true
     }
 }
 

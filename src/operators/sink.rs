@@ -11,6 +11,7 @@ pub struct SinkContext {
     timestamp: Option<i64>,
     watermark: Watermark,
     clock: Option<SharedClock>,
+    signal: Option<std::sync::Arc<crate::runtime::JobSignal>>,
 }
 
 impl SinkContext {
@@ -29,9 +30,15 @@ impl SinkContext {
         self.clock.as_ref().map(|c| c.now_ms()).unwrap_or(0)
     }
 
+    /// True once the job is being cancelled or has failed: a sink blocked on slow output should give
+    /// up (what it returns then is ignored).
+    pub fn is_stopping(&self) -> bool {
+        self.signal.as_ref().is_some_and(|s| s.is_stopped())
+    }
+
     /// A context for calling a sink by hand (in a unit test): no timestamp, the minimum watermark.
     pub fn detached() -> SinkContext {
-        SinkContext { timestamp: None, watermark: Watermark::MIN, clock: None }
+        SinkContext { timestamp: None, watermark: Watermark::MIN, clock: None, signal: None }
     }
 }
 
@@ -103,9 +110,10 @@ pub(crate) struct SinkOp<T, S> {
 }
 
 impl<T, S: SinkFunction<T>> SinkOp<T, S> {
-    pub fn new(core: OperatorCore, sink: S) -> SinkOp<T, S> {
+    pub fn new(core: OperatorCore, sink: S, signal: std::sync::Arc<crate::runtime::JobSignal>) -> SinkOp<T, S> {
         let clock = core.context.clock().clone();
-        let context = SinkContext { timestamp: None, watermark: Watermark::MIN, clock: Some(clock) };
+        let context =
+            SinkContext { timestamp: None, watermark: Watermark::MIN, clock: Some(clock), signal: Some(signal) };
         SinkOp { core, sink, context, _record: std::marker::PhantomData }
     }
 }

@@ -49,8 +49,9 @@ impl Doorbell {
         let writer = StdUdpSocket::bind("127.0.0.1:0")?;
         writer.connect(reader.local_addr()?)?;
         reader.connect(writer.local_addr()?)?;
+        // The writer never blocks a notifier; the reader stays blocking, as glommio expects (it
+        // receives with io_uring and non-blocking attempts of its own).
         writer.set_nonblocking(true)?;
-        reader.set_nonblocking(true)?;
         Ok(Doorbell { armed: AtomicBool::new(false), writer, reader: std::sync::Mutex::new(Some(reader)) })
     }
 
@@ -153,15 +154,18 @@ impl ShardParker {
 
     fn wake_local(&self) {
         if self.has_waiters.replace(false) {
-            for waker in self.waiters.borrow_mut().drain(..) {
+            // Taken out first: a waker may call back into this parker.
+            let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+            for waker in waiters {
                 waker.wake();
             }
         }
     }
 
     /// Reads this shard's doorbell forever, waking parked tasks on every ring. Spawn it once per shard;
-    /// drop (cancel) it when the shard's work is done.
-    pub async fn run_doorbell(self: Rc<Self>) {
+    /// drop (cancel) it when the shard's work is done. It ends early, with the error, only if the socket
+    /// fails for good (the caller fails the job: the shard could no longer be woken).
+    pub async fn run_doorbell(self: Rc<Self>) -> std::io::Error {
         let reader = self.doorbells.get(self.shard).reader.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(reader) = reader else {
             panic!("the doorbell of shard {} is already being read", self.shard);
@@ -170,13 +174,26 @@ impl ShardParker {
         // now owns and closes on drop.
         let socket = unsafe { glommio::net::UdpSocket::from_raw_fd(reader.into_raw_fd()) };
         let mut buf = [0u8; 64];
+        let mut transient_errors = 0u32;
         loop {
             match socket.recv(&mut buf).await {
                 Ok(_) => {
+                    transient_errors = 0;
                     self.has_waiters.set(true);
                     self.wake_local();
                 }
-                Err(error) => panic!("the doorbell of shard {} failed: {error}", self.shard),
+                Err(glommio::GlommioError::IoError(error))
+                    if matches!(error.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock)
+                        && transient_errors < 1000 =>
+                {
+                    transient_errors += 1;
+                    // Whatever was waiting re-checks its condition.
+                    self.has_waiters.set(true);
+                    self.wake_local();
+                }
+                Err(error) => {
+                    return std::io::Error::other(format!("the doorbell of shard {} failed: {error}", self.shard));
+                }
             }
         }
     }

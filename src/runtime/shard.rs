@@ -6,6 +6,8 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, TaskQueueHandle};
 
+use super::{JobError, JobSignal};
+
 /// How a shard's executor is set up.
 #[derive(Clone, Debug)]
 pub struct ShardConfig {
@@ -77,12 +79,24 @@ pub struct ShardHandle<T: Send + 'static> {
     finished: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// Sets its flag when dropped: at the end of the shard's thread, panics included.
-struct FinishedGuard(Arc<std::sync::atomic::AtomicBool>);
+/// Dropped at the end of the shard's thread: marks the shard finished and, if the thread is
+/// unwinding from a panic that escaped every operator, fails the job so that no other shard waits for
+/// this one forever.
+struct FinishedGuard {
+    shard: usize,
+    finished: Arc<std::sync::atomic::AtomicBool>,
+    signal: Arc<JobSignal>,
+}
 
 impl Drop for FinishedGuard {
     fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Release);
+        if std::thread::panicking() {
+            self.signal.fail(JobError::ShardCrashed {
+                shard: self.shard,
+                reason: "the shard's thread panicked outside any operator".to_string(),
+            });
+        }
+        self.finished.store(true, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -99,10 +113,11 @@ impl<T: Send + 'static> ShardHandle<T> {
 }
 
 /// Starts a shard: a pinned executor thread that waits at `gate`, then runs `body(queues)` in the
-/// data queue.
+/// data queue. If the thread panics, `signal` fails the job.
 pub fn spawn_shard<F, Fut, T>(
     config: ShardConfig,
     gate: Arc<StartGate>,
+    signal: Arc<JobSignal>,
     body: F,
 ) -> Result<ShardHandle<Option<T>>, String>
 where
@@ -118,7 +133,7 @@ where
         .name(&format!("rill-shard-{}", config.shard))
         .io_memory(config.io_memory_bytes);
     let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let guard = FinishedGuard(finished.clone());
+    let guard = FinishedGuard { shard: config.shard, finished: finished.clone(), signal };
     let inner = builder
         .spawn(move || async move {
             let _guard = guard;

@@ -46,11 +46,12 @@ impl JobSignal {
         self.stop_all();
     }
 
-    /// Records a failure (the first one wins) and stops every shard.
+    /// Records a failure and stops every shard. Only the first failure is kept, and none once the job
+    /// was cancelled (an error that follows a cancel is a consequence of it, not a failure).
     pub fn fail(&self, error: JobError) {
         {
             let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
-            if first.is_none() {
+            if first.is_none() && !self.is_cancelled() {
                 *first = Some(error);
             }
         }
