@@ -16,6 +16,8 @@ pub struct Args {
     pub shards: Vec<usize>,
     pub latency_secs: f64,
     pub skip_latency: bool,
+    /// Buffer timeout of the throughput table.
+    pub buffer_timeout: Duration,
 }
 
 impl Args {
@@ -27,6 +29,7 @@ impl Args {
             shards: vec![1, 2],
             latency_secs: 3.0,
             skip_latency: false,
+            buffer_timeout: Duration::from_millis(1),
         };
         let available = core_affinity::get_core_ids().map(|c| c.len()).unwrap_or(1);
         for arg in std::env::args().skip(1) {
@@ -39,7 +42,10 @@ impl Args {
                 "shards" => args.shards = value.split(',').map(|s| s.parse().expect("shards=1,2,4")).collect(),
                 "latency_secs" => args.latency_secs = number(),
                 "latency" => args.skip_latency = value == "off",
-                other => panic!("unknown argument {other} (events, keys, runs, shards, latency_secs, latency=off)"),
+                "buffer_timeout_us" => args.buffer_timeout = Duration::from_micros(number() as u64),
+                other => panic!(
+                    "unknown argument {other} (events, keys, runs, shards, latency_secs, latency=off, buffer_timeout_us)"
+                ),
             }
         }
         args.shards.retain(|&s| s <= available);
@@ -72,8 +78,14 @@ pub fn rill_throughput_with(
 }
 
 /// Median M events/s over `runs` runs.
-pub fn rill_throughput_median(runs: usize, shards: usize, events: u64, build: &dyn Fn(&StreamEnv, Generator)) -> f64 {
-    median((0..runs).map(|_| rill_throughput(shards, events, build)).collect())
+pub fn rill_throughput_median(
+    runs: usize,
+    shards: usize,
+    events: u64,
+    buffer_timeout: Duration,
+    build: &dyn Fn(&StreamEnv, Generator),
+) -> f64 {
+    median((0..runs).map(|_| rill_throughput_with(shards, events, buffer_timeout, build)).collect())
 }
 
 /// Median M events/s of a hand-written baseline over `runs` runs; `work(thread, n_threads)` does the
@@ -143,7 +155,10 @@ pub fn rill_latency(
 /// count's maximum rate with that timeout.
 pub fn report(title: &str, args: &Args, build: &dyn Fn(&StreamEnv, Generator), baseline: fn(u64, u64, u64) -> u64) {
     println!("== {title}");
-    println!("   {} events, {} keys, median of {} runs, pinned shards", args.events, args.keys, args.runs);
+    println!(
+        "   {} events, {} keys, buffer timeout {:?}, median of {} runs, pinned shards",
+        args.events, args.keys, args.buffer_timeout, args.runs
+    );
     println!(
         "   {:>6} {:>14} {:>14} {:>18} {:>14}",
         "shards", "rill M ev/s", "M ev/s/core", "baseline M ev/s", "rill/baseline"
@@ -151,7 +166,7 @@ pub fn report(title: &str, args: &Args, build: &dyn Fn(&StreamEnv, Generator), b
     let mut last_rate = 0.0;
     let mut last_shards = 1;
     for &shards in &args.shards {
-        let rill = rill_throughput_median(args.runs, shards, args.events, build);
+        let rill = rill_throughput_median(args.runs, shards, args.events, args.buffer_timeout, build);
         let base = baseline_median(args.runs, shards, args.events, baseline);
         println!(
             "   {:>6} {:>14.2} {:>14.2} {:>18.2} {:>13.0}%",
@@ -176,7 +191,7 @@ pub fn report(title: &str, args: &Args, build: &dyn Fn(&StreamEnv, Generator), b
         "buffer_timeout", "max M ev/s", "at M ev/s", "p50 us", "p99 us", "p99.9 us", "max us", "markers"
     );
     for timeout in [Duration::ZERO, Duration::from_millis(1)] {
-        let max_rate = if timeout == Duration::from_millis(1) {
+        let max_rate = if timeout == args.buffer_timeout {
             last_rate
         } else {
             let events = (args.events / 10).max(1_000_000);

@@ -51,8 +51,8 @@ pub struct StreamEnvBuilder {
     max_parallelism: Option<usize>,
     buffer_timeout: Duration,
     batch_records_max: usize,
-    ring_capacity: usize,
-    source_batch_max: usize,
+    ring_capacity: Option<usize>,
+    source_batch_max: Option<usize>,
     latency_tracking_interval: Option<Duration>,
     idle_spin: Option<Duration>,
     io_memory_bytes: usize,
@@ -67,8 +67,8 @@ impl Default for StreamEnvBuilder {
             max_parallelism: None,
             buffer_timeout: Duration::from_millis(1),
             batch_records_max: 1024,
-            ring_capacity: 8,
-            source_batch_max: 1024,
+            ring_capacity: None,
+            source_batch_max: None,
             latency_tracking_interval: None,
             idle_spin: None,
             io_memory_bytes: 1 << 20,
@@ -110,15 +110,17 @@ impl StreamEnvBuilder {
         self
     }
 
-    /// Batches in flight per exchange channel (default 8); the credit for backpressure.
+    /// Batches in flight per exchange channel: the credit for backpressure (default 8; 64 with a zero
+    /// buffer timeout, where every batch is a single record).
     pub fn exchange_ring_capacity(mut self, n: usize) -> Self {
-        self.ring_capacity = n;
+        self.ring_capacity = Some(n);
         self
     }
 
-    /// Records a source emits per poll (default 1024).
+    /// Records a source emits per poll (default 1024; 64 with a zero buffer timeout, so that a source
+    /// that fell behind catches up in short bursts).
     pub fn source_batch(mut self, n: usize) -> Self {
-        self.source_batch_max = n;
+        self.source_batch_max = Some(n);
         self
     }
 
@@ -177,9 +179,12 @@ impl StreamEnvBuilder {
                 Ok(value)
             }
         };
+        let per_record = self.buffer_timeout.is_zero();
         let batch_records_max = positive("batch_records", self.batch_records_max, 1 << 20)?;
-        let ring_capacity = positive("exchange_ring_capacity", self.ring_capacity, 1 << 16)?;
-        let source_batch_max = positive("source_batch", self.source_batch_max, 1 << 20)?;
+        let ring_capacity =
+            positive("exchange_ring_capacity", self.ring_capacity.unwrap_or(if per_record { 64 } else { 8 }), 1 << 16)?;
+        let source_batch_max =
+            positive("source_batch", self.source_batch_max.unwrap_or(if per_record { 64 } else { 1024 }), 1 << 20)?;
         if self.latency_tracking_interval.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::Setting {
                 setting: "latency_tracking_interval",
@@ -225,6 +230,22 @@ mod tests {
         assert!(err.to_string().contains("batch_records"), "{err}");
         let err = StreamEnvBuilder::default().cores(2).pinned(false).max_parallelism(1).resolve().unwrap_err();
         assert!(matches!(err, ConfigError::MaxParallelism { max_parallelism: 1, parallelism: 2 }), "{err}");
+    }
+
+    #[test]
+    fn a_zero_buffer_timeout_changes_the_unset_defaults_only() {
+        let config = StreamEnvBuilder::default().cores(1).buffer_timeout(Duration::ZERO).resolve().unwrap();
+        assert_eq!((config.ring_capacity, config.source_batch_max), (64, 64));
+        let config = StreamEnvBuilder::default()
+            .cores(1)
+            .buffer_timeout(Duration::ZERO)
+            .exchange_ring_capacity(4)
+            .source_batch(10)
+            .resolve()
+            .unwrap();
+        assert_eq!((config.ring_capacity, config.source_batch_max), (4, 10));
+        let config = StreamEnvBuilder::default().cores(1).resolve().unwrap();
+        assert_eq!((config.ring_capacity, config.source_batch_max), (8, 1024));
     }
 
     #[test]

@@ -75,7 +75,13 @@ impl<T> SenderChannel<T> {
     /// Moves every record of `batch` (with its timestamp) to the end of `pending`.
     fn append(&mut self, batch: &mut RecordBatch<T>) {
         let has_timestamps = self.prepare_timestamps(batch.has_timestamps());
-        self.pending.append(&mut batch.values);
+        if self.pending.is_empty() {
+            // Nothing pending: take the batch's buffer whole rather than copy it (the caller gets the
+            // empty one back, with its capacity).
+            std::mem::swap(&mut self.pending, &mut batch.values);
+        } else {
+            self.pending.append(&mut batch.values);
+        }
         if has_timestamps {
             self.pending_timestamps.append(&mut batch.timestamps);
         }
@@ -174,41 +180,58 @@ impl<T: ExchangeData + Clone, P: Partition<T>> ExchangeSender<T, P> {
     /// something it should have shipped is still waiting for room.
     fn ship(&mut self, index: usize, partial: bool) -> Result<bool, OpError> {
         let max = self.batch_records_max;
+        let operator_id = self.operator_id;
         let channel = &mut self.channels[index];
-        loop {
+        // Cursors into `pending` and `controls`: what is encoded is removed once, at the end, so that
+        // shipping many small batches out of a large pending run costs no copying.
+        let mut start = 0usize;
+        let mut next_control = 0usize;
+        let outcome = loop {
             if let Some(buf) = channel.staged.take() {
                 if let Err(buf) = channel.tx.send(buf) {
                     channel.staged = Some(buf);
-                    return Ok(false);
+                    break Ok(false);
                 }
                 self.parker.notify(channel.target_shard);
             }
-            let n_pending = channel.pending.len();
-            if n_pending == 0 && channel.controls.is_empty() {
-                return Ok(true);
+            let n_left = channel.pending.len() - start;
+            if n_left == 0 && next_control == channel.controls.len() {
+                break Ok(true);
             }
-            if n_pending < max && !partial {
-                return Ok(true);
+            if n_left < max && !partial {
+                break Ok(true);
             }
-            let Some(mut buf) = channel.tx.take_buffer() else { return Ok(false) };
-            let n_records = n_pending.min(max);
-            if n_records > 0 {
-                T::encode_batch(&channel.pending[..n_records], &mut buf.bytes, &mut self.arena)
-                    .map_err(|e| OpError::new(self.operator_id, e))?;
+            let Some(mut buf) = channel.tx.take_buffer() else { break Ok(false) };
+            let end = start + n_left.min(max);
+            if end > start {
+                if let Err(e) = T::encode_batch(&channel.pending[start..end], &mut buf.bytes, &mut self.arena) {
+                    break Err(OpError::new(operator_id, e));
+                }
             }
-            buf.n_records = n_records as u32;
+            buf.n_records = (end - start) as u32;
             if !channel.pending_timestamps.is_empty() {
-                buf.timestamps.extend(channel.pending_timestamps.drain(..n_records));
+                buf.timestamps.extend_from_slice(&channel.pending_timestamps[start..end]);
             }
-            let n_controls = channel.controls.partition_point(|(at, _)| *at as usize <= n_records);
-            buf.controls.extend(channel.controls.drain(..n_controls));
-            for (at, _) in &mut channel.controls {
-                *at -= n_records as u32;
+            while let Some(&(at, control)) = channel.controls.get(next_control) {
+                if at as usize > end {
+                    break;
+                }
+                buf.controls.push(((at as usize - start) as u32, control));
+                next_control += 1;
             }
-            channel.pending.drain(..n_records);
             debug_assert!(buf.check().is_ok(), "{:?}", buf.check());
             channel.staged = Some(buf);
+            start = end;
+        };
+        channel.pending.drain(..start);
+        if !channel.pending_timestamps.is_empty() {
+            channel.pending_timestamps.drain(..start);
         }
+        channel.controls.drain(..next_control);
+        for (at, _) in &mut channel.controls {
+            *at -= start as u32;
+        }
+        outcome
     }
 
     fn blocked_now(&self) -> bool {
