@@ -42,6 +42,20 @@ impl<'a, T> SourceOutput<'a, T> {
         self.batch.push_with_timestamp(value, timestamp);
     }
 
+    /// Emits records without timestamps from an iterator (faster than `collect` one by one for
+    /// iterators of known length); stops at the poll's capacity.
+    #[inline]
+    pub fn extend(&mut self, values: impl IntoIterator<Item = T>) {
+        let room = self.remaining();
+        if self.batch.timestamps.is_empty() {
+            self.batch.values.extend(values.into_iter().take(room));
+        } else {
+            for value in values.into_iter().take(room) {
+                self.batch.push(value);
+            }
+        }
+    }
+
     /// How many more records this poll should emit at most.
     #[inline]
     pub fn remaining(&self) -> usize {

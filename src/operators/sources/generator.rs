@@ -95,11 +95,11 @@ where
             }
             allowed = allowed.min(due - self.produced);
         }
-        for _ in 0..allowed {
-            let index = self.first_index + self.produced * self.stride;
-            out.collect((self.generate)(index));
-            self.produced += 1;
-        }
+        let first = self.first_index + self.produced * self.stride;
+        let stride = self.stride;
+        let generate = &mut self.generate;
+        out.extend((0..allowed).map(|k| generate(first + k * stride)));
+        self.produced += allowed;
         if self.to_produce == Some(self.produced) {
             return Poll::Ready(Ok(SourceStatus::Finished));
         }
