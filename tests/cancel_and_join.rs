@@ -3,32 +3,16 @@
 //! bounded job joins with `JobStatus::Finished`.
 #![allow(clippy::disallowed_methods)] // test timeouts run on real time
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use rill::JobResult;
 use rill::prelude::*;
 
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Runs `f` on a helper thread and fails the test if it does not return within [`TIMEOUT`]. Jobs of
-/// this file run one at a time (so that the shard threads seen are those of the job under test); the
-/// lock is held by the waiting test thread, so a job that never returns does not hold up the others.
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    static ONE_JOB_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _turn = ONE_JOB_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(TIMEOUT) {
-        Ok(Ok(value)) => value,
-        Ok(Err(payload)) => std::panic::resume_unwind(payload),
-        Err(_) => panic!("{what} did not return within {TIMEOUT:?}"),
-    }
-}
+mod support;
+use support::{TIMEOUT, env_with, within};
 
 /// Waits until `condition` holds, failing the test after [`TIMEOUT`].
 fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
@@ -76,12 +60,6 @@ fn lingering_shard_threads(before: &[String]) -> Vec<String> {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-}
-
-fn env_with(shards: usize) -> StreamEnv {
-    let builder = StreamEnv::builder().cores(shards);
-    let builder = if shards > 2 { builder.pinned(false) } else { builder };
-    builder.build().expect("a valid environment")
 }
 
 /// Starts a job built by `make`, waits until `started` holds, cancels it, waits for every shard to

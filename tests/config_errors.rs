@@ -5,30 +5,13 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use rill::prelude::*;
 use rill::{ConfigError, JobResult};
 
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Runs `f` on a helper thread and fails the test if it does not return within [`TIMEOUT`]. Jobs of
-/// this file run one at a time (the machine has two cores); the lock is held by the waiting test
-/// thread, so a job that never returns does not hold up the other tests.
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    static ONE_JOB_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _turn = ONE_JOB_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(TIMEOUT) {
-        Ok(Ok(value)) => value,
-        Ok(Err(payload)) => std::panic::resume_unwind(payload),
-        Err(_) => panic!("{what} did not return within {TIMEOUT:?}"),
-    }
-}
+mod support;
+use support::within;
 
 /// The configuration error of `result`; anything else fails the test.
 fn config_error<T: std::fmt::Debug>(result: Result<T, Error>) -> ConfigError {

@@ -2,41 +2,17 @@
 //! shard it landed on, on 2 pinned shards and on 4 unpinned shards.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Mutex, mpsc};
-use std::time::Duration;
 
 use rill::prelude::*;
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+mod support;
+use support::{env_with, within};
 
 /// Records each job produces.
 const N: u64 = 4_000;
 
 /// Shard counts to run with: 2 pinned (the machine's cores) and 4 unpinned.
 const SHARD_COUNTS: [usize; 2] = [2, 4];
-
-/// Runs `f` on a helper thread and fails the test if it does not return within [`TIMEOUT`]. Jobs of
-/// this file run one at a time (the machine has two cores); the lock is held by the waiting test
-/// thread, so a job that never returns does not hold up the other tests.
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    static ONE_JOB_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _turn = ONE_JOB_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(TIMEOUT) {
-        Ok(Ok(value)) => value,
-        Ok(Err(payload)) => std::panic::resume_unwind(payload),
-        Err(_) => panic!("{what} did not return within {TIMEOUT:?}"),
-    }
-}
-
-fn env_with(shards: usize) -> StreamEnv {
-    let builder = StreamEnv::builder().cores(shards);
-    let builder = if shards > 2 { builder.pinned(false) } else { builder };
-    builder.build().expect("a valid environment")
-}
 
 /// Tags each record with the index of the shard its instance runs on.
 #[derive(Clone, Default)]

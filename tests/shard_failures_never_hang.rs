@@ -9,14 +9,8 @@ use std::time::{Duration, Instant};
 use rill::prelude::*;
 use rill::time::{Clock, RealClock};
 
-/// Runs `job` on a helper thread; fails the test if it does not return within `limit`.
-fn within<T: Send + 'static>(limit: Duration, job: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(job());
-    });
-    rx.recv_timeout(limit).expect("the job hung")
-}
+mod support;
+use support::within;
 
 /// A clock that panics after a number of reads: a failure outside every operator's code.
 #[derive(Debug)]
@@ -37,7 +31,7 @@ impl Clock for FailingClock {
 
 #[test]
 fn a_panic_outside_any_operator_fails_the_job() {
-    let result = within(Duration::from_secs(60), || {
+    let result = within("a job whose clock panics", || {
         let clock = FailingClock { reads: AtomicU64::new(0), fail_after: 2_000, real: RealClock::new() };
         let env = StreamEnv::builder().cores(2).clock(clock).build().unwrap();
         env.generator(Generator::unbounded(), |i| i).key_by(|i: &u64| *i).map(|i| i + 1).add_sink(DiscardingSink);
@@ -58,7 +52,7 @@ fn cancel_reaches_a_sink_blocked_on_a_slow_peer() {
         let (stream, _) = listener.accept().unwrap();
         *holder.lock().unwrap() = Some(stream);
     });
-    let result = within(Duration::from_secs(60), move || {
+    let result = within("a job cancelled while its sink is blocked", move || {
         let env = StreamEnv::builder().cores(1).build().unwrap();
         env.generator(Generator::unbounded(), |i| format!("line {i} {}", "x".repeat(100))).write_to_socket(address);
         let job = env.execute_async().unwrap();

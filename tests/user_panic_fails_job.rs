@@ -2,28 +2,14 @@
 //! the panic's message; an error returned by user code fails it with `JobError::Operator`. Neither
 //! hangs the other shards of the job.
 
-use std::sync::mpsc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use rill::JobResult;
 use rill::prelude::*;
 use rill::runtime::JobError;
 
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Runs `f` on a helper thread and fails the test if it does not return within [`TIMEOUT`].
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(TIMEOUT) {
-        Ok(Ok(value)) => value,
-        Ok(Err(payload)) => std::panic::resume_unwind(payload),
-        Err(_) => panic!("{what} did not return within {TIMEOUT:?}"),
-    }
-}
+mod support;
+use support::within;
 
 /// Builds a job with `make` on a helper thread with `shards` shards and executes it there.
 fn run_job(what: &str, shards: usize, make: impl FnOnce(&StreamEnv) + Send + 'static) -> Result<JobResult, Error> {

@@ -5,8 +5,8 @@ use std::marker::PhantomData;
 
 use super::batch::RecordBatch;
 use super::context::OperatorCore;
-use super::functions::{Collector, RichCoFlatMapFunction, RichCoMapFunction};
-use super::input::{Lifecycle, OpError, OpResult, Output};
+use super::functions::{Collector, RichCoFlatMapFunction, RichCoMapFunction, flat_map_batch};
+use super::input::{Lifecycle, OpResult, Output};
 use super::merge::ControlMerger;
 use super::two_input::TwoInputOperator;
 use crate::exchange::Control;
@@ -66,24 +66,16 @@ impl<A, B, C: Clone, F: RichCoFlatMapFunction<A, B, C>> TwoInputOperator<A, B> f
     fn process_first(&mut self, batch: &mut RecordBatch<A>) -> OpResult {
         self.core.enter();
         self.core.records_in.add(batch.len() as u64);
-        let timestamps = std::mem::take(&mut batch.timestamps);
-        for (index, value) in batch.values.drain(..).enumerate() {
-            let mut out = Collector::with_timestamp(&mut self.scratch, super::batch::timestamp_at(&timestamps, index));
-            self.function.flat_map1(value, &mut out);
-        }
-        batch.timestamps = timestamps;
+        let function = &mut self.function;
+        flat_map_batch(batch, &mut self.scratch, |value, out| function.flat_map1(value, out));
         self.emit()
     }
 
     fn process_second(&mut self, batch: &mut RecordBatch<B>) -> OpResult {
         self.core.enter();
         self.core.records_in.add(batch.len() as u64);
-        let timestamps = std::mem::take(&mut batch.timestamps);
-        for (index, value) in batch.values.drain(..).enumerate() {
-            let mut out = Collector::with_timestamp(&mut self.scratch, super::batch::timestamp_at(&timestamps, index));
-            self.function.flat_map2(value, &mut out);
-        }
-        batch.timestamps = timestamps;
+        let function = &mut self.function;
+        flat_map_batch(batch, &mut self.scratch, |value, out| function.flat_map2(value, out));
         self.emit()
     }
 
@@ -97,12 +89,10 @@ impl<A, B, C: Clone, F: RichCoFlatMapFunction<A, B, C>> TwoInputOperator<A, B> f
 
 impl<A, B, C: Clone, F: RichCoFlatMapFunction<A, B, C>> Lifecycle for CoFlatMapOp<A, B, C, F> {
     fn open(&mut self) -> OpResult {
-        self.core.enter();
-        self.function.open(&self.core.context).map_err(|e| OpError::new(self.core.id, e))
+        self.core.open_function(|ctx| self.function.open(ctx))
     }
 
     fn close(&mut self) -> OpResult {
-        self.core.enter();
-        self.function.close().map_err(|e| OpError::new(self.core.id, e))
+        self.core.close_function(|| self.function.close())
     }
 }

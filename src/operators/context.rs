@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::input::enter_operator;
+use super::input::{BoxError, OpError, OpResult, enter_operator};
 use crate::exchange::Control;
 use crate::metrics::{Counter, LatencyRecorder, LatencyStats, MetricGroup, MetricRegistry, names};
 use crate::runtime::{JobSignal, ShardParker};
@@ -86,6 +86,18 @@ impl OperatorCore {
     #[inline]
     pub fn enter(&self) {
         enter_operator(self.id);
+    }
+
+    /// Runs a user function's `open` as this operator (errors and panics name it).
+    pub fn open_function(&self, open: impl FnOnce(&RuntimeContext) -> Result<(), BoxError>) -> OpResult {
+        self.enter();
+        open(&self.context).map_err(|e| OpError::new(self.id, e))
+    }
+
+    /// Runs a user function's `close` as this operator.
+    pub fn close_function(&self, close: impl FnOnce() -> Result<(), BoxError>) -> OpResult {
+        self.enter();
+        close().map_err(|e| OpError::new(self.id, e))
     }
 
     /// Records a latency marker passing through this operator.

@@ -3,7 +3,7 @@
 use super::batch::RecordBatch;
 use super::context::OperatorCore;
 use super::functions::RichFilterFunction;
-use super::input::{Input, Lifecycle, OpError, OpResult, Output};
+use super::input::{Input, Lifecycle, OpResult, Output};
 use crate::exchange::Control;
 
 pub(crate) struct FilterOp<T, F> {
@@ -54,12 +54,10 @@ impl<T: Clone, F: RichFilterFunction<T>> Input<T> for FilterOp<T, F> {
 
 impl<T: Clone, F: RichFilterFunction<T>> Lifecycle for FilterOp<T, F> {
     fn open(&mut self) -> OpResult {
-        self.core.enter();
-        self.function.open(&self.core.context).map_err(|e| OpError::new(self.core.id, e))
+        self.core.open_function(|ctx| self.function.open(ctx))
     }
 
     fn close(&mut self) -> OpResult {
-        self.core.enter();
-        self.function.close().map_err(|e| OpError::new(self.core.id, e))
+        self.core.close_function(|| self.function.close())
     }
 }

@@ -4,8 +4,8 @@ use std::marker::PhantomData;
 
 use super::batch::RecordBatch;
 use super::context::OperatorCore;
-use super::functions::{Collector, RichFlatMapFunction};
-use super::input::{Input, Lifecycle, OpError, OpResult, Output};
+use super::functions::{RichFlatMapFunction, flat_map_batch};
+use super::input::{Input, Lifecycle, OpResult, Output};
 use crate::exchange::Control;
 
 pub(crate) struct FlatMapOp<T, U, F> {
@@ -26,12 +26,8 @@ impl<T, U: Clone, F: RichFlatMapFunction<T, U>> Input<T> for FlatMapOp<T, U, F> 
     fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
         self.core.enter();
         self.core.records_in.add(batch.len() as u64);
-        let timestamps = std::mem::take(&mut batch.timestamps);
-        for (index, value) in batch.values.drain(..).enumerate() {
-            let mut out = Collector::with_timestamp(&mut self.scratch, super::batch::timestamp_at(&timestamps, index));
-            self.function.flat_map(value, &mut out);
-        }
-        batch.timestamps = timestamps;
+        let function = &mut self.function;
+        flat_map_batch(batch, &mut self.scratch, |value, out| function.flat_map(value, out));
         if self.scratch.is_empty() {
             return Ok(());
         }
@@ -50,12 +46,10 @@ impl<T, U: Clone, F: RichFlatMapFunction<T, U>> Input<T> for FlatMapOp<T, U, F> 
 
 impl<T, U: Clone, F: RichFlatMapFunction<T, U>> Lifecycle for FlatMapOp<T, U, F> {
     fn open(&mut self) -> OpResult {
-        self.core.enter();
-        self.function.open(&self.core.context).map_err(|e| OpError::new(self.core.id, e))
+        self.core.open_function(|ctx| self.function.open(ctx))
     }
 
     fn close(&mut self) -> OpResult {
-        self.core.enter();
-        self.function.close().map_err(|e| OpError::new(self.core.id, e))
+        self.core.close_function(|| self.function.close())
     }
 }

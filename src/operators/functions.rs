@@ -117,6 +117,21 @@ impl<'a, U> Collector<'a, U> {
     }
 }
 
+/// Calls `f` on every record of `batch` (drained) with a collector into `out`; each output record
+/// takes its input record's timestamp.
+pub(crate) fn flat_map_batch<T, U>(
+    batch: &mut RecordBatch<T>,
+    out: &mut RecordBatch<U>,
+    mut f: impl FnMut(T, &mut Collector<'_, U>),
+) {
+    let timestamps = std::mem::take(&mut batch.timestamps);
+    for (index, value) in batch.values.drain(..).enumerate() {
+        let mut collector = Collector::with_timestamp(out, super::batch::timestamp_at(&timestamps, index));
+        f(value, &mut collector);
+    }
+    batch.timestamps = timestamps;
+}
+
 /// Adapts a closure to the rich traits (with no-op `open` and `close`).
 #[derive(Clone)]
 pub(crate) struct Plain<F>(pub F);

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use super::batch::RecordBatch;
 use super::context::OperatorCore;
 use super::functions::RichMapFunction;
-use super::input::{Input, Lifecycle, OpError, OpResult, Output};
+use super::input::{Input, Lifecycle, OpResult, Output};
 use crate::exchange::Control;
 
 pub(crate) struct MapOp<T, U, F> {
@@ -45,12 +45,10 @@ impl<T, U: Clone, F: RichMapFunction<T, U>> Input<T> for MapOp<T, U, F> {
 
 impl<T, U: Clone, F: RichMapFunction<T, U>> Lifecycle for MapOp<T, U, F> {
     fn open(&mut self) -> OpResult {
-        self.core.enter();
-        self.function.open(&self.core.context).map_err(|e| OpError::new(self.core.id, e))
+        self.core.open_function(|ctx| self.function.open(ctx))
     }
 
     fn close(&mut self) -> OpResult {
-        self.core.enter();
-        self.function.close().map_err(|e| OpError::new(self.core.id, e))
+        self.core.close_function(|| self.function.close())
     }
 }

@@ -139,12 +139,10 @@ impl<T, S: SinkFunction<T>> Input<T> for SinkOp<T, S> {
 
 impl<T, S: SinkFunction<T>> Lifecycle for SinkOp<T, S> {
     fn open(&mut self) -> OpResult {
-        self.core.enter();
-        self.sink.open(&self.core.context).map_err(|e| OpError::new(self.core.id, e))
+        self.core.open_function(|ctx| self.sink.open(ctx))
     }
 
     fn close(&mut self) -> OpResult {
-        self.core.enter();
-        self.sink.close().map_err(|e| OpError::new(self.core.id, e))
+        self.core.close_function(|| self.sink.close())
     }
 }

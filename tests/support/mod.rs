@@ -1,0 +1,36 @@
+//! Shared by the integration tests: run a job on a helper thread with a time limit (a hang fails the
+//! test instead of stalling the suite), and build an environment for a shard count.
+
+#![allow(dead_code)]
+
+use std::sync::{Mutex, mpsc};
+use std::time::Duration;
+
+use rill::prelude::*;
+
+/// How long any job of a test may take before the test fails as hung.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `f` on a helper thread and fails the test if it does not return within [`TIMEOUT`]. Jobs run
+/// one at a time within a test binary (the machine has two cores); the lock is held by the waiting
+/// test thread, so a job that never returns does not hold up the other tests.
+pub fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    static ONE_JOB_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_JOB_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(Ok(value)) => value,
+        Ok(Err(payload)) => std::panic::resume_unwind(payload),
+        Err(_) => panic!("{what} did not return within {TIMEOUT:?}"),
+    }
+}
+
+/// An environment with `shards` shards: pinned up to the machine's two cores, unpinned beyond.
+pub fn env_with(shards: usize) -> StreamEnv {
+    let builder = StreamEnv::builder().cores(shards);
+    let builder = if shards > 2 { builder.pinned(false) } else { builder };
+    builder.build().expect("a valid environment")
+}
