@@ -6,7 +6,7 @@
 mod common;
 
 use rill::prelude::*;
-use rill::state::{KeyGroupRange, key_group_of};
+use rill::state::key_group_of;
 
 fn job(env: &StreamEnv, spec: Generator, keys: u64) {
     env.generator(spec, move |i| (i % keys, i))
@@ -18,11 +18,23 @@ fn job(env: &StreamEnv, spec: Generator, keys: u64) {
 
 /// Routes the thread's records by key group into per-shard batches of 1024 and consumes each full
 /// batch in place: the routing and batching work of the exchange without encoding, rings or
-/// scheduling. (With several threads each consumes its own batches: an upper bound.)
+/// scheduling. With one thread there is nothing to route (rill does not hash then either); with
+/// several, each thread consumes its own batches: an upper bound.
 fn baseline(thread: u64, threads: u64, events: u64) -> u64 {
     let n = threads as usize;
+    if n == 1 {
+        let mut batch: Vec<(u64, u64)> = Vec::with_capacity(1024);
+        let mut checksum = 0u64;
+        for index in 0..events {
+            batch.push((index % 10_000, index));
+            if batch.len() == 1024 {
+                checksum = std::hint::black_box(&batch).iter().fold(checksum, |c, r| c.wrapping_add(r.1));
+                batch.clear();
+            }
+        }
+        return checksum;
+    }
     let owner: Vec<usize> = (0..128).map(|kg| rill::exchange::key_group_channel(128, n, kg)).collect();
-    let _ = KeyGroupRange::for_subtask(128, n, 0);
     let mut batches: Vec<Vec<(u64, u64)>> = (0..n).map(|_| Vec::with_capacity(1024)).collect();
     let mut checksum = 0u64;
     let mut index = thread;

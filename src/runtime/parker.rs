@@ -111,6 +111,8 @@ pub struct ShardParker {
     shard: usize,
     doorbells: Doorbells,
     waiters: RefCell<Vec<Waker>>,
+    /// An empty list with capacity, swapped with `waiters` on every wake-up.
+    spare_waiters: Cell<Vec<Waker>>,
     spin_ns: u64,
     /// True while a local task is parked (so a local notify knows to wake).
     has_waiters: Cell<bool>,
@@ -126,6 +128,7 @@ impl ShardParker {
             shard,
             doorbells,
             waiters: RefCell::new(Vec::new()),
+            spare_waiters: Cell::new(Vec::new()),
             spin_ns,
             has_waiters: Cell::new(false),
             yield_calls: Cell::new(0),
@@ -154,11 +157,14 @@ impl ShardParker {
 
     fn wake_local(&self) {
         if self.has_waiters.replace(false) {
-            // Taken out first: a waker may call back into this parker.
-            let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-            for waker in waiters {
+            // Swapped out first (a waker may call back into this parker), with a spare list so that
+            // no wake-up allocates.
+            let mut waking = self.spare_waiters.take();
+            std::mem::swap(&mut waking, &mut *self.waiters.borrow_mut());
+            for waker in waking.drain(..) {
                 waker.wake();
             }
+            self.spare_waiters.set(waking);
         }
     }
 
