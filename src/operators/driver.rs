@@ -154,10 +154,6 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
         }
     }
 
-    fn source_error(&self, env: &ShardEnv, error: super::input::BoxError) -> JobError {
-        JobError::Operator { operator: env.operator_name(self.core.id).to_string(), shard: env.shard, source: error }
-    }
-
     /// Polls the source once; `Pending` (parked on I/O, a stop, or the next latency marker) only if
     /// it produced nothing.
     fn poll_step(
@@ -170,20 +166,19 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
             return Poll::Ready(Step::Stopped);
         }
         let capacity = env.config.source_batch_max;
+        let source_id = self.core.id;
+        let (source, batch) = (&mut self.source, &mut self.batch);
         self.core.enter();
-        let polled = catch_unwind(AssertUnwindSafe(|| {
-            self.source.poll_next(cx, &mut SourceOutput::new(&mut self.batch, capacity))
-        }));
+        let polled = guarded(env, || match source.poll_next(cx, &mut SourceOutput::new(batch, capacity)) {
+            Poll::Ready(Ok(status)) => Ok(Some(status)),
+            Poll::Ready(Err(error)) => Err(OpError::new(source_id, error)),
+            Poll::Pending => Ok(None),
+        });
         match polled {
-            Err(payload) => Poll::Ready(Step::Failed(JobError::UserPanic {
-                operator: env.operator_name(self.core.id).to_string(),
-                shard: env.shard,
-                message: panic_message(payload.as_ref()),
-            })),
-            Ok(Poll::Ready(Ok(status))) => Poll::Ready(Step::Status(status)),
-            Ok(Poll::Ready(Err(error))) => Poll::Ready(Step::Failed(self.source_error(env, error))),
-            Ok(Poll::Pending) if !self.batch.is_empty() => Poll::Ready(Step::Status(SourceStatus::More)),
-            Ok(Poll::Pending) => {
+            Err(error) => Poll::Ready(Step::Failed(error)),
+            Ok(Some(status)) => Poll::Ready(Step::Status(status)),
+            Ok(None) if !self.batch.is_empty() => Poll::Ready(Step::Status(SourceStatus::More)),
+            Ok(None) => {
                 // Idle. Arm first, then ship what waits downstream, then look again: a receiver that
                 // frees room after the flush finds us armed, one that freed it before is seen here.
                 env.parker.register(cx.waker());
@@ -238,35 +233,12 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
     }
 
     async fn run(mut self, env: Rc<ShardEnv>) -> Result<bool, JobError> {
-        let opened = {
-            let context = self.core.context.clone();
-            self.core.enter();
-            catch_unwind(AssertUnwindSafe(|| self.source.open(&context)))
-        };
-        match opened {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => return Err(self.source_error(&env, error)),
-            Err(payload) => {
-                return Err(JobError::UserPanic {
-                    operator: env.operator_name(self.core.id).to_string(),
-                    shard: env.shard,
-                    message: panic_message(payload.as_ref()),
-                });
-            }
-        }
+        guarded(&env, || self.core.open_function(|ctx| self.source.open(ctx)))?;
         let result = self.run_loop(&env).await;
-        self.core.enter();
-        let closed = catch_unwind(AssertUnwindSafe(|| self.source.close()));
+        let closed = guarded(&env, || self.core.close_function(|| self.source.close()));
         let ended = result?;
-        match closed {
-            Ok(Ok(())) => Ok(ended),
-            Ok(Err(error)) => Err(self.source_error(&env, error)),
-            Err(payload) => Err(JobError::UserPanic {
-                operator: env.operator_name(self.core.id).to_string(),
-                shard: env.shard,
-                message: panic_message(payload.as_ref()),
-            }),
-        }
+        closed?;
+        Ok(ended)
     }
 
     async fn run_loop(&mut self, env: &ShardEnv) -> Result<bool, JobError> {
