@@ -151,8 +151,8 @@ pub fn rill_latency(
     }
 }
 
-/// Prints the throughput table and, for both buffer timeouts, the latency at half of the largest shard
-/// count's maximum rate with that timeout.
+/// Prints the throughput table and, for every shard count and both buffer timeouts, the latency at
+/// half of the maximum rate with that shard count and timeout.
 pub fn report(title: &str, args: &Args, build: &dyn Fn(&StreamEnv, Generator), baseline: fn(u64, u64, u64) -> u64) {
     println!("== {title}");
     println!(
@@ -163,8 +163,7 @@ pub fn report(title: &str, args: &Args, build: &dyn Fn(&StreamEnv, Generator), b
         "   {:>6} {:>14} {:>14} {:>18} {:>14}",
         "shards", "rill M ev/s", "M ev/s/core", "baseline M ev/s", "rill/baseline"
     );
-    let mut last_rate = 0.0;
-    let mut last_shards = 1;
+    let mut max_rates = Vec::new();
     for &shards in &args.shards {
         let rill = rill_throughput_median(args.runs, shards, args.events, args.buffer_timeout, build);
         let base = baseline_median(args.runs, shards, args.events, baseline);
@@ -176,41 +175,43 @@ pub fn report(title: &str, args: &Args, build: &dyn Fn(&StreamEnv, Generator), b
             base,
             100.0 * rill / base
         );
-        last_rate = rill;
-        last_shards = shards;
+        max_rates.push((shards, rill));
     }
     if args.skip_latency {
         return;
     }
     println!(
-        "   latency source -> sink on {last_shards} shards at half of the maximum rate with each buffer timeout, markers every 500 us, median of {} runs:",
+        "   latency source -> sink at half of the maximum rate with each buffer timeout, markers every 500 us, median of {} runs:",
         args.runs
     );
     println!(
-        "   {:>16} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8}",
-        "buffer_timeout", "max M ev/s", "at M ev/s", "p50 us", "p99 us", "p99.9 us", "max us", "markers"
+        "   {:>6} {:>16} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "shards", "buffer_timeout", "max M ev/s", "at M ev/s", "p50 us", "p99 us", "p99.9 us", "max us", "markers"
     );
-    for timeout in [Duration::ZERO, Duration::from_millis(1)] {
-        let max_rate = if timeout == args.buffer_timeout {
-            last_rate
-        } else {
-            let events = (args.events / 10).max(1_000_000);
-            median((0..args.runs).map(|_| rill_throughput_with(last_shards, events, timeout, build)).collect())
-        };
-        let rate = max_rate * 1e6 / 2.0;
-        let runs: Vec<Latency> =
-            (0..args.runs).map(|_| rill_latency(last_shards, rate, args.latency_secs, timeout, build)).collect();
-        let m = |f: fn(&Latency) -> f64| median(runs.iter().map(f).collect());
-        println!(
-            "   {:>16} {:>12.2} {:>12.2} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>8.0}",
-            format!("{timeout:?}"),
-            max_rate,
-            rate / 1e6,
-            m(|l| l.p50_us),
-            m(|l| l.p99_us),
-            m(|l| l.p999_us),
-            m(|l| l.max_us),
-            m(|l| l.markers as f64)
-        );
+    for (shards, table_rate) in max_rates {
+        for timeout in [Duration::ZERO, Duration::from_millis(1)] {
+            let max_rate = if timeout == args.buffer_timeout {
+                table_rate
+            } else {
+                let events = (args.events / 10).max(1_000_000);
+                median((0..args.runs).map(|_| rill_throughput_with(shards, events, timeout, build)).collect())
+            };
+            let rate = max_rate * 1e6 / 2.0;
+            let runs: Vec<Latency> =
+                (0..args.runs).map(|_| rill_latency(shards, rate, args.latency_secs, timeout, build)).collect();
+            let m = |f: fn(&Latency) -> f64| median(runs.iter().map(f).collect());
+            println!(
+                "   {:>6} {:>16} {:>12.2} {:>12.2} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>8.0}",
+                shards,
+                format!("{timeout:?}"),
+                max_rate,
+                rate / 1e6,
+                m(|l| l.p50_us),
+                m(|l| l.p99_us),
+                m(|l| l.p999_us),
+                m(|l| l.max_us),
+                m(|l| l.markers as f64)
+            );
+        }
     }
 }
