@@ -21,12 +21,13 @@ fn job(env: &StreamEnv, spec: Generator, keys: u64) {
 /// scheduling. With one thread there is nothing to route (rill does not hash then either); with
 /// several, each thread consumes its own batches: an upper bound.
 fn baseline(thread: u64, threads: u64, events: u64) -> u64 {
+    let keys = common::keys();
     let n = threads as usize;
     if n == 1 {
         let mut batch: Vec<(u64, u64)> = Vec::with_capacity(1024);
         let mut checksum = 0u64;
         for index in 0..events {
-            batch.push((index % 10_000, index));
+            batch.push((index % keys, index));
             if batch.len() == 1024 {
                 checksum = std::hint::black_box(&batch).iter().fold(checksum, |c, r| c.wrapping_add(r.1));
                 batch.clear();
@@ -39,7 +40,7 @@ fn baseline(thread: u64, threads: u64, events: u64) -> u64 {
     let mut checksum = 0u64;
     let mut index = thread;
     while index < events {
-        let record = (index % 10_000, index);
+        let record = (index % keys, index);
         let target = owner[key_group_of(&record.0, 128)];
         let batch = &mut batches[target];
         batch.push(record);

@@ -22,11 +22,12 @@ fn job(env: &StreamEnv, spec: Generator, keys: u64) {
 /// The rolling sum per key in a hash map, emitting (black-boxing) every updated aggregate. With several
 /// threads each sums its share of the records into its own map: an upper bound.
 fn baseline(thread: u64, threads: u64, events: u64) -> u64 {
+    let keys = common::keys();
     let mut sums: HashMap<u64, (u64, u64), BuildStableHasher> =
         HashMap::with_capacity_and_hasher(16_384, BuildStableHasher);
     let mut index = thread;
     while index < events {
-        let record = (index % 10_000, index);
+        let record = (index % keys, index);
         let sum = sums.entry(record.0).or_insert((record.0, 0));
         sum.1 = sum.1.wrapping_add(record.1);
         std::hint::black_box(*sum);

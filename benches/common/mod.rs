@@ -49,8 +49,18 @@ impl Args {
             }
         }
         args.shards.retain(|&s| s <= available);
+        KEYS.store(args.keys, std::sync::atomic::Ordering::Relaxed);
         args
     }
+}
+
+/// The number of keys of the current run, for baselines (plain `fn`s): they divide by the same runtime
+/// value as the rill job does, so that neither side gets a division by a constant the other lacks.
+pub static KEYS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(10_000);
+
+/// The key count baselines use.
+pub fn keys() -> u64 {
+    std::hint::black_box(KEYS.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 pub fn median(mut values: Vec<f64>) -> f64 {
