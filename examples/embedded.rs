@@ -11,14 +11,8 @@ use std::time::{Duration, Instant};
 
 use rill::prelude::*;
 
-fn arg(name: &str, default: f64) -> f64 {
-    std::env::args()
-        .skip(1)
-        .filter_map(|a| a.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.parse().unwrap_or_else(|_| panic!("{name}={v}: not a number")))
-        .unwrap_or(default)
-}
+#[path = "common/args.rs"]
+mod args;
 
 /// The server's view: latest total per customer, fed from the job's collect handle.
 struct Server {
@@ -42,8 +36,8 @@ impl Server {
 }
 
 fn main() -> Result<(), rill::Error> {
-    let seconds = arg("seconds", 3.0);
-    let per_second = arg("per_second", 200_000.0);
+    let seconds = args::number("seconds", 3.0);
+    let per_second = args::number("per_second", 200_000.0);
 
     let env = StreamEnv::builder().latency_tracking_interval(Duration::from_millis(1)).build()?;
     let totals = env

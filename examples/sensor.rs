@@ -5,6 +5,9 @@
 
 use rill::prelude::*;
 
+#[path = "common/args.rs"]
+mod args;
+
 /// One reading of one sensor (the book's `SensorReading`). Records that cross cores derive rkyv's traits.
 #[derive(Clone, Debug, PartialEq, rill::rkyv::Archive, rill::rkyv::Serialize, rill::rkyv::Deserialize)]
 #[rkyv(crate = rill::rkyv)]
@@ -27,20 +30,11 @@ fn reading(index: u64, sensors: u64) -> SensorReading {
     }
 }
 
-fn arg(name: &str, default: f64) -> f64 {
-    std::env::args()
-        .skip(1)
-        .filter_map(|a| a.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.parse().unwrap_or_else(|_| panic!("{name}={v}: not a number")))
-        .unwrap_or(default)
-}
-
 fn main() -> Result<(), rill::Error> {
-    let sensors = arg("sensors", 20.0) as u64;
-    let readings = arg("readings", 2_000.0) as u64;
-    let per_second = arg("per_second", 1_000.0);
-    let cores = arg("cores", 0.0) as usize;
+    let sensors = args::number("sensors", 20.0) as u64;
+    let readings = args::number("readings", 2_000.0) as u64;
+    let per_second = args::number("per_second", 1_000.0);
+    let cores = args::number("cores", 0.0) as usize;
 
     let mut builder = StreamEnv::builder();
     if cores > 0 {

@@ -248,8 +248,7 @@ impl ShardParker {
                 return;
             }
             ParkOrTimer {
-                parker: self,
-                registered: false,
+                park: Park { parker: self, registered: false },
                 timer: glommio::timer::Timer::new(std::time::Duration::from_nanos(nap.min(MAX_SLEEP_NS))),
             }
             .await;
@@ -316,8 +315,7 @@ const MAX_SLEEP_NS: u64 = 10_000_000;
 
 /// Ready when woken (by a notify, a ring or a poke) or when the timer fires.
 struct ParkOrTimer<'a> {
-    parker: &'a ShardParker,
-    registered: bool,
+    park: Park<'a>,
     timer: glommio::timer::Timer,
 }
 
@@ -328,13 +326,7 @@ impl Future for ParkOrTimer<'_> {
         if Pin::new(&mut self.timer).poll(cx).is_ready() {
             return Poll::Ready(());
         }
-        if self.registered {
-            return Poll::Ready(());
-        }
-        self.registered = true;
-        self.parker.push_waker(cx.waker());
-        self.parker.has_waiters.set(true);
-        Poll::Pending
+        Pin::new(&mut self.park).poll(cx)
     }
 }
 
