@@ -24,14 +24,6 @@ pub enum JobError {
         /// What went wrong.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// A shard's executor could not be started.
-    #[error("shard {shard} could not start: {reason}")]
-    ShardStart {
-        /// The shard.
-        shard: usize,
-        /// Why.
-        reason: String,
-    },
     /// A shard's thread ended without reporting (it panicked outside any operator).
     #[error("shard {shard} ended abnormally: {reason}")]
     ShardCrashed {
