@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod operators;
 pub mod runtime;
 pub mod state;
+pub mod testing;
 pub mod time;
 pub mod util;
 
@@ -36,6 +37,8 @@ pub mod util;
 /// `#[derive(rill::rkyv::Archive, rill::rkyv::Serialize, rill::rkyv::Deserialize)]` with
 /// `#[rkyv(crate = rill::rkyv)]`.
 pub use rkyv;
+
+pub use operators::BoxError;
 
 pub use api::{
     ConfigError, ConnectedStreams, Data, DataStream, DataStreamSink, Error, Generator, JobHandle, JobResult, JobStatus,
@@ -46,11 +49,14 @@ pub use api::{
 pub mod prelude {
     pub use crate::api::{
         ConnectedStreams, Data, DataStream, DataStreamSink, Error, Generator, JobHandle, JobResult, JobStatus, Key,
-        KeyedStream, StreamEnv,
+        KeyedConnectedStreams, KeyedStream, StreamEnv,
     };
     pub use crate::operators::sinks::{CollectHandle, DiscardingSink};
     pub use crate::operators::{
-        BoxError, Collector, RichCoFlatMapFunction, RichCoMapFunction, RichFilterFunction, RichFlatMapFunction,
-        RichMapFunction, RuntimeContext, SinkContext, SinkFunction, SourceFunction, SourceOutput, SourceStatus,
+        BoxError, CoProcessFunction, Collector, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction,
+        OnTimerContext, OutputTag, ProcessContext, ProcessFunction, RichCoFlatMapFunction, RichCoMapFunction,
+        RichFilterFunction, RichFlatMapFunction, RichMapFunction, RuntimeContext, SinkContext, SinkFunction,
+        SourceFunction, SourceOutput, SourceStatus, TimeDomain, TimerService,
     };
+    pub use crate::time::{Watermark, WatermarkGenerator, WatermarkOutput, WatermarkStatus, WatermarkStrategy};
 }

@@ -20,6 +20,7 @@ pub(crate) struct JobConfig {
     pub ring_capacity: usize,
     pub source_batch_max: usize,
     pub latency_tracking_interval: Option<Duration>,
+    pub auto_watermark_interval: Duration,
     pub idle_spin: Duration,
     pub io_memory_bytes: usize,
     pub clock: SharedClock,
@@ -54,6 +55,7 @@ pub struct StreamEnvBuilder {
     ring_capacity: Option<usize>,
     source_batch_max: Option<usize>,
     latency_tracking_interval: Option<Duration>,
+    auto_watermark_interval: Duration,
     idle_spin: Option<Duration>,
     io_memory_bytes: usize,
     clock: Option<SharedClock>,
@@ -70,6 +72,7 @@ impl Default for StreamEnvBuilder {
             ring_capacity: None,
             source_batch_max: None,
             latency_tracking_interval: None,
+            auto_watermark_interval: Duration::from_millis(200),
             idle_spin: None,
             io_memory_bytes: 1 << 20,
             clock: None,
@@ -127,6 +130,14 @@ impl StreamEnvBuilder {
     /// Emits latency markers from every source this often (default: off, as in Flink).
     pub fn latency_tracking_interval(mut self, interval: Duration) -> Self {
         self.latency_tracking_interval = Some(interval);
+        self
+    }
+
+    /// How often periodic watermark generators emit, in processing time (Flink's
+    /// `autoWatermarkInterval`, default 200 ms); zero turns periodic emission off (punctuated
+    /// generators, and the final watermark of bounded input, still emit).
+    pub fn auto_watermark_interval(mut self, interval: Duration) -> Self {
+        self.auto_watermark_interval = interval;
         self
     }
 
@@ -206,6 +217,7 @@ impl StreamEnvBuilder {
             ring_capacity,
             source_batch_max,
             latency_tracking_interval: self.latency_tracking_interval,
+            auto_watermark_interval: self.auto_watermark_interval,
             idle_spin: self.idle_spin.unwrap_or(default_spin),
             io_memory_bytes: self.io_memory_bytes,
             clock: self.clock.unwrap_or_else(|| Arc::new(RealClock::new())),

@@ -5,9 +5,10 @@ use std::rc::Rc;
 
 use super::connected::ConnectedStreams;
 use super::env::StreamEnv;
+use super::error::ConfigError;
 use super::graph::{
-    Built, Edge, EdgeFactory, FnFactory, KeyedEdge, Node, NodeFactory, NodeId, PartitionKind, ShardMake, StandardEdge,
-    TypedOutput, downcast,
+    Built, Edge, EdgeFactory, FnFactory, KeyedEdge, Node, NodeFactory, NodeId, PartitionKind, ShardMake,
+    SideOutputDecl, StandardEdge, TypedOutput, downcast,
 };
 use super::keyed::KeyedStream;
 use super::{Data, Key};
@@ -19,10 +20,15 @@ use crate::operators::functions::Plain;
 use crate::operators::input::{Input, InputRef, Lifecycle, Output};
 use crate::operators::map::MapOp;
 use crate::operators::partition::{Custom, HashByKey};
+use crate::operators::process::{PlainCore, ProcessOp};
 use crate::operators::sink::SinkOp;
 use crate::operators::sinks::{CollectHandle, CollectSink, PrintSink};
+use crate::operators::timestamps::TimestampsAndWatermarksOp;
 use crate::operators::union::{UnionOp, UnionPort};
-use crate::operators::{Collector, RichFilterFunction, RichFlatMapFunction, RichMapFunction, SinkFunction};
+use crate::operators::{
+    Collector, OutputTag, ProcessFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction, SinkFunction,
+};
+use crate::time::WatermarkStrategy;
 
 /// How the next operator attached to a stream receives its records.
 pub(crate) enum Partitioning {
@@ -63,6 +69,8 @@ impl Clone for Partitioning {
 pub struct DataStream<T> {
     env: StreamEnv,
     node: NodeId,
+    /// Which output of `node` this stream is: 0 for the main one, `i + 1` for side output `i`.
+    output: usize,
     partitioning: Partitioning,
     _record: std::marker::PhantomData<fn() -> T>,
 }
@@ -72,6 +80,7 @@ impl<T> Clone for DataStream<T> {
         DataStream {
             env: self.env.clone(),
             node: self.node,
+            output: self.output,
             partitioning: self.partitioning.clone(),
             _record: std::marker::PhantomData,
         }
@@ -141,6 +150,7 @@ fn operator_node(
         n_inputs,
         factory: Box::new(FnFactory(factory)),
         output: None,
+        side_outputs: Vec::new(),
     }
 }
 
@@ -149,6 +159,7 @@ impl<T: Data> DataStream<T> {
         DataStream {
             env,
             node,
+            output: 0,
             partitioning: Partitioning::Standard(PartitionKind::Default),
             _record: std::marker::PhantomData,
         }
@@ -156,6 +167,66 @@ impl<T: Data> DataStream<T> {
 
     pub(crate) fn env(&self) -> &StreamEnv {
         &self.env
+    }
+
+    /// The records the operator of this stream emitted to the side output `tag` (Flink's
+    /// `getSideOutput`): a stream like any other. Asking twice for a tag gives the same stream; asking
+    /// for one id with two record types is an error of `execute()`.
+    ///
+    /// ```
+    /// use rill::prelude::*;
+    /// #[derive(Clone)]
+    /// struct Split(OutputTag<i64>);
+    /// impl ProcessFunction<i64, i64> for Split {
+    ///     fn process_element(&mut self, v: i64, ctx: &mut ProcessContext<'_>, out: &mut Collector<'_, i64>)
+    ///         -> Result<(), BoxError> {
+    ///         if v < 0 { ctx.output(&self.0, v) } else { out.collect(v) }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let env = StreamEnv::builder().cores(1).build()?;
+    /// let negative = OutputTag::<i64>::new("negative");
+    /// let main = env.from_iter(vec![1i64, -2, 3]).process(Split(negative.clone()));
+    /// let (positives, negatives) = (main.collect(), main.get_side_output(&negative).collect());
+    /// env.execute()?;
+    /// assert_eq!((positives.take(), negatives.take()), (vec![1, 3], vec![-2]));
+    /// # Ok::<(), rill::Error>(())
+    /// ```
+    pub fn get_side_output<X: Data>(&self, tag: &OutputTag<X>) -> DataStream<X> {
+        let type_id = std::any::TypeId::of::<X>();
+        let type_name = std::any::type_name::<X>();
+        let result = self.env.update_node(self.node, |node| {
+            if let Some(index) = node.side_outputs.iter().position(|s| *s.id == *tag.id()) {
+                let declared = &node.side_outputs[index];
+                if declared.type_id != type_id {
+                    return Err(ConfigError::SideOutputType {
+                        operator: node.name.clone(),
+                        id: tag.id().to_string(),
+                        first: declared.type_name,
+                        second: type_name,
+                    });
+                }
+                return Ok(index);
+            }
+            node.side_outputs.push(SideOutputDecl {
+                id: tag.shared_id(),
+                type_id,
+                type_name,
+                output: TypedOutput::<X>::shared(),
+            });
+            Ok(node.side_outputs.len() - 1)
+        });
+        let index = result.unwrap_or_else(|error| {
+            self.env.defer_error(error);
+            0
+        });
+        DataStream {
+            env: self.env.clone(),
+            node: self.node,
+            output: index + 1,
+            partitioning: Partitioning::Standard(PartitionKind::Default),
+            _record: std::marker::PhantomData,
+        }
     }
 
     node_settings!();
@@ -166,7 +237,7 @@ impl<T: Data> DataStream<T> {
             Partitioning::Standard(kind) => (*kind, Box::new(StandardEdge::<T>::new())),
             Partitioning::Keyed(kind, make) => (*kind, make()),
         };
-        self.env.add_edge(Edge { from: self.node, to, to_port: port, kind, factory });
+        self.env.add_edge(Edge { from: self.node, from_output: self.output, to, to_port: port, kind, factory });
     }
 
     /// Adds a one-input operator fed by this stream: `make` builds its instance on each shard.
@@ -209,6 +280,7 @@ impl<T: Data> DataStream<T> {
             n_inputs: 1,
             factory: Box::new(SinkFactory::<T, S> { prototype: Some(sink), clone, _record: std::marker::PhantomData }),
             output: None,
+            side_outputs: Vec::new(),
         });
         self.connect_to(id, 0);
         DataStreamSink { env: self.env.clone(), node: id }
@@ -255,6 +327,35 @@ impl<T: Data> DataStream<T> {
     /// Flat map with a rich function.
     pub fn flat_map_rich<U: Data, F: RichFlatMapFunction<T, U> + Clone>(&self, f: F) -> DataStream<U> {
         self.add_one_input("Flat Map", move |_env, _info, core, out| FlatMapOp::new(core, f, out))
+    }
+
+    /// Stamps each record with an event timestamp and generates watermarks from them (Flink's
+    /// `assignTimestampsAndWatermarks`); watermarks from upstream are replaced, except the final one
+    /// of a bounded input.
+    ///
+    /// ```
+    /// use rill::prelude::*;
+    /// let env = StreamEnv::builder().cores(1).build()?;
+    /// let stamped = env
+    ///     .from_iter(vec![(1u32, 1_000i64), (2, 1_500)])
+    ///     .assign_timestamps_and_watermarks(
+    ///         WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|r: &(u32, i64), _| r.1),
+    ///     );
+    /// let out = stamped.collect();
+    /// env.execute()?;
+    /// assert_eq!(out.take().len(), 2);
+    /// # Ok::<(), rill::Error>(())
+    /// ```
+    pub fn assign_timestamps_and_watermarks(&self, strategy: WatermarkStrategy<T>) -> DataStream<T> {
+        self.add_one_input("Timestamps/Watermarks", move |env, _info, core, out| {
+            TimestampsAndWatermarksOp::new(env, core, &strategy, out)
+        })
+    }
+
+    /// Runs a [`ProcessFunction`] on every record: timestamps, the watermark and side outputs at
+    /// hand (timers need a keyed stream: see [`KeyedStream::process`]).
+    pub fn process<U: Data, F: ProcessFunction<T, U> + Clone>(&self, f: F) -> DataStream<U> {
+        self.add_one_input("Process", move |env, _info, core, out| ProcessOp::new(PlainCore::new(env, core, out), f))
     }
 
     /// Partitions the stream by key: records with equal keys go to the same shard, and keyed

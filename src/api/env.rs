@@ -8,12 +8,13 @@ use super::config::{JobConfig, StreamEnvBuilder};
 use super::datastream::DataStream;
 use super::graph::{Built, Edge, Graph, Node, NodeFactory, NodeId, ShardMake, TypedOutput, downcast};
 use super::job::{JobHandle, JobResult};
-use super::{Data, Error};
+use super::{ConfigError, Data, Error};
 use crate::operators::context::OperatorCore;
 use crate::operators::driver::{Driver, SourceDriver};
 use crate::operators::input::Output;
 use crate::operators::sources::{FromIterSource, GeneratorSource};
 use crate::operators::{BoxError, SourceFunction};
+use crate::time::WatermarkStrategy;
 
 /// The environment a job is built in and run from (Flink's `StreamExecutionEnvironment`).
 ///
@@ -33,6 +34,8 @@ pub struct StreamEnv {
 struct EnvInner {
     config: JobConfig,
     graph: RefCell<Graph>,
+    /// Mistakes in building the graph, reported by `execute()`.
+    errors: RefCell<Vec<ConfigError>>,
 }
 
 /// How many records a [`StreamEnv::generator`] produces, and how fast.
@@ -72,7 +75,9 @@ impl StreamEnv {
     }
 
     pub(crate) fn new(config: JobConfig) -> StreamEnv {
-        StreamEnv { inner: Rc::new(EnvInner { config, graph: RefCell::new(Graph::default()) }) }
+        StreamEnv {
+            inner: Rc::new(EnvInner { config, graph: RefCell::new(Graph::default()), errors: RefCell::default() }),
+        }
     }
 
     /// The number of shards the job runs on (the default parallelism of every operator).
@@ -95,6 +100,11 @@ impl StreamEnv {
         self.inner.graph.borrow_mut().edges.push(edge);
     }
 
+    /// Records a mistake found while building the graph; `execute()` reports the first.
+    pub(crate) fn defer_error(&self, error: ConfigError) {
+        self.inner.errors.borrow_mut().push(error);
+    }
+
     pub(crate) fn update_node<R>(&self, node: NodeId, f: impl FnOnce(&mut Node) -> R) -> R {
         f(&mut self.inner.graph.borrow_mut().nodes[node])
     }
@@ -115,6 +125,7 @@ impl StreamEnv {
             n_inputs: 0,
             factory: Box::new(SourceFactory::<T, S> { prototype: Some(source), clone, _record: PhantomData }),
             output: Some(TypedOutput::<T>::shared()),
+            side_outputs: Vec::new(),
         });
         DataStream::new(self.clone(), node)
     }
@@ -128,6 +139,18 @@ impl StreamEnv {
     /// `ParallelSourceFunction`); each instance learns its shard in `open`.
     pub fn add_parallel_source<T: Data, S: SourceFunction<T> + Clone>(&self, source: S) -> DataStream<T> {
         self.add_source_node("Source: Custom Source", source, Some(S::clone))
+    }
+
+    /// A source whose records get timestamps and watermarks from `strategy` right at the source, on
+    /// each source instance (Flink's `fromSource(source, watermarkStrategy, name)`; an instance here
+    /// reads one split, so per-instance is per-split). `source` is cloned for every shard, as in
+    /// [`add_parallel_source`](Self::add_parallel_source).
+    pub fn from_source<T: Data, S: SourceFunction<T> + Clone>(
+        &self,
+        source: S,
+        strategy: WatermarkStrategy<T>,
+    ) -> DataStream<T> {
+        self.add_parallel_source(source).assign_timestamps_and_watermarks(strategy)
     }
 
     /// The items of a collection, in order, from one instance (Flink's `fromCollection`).
@@ -190,6 +213,9 @@ impl StreamEnv {
 
     /// Starts the job and returns at once with a handle to watch, cancel or join it.
     pub fn execute_async(&self) -> Result<JobHandle, Error> {
+        if let Some(error) = self.inner.errors.borrow_mut().drain(..).next() {
+            return Err(error.into());
+        }
         let graph = std::mem::take(&mut *self.inner.graph.borrow_mut());
         super::plan::start(graph, &self.inner.config)
     }

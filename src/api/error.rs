@@ -73,6 +73,18 @@ pub enum ConfigError {
         /// The other.
         second: String,
     },
+    /// One side output id read with two record types.
+    #[error("side output '{id}' of '{operator}' is read as {first} and as {second}")]
+    SideOutputType {
+        /// The operator emitting to the side output.
+        operator: String,
+        /// The tag's id.
+        id: String,
+        /// The record type first asked for.
+        first: &'static str,
+        /// The other record type.
+        second: &'static str,
+    },
     /// `execute()` on a job with no operators.
     #[error("the job has no operators: add a source and a sink before execute()")]
     EmptyJob,

@@ -18,6 +18,7 @@ use crate::operators::driver::{Driver, Outlets};
 use crate::operators::input::{InputRef, Lifecycle, Output};
 use crate::operators::network::{ExchangeReceiver, ExchangeSender, SenderRef};
 use crate::operators::partition::{Broadcast, Forward, Global, Partition, Rebalance, Shuffle};
+use crate::operators::side_output::{SideOutputs, SidePort, TypedSide};
 use crate::util::SplitMix64;
 
 pub(crate) type NodeId = usize;
@@ -71,9 +72,11 @@ impl<F: FnMut(usize) -> ShardMake> NodeFactory for FnFactory<F> {
     }
 }
 
-/// Builds a node's `Output<T>` from the input handles of its consumers.
+/// Builds a node's `Output<T>` from the input handles of its consumers and its side outputs.
 pub(crate) trait OutputFactory: Send + Sync {
-    fn make(&self, consumers: Vec<Box<dyn Any>>) -> Box<dyn Any>;
+    fn make(&self, consumers: Vec<Box<dyn Any>>, sides: SideOutputs) -> Box<dyn Any>;
+    /// A side output of this record type over `consumers`.
+    fn make_side(&self, consumers: Vec<Box<dyn Any>>) -> Box<dyn SidePort>;
 }
 
 pub(crate) struct TypedOutput<T>(PhantomData<fn() -> T>);
@@ -88,9 +91,14 @@ impl<T> TypedOutput<T> {
 }
 
 impl<T: Clone + 'static> OutputFactory for TypedOutput<T> {
-    fn make(&self, consumers: Vec<Box<dyn Any>>) -> Box<dyn Any> {
+    fn make(&self, consumers: Vec<Box<dyn Any>>, sides: SideOutputs) -> Box<dyn Any> {
         let targets = consumers.into_iter().map(|c| downcast::<InputRef<T>>(c, "a consumer's input")).collect();
-        Box::new(Output::<T>::new(targets))
+        Box::new(Output::<T>::with_sides(targets, sides))
+    }
+
+    fn make_side(&self, consumers: Vec<Box<dyn Any>>) -> Box<dyn SidePort> {
+        let targets = consumers.into_iter().map(|c| downcast::<InputRef<T>>(c, "a side output's consumer")).collect();
+        Box::new(TypedSide::<T>::new(Output::new(targets)))
     }
 }
 
@@ -267,11 +275,23 @@ pub(crate) struct Node {
     pub factory: Box<dyn NodeFactory>,
     /// Builds the node's output; `None` for sinks.
     pub output: Option<Arc<dyn OutputFactory>>,
+    /// The side outputs some stream reads, in the order they were asked for (output `i + 1`).
+    pub side_outputs: Vec<SideOutputDecl>,
+}
+
+/// A side output of a node that a stream reads.
+pub(crate) struct SideOutputDecl {
+    pub id: Arc<str>,
+    pub type_id: std::any::TypeId,
+    pub type_name: &'static str,
+    pub output: Arc<dyn OutputFactory>,
 }
 
 /// A connection from a node's output to an input port of another.
 pub(crate) struct Edge {
     pub from: NodeId,
+    /// Which output of `from`: 0 for the main output, `i + 1` for side output `i`.
+    pub from_output: usize,
     pub to: NodeId,
     pub to_port: usize,
     pub kind: PartitionKind,

@@ -3,8 +3,11 @@
 use std::marker::PhantomData;
 use std::ops::{Add, Deref};
 
+use super::connected::KeyedConnectedStreams;
 use super::datastream::DataStream;
 use super::{Data, Key};
+use crate::operators::KeyedProcessFunction;
+use crate::operators::process::{KeyedCore, KeyedProcessOp};
 use crate::operators::rolling::{Extreme, ExtremeBy, Reduce, RollingAggregate, RollingOp, Sum};
 use crate::state::KeyGroupRange;
 
@@ -55,6 +58,28 @@ where
             let key_groups = KeyGroupRange::for_subtask(env.max_parallelism, info.parallelism, env.shard);
             RollingOp::new(core, key_selector, aggregate, key_groups, out)
         })
+    }
+
+    /// Runs a [`KeyedProcessFunction`]: each record with its key, and timers per key.
+    pub fn process<U: Data, F: KeyedProcessFunction<K, T, U> + Clone>(&self, f: F) -> DataStream<U> {
+        let key_selector = self.key_selector.clone();
+        self.stream.add_one_input("Keyed Process", move |env, info, core, out| {
+            KeyedProcessOp::new(KeyedCore::new(env, core, info.parallelism, out), key_selector, f)
+        })
+    }
+
+    /// Connects this stream with another keyed by the same key type: a [`KeyedCoProcessFunction`]
+    /// then sees both with timers per key. (Connect through the `DataStream` — `(*keyed).connect(..)`
+    /// — for a stream keyed otherwise or not at all.)
+    pub fn connect<B: Data, S2>(&self, other: &KeyedStream<B, K, S2>) -> KeyedConnectedStreams<T, B, K, S, S2>
+    where
+        S2: Fn(&B) -> K + Clone + Send + 'static,
+    {
+        KeyedConnectedStreams::new(
+            self.stream.clone(),
+            other.stream.clone(),
+            (self.key_selector.clone(), other.key_selector.clone()),
+        )
     }
 
     /// Rolling reduce: emits `f(aggregate, record)` for every record after its key's first (which is

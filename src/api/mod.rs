@@ -12,7 +12,7 @@ pub(crate) mod keyed;
 pub(crate) mod plan;
 
 pub use config::StreamEnvBuilder;
-pub use connected::ConnectedStreams;
+pub use connected::{ConnectedStreams, KeyedConnectedStreams};
 pub use datastream::{DataStream, DataStreamSink};
 pub use env::{Generator, StreamEnv};
 pub use error::{ConfigError, Error};

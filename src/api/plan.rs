@@ -6,6 +6,7 @@
 //! the operator that calls it.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use crate::metrics::{LatencyStats, MetricRegistry};
 use crate::operators::context::{ExecConfig, OperatorInfo, ShardEnv};
 use crate::operators::driver::{Driver, Outlets, guarded};
 use crate::operators::network::SenderRef;
+use crate::operators::processing_time::{ProcessingTimeService, run_timer_task};
+use crate::operators::side_output::SideOutputs;
 use futures_lite::FutureExt;
 
 use crate::operators::input::current_operator;
@@ -27,12 +30,16 @@ use crate::runtime::{Doorbells, JobError, JobSignal, ShardConfig, ShardParker, S
 
 struct NodeShape {
     info: OperatorInfo,
+    /// Edges out of the node, from any of its outputs.
     outputs: Vec<usize>,
     output: Option<Arc<dyn OutputFactory>>,
+    /// Side outputs some stream reads: output `i + 1` is `side_outputs[i]`.
+    side_outputs: Vec<(Arc<str>, Arc<dyn OutputFactory>)>,
 }
 
 struct EdgeShape {
     from: usize,
+    from_output: usize,
     to: usize,
     to_port: usize,
     kind: PartitionKind,
@@ -146,6 +153,7 @@ pub(crate) fn start(mut graph: Graph, config: &JobConfig) -> Result<JobHandle, E
             info: OperatorInfo { id: id as u32, name: node.name.clone(), parallelism: node.parallelism },
             outputs: Vec::new(),
             output: node.output.clone(),
+            side_outputs: node.side_outputs.iter().map(|s| (s.id.clone(), s.output.clone())).collect(),
         })
         .collect();
     let edges: Vec<EdgeShape> = graph
@@ -159,7 +167,14 @@ pub(crate) fn start(mut graph: Graph, config: &JobConfig) -> Result<JobHandle, E
                 kind => kind,
             };
             let chained = kind == PartitionKind::Forward && from.chain_to_downstream && to.chain_to_upstream;
-            EdgeShape { from: edge.from, to: edge.to, to_port: edge.to_port, kind, chained }
+            EdgeShape {
+                from: edge.from,
+                from_output: edge.from_output,
+                to: edge.to,
+                to_port: edge.to_port,
+                kind,
+                chained,
+            }
         })
         .collect();
     for (id, edge) in edges.iter().enumerate() {
@@ -259,16 +274,18 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: Shard
         latency: job.latency[shard].clone(),
         signal: job.signal.clone(),
         parker,
+        timers: Rc::new(ProcessingTimeService::new(job.config.clock.clone())),
         config: ExecConfig {
             buffer_timeout: job.config.buffer_timeout,
             batch_records_max: job.config.batch_records_max,
             source_batch_max: job.config.source_batch_max,
             latency_tracking_interval: job.config.latency_tracking_interval,
+            auto_watermark_interval: job.config.auto_watermark_interval,
         },
         operator_names: job.operator_names.clone(),
     });
 
-    let (lifecycles, drivers) = match guarded(&env, || Ok(instantiate(&mut package, &job.shape, &env))) {
+    let (lifecycles, drivers, timer_outlets) = match guarded(&env, || Ok(instantiate(&mut package, &job.shape, &env))) {
         Ok(built) => built,
         Err(error) => {
             job.signal.fail(error);
@@ -290,13 +307,24 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: Shard
     if opened == lifecycles.len() {
         // Each driver reports its own failure at once: the others (here and on other shards) may be
         // waiting for it, and only the stop signal releases them.
+        let live_drivers = Rc::new(Cell::new(drivers.len()));
+        let timer_task = {
+            let (signal, env, live_drivers) = (job.signal.clone(), env.clone(), live_drivers.clone());
+            glommio::spawn_local(async move {
+                if let Err(error) = run_timer_task(env, timer_outlets, live_drivers).await {
+                    signal.fail(error);
+                }
+            })
+        };
         let tasks: Vec<_> = drivers
             .into_iter()
             .map(|driver| {
                 let signal = job.signal.clone();
                 let env_for_panic = env.clone();
+                let live_drivers = live_drivers.clone();
                 let run = std::panic::AssertUnwindSafe(driver.run(env.clone())).catch_unwind();
                 glommio::spawn_local(async move {
+                    let _done = DriverDone(live_drivers, env_for_panic.clone());
                     match run.await {
                         Ok(Ok(ended)) => ended,
                         Ok(Err(error)) => {
@@ -320,6 +348,7 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: Shard
         for task in tasks {
             all_ended &= task.await;
         }
+        timer_task.await;
     }
     // Close in the reverse order of opening.
     for lifecycle in lifecycles[..opened].iter().rev() {
@@ -333,12 +362,22 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: Shard
 
 type Lifecycles = Vec<Rc<std::cell::RefCell<dyn crate::operators::input::Lifecycle>>>;
 
+/// Counts a driver out when its task ends, however it ends, and wakes the timer task to notice.
+struct DriverDone(Rc<Cell<usize>>, Rc<ShardEnv>);
+
+impl Drop for DriverDone {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+        self.1.parker.notify(self.1.shard);
+    }
+}
+
 /// Builds this shard's operator instances and drivers.
 fn instantiate(
     package: &mut ShardPackage,
     shape: &PlanShape,
     env: &Rc<ShardEnv>,
-) -> (Lifecycles, Vec<Box<dyn Driver>>) {
+) -> (Lifecycles, Vec<Box<dyn Driver>>, Outlets) {
     let n_nodes = shape.nodes.len();
     let mut ports: Vec<Vec<Option<Box<dyn Any>>>> = (0..n_nodes).map(|_| Vec::new()).collect();
     let mut sender_refs: Vec<Option<SenderRef>> = (0..shape.edges.len()).map(|_| None).collect();
@@ -348,24 +387,31 @@ fn instantiate(
     for id in (0..n_nodes).rev() {
         let Some(make) = package.makes[id].take() else { continue };
         let node = &shape.nodes[id];
+        // The consumers of each output of the node: chained inputs, or exchange senders.
+        let mut consumers: Vec<Vec<Box<dyn Any>>> = (0..=node.side_outputs.len()).map(|_| Vec::new()).collect();
+        for &edge_id in &node.outputs {
+            let edge = &shape.edges[edge_id];
+            let consumer = if edge.chained {
+                ports[edge.to][edge.to_port].take().expect("a chained consumer is built before its producer")
+            } else {
+                let factory = package.edge_factories[edge_id].as_ref().expect("an exchange edge has a factory");
+                let channels = std::mem::take(&mut package.senders[edge_id]);
+                let (input, control) = factory.make_sender(env, id as u32, edge.kind, package.shard, channels);
+                sender_refs[edge_id] = Some(control);
+                input
+            };
+            consumers[edge.from_output].push(consumer);
+        }
+        let mut consumers = consumers.into_iter();
+        let main = consumers.next().expect("the main output");
         let output = node.output.as_ref().map(|output| {
-            let consumers = node
-                .outputs
+            let sides = node
+                .side_outputs
                 .iter()
-                .map(|&edge_id| {
-                    let edge = &shape.edges[edge_id];
-                    if edge.chained {
-                        ports[edge.to][edge.to_port].take().expect("a chained consumer is built before its producer")
-                    } else {
-                        let factory = package.edge_factories[edge_id].as_ref().expect("an exchange edge has a factory");
-                        let channels = std::mem::take(&mut package.senders[edge_id]);
-                        let (input, control) = factory.make_sender(env, id as u32, edge.kind, package.shard, channels);
-                        sender_refs[edge_id] = Some(control);
-                        input
-                    }
-                })
+                .zip(consumers)
+                .map(|((id, side), consumers)| (id.clone(), side.make_side(consumers)))
                 .collect();
-            output.make(consumers)
+            output.make(main, SideOutputs::new(sides))
         });
         let built = make(env, &node.info, output);
         assert_eq!(
@@ -375,7 +421,10 @@ fn instantiate(
             node.info.name
         );
         ports[id] = built.inputs.into_iter().map(Some).collect();
-        lifecycles.extend(built.lifecycle);
+        if let Some(lifecycle) = built.lifecycle {
+            env.timers.set_target(id as u32, lifecycle.clone());
+            lifecycles.push(lifecycle);
+        }
         if let Some(make_driver) = built.source {
             sources.push((id, make_driver));
         }
@@ -415,7 +464,9 @@ fn instantiate(
         let input = ports[edge.to][edge.to_port].take().expect("an exchange feeds an input no chain took");
         drivers.push(factory.make_receiver(edge.to as u32, channels, input, Outlets::new(reachable(edge.to), env)));
     }
-    (lifecycles, drivers)
+    // Processing-time callbacks may emit from any operator: the timer task ships to every sender.
+    let all_senders = sender_refs.iter().flatten().cloned().collect();
+    (lifecycles, drivers, Outlets::new(all_senders, env))
 }
 
 impl std::fmt::Debug for JobShared {

@@ -2,7 +2,7 @@
 
 use crate::codec::BatchBytes;
 use crate::metrics::LatencyMarker;
-use crate::time::Watermark;
+use crate::time::{Watermark, WatermarkStatus};
 
 /// A checkpoint barrier (carried now; aligned and acted on by the checkpoint layer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub struct CheckpointBarrier {
 pub enum Control {
     /// Event time advanced to this watermark on the channel.
     Watermark(Watermark),
+    /// The channel went idle or became active again.
+    Status(WatermarkStatus),
     /// A latency marker on its way from a source.
     LatencyMarker(LatencyMarker),
     /// A checkpoint barrier.

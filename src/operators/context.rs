@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::input::{BoxError, OpError, OpResult, enter_operator};
+use super::processing_time::ProcessingTimeService;
 use crate::exchange::Control;
 use crate::metrics::{Counter, LatencyRecorder, LatencyStats, MetricGroup, MetricRegistry, names};
 use crate::runtime::{JobSignal, ShardParker};
@@ -22,6 +23,8 @@ pub(crate) struct ExecConfig {
     pub source_batch_max: usize,
     /// Emit latency markers this often, if set.
     pub latency_tracking_interval: Option<Duration>,
+    /// Periodic watermark generators emit this often; zero turns periodic emission off.
+    pub auto_watermark_interval: Duration,
 }
 
 /// Everything the operators and drivers of one shard share.
@@ -34,6 +37,8 @@ pub(crate) struct ShardEnv {
     pub latency: Arc<LatencyStats>,
     pub signal: Arc<JobSignal>,
     pub parker: Rc<ShardParker>,
+    /// Processing-time callbacks of the shard's operators.
+    pub timers: Rc<ProcessingTimeService>,
     pub config: ExecConfig,
     /// Operator names by id, for error messages.
     pub operator_names: Arc<[String]>,
@@ -190,17 +195,38 @@ impl std::fmt::Debug for ShardEnv {
 /// A shard environment for unit tests of operators and exchange ends on one executor.
 #[cfg(test)]
 pub(crate) fn test_env(batch_records_max: usize, buffer_timeout: Duration) -> Rc<ShardEnv> {
-    let doorbells = crate::runtime::Doorbells::new(1).expect("socket pair");
-    Rc::new(ShardEnv {
-        shard: 0,
-        n_shards: 1,
-        max_parallelism: 128,
-        clock: Arc::new(crate::time::ManualClock::new(0)),
+    let config = ExecConfig {
+        buffer_timeout,
+        batch_records_max,
+        source_batch_max: 64,
+        latency_tracking_interval: None,
+        auto_watermark_interval: Duration::from_millis(200),
+    };
+    let names = vec!["upstream".to_string(), "downstream".to_string()];
+    detached_env(Arc::new(crate::time::ManualClock::new(0)), config, names, (0, 1, 128)).expect("socket pair")
+}
+
+/// A shard environment outside a running job (the operator test harness, unit tests): shard
+/// `placement.0` of `placement.1` with `placement.2` key groups.
+pub(crate) fn detached_env(
+    clock: SharedClock,
+    config: ExecConfig,
+    operator_names: Vec<String>,
+    placement: (usize, usize, usize),
+) -> std::io::Result<Rc<ShardEnv>> {
+    let (shard, n_shards, max_parallelism) = placement;
+    let doorbells = crate::runtime::Doorbells::new(n_shards)?;
+    Ok(Rc::new(ShardEnv {
+        shard,
+        n_shards,
+        max_parallelism,
+        timers: Rc::new(ProcessingTimeService::new(clock.clone())),
+        clock,
         metrics: MetricRegistry::new(),
         latency: Arc::new(LatencyStats::default()),
         signal: Arc::new(JobSignal::new(doorbells.clone())),
-        parker: ShardParker::new(0, doorbells, 0),
-        config: ExecConfig { buffer_timeout, batch_records_max, source_batch_max: 64, latency_tracking_interval: None },
-        operator_names: vec!["upstream".to_string(), "downstream".to_string()].into(),
-    })
+        parker: ShardParker::new(shard, doorbells, 0),
+        config,
+        operator_names: operator_names.into(),
+    }))
 }

@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use super::batch::RecordBatch;
+use super::side_output::SideOutputs;
 use crate::exchange::Control;
 
 /// An error from user code or I/O, as user functions return it.
@@ -45,17 +46,32 @@ pub(crate) struct Output<T> {
     scratch: RecordBatch<T>,
     /// Latency markers go to one consumer, in turn (as Flink's chained outputs do), not to all.
     next_marker_target: usize,
+    /// The operator's side outputs that some stream reads.
+    sides: SideOutputs,
 }
 
 impl<T: Clone> Output<T> {
     pub fn new(targets: Vec<InputRef<T>>) -> Output<T> {
-        Output { targets, scratch: RecordBatch::new(), next_marker_target: 0 }
+        Output::with_sides(targets, SideOutputs::default())
+    }
+
+    pub fn with_sides(targets: Vec<InputRef<T>>, sides: SideOutputs) -> Output<T> {
+        Output { targets, scratch: RecordBatch::new(), next_marker_target: 0, sides }
+    }
+
+    /// The side outputs, for operators that emit to them.
+    #[inline]
+    pub fn sides(&mut self) -> &mut SideOutputs {
+        &mut self.sides
     }
 
     /// Passes `batch` to every consumer (copies for all but the last).
     #[inline]
     pub fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
         batch.debug_check();
+        if !self.sides.is_empty() {
+            self.sides.flush()?;
+        }
         match self.targets.len() {
             0 => Ok(()),
             1 => self.targets[0].borrow_mut().process_batch(batch),
@@ -73,6 +89,9 @@ impl<T: Clone> Output<T> {
 
     /// Passes a control event on: latency markers to one consumer, everything else to all.
     pub fn process_control(&mut self, control: Control) -> OpResult {
+        if !self.sides.is_empty() && !matches!(control, Control::LatencyMarker(_)) {
+            self.sides.process_control(control)?;
+        }
         if self.targets.is_empty() {
             return Ok(());
         }
@@ -109,4 +128,9 @@ pub(crate) fn current_operator() -> u32 {
 pub(crate) trait Lifecycle {
     fn open(&mut self) -> OpResult;
     fn close(&mut self) -> OpResult;
+    /// The shard's processing-time service calls this when a time the operator scheduled has come
+    /// (`now_ms` is the current processing time). Calls may be spurious.
+    fn on_processing_time(&mut self, _now_ms: i64) -> OpResult {
+        Ok(())
+    }
 }

@@ -5,7 +5,7 @@
 
 use super::input::OpResult;
 use crate::exchange::Control;
-use crate::time::WatermarkValve;
+use crate::time::{ValveOutput, WatermarkValve};
 
 pub(crate) struct ControlMerger {
     valve: WatermarkValve,
@@ -43,10 +43,12 @@ impl ControlMerger {
     ) -> OpResult {
         match control {
             Control::Watermark(watermark) => {
-                if let Some(combined) = self.valve.on_watermark(channel, watermark) {
-                    emit(Control::Watermark(combined))?;
-                }
-                Ok(())
+                let out = self.valve.on_watermark(channel, watermark);
+                emit_valve(out, &mut emit)
+            }
+            Control::Status(status) => {
+                let out = self.valve.on_status(channel, status);
+                emit_valve(out, &mut emit)
             }
             Control::LatencyMarker(_) => emit(control),
             Control::Barrier(barrier) => {
@@ -61,9 +63,8 @@ impl ControlMerger {
                 assert!(!self.ended[channel], "channel {channel} ended twice");
                 self.ended[channel] = true;
                 self.n_ended += 1;
-                if let Some(combined) = self.valve.on_end_of_input(channel) {
-                    emit(Control::Watermark(combined))?;
-                }
+                let out = self.valve.on_end_of_input(channel);
+                emit_valve(out, &mut emit)?;
                 if self.all_ended() {
                     emit(Control::EndOfInput)?;
                 }
@@ -71,6 +72,18 @@ impl ControlMerger {
             }
         }
     }
+}
+
+/// Passes on what a valve let through: the watermark before a status change (Flink flushes the
+/// watermark of the channels going idle before announcing idleness).
+fn emit_valve(out: ValveOutput, emit: &mut impl FnMut(Control) -> OpResult) -> OpResult {
+    if let Some(watermark) = out.watermark {
+        emit(Control::Watermark(watermark))?;
+    }
+    if let Some(status) = out.status {
+        emit(Control::Status(status))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -95,8 +108,13 @@ mod tests {
         assert_eq!(feed(&mut m, 0, Control::Watermark(Watermark(5))), vec![]);
         assert_eq!(feed(&mut m, 1, Control::Watermark(Watermark(3))), vec![Control::Watermark(Watermark(3))]);
         assert_eq!(feed(&mut m, 1, Control::EndOfInput), vec![Control::Watermark(Watermark(5))]);
+        assert_eq!(
+            feed(&mut m, 0, Control::Status(crate::time::WatermarkStatus::Idle)),
+            vec![Control::Watermark(Watermark::MAX)],
+            "the only active channel left has ended: it is at MAX"
+        );
         assert!(!m.all_ended());
-        assert_eq!(feed(&mut m, 0, Control::EndOfInput), vec![Control::EndOfInput]);
+        assert_eq!(feed(&mut m, 0, Control::EndOfInput), vec![Control::EndOfInput], "the watermark is at MAX already");
         assert!(m.all_ended());
     }
 

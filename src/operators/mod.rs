@@ -14,11 +14,15 @@ pub(crate) mod map;
 pub(crate) mod merge;
 pub(crate) mod network;
 pub(crate) mod partition;
+pub(crate) mod process;
+pub(crate) mod processing_time;
 pub(crate) mod rolling;
+pub(crate) mod side_output;
 pub(crate) mod sink;
 pub mod sinks;
 pub(crate) mod source;
 pub mod sources;
+pub(crate) mod timestamps;
 pub(crate) mod two_input;
 pub(crate) mod union;
 
@@ -28,5 +32,10 @@ pub use functions::{
     Collector, RichCoFlatMapFunction, RichCoMapFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction,
 };
 pub use input::BoxError;
+pub use process::{
+    CoProcessFunction, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction, OnTimerContext, ProcessContext,
+    ProcessFunction, TimeDomain, TimerService,
+};
+pub use side_output::OutputTag;
 pub use sink::{SinkContext, SinkFunction};
 pub use source::{SourceFunction, SourceOutput, SourceStatus};

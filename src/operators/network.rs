@@ -314,7 +314,7 @@ impl<T: ExchangeData + Clone, P: Partition<T>> Input<T> for ExchangeSender<T, P>
                 self.next_marker_channel = self.next_marker_channel.wrapping_add(1);
                 self.push_control(index, control);
             }
-            Control::Watermark(_) => {
+            Control::Watermark(_) | Control::Status(_) => {
                 for index in 0..self.channels.len() {
                     self.push_control(index, control);
                 }
@@ -599,6 +599,8 @@ mod tests {
     #[test]
     fn records_and_control_events_arrive_in_order() {
         let mut expected = script();
+        // A channel that ends holds nothing back any more: the receiver's watermark goes to MAX.
+        expected.push(Event::Control(Control::Watermark(Watermark::MAX)));
         expected.push(Event::Control(Control::EndOfInput));
         for (batch_records, ring_capacity) in [(1, 1), (3, 1), (4, 2), (1024, 8)] {
             for timeout in [Duration::ZERO, Duration::from_millis(1)] {

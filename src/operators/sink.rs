@@ -131,7 +131,7 @@ impl<T, S: SinkFunction<T>> Input<T> for SinkOp<T, S> {
         match control {
             Control::Watermark(watermark) => self.context.watermark = watermark,
             Control::EndOfInput => self.sink.finish().map_err(|e| OpError::new(self.core.id, e))?,
-            Control::LatencyMarker(_) | Control::Barrier(_) => {}
+            Control::LatencyMarker(_) | Control::Barrier(_) | Control::Status(_) => {}
         }
         Ok(())
     }

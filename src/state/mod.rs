@@ -3,6 +3,8 @@
 
 pub mod key_group;
 pub mod keyed_map;
+pub mod timers;
 
 pub use key_group::{KeyGroupRange, default_max_parallelism, key_group_for_hash, key_group_of};
 pub use keyed_map::KeyGroupedMap;
+pub use timers::{Timer, TimerQueue};

@@ -24,3 +24,14 @@ impl Watermark {
         self.0
     }
 }
+
+/// Whether a stream is expected to produce records and watermarks (Flink's `WatermarkStatus`). An
+/// idle input is left out when an operator combines the watermarks of its inputs, so a quiet
+/// partition does not hold event time back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WatermarkStatus {
+    /// The stream advances event time.
+    Active,
+    /// The stream is quiet; its watermark does not count.
+    Idle,
+}

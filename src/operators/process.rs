@@ -1,0 +1,808 @@
+//! Process functions: the lowest-level operators, with access to each record's timestamp, the current
+//! watermark, side outputs and, on keyed streams, the current key and timers (Flink's
+//! `ProcessFunction`, `KeyedProcessFunction`, `CoProcessFunction` and `KeyedCoProcessFunction`).
+//!
+//! Semantics follow Flink's process operators:
+//! - a record's output takes its timestamp; a side output too;
+//! - event-time timers fire in timestamp order when the watermark reaches them, *before* that
+//!   watermark goes downstream, and their output takes the timer's timestamp;
+//! - processing-time timers fire when the job clock reaches them; their main output has no timestamp;
+//! - at most one timer per (key, timestamp) and time domain; registering it again changes nothing;
+//! - when the input ends, the `MAX` watermark that precedes the end fires every event-time timer;
+//!   processing-time timers still pending are dropped.
+//!
+//! Timers exist only on keyed streams: the context of a non-keyed function has no timer service, so
+//! that what Flink rejects at run time does not compile here.
+
+use std::ops::{Deref, DerefMut};
+use std::rc::Rc;
+
+use super::batch::{RecordBatch, timestamp_at};
+use super::context::{OperatorCore, RuntimeContext, ShardEnv};
+use super::functions::Collector;
+use super::input::{BoxError, Input, Lifecycle, OpError, OpResult, Output};
+use super::merge::ControlMerger;
+use super::processing_time::ProcessingTimeService;
+use super::side_output::{OutputTag, SideOutputs};
+use super::two_input::TwoInputOperator;
+use crate::exchange::Control;
+use crate::state::{KeyGroupRange, TimerQueue, key_group_of};
+use crate::time::{Clock, SharedClock, Watermark};
+
+/// Which clock a timer belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TimeDomain {
+    /// Fired by the watermark.
+    EventTime,
+    /// Fired by the job clock.
+    ProcessingTime,
+}
+
+/// What a process function knows about the record it handles (Flink's `ProcessFunction.Context`).
+pub struct ProcessContext<'a> {
+    timestamp: Option<i64>,
+    watermark: i64,
+    clock: &'a dyn Clock,
+    sides: &'a mut SideOutputs,
+}
+
+impl ProcessContext<'_> {
+    /// The record's event timestamp (the timer's, in `on_timer`), if it has one.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.timestamp
+    }
+
+    /// The operator's current event-time watermark (`i64::MIN` before the first).
+    pub fn current_watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// The current processing time, ms since the epoch, from the job's clock.
+    pub fn current_processing_time(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Emits `value` to the side output `tag`, with the current timestamp.
+    pub fn output<X: 'static>(&mut self, tag: &OutputTag<X>, value: X) {
+        self.sides.emit(tag, value, self.timestamp);
+    }
+}
+
+/// Flink's `ProcessFunction` on a non-keyed stream: any number of records out per record in, with the
+/// record's timestamp, the watermark and side outputs at hand.
+///
+/// ```
+/// use rill::prelude::*;
+/// #[derive(Clone)]
+/// struct Stamp;
+/// impl ProcessFunction<String, (String, Option<i64>)> for Stamp {
+///     fn process_element(&mut self, v: String, ctx: &mut ProcessContext<'_>,
+///                        out: &mut Collector<'_, (String, Option<i64>)>) -> Result<(), BoxError> {
+///         out.collect((v.to_uppercase(), ctx.timestamp()));
+///         Ok(())
+///     }
+/// }
+/// let env = StreamEnv::builder().cores(1).build()?;
+/// let out = env.from_iter(vec!["a".to_string()]).process(Stamp).collect();
+/// env.execute()?;
+/// assert_eq!(out.take(), vec![("A".to_string(), None)]);
+/// # Ok::<(), rill::Error>(())
+/// ```
+pub trait ProcessFunction<I, O>: Send + 'static {
+    /// Called once per instance before any record.
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// Handles one record.
+    fn process_element(
+        &mut self,
+        value: I,
+        ctx: &mut ProcessContext<'_>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError>;
+    /// Called once per instance after the last record.
+    fn close(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// Flink's `CoProcessFunction`: a process function over two non-keyed inputs that share its state.
+pub trait CoProcessFunction<A, B, O>: Send + 'static {
+    /// Called once per instance before any record.
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// Handles a record of the first input.
+    fn process_element1(
+        &mut self,
+        value: A,
+        ctx: &mut ProcessContext<'_>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError>;
+    /// Handles a record of the second input.
+    fn process_element2(
+        &mut self,
+        value: B,
+        ctx: &mut ProcessContext<'_>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError>;
+    /// Called once per instance after the last record.
+    fn close(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// The timers of a keyed operator instance, with the watermark they fire by.
+pub(crate) struct KeyedTimers<K, N> {
+    pub event: TimerQueue<K, N>,
+    pub processing: TimerQueue<K, N>,
+    pub watermark: i64,
+    clock: SharedClock,
+    service: Rc<ProcessingTimeService>,
+    operator_id: u32,
+    /// The earliest callback asked of the processing-time service and not yet made.
+    scheduled_ms: i64,
+}
+
+impl<K: crate::api::Key, N: std::hash::Hash + Eq + Clone> KeyedTimers<K, N> {
+    pub fn new(env: &ShardEnv, operator_id: u32, key_groups: KeyGroupRange) -> KeyedTimers<K, N> {
+        KeyedTimers {
+            event: TimerQueue::new(key_groups),
+            processing: TimerQueue::new(key_groups),
+            watermark: i64::MIN,
+            clock: env.clock.clone(),
+            service: env.timers.clone(),
+            operator_id,
+            scheduled_ms: i64::MAX,
+        }
+    }
+
+    pub fn register_processing(&mut self, key_group: usize, key: K, namespace: N, timestamp: i64) {
+        if self.processing.register(key_group, key, namespace, timestamp) && timestamp < self.scheduled_ms {
+            self.scheduled_ms = timestamp;
+            self.service.schedule(self.operator_id, timestamp);
+        }
+    }
+
+    /// After processing-time timers fired at `now_ms`: asks for a call at the next one.
+    pub fn reschedule(&mut self, now_ms: i64) {
+        if self.scheduled_ms <= now_ms {
+            self.scheduled_ms = i64::MAX;
+        }
+        if let Some(next) = self.processing.peek_timestamp() {
+            if next < self.scheduled_ms {
+                self.scheduled_ms = next;
+                self.service.schedule(self.operator_id, next);
+            }
+        }
+    }
+}
+
+/// Registers and deletes the current key's timers (Flink's `TimerService`).
+pub struct TimerService<'a, K> {
+    timers: &'a mut KeyedTimers<K, ()>,
+    key: &'a K,
+    key_group: usize,
+}
+
+impl<K: crate::api::Key> TimerService<'_, K> {
+    /// The current processing time, ms since the epoch.
+    pub fn current_processing_time(&self) -> i64 {
+        self.timers.clock.now_ms()
+    }
+
+    /// The current event-time watermark.
+    pub fn current_watermark(&self) -> i64 {
+        self.timers.watermark
+    }
+
+    /// Calls `on_timer` for the current key once the watermark reaches `timestamp` (at once with the
+    /// next watermark if it already has). One timer per key and timestamp.
+    pub fn register_event_time_timer(&mut self, timestamp: i64) {
+        self.timers.event.register(self.key_group, self.key.clone(), (), timestamp);
+    }
+
+    /// Removes the current key's event-time timer at `timestamp`, if any.
+    pub fn delete_event_time_timer(&mut self, timestamp: i64) {
+        self.timers.event.delete(self.key_group, self.key, &(), timestamp);
+    }
+
+    /// Calls `on_timer` for the current key once the job clock reaches `timestamp` (ms since the epoch).
+    pub fn register_processing_time_timer(&mut self, timestamp: i64) {
+        self.timers.register_processing(self.key_group, self.key.clone(), (), timestamp);
+    }
+
+    /// Removes the current key's processing-time timer at `timestamp`, if any.
+    pub fn delete_processing_time_timer(&mut self, timestamp: i64) {
+        self.timers.processing.delete(self.key_group, self.key, &(), timestamp);
+    }
+}
+
+/// The context of a keyed process function: the record's, plus the current key and its timers.
+pub struct KeyedContext<'a, K> {
+    base: ProcessContext<'a>,
+    timers: TimerService<'a, K>,
+}
+
+impl<'a, K: crate::api::Key> KeyedContext<'a, K> {
+    /// The key of the record (or timer) being handled.
+    pub fn current_key(&self) -> &K {
+        self.timers.key
+    }
+
+    /// The current key's timers.
+    pub fn timer_service(&mut self) -> &mut TimerService<'a, K> {
+        &mut self.timers
+    }
+}
+
+impl<'a, K> Deref for KeyedContext<'a, K> {
+    type Target = ProcessContext<'a>;
+    fn deref(&self) -> &ProcessContext<'a> {
+        &self.base
+    }
+}
+
+impl<K> DerefMut for KeyedContext<'_, K> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.base
+    }
+}
+
+/// The context of `on_timer`: a keyed context that also knows which clock fired the timer.
+pub struct OnTimerContext<'a, K> {
+    inner: KeyedContext<'a, K>,
+    domain: TimeDomain,
+}
+
+impl<K> OnTimerContext<'_, K> {
+    /// Event time or processing time.
+    pub fn time_domain(&self) -> TimeDomain {
+        self.domain
+    }
+}
+
+impl<'a, K> Deref for OnTimerContext<'a, K> {
+    type Target = KeyedContext<'a, K>;
+    fn deref(&self) -> &KeyedContext<'a, K> {
+        &self.inner
+    }
+}
+
+impl<K> DerefMut for OnTimerContext<'_, K> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
+}
+
+/// Flink's `KeyedProcessFunction`: a process function on a keyed stream, with timers per key.
+///
+/// ```
+/// use rill::prelude::*;
+/// /// Emits each key's count when event time passes its first record by 10 ms.
+/// #[derive(Clone, Default)]
+/// struct CountFor10ms { counts: std::collections::HashMap<char, u32> }
+/// impl KeyedProcessFunction<char, (char, i64), (char, u32)> for CountFor10ms {
+///     fn process_element(&mut self, r: (char, i64), ctx: &mut KeyedContext<'_, char>,
+///                        _out: &mut Collector<'_, (char, u32)>) -> Result<(), BoxError> {
+///         let count = self.counts.entry(r.0).or_insert(0);
+///         if *count == 0 {
+///             ctx.timer_service().register_event_time_timer(r.1 + 10);
+///         }
+///         *count += 1;
+///         Ok(())
+///     }
+///     fn on_timer(&mut self, _ts: i64, ctx: &mut OnTimerContext<'_, char>,
+///                 out: &mut Collector<'_, (char, u32)>) -> Result<(), BoxError> {
+///         let key = *ctx.current_key();
+///         out.collect((key, self.counts.remove(&key).unwrap_or(0)));
+///         Ok(())
+///     }
+/// }
+/// let env = StreamEnv::builder().cores(1).build()?;
+/// let out = env
+///     .from_iter(vec![('a', 1i64), ('b', 2), ('a', 5)])
+///     .assign_timestamps_and_watermarks(
+///         WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|r: &(char, i64), _| r.1),
+///     )
+///     .key_by(|r: &(char, i64)| r.0)
+///     .process(CountFor10ms::default())
+///     .collect();
+/// env.execute()?;
+/// assert_eq!(out.take(), vec![('a', 2), ('b', 1)]);
+/// # Ok::<(), rill::Error>(())
+/// ```
+pub trait KeyedProcessFunction<K, I, O>: Send + 'static {
+    /// Called once per instance before any record.
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// Handles one record; `ctx.current_key()` is its key.
+    fn process_element(
+        &mut self,
+        value: I,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError>;
+    /// A timer of `ctx.current_key()` fired at `timestamp`.
+    fn on_timer(
+        &mut self,
+        _timestamp: i64,
+        _ctx: &mut OnTimerContext<'_, K>,
+        _out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// Called once per instance after the last record.
+    fn close(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// Flink's `KeyedCoProcessFunction`: a process function over two keyed inputs with the same key
+/// type, with timers per key.
+pub trait KeyedCoProcessFunction<K, A, B, O>: Send + 'static {
+    /// Called once per instance before any record.
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// Handles a record of the first input.
+    fn process_element1(
+        &mut self,
+        value: A,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError>;
+    /// Handles a record of the second input.
+    fn process_element2(
+        &mut self,
+        value: B,
+        ctx: &mut KeyedContext<'_, K>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError>;
+    /// A timer of `ctx.current_key()` fired at `timestamp`.
+    fn on_timer(
+        &mut self,
+        _timestamp: i64,
+        _ctx: &mut OnTimerContext<'_, K>,
+        _out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// Called once per instance after the last record.
+    fn close(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// Passes on what an operator collected (and what its side outputs buffered).
+fn emit<O: Clone>(core: &OperatorCore, out: &mut Output<O>, scratch: &mut RecordBatch<O>) -> OpResult {
+    if scratch.is_empty() {
+        return out.sides().flush();
+    }
+    core.records_out.add(scratch.len() as u64);
+    let result = out.process_batch(scratch);
+    scratch.clear();
+    result
+}
+
+/// Emits early when a burst of output (timers firing together) grows past a batch.
+const EMIT_EVERY: usize = 1024;
+
+/// What keyed process operators share: the operator core, timers, output, and the calls into user
+/// code with a context for the current key.
+pub(crate) struct KeyedCore<K, O> {
+    pub core: OperatorCore,
+    pub timers: KeyedTimers<K, ()>,
+    clock: SharedClock,
+    max_parallelism: usize,
+    out: Output<O>,
+    scratch: RecordBatch<O>,
+    /// The input ended: processing-time timers no longer fire.
+    ended: bool,
+}
+
+impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
+    pub fn new(env: &ShardEnv, core: OperatorCore, parallelism: usize, out: Output<O>) -> KeyedCore<K, O> {
+        let key_groups = KeyGroupRange::for_subtask(env.max_parallelism, parallelism, env.shard);
+        KeyedCore {
+            timers: KeyedTimers::new(env, core.id, key_groups),
+            core,
+            clock: env.clock.clone(),
+            max_parallelism: env.max_parallelism,
+            out,
+            scratch: RecordBatch::new(),
+            ended: false,
+        }
+    }
+
+    /// Runs `call` for one record of `key`.
+    pub fn process_one(
+        &mut self,
+        key: K,
+        timestamp: Option<i64>,
+        call: impl FnOnce(&mut KeyedContext<'_, K>, &mut Collector<'_, O>) -> Result<(), BoxError>,
+    ) -> OpResult {
+        let key_group = key_group_of(&key, self.max_parallelism);
+        let watermark = self.timers.watermark;
+        let mut ctx = KeyedContext {
+            base: ProcessContext { timestamp, watermark, clock: &*self.clock, sides: self.out.sides() },
+            timers: TimerService { timers: &mut self.timers, key: &key, key_group },
+        };
+        let mut collector = Collector::with_timestamp(&mut self.scratch, timestamp);
+        call(&mut ctx, &mut collector).map_err(|e| OpError::new(self.core.id, e))?;
+        if self.scratch.len() >= EMIT_EVERY {
+            self.emit()?;
+        }
+        Ok(())
+    }
+
+    pub fn emit(&mut self) -> OpResult {
+        emit(&self.core, &mut self.out, &mut self.scratch)
+    }
+
+    fn fire(
+        &mut self,
+        domain: TimeDomain,
+        limit: i64,
+        on_timer: &mut impl FnMut(i64, &mut OnTimerContext<'_, K>, &mut Collector<'_, O>) -> Result<(), BoxError>,
+    ) -> OpResult {
+        loop {
+            let queue = match domain {
+                TimeDomain::EventTime => &mut self.timers.event,
+                TimeDomain::ProcessingTime => &mut self.timers.processing,
+            };
+            let Some(timer) = queue.pop_due(limit) else { break };
+            let output_timestamp = (domain == TimeDomain::EventTime).then_some(timer.timestamp);
+            let watermark = self.timers.watermark;
+            let mut ctx = OnTimerContext {
+                inner: KeyedContext {
+                    base: ProcessContext {
+                        timestamp: Some(timer.timestamp),
+                        watermark,
+                        clock: &*self.clock,
+                        sides: self.out.sides(),
+                    },
+                    timers: TimerService { timers: &mut self.timers, key: &timer.key, key_group: timer.key_group },
+                },
+                domain,
+            };
+            let mut collector = Collector::with_timestamp(&mut self.scratch, output_timestamp);
+            on_timer(timer.timestamp, &mut ctx, &mut collector).map_err(|e| OpError::new(self.core.id, e))?;
+            if self.scratch.len() >= EMIT_EVERY {
+                self.emit()?;
+            }
+        }
+        self.emit()
+    }
+
+    /// Handles a control event after the input (or the merged inputs) passed it on: a watermark fires
+    /// the event-time timers it reaches, then goes downstream.
+    pub fn on_control(
+        &mut self,
+        control: Control,
+        mut on_timer: impl FnMut(i64, &mut OnTimerContext<'_, K>, &mut Collector<'_, O>) -> Result<(), BoxError>,
+    ) -> OpResult {
+        match control {
+            Control::Watermark(Watermark(watermark)) => {
+                self.timers.watermark = watermark;
+                self.fire(TimeDomain::EventTime, watermark, &mut on_timer)?;
+            }
+            Control::EndOfInput => self.ended = true,
+            _ => {}
+        }
+        self.out.process_control(control)
+    }
+
+    /// Fires the processing-time timers due at `now_ms`.
+    pub fn on_processing_time(
+        &mut self,
+        now_ms: i64,
+        mut on_timer: impl FnMut(i64, &mut OnTimerContext<'_, K>, &mut Collector<'_, O>) -> Result<(), BoxError>,
+    ) -> OpResult {
+        if self.ended {
+            return Ok(());
+        }
+        self.core.enter();
+        self.fire(TimeDomain::ProcessingTime, now_ms, &mut on_timer)?;
+        self.timers.reschedule(now_ms);
+        Ok(())
+    }
+}
+
+/// Runs a keyed process function.
+pub(crate) struct KeyedProcessOp<K, I, O, S, F> {
+    keyed: KeyedCore<K, O>,
+    key_selector: S,
+    function: F,
+    _input: std::marker::PhantomData<fn(I)>,
+}
+
+impl<K, I, O, S, F> KeyedProcessOp<K, I, O, S, F>
+where
+    K: crate::api::Key,
+    O: Clone,
+    S: Fn(&I) -> K,
+    F: KeyedProcessFunction<K, I, O>,
+{
+    pub fn new(keyed: KeyedCore<K, O>, key_selector: S, function: F) -> Self {
+        KeyedProcessOp { keyed, key_selector, function, _input: std::marker::PhantomData }
+    }
+
+    /// Pending (event-time, processing-time) timers.
+    pub fn timer_counts(&self) -> (usize, usize) {
+        (self.keyed.timers.event.len(), self.keyed.timers.processing.len())
+    }
+}
+
+impl<K, I, O, S, F> Input<I> for KeyedProcessOp<K, I, O, S, F>
+where
+    K: crate::api::Key,
+    O: Clone,
+    S: Fn(&I) -> K,
+    F: KeyedProcessFunction<K, I, O>,
+{
+    fn process_batch(&mut self, batch: &mut RecordBatch<I>) -> OpResult {
+        self.keyed.core.enter();
+        self.keyed.core.records_in.add(batch.len() as u64);
+        let timestamps = std::mem::take(&mut batch.timestamps);
+        let function = &mut self.function;
+        for (index, value) in batch.values.drain(..).enumerate() {
+            let key = (self.key_selector)(&value);
+            let timestamp = timestamp_at(&timestamps, index);
+            self.keyed.process_one(key, timestamp, |ctx, out| function.process_element(value, ctx, out))?;
+        }
+        batch.timestamps = timestamps;
+        self.keyed.emit()
+    }
+
+    fn process_control(&mut self, control: Control) -> OpResult {
+        self.keyed.core.enter();
+        self.keyed.core.observe_control(&control);
+        let function = &mut self.function;
+        self.keyed.on_control(control, |ts, ctx, out| function.on_timer(ts, ctx, out))
+    }
+}
+
+impl<K, I, O, S, F> Lifecycle for KeyedProcessOp<K, I, O, S, F>
+where
+    K: crate::api::Key,
+    O: Clone,
+    S: Fn(&I) -> K,
+    F: KeyedProcessFunction<K, I, O>,
+{
+    fn open(&mut self) -> OpResult {
+        self.keyed.core.open_function(|ctx| self.function.open(ctx))
+    }
+
+    fn close(&mut self) -> OpResult {
+        self.keyed.core.close_function(|| self.function.close())
+    }
+
+    fn on_processing_time(&mut self, now_ms: i64) -> OpResult {
+        let function = &mut self.function;
+        self.keyed.on_processing_time(now_ms, |ts, ctx, out| function.on_timer(ts, ctx, out))
+    }
+}
+
+/// Runs a keyed co-process function.
+pub(crate) struct KeyedCoProcessOp<K, A, B, O, S1, S2, F> {
+    keyed: KeyedCore<K, O>,
+    merger: ControlMerger,
+    selectors: (S1, S2),
+    function: F,
+    _inputs: std::marker::PhantomData<fn(A, B)>,
+}
+
+impl<K, A, B, O, S1, S2, F> KeyedCoProcessOp<K, A, B, O, S1, S2, F>
+where
+    K: crate::api::Key,
+    O: Clone,
+    S1: Fn(&A) -> K,
+    S2: Fn(&B) -> K,
+    F: KeyedCoProcessFunction<K, A, B, O>,
+{
+    pub fn new(keyed: KeyedCore<K, O>, selectors: (S1, S2), function: F) -> Self {
+        KeyedCoProcessOp {
+            keyed,
+            merger: ControlMerger::new(2),
+            selectors,
+            function,
+            _inputs: std::marker::PhantomData,
+        }
+    }
+
+    /// Pending (event-time, processing-time) timers.
+    pub fn timer_counts(&self) -> (usize, usize) {
+        (self.keyed.timers.event.len(), self.keyed.timers.processing.len())
+    }
+}
+
+impl<K, A, B, O, S1, S2, F> TwoInputOperator<A, B> for KeyedCoProcessOp<K, A, B, O, S1, S2, F>
+where
+    K: crate::api::Key,
+    O: Clone,
+    S1: Fn(&A) -> K,
+    S2: Fn(&B) -> K,
+    F: KeyedCoProcessFunction<K, A, B, O>,
+{
+    fn process_first(&mut self, batch: &mut RecordBatch<A>) -> OpResult {
+        self.keyed.core.enter();
+        self.keyed.core.records_in.add(batch.len() as u64);
+        let timestamps = std::mem::take(&mut batch.timestamps);
+        let function = &mut self.function;
+        for (index, value) in batch.values.drain(..).enumerate() {
+            let key = (self.selectors.0)(&value);
+            let timestamp = timestamp_at(&timestamps, index);
+            self.keyed.process_one(key, timestamp, |ctx, out| function.process_element1(value, ctx, out))?;
+        }
+        batch.timestamps = timestamps;
+        self.keyed.emit()
+    }
+
+    fn process_second(&mut self, batch: &mut RecordBatch<B>) -> OpResult {
+        self.keyed.core.enter();
+        self.keyed.core.records_in.add(batch.len() as u64);
+        let timestamps = std::mem::take(&mut batch.timestamps);
+        let function = &mut self.function;
+        for (index, value) in batch.values.drain(..).enumerate() {
+            let key = (self.selectors.1)(&value);
+            let timestamp = timestamp_at(&timestamps, index);
+            self.keyed.process_one(key, timestamp, |ctx, out| function.process_element2(value, ctx, out))?;
+        }
+        batch.timestamps = timestamps;
+        self.keyed.emit()
+    }
+
+    fn process_control_on(&mut self, port: usize, control: Control) -> OpResult {
+        self.keyed.core.enter();
+        self.keyed.core.observe_control(&control);
+        let (keyed, function) = (&mut self.keyed, &mut self.function);
+        self.merger.on_control(port, control, |c| keyed.on_control(c, |ts, ctx, out| function.on_timer(ts, ctx, out)))
+    }
+}
+
+impl<K, A, B, O, S1, S2, F> Lifecycle for KeyedCoProcessOp<K, A, B, O, S1, S2, F>
+where
+    K: crate::api::Key,
+    O: Clone,
+    S1: Fn(&A) -> K,
+    S2: Fn(&B) -> K,
+    F: KeyedCoProcessFunction<K, A, B, O>,
+{
+    fn open(&mut self) -> OpResult {
+        self.keyed.core.open_function(|ctx| self.function.open(ctx))
+    }
+
+    fn close(&mut self) -> OpResult {
+        self.keyed.core.close_function(|| self.function.close())
+    }
+
+    fn on_processing_time(&mut self, now_ms: i64) -> OpResult {
+        let function = &mut self.function;
+        self.keyed.on_processing_time(now_ms, |ts, ctx, out| function.on_timer(ts, ctx, out))
+    }
+}
+
+/// What non-keyed process operators share.
+pub(crate) struct PlainCore<O> {
+    pub core: OperatorCore,
+    clock: SharedClock,
+    watermark: i64,
+    out: Output<O>,
+    scratch: RecordBatch<O>,
+}
+
+impl<O: Clone> PlainCore<O> {
+    pub fn new(env: &ShardEnv, core: OperatorCore, out: Output<O>) -> PlainCore<O> {
+        PlainCore { core, clock: env.clock.clone(), watermark: i64::MIN, out, scratch: RecordBatch::new() }
+    }
+
+    fn process_batch<I>(
+        &mut self,
+        batch: &mut RecordBatch<I>,
+        mut call: impl FnMut(I, &mut ProcessContext<'_>, &mut Collector<'_, O>) -> Result<(), BoxError>,
+    ) -> OpResult {
+        self.core.enter();
+        self.core.records_in.add(batch.len() as u64);
+        let timestamps = std::mem::take(&mut batch.timestamps);
+        for (index, value) in batch.values.drain(..).enumerate() {
+            let timestamp = timestamp_at(&timestamps, index);
+            let mut ctx =
+                ProcessContext { timestamp, watermark: self.watermark, clock: &*self.clock, sides: self.out.sides() };
+            let mut collector = Collector::with_timestamp(&mut self.scratch, timestamp);
+            call(value, &mut ctx, &mut collector).map_err(|e| OpError::new(self.core.id, e))?;
+            if self.scratch.len() >= EMIT_EVERY {
+                emit(&self.core, &mut self.out, &mut self.scratch)?;
+            }
+        }
+        batch.timestamps = timestamps;
+        emit(&self.core, &mut self.out, &mut self.scratch)
+    }
+
+    fn on_control(&mut self, control: Control) -> OpResult {
+        if let Control::Watermark(Watermark(watermark)) = control {
+            self.watermark = watermark;
+        }
+        self.out.process_control(control)
+    }
+}
+
+/// Runs a process function.
+pub(crate) struct ProcessOp<I, O, F> {
+    plain: PlainCore<O>,
+    function: F,
+    _input: std::marker::PhantomData<fn(I)>,
+}
+
+impl<I, O: Clone, F: ProcessFunction<I, O>> ProcessOp<I, O, F> {
+    pub fn new(plain: PlainCore<O>, function: F) -> Self {
+        ProcessOp { plain, function, _input: std::marker::PhantomData }
+    }
+}
+
+impl<I, O: Clone, F: ProcessFunction<I, O>> Input<I> for ProcessOp<I, O, F> {
+    fn process_batch(&mut self, batch: &mut RecordBatch<I>) -> OpResult {
+        let function = &mut self.function;
+        self.plain.process_batch(batch, |value, ctx, out| function.process_element(value, ctx, out))
+    }
+
+    fn process_control(&mut self, control: Control) -> OpResult {
+        self.plain.core.enter();
+        self.plain.core.observe_control(&control);
+        self.plain.on_control(control)
+    }
+}
+
+impl<I, O: Clone, F: ProcessFunction<I, O>> Lifecycle for ProcessOp<I, O, F> {
+    fn open(&mut self) -> OpResult {
+        self.plain.core.open_function(|ctx| self.function.open(ctx))
+    }
+
+    fn close(&mut self) -> OpResult {
+        self.plain.core.close_function(|| self.function.close())
+    }
+}
+
+/// Runs a co-process function.
+pub(crate) struct CoProcessOp<A, B, O, F> {
+    plain: PlainCore<O>,
+    merger: ControlMerger,
+    function: F,
+    _inputs: std::marker::PhantomData<fn(A, B)>,
+}
+
+impl<A, B, O: Clone, F: CoProcessFunction<A, B, O>> CoProcessOp<A, B, O, F> {
+    pub fn new(plain: PlainCore<O>, function: F) -> Self {
+        CoProcessOp { plain, merger: ControlMerger::new(2), function, _inputs: std::marker::PhantomData }
+    }
+}
+
+impl<A, B, O: Clone, F: CoProcessFunction<A, B, O>> TwoInputOperator<A, B> for CoProcessOp<A, B, O, F> {
+    fn process_first(&mut self, batch: &mut RecordBatch<A>) -> OpResult {
+        let function = &mut self.function;
+        self.plain.process_batch(batch, |value, ctx, out| function.process_element1(value, ctx, out))
+    }
+
+    fn process_second(&mut self, batch: &mut RecordBatch<B>) -> OpResult {
+        let function = &mut self.function;
+        self.plain.process_batch(batch, |value, ctx, out| function.process_element2(value, ctx, out))
+    }
+
+    fn process_control_on(&mut self, port: usize, control: Control) -> OpResult {
+        self.plain.core.enter();
+        self.plain.core.observe_control(&control);
+        let plain = &mut self.plain;
+        self.merger.on_control(port, control, |c| plain.on_control(c))
+    }
+}
+
+impl<A, B, O: Clone, F: CoProcessFunction<A, B, O>> Lifecycle for CoProcessOp<A, B, O, F> {
+    fn open(&mut self) -> OpResult {
+        self.plain.core.open_function(|ctx| self.function.open(ctx))
+    }
+
+    fn close(&mut self) -> OpResult {
+        self.plain.core.close_function(|| self.function.close())
+    }
+}

@@ -1,0 +1,539 @@
+//! Operator test harnesses: run one function's operator on a single shard, synchronously, with a
+//! manual processing clock, and read back everything it emitted in order (Flink's
+//! `OneInputStreamOperatorTestHarness`, `KeyedOneInputStreamOperatorTestHarness` and their two-input
+//! siblings).
+//!
+//! A harness builds the same operator a job would, so what a test sees is what the job does: records
+//! with their timestamps, watermarks (a watermark fires the event-time timers it reaches *before* it
+//! is emitted), watermark statuses, and side outputs. Processing time only moves through
+//! [`Harness::set_processing_time`], which fires what is due.
+//!
+//! ```
+//! use rill::prelude::*;
+//! use rill::testing::{Emitted, OneInputHarness};
+//! /// Emits each key's value one second (event time) after it arrived.
+//! #[derive(Clone)]
+//! struct Delay;
+//! impl KeyedProcessFunction<char, (char, u32), (char, u32)> for Delay {
+//!     fn process_element(&mut self, v: (char, u32), ctx: &mut KeyedContext<'_, char>,
+//!                        _out: &mut Collector<'_, (char, u32)>) -> Result<(), BoxError> {
+//!         let at = ctx.timestamp().unwrap() + 1_000;
+//!         ctx.timer_service().register_event_time_timer(at);
+//!         Ok(())
+//!     }
+//!     fn on_timer(&mut self, ts: i64, ctx: &mut OnTimerContext<'_, char>,
+//!                 out: &mut Collector<'_, (char, u32)>) -> Result<(), BoxError> {
+//!         out.collect((*ctx.current_key(), ts as u32));
+//!         Ok(())
+//!     }
+//! }
+//! let mut harness = OneInputHarness::keyed_process(Delay, |v: &(char, u32)| v.0);
+//! harness.process_element(('a', 1), 10)?;
+//! assert_eq!(harness.num_event_time_timers(), 1);
+//! harness.process_watermark(1_010)?;
+//! assert_eq!(harness.take_output(), vec![Emitted::Record(('a', 1_010), Some(1_010)), Emitted::Watermark(1_010)]);
+//! # Ok::<(), rill::BoxError>(())
+//! ```
+
+use std::cell::RefCell;
+use std::ops::{Deref, DerefMut};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::Key;
+use crate::exchange::Control;
+use crate::operators::batch::RecordBatch;
+use crate::operators::context::{ExecConfig, OperatorCore, OperatorInfo, ShardEnv, detached_env};
+use crate::operators::input::{Input, InputRef, Lifecycle, OpError, OpResult, Output};
+use crate::operators::process::{CoProcessOp, KeyedCoProcessOp, KeyedCore, KeyedProcessOp, PlainCore, ProcessOp};
+use crate::operators::side_output::{CapturedSide, SideOutputs};
+use crate::operators::timestamps::TimestampsAndWatermarksOp;
+use crate::operators::two_input::TwoInputOperator;
+use crate::operators::{
+    BoxError, CoProcessFunction, KeyedCoProcessFunction, KeyedProcessFunction, OutputTag, ProcessFunction,
+};
+use crate::time::{Clock, ManualClock, Watermark, WatermarkStatus, WatermarkStrategy};
+
+/// One thing an operator under test emitted on its main output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Emitted<T> {
+    /// A record and its timestamp (none if it has none).
+    Record(T, Option<i64>),
+    /// A watermark.
+    Watermark(i64),
+    /// The output went idle or became active again.
+    Status(WatermarkStatus),
+}
+
+/// Records everything the operator emits, in order.
+struct Capture<T>(Rc<RefCell<Vec<Emitted<T>>>>);
+
+impl<T> Input<T> for Capture<T> {
+    fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
+        let mut emitted = self.0.borrow_mut();
+        let timestamps = std::mem::take(&mut batch.timestamps);
+        for (index, value) in batch.values.drain(..).enumerate() {
+            emitted.push(Emitted::Record(value, crate::operators::batch::timestamp_at(&timestamps, index)));
+        }
+        batch.timestamps = timestamps;
+        Ok(())
+    }
+
+    fn process_control(&mut self, control: Control) -> OpResult {
+        match control {
+            Control::Watermark(watermark) => self.0.borrow_mut().push(Emitted::Watermark(watermark.0)),
+            Control::Status(status) => self.0.borrow_mut().push(Emitted::Status(status)),
+            Control::LatencyMarker(_) | Control::Barrier(_) | Control::EndOfInput => {}
+        }
+        Ok(())
+    }
+}
+
+type TimerCounts = Box<dyn Fn() -> (usize, usize)>;
+
+/// Where the operator under test runs.
+#[derive(Clone, Copy, Debug)]
+struct Placement {
+    max_parallelism: usize,
+    parallelism: usize,
+    subtask: usize,
+    auto_watermark_interval: Duration,
+}
+
+/// What every harness shares: the shard the operator runs on, its clock, and what it emitted.
+pub struct Harness<O> {
+    clock: ManualClock,
+    placement: Placement,
+    env: Option<Rc<ShardEnv>>,
+    lifecycle: Option<Rc<RefCell<dyn Lifecycle>>>,
+    timer_counts: Option<TimerCounts>,
+    output: Rc<RefCell<Vec<Emitted<O>>>>,
+    sides: Rc<RefCell<Vec<CapturedSide>>>,
+    closed: bool,
+}
+
+fn user_error(error: OpError) -> BoxError {
+    error.source
+}
+
+impl<O: Clone + 'static> Harness<O> {
+    fn new() -> Harness<O> {
+        Harness {
+            clock: ManualClock::new(0),
+            placement: Placement {
+                max_parallelism: 128,
+                parallelism: 1,
+                subtask: 0,
+                auto_watermark_interval: Duration::from_millis(200),
+            },
+            env: None,
+            lifecycle: None,
+            timer_counts: None,
+            output: Rc::default(),
+            sides: Rc::default(),
+            closed: false,
+        }
+    }
+
+    /// The shard environment and the output the operator writes to (once, when it is built).
+    fn build_env(&mut self) -> Result<(Rc<ShardEnv>, Output<O>), BoxError> {
+        let config = ExecConfig {
+            buffer_timeout: Duration::ZERO,
+            batch_records_max: 1024,
+            source_batch_max: 1024,
+            latency_tracking_interval: None,
+            auto_watermark_interval: self.placement.auto_watermark_interval,
+        };
+        let Placement { max_parallelism, parallelism, subtask, .. } = self.placement;
+        let env = detached_env(
+            Arc::new(self.clock.clone()),
+            config,
+            vec!["operator under test".to_string()],
+            (subtask, parallelism, max_parallelism),
+        )?;
+        let capture: InputRef<O> = Rc::new(RefCell::new(Capture(self.output.clone())));
+        let out = Output::with_sides(vec![capture], SideOutputs::capturing(self.sides.clone()));
+        self.env = Some(env.clone());
+        Ok((env, out))
+    }
+
+    fn info(&self) -> OperatorInfo {
+        OperatorInfo { id: 0, name: "operator under test".to_string(), parallelism: self.placement.parallelism }
+    }
+
+    fn opened(&mut self, lifecycle: Rc<RefCell<dyn Lifecycle>>) -> Result<(), BoxError> {
+        let env = self.env.as_ref().expect("built");
+        env.timers.set_target(0, lifecycle.clone());
+        self.lifecycle = Some(lifecycle.clone());
+        lifecycle.borrow_mut().open().map_err(user_error)
+    }
+
+    /// Current processing time (ms) of the harness's manual clock; starts at 0.
+    pub fn processing_time(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Moves processing time to `ms` and fires every processing-time timer (and periodic watermark
+    /// emission) due by then, in time order. Time never goes back: an earlier `ms` is an error.
+    pub fn set_processing_time(&mut self, ms: i64) -> Result<(), BoxError> {
+        let now = self.clock.now_ms();
+        if ms < now {
+            return Err(format!("processing time cannot go back from {now} to {ms}").into());
+        }
+        self.clock.set_ms(ms as u64);
+        if let Some(env) = &self.env {
+            env.timers.fire_due(ms).map_err(user_error)?;
+        }
+        Ok(())
+    }
+
+    /// Everything emitted on the main output so far, in order.
+    pub fn output(&self) -> Vec<Emitted<O>> {
+        self.output.borrow().clone()
+    }
+
+    /// Takes everything emitted so far (the next call returns only what comes after).
+    pub fn take_output(&mut self) -> Vec<Emitted<O>> {
+        std::mem::take(&mut *self.output.borrow_mut())
+    }
+
+    /// The records emitted so far, without timestamps and watermarks.
+    pub fn records(&self) -> Vec<O> {
+        self.output
+            .borrow()
+            .iter()
+            .filter_map(|e| match e {
+                Emitted::Record(value, _) => Some(value.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The watermarks emitted so far.
+    pub fn watermarks(&self) -> Vec<i64> {
+        self.output
+            .borrow()
+            .iter()
+            .filter_map(|e| match e {
+                Emitted::Watermark(w) => Some(*w),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The records emitted to side output `tag` so far, with their timestamps, in order.
+    pub fn side_output<X: Clone + 'static>(&self, tag: &OutputTag<X>) -> Vec<(X, Option<i64>)> {
+        self.sides
+            .borrow()
+            .iter()
+            .filter(|(id, _, _)| **id == *tag.id())
+            .filter_map(|(_, value, ts)| value.downcast_ref::<X>().map(|v| (v.clone(), *ts)))
+            .collect()
+    }
+
+    /// Event-time timers pending (0 for operators without timers).
+    pub fn num_event_time_timers(&self) -> usize {
+        self.timer_counts.as_ref().map_or(0, |counts| counts().0)
+    }
+
+    /// Processing-time timers pending (0 for operators without timers).
+    pub fn num_processing_time_timers(&self) -> usize {
+        self.timer_counts.as_ref().map_or(0, |counts| counts().1)
+    }
+
+    /// Closes the operator (calls the function's `close`). Dropping an open harness closes it too.
+    pub fn close(&mut self) -> Result<(), BoxError> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        match &self.lifecycle {
+            Some(lifecycle) => lifecycle.borrow_mut().close().map_err(user_error),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<O> Drop for Harness<O> {
+    fn drop(&mut self) {
+        if !self.closed {
+            if let Some(lifecycle) = &self.lifecycle {
+                let _ = lifecycle.borrow_mut().close();
+            }
+        }
+    }
+}
+
+type MakeOne<I, O> = Box<dyn FnOnce(&ShardEnv, &OperatorInfo, Output<O>) -> BuiltOne<I>>;
+
+struct BuiltOne<I> {
+    input: InputRef<I>,
+    lifecycle: Rc<RefCell<dyn Lifecycle>>,
+    timer_counts: Option<TimerCounts>,
+}
+
+/// A harness around a one-input operator. Derefs to [`Harness`] for the clock and the output.
+pub struct OneInputHarness<I, O> {
+    harness: Harness<O>,
+    make: Option<MakeOne<I, O>>,
+    input: Option<InputRef<I>>,
+}
+
+impl<I, O> Deref for OneInputHarness<I, O> {
+    type Target = Harness<O>;
+    fn deref(&self) -> &Harness<O> {
+        &self.harness
+    }
+}
+
+impl<I, O> DerefMut for OneInputHarness<I, O> {
+    fn deref_mut(&mut self) -> &mut Harness<O> {
+        &mut self.harness
+    }
+}
+
+impl<I: Clone + 'static, O: Clone + 'static> OneInputHarness<I, O> {
+    fn from_make(make: MakeOne<I, O>) -> OneInputHarness<I, O> {
+        OneInputHarness { harness: Harness::new(), make: Some(make), input: None }
+    }
+
+    /// A harness around a [`ProcessFunction`].
+    pub fn process<F: ProcessFunction<I, O>>(function: F) -> OneInputHarness<I, O> {
+        OneInputHarness::from_make(Box::new(move |env, info, out| {
+            let op = ProcessOp::new(PlainCore::new(env, OperatorCore::new(env, info), out), function);
+            let op = Rc::new(RefCell::new(op));
+            BuiltOne { input: op.clone(), lifecycle: op, timer_counts: None }
+        }))
+    }
+
+    /// A harness around a [`KeyedProcessFunction`] on a stream keyed by `key_selector`.
+    pub fn keyed_process<K, S, F>(function: F, key_selector: S) -> OneInputHarness<I, O>
+    where
+        K: Key,
+        S: Fn(&I) -> K + 'static,
+        F: KeyedProcessFunction<K, I, O>,
+    {
+        OneInputHarness::from_make(Box::new(move |env, info, out| {
+            let keyed = KeyedCore::new(env, OperatorCore::new(env, info), info.parallelism, out);
+            let op = Rc::new(RefCell::new(KeyedProcessOp::new(keyed, key_selector, function)));
+            let counts = op.clone();
+            BuiltOne {
+                input: op.clone(),
+                lifecycle: op,
+                timer_counts: Some(Box::new(move || counts.borrow().timer_counts())),
+            }
+        }))
+    }
+
+    /// Runs the operator as subtask `subtask` of `parallelism` over `max_parallelism` key groups
+    /// (default: the only subtask of 1, over 128). Set before the first element.
+    pub fn on_subtask(mut self, max_parallelism: usize, parallelism: usize, subtask: usize) -> Self {
+        self.harness.placement.max_parallelism = max_parallelism;
+        self.harness.placement.parallelism = parallelism;
+        self.harness.placement.subtask = subtask;
+        self
+    }
+
+    /// Sets the periodic watermark interval (default 200 ms). Set before the first element.
+    pub fn auto_watermark_interval(mut self, interval: Duration) -> Self {
+        self.harness.placement.auto_watermark_interval = interval;
+        self
+    }
+
+    /// Builds and opens the operator; the other calls do it on first use.
+    pub fn open(&mut self) -> Result<(), BoxError> {
+        let Some(make) = self.make.take() else { return Ok(()) };
+        let (env, out) = self.harness.build_env()?;
+        let built = make(&env, &self.harness.info(), out);
+        self.input = Some(built.input);
+        self.harness.timer_counts = built.timer_counts;
+        self.harness.opened(built.lifecycle)
+    }
+
+    fn input(&mut self) -> Result<InputRef<I>, BoxError> {
+        self.open()?;
+        Ok(self.input.clone().expect("opened"))
+    }
+
+    fn push(&mut self, value: I, timestamp: Option<i64>) -> Result<(), BoxError> {
+        let input = self.input()?;
+        let mut batch = RecordBatch::new();
+        match timestamp {
+            Some(ts) => batch.push_with_timestamp(value, ts),
+            None => batch.push(value),
+        }
+        input.borrow_mut().process_batch(&mut batch).map_err(user_error)
+    }
+
+    fn control(&mut self, control: Control) -> Result<(), BoxError> {
+        let input = self.input()?;
+        input.borrow_mut().process_control(control).map_err(user_error)
+    }
+
+    /// Pushes a record with an event timestamp.
+    pub fn process_element(&mut self, value: I, timestamp: i64) -> Result<(), BoxError> {
+        self.push(value, Some(timestamp))
+    }
+
+    /// Pushes a record without a timestamp.
+    pub fn process_element_without_timestamp(&mut self, value: I) -> Result<(), BoxError> {
+        self.push(value, None)
+    }
+
+    /// Pushes a watermark.
+    pub fn process_watermark(&mut self, watermark: i64) -> Result<(), BoxError> {
+        self.control(Control::Watermark(Watermark(watermark)))
+    }
+
+    /// Marks the input idle or active.
+    pub fn process_watermark_status(&mut self, status: WatermarkStatus) -> Result<(), BoxError> {
+        self.control(Control::Status(status))
+    }
+
+    /// Ends the input as a bounded source does: the `MAX` watermark, then end of input.
+    pub fn end_input(&mut self) -> Result<(), BoxError> {
+        self.control(Control::Watermark(Watermark::MAX))?;
+        self.control(Control::EndOfInput)
+    }
+}
+
+impl<T: Clone + 'static> OneInputHarness<T, T> {
+    /// A harness around `assign_timestamps_and_watermarks(strategy)`; periodic emission runs on the
+    /// harness clock every `auto_watermark_interval`.
+    pub fn assigner(strategy: WatermarkStrategy<T>) -> OneInputHarness<T, T> {
+        OneInputHarness::from_make(Box::new(move |env, info, out| {
+            let op = TimestampsAndWatermarksOp::new(env, OperatorCore::new(env, info), &strategy, out);
+            let op = Rc::new(RefCell::new(op));
+            BuiltOne { input: op.clone(), lifecycle: op, timer_counts: None }
+        }))
+    }
+}
+
+type MakeTwo<A, B, O> = Box<dyn FnOnce(&ShardEnv, &OperatorInfo, Output<O>) -> BuiltTwo<A, B>>;
+
+struct BuiltTwo<A, B> {
+    op: Rc<RefCell<dyn TwoInputOperator<A, B>>>,
+    lifecycle: Rc<RefCell<dyn Lifecycle>>,
+    timer_counts: Option<TimerCounts>,
+}
+
+/// A harness around a two-input operator; each input has its own watermark. Derefs to [`Harness`].
+pub struct TwoInputHarness<A, B, O> {
+    harness: Harness<O>,
+    make: Option<MakeTwo<A, B, O>>,
+    op: Option<Rc<RefCell<dyn TwoInputOperator<A, B>>>>,
+}
+
+impl<A, B, O> Deref for TwoInputHarness<A, B, O> {
+    type Target = Harness<O>;
+    fn deref(&self) -> &Harness<O> {
+        &self.harness
+    }
+}
+
+impl<A, B, O> DerefMut for TwoInputHarness<A, B, O> {
+    fn deref_mut(&mut self) -> &mut Harness<O> {
+        &mut self.harness
+    }
+}
+
+impl<A: Clone + 'static, B: Clone + 'static, O: Clone + 'static> TwoInputHarness<A, B, O> {
+    fn from_make(make: MakeTwo<A, B, O>) -> TwoInputHarness<A, B, O> {
+        TwoInputHarness { harness: Harness::new(), make: Some(make), op: None }
+    }
+
+    /// A harness around a [`CoProcessFunction`].
+    pub fn co_process<F: CoProcessFunction<A, B, O>>(function: F) -> TwoInputHarness<A, B, O> {
+        TwoInputHarness::from_make(Box::new(move |env, info, out| {
+            let op = CoProcessOp::new(PlainCore::new(env, OperatorCore::new(env, info), out), function);
+            let op = Rc::new(RefCell::new(op));
+            BuiltTwo { op: op.clone(), lifecycle: op, timer_counts: None }
+        }))
+    }
+
+    /// A harness around a [`KeyedCoProcessFunction`] on two streams keyed by the selectors.
+    pub fn keyed_co_process<K, S1, S2, F>(function: F, first_key: S1, second_key: S2) -> TwoInputHarness<A, B, O>
+    where
+        K: Key,
+        S1: Fn(&A) -> K + 'static,
+        S2: Fn(&B) -> K + 'static,
+        F: KeyedCoProcessFunction<K, A, B, O>,
+    {
+        TwoInputHarness::from_make(Box::new(move |env, info, out| {
+            let keyed = KeyedCore::new(env, OperatorCore::new(env, info), info.parallelism, out);
+            let op = Rc::new(RefCell::new(KeyedCoProcessOp::new(keyed, (first_key, second_key), function)));
+            let counts = op.clone();
+            BuiltTwo {
+                op: op.clone(),
+                lifecycle: op,
+                timer_counts: Some(Box::new(move || counts.borrow().timer_counts())),
+            }
+        }))
+    }
+
+    /// Runs the operator as subtask `subtask` of `parallelism` over `max_parallelism` key groups.
+    pub fn on_subtask(mut self, max_parallelism: usize, parallelism: usize, subtask: usize) -> Self {
+        self.harness.placement.max_parallelism = max_parallelism;
+        self.harness.placement.parallelism = parallelism;
+        self.harness.placement.subtask = subtask;
+        self
+    }
+
+    /// Builds and opens the operator; the other calls do it on first use.
+    pub fn open(&mut self) -> Result<(), BoxError> {
+        let Some(make) = self.make.take() else { return Ok(()) };
+        let (env, out) = self.harness.build_env()?;
+        let built = make(&env, &self.harness.info(), out);
+        self.op = Some(built.op);
+        self.harness.timer_counts = built.timer_counts;
+        self.harness.opened(built.lifecycle)
+    }
+
+    fn op(&mut self) -> Result<Rc<RefCell<dyn TwoInputOperator<A, B>>>, BoxError> {
+        self.open()?;
+        Ok(self.op.clone().expect("opened"))
+    }
+
+    /// Pushes a record with a timestamp into the first input.
+    pub fn process_element1(&mut self, value: A, timestamp: i64) -> Result<(), BoxError> {
+        let mut batch = RecordBatch::new();
+        batch.push_with_timestamp(value, timestamp);
+        self.op()?.borrow_mut().process_first(&mut batch).map_err(user_error)
+    }
+
+    /// Pushes a record with a timestamp into the second input.
+    pub fn process_element2(&mut self, value: B, timestamp: i64) -> Result<(), BoxError> {
+        let mut batch = RecordBatch::new();
+        batch.push_with_timestamp(value, timestamp);
+        self.op()?.borrow_mut().process_second(&mut batch).map_err(user_error)
+    }
+
+    /// Pushes a watermark into the first input (the operator's watermark is the minimum of both).
+    pub fn process_watermark1(&mut self, watermark: i64) -> Result<(), BoxError> {
+        self.op()?.borrow_mut().process_control_on(0, Control::Watermark(Watermark(watermark))).map_err(user_error)
+    }
+
+    /// Pushes a watermark into the second input.
+    pub fn process_watermark2(&mut self, watermark: i64) -> Result<(), BoxError> {
+        self.op()?.borrow_mut().process_control_on(1, Control::Watermark(Watermark(watermark))).map_err(user_error)
+    }
+
+    /// Marks input `input` (1 or 2) idle or active.
+    pub fn process_watermark_status(&mut self, input: usize, status: WatermarkStatus) -> Result<(), BoxError> {
+        if !(1..=2).contains(&input) {
+            return Err(format!("a two-input operator has inputs 1 and 2, not {input}").into());
+        }
+        self.op()?.borrow_mut().process_control_on(input - 1, Control::Status(status)).map_err(user_error)
+    }
+
+    /// Ends both inputs as bounded sources do.
+    pub fn end_input(&mut self) -> Result<(), BoxError> {
+        let op = self.op()?;
+        for port in 0..2 {
+            op.borrow_mut().process_control_on(port, Control::Watermark(Watermark::MAX)).map_err(user_error)?;
+            op.borrow_mut().process_control_on(port, Control::EndOfInput).map_err(user_error)?;
+        }
+        Ok(())
+    }
+}
