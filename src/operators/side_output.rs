@@ -8,9 +8,9 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::rc::Rc;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use super::batch::RecordBatch;

@@ -2,13 +2,15 @@
 //! (Flink's `InternalTimerService` queues).
 //!
 //! A timer is stored twice: in the map of its key group (which says whether it exists, and is what a
-//! checkpoint of the key group will write), and in one min-heap ordered by (timestamp, registration
-//! sequence) that finds the next to fire. Deleting removes the map entry only; the heap entry is left
-//! behind and skipped when it surfaces (its sequence no longer matches), and the heap is rebuilt when
-//! such stale entries outnumber the live ones.
+//! checkpoint of the key group will write), and in the bucket of its timestamp, in an ordered map of
+//! buckets that finds the next to fire. Timers of one timestamp fire in registration order. Timers
+//! cluster in time (a stream registers them near its event time), so buckets are few and dense:
+//! registering appends to a bucket and firing walks one front to back, with no per-timer heap
+//! rebalancing. Deleting removes the map entry only; the bucket entry is left behind and skipped
+//! when it comes up (its sequence no longer matches), and buckets are compacted when such stale
+//! entries outnumber the live ones.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use super::KeyGroupRange;
@@ -33,32 +35,17 @@ impl<K: Eq, N: Eq> hashbrown::Equivalent<(K, N, i64)> for Probe<'_, K, N> {
     }
 }
 
-struct HeapEntry<K, N> {
-    timestamp: i64,
+struct Entry<K, N> {
     seq: u64,
     key_group: u32,
     key: K,
     namespace: N,
 }
 
-impl<K, N> PartialEq for HeapEntry<K, N> {
-    fn eq(&self, other: &Self) -> bool {
-        (self.timestamp, self.seq) == (other.timestamp, other.seq)
-    }
-}
-
-impl<K, N> Eq for HeapEntry<K, N> {}
-
-impl<K, N> PartialOrd for HeapEntry<K, N> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl<K, N> Ord for HeapEntry<K, N> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.timestamp, self.seq).cmp(&(other.timestamp, other.seq))
-    }
+/// The timers of one timestamp, in registration order; `next` is the first not yet popped.
+struct Bucket<K, N> {
+    entries: Vec<Entry<K, N>>,
+    next: usize,
 }
 
 /// A timer that fired: its key, key group, namespace and timestamp.
@@ -89,7 +76,11 @@ pub struct Timer<K, N> {
 pub struct TimerQueue<K, N> {
     range: KeyGroupRange,
     by_key_group: Vec<TimerMap<K, N>>,
-    heap: BinaryHeap<Reverse<HeapEntry<K, N>>>,
+    buckets: BTreeMap<i64, Bucket<K, N>>,
+    /// Emptied buckets' vectors, reused so that steady firing does not allocate.
+    spare: Vec<Vec<Entry<K, N>>>,
+    /// Entries in buckets not yet popped, stale ones included.
+    queued: usize,
     next_seq: u64,
     live: usize,
 }
@@ -100,7 +91,9 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         TimerQueue {
             range,
             by_key_group: (0..range.len()).map(|_| TimerMap::default()).collect(),
-            heap: BinaryHeap::new(),
+            buckets: BTreeMap::new(),
+            spare: Vec::new(),
+            queued: 0,
             next_seq: 0,
             live: 0,
         }
@@ -115,15 +108,20 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
     pub fn register(&mut self, key_group: usize, key: K, namespace: N, timestamp: i64) -> bool {
         let seq = self.next_seq;
         let map = self.map(key_group);
-        let entry = map.entry((key.clone(), namespace.clone(), timestamp));
-        match entry {
+        match map.entry((key.clone(), namespace.clone(), timestamp)) {
             hashbrown::hash_map::Entry::Occupied(_) => false,
             hashbrown::hash_map::Entry::Vacant(slot) => {
                 slot.insert(seq);
                 self.next_seq += 1;
                 self.live += 1;
-                let key_group = key_group as u32;
-                self.heap.push(Reverse(HeapEntry { timestamp, seq, key_group, key, namespace }));
+                self.queued += 1;
+                let entry = Entry { seq, key_group: key_group as u32, key, namespace };
+                let spare = &mut self.spare;
+                self.buckets
+                    .entry(timestamp)
+                    .or_insert_with(|| Bucket { entries: spare.pop().unwrap_or_default(), next: 0 })
+                    .entries
+                    .push(entry);
                 true
             }
         }
@@ -136,8 +134,8 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
             return false;
         }
         self.live -= 1;
-        if self.heap.len() > 2 * self.live + 1024 {
-            self.rebuild_heap();
+        if self.queued > 2 * self.live + 1024 {
+            self.compact();
         }
         true
     }
@@ -158,26 +156,54 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         self.live == 0
     }
 
+    fn is_current(&self, timestamp: i64, entry: &Entry<K, N>) -> bool {
+        let map = &self.by_key_group[entry.key_group as usize - self.range.start];
+        map.get(&Probe(&entry.key, &entry.namespace, timestamp)) == Some(&entry.seq)
+    }
+
     /// The earliest pending timestamp.
     pub fn peek_timestamp(&mut self) -> Option<i64> {
-        self.drop_stale_head();
-        self.heap.peek().map(|Reverse(entry)| entry.timestamp)
+        loop {
+            let (&timestamp, bucket) = self.buckets.iter().next()?;
+            if bucket.entries[bucket.next..].iter().any(|entry| self.is_current(timestamp, entry)) {
+                return Some(timestamp);
+            }
+            self.retire_first_bucket();
+        }
     }
 
     /// Removes and returns the earliest timer if its timestamp is `<= limit`.
     pub fn pop_due(&mut self, limit: i64) -> Option<Timer<K, N>> {
-        self.drop_stale_head();
-        match self.heap.peek() {
-            Some(Reverse(entry)) if entry.timestamp <= limit => {}
-            _ => return None,
+        loop {
+            let mut first = self.buckets.first_entry()?;
+            let timestamp = *first.key();
+            if timestamp > limit {
+                return None;
+            }
+            let bucket = first.get_mut();
+            if bucket.next == bucket.entries.len() {
+                self.retire_first_bucket();
+                continue;
+            }
+            let index = bucket.next;
+            bucket.next += 1;
+            self.queued -= 1;
+            let entry = &bucket.entries[index];
+            let offset = entry.key_group as usize - self.range.start;
+            let map = &mut self.by_key_group[offset];
+            match map.remove_entry(&Probe(&entry.key, &entry.namespace, timestamp)) {
+                Some((owned, seq)) if seq == entry.seq => {
+                    self.live -= 1;
+                    let (key, namespace, _) = owned;
+                    return Some(Timer { key, key_group: entry.key_group as usize, namespace, timestamp });
+                }
+                // Deleted and registered again since: that newer entry is the live one.
+                Some((owned, seq)) => {
+                    map.insert(owned, seq);
+                }
+                None => {}
+            }
         }
-        let Reverse(entry) = self.heap.pop().expect("peeked");
-        let key_group = entry.key_group as usize;
-        let probe = (entry.key, entry.namespace, entry.timestamp);
-        self.by_key_group[key_group - self.range.start].remove(&probe);
-        self.live -= 1;
-        let (key, namespace, timestamp) = probe;
-        Some(Timer { key, key_group, namespace, timestamp })
     }
 
     /// The timers of one key group, in no particular order (what a checkpoint of it writes).
@@ -186,27 +212,34 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         map.into_iter().flat_map(|m| m.keys().map(|(k, n, ts)| (k, n, *ts)))
     }
 
-    /// Pops heap entries whose timer was deleted (or deleted and registered again since).
-    fn drop_stale_head(&mut self) {
-        while let Some(Reverse(entry)) = self.heap.peek() {
-            let map = &self.by_key_group[entry.key_group as usize - self.range.start];
-            if map.get(&Probe(&entry.key, &entry.namespace, entry.timestamp)) == Some(&entry.seq) {
-                return;
+    fn retire_first_bucket(&mut self) {
+        if let Some((_, bucket)) = self.buckets.pop_first() {
+            self.queued -= bucket.entries.len() - bucket.next;
+            let mut entries = bucket.entries;
+            entries.clear();
+            if self.spare.len() < 64 {
+                self.spare.push(entries);
             }
-            self.heap.pop();
         }
     }
 
-    fn rebuild_heap(&mut self) {
-        let mut entries = Vec::with_capacity(self.live);
-        for (offset, map) in self.by_key_group.iter().enumerate() {
-            let key_group = (self.range.start + offset) as u32;
-            for ((key, namespace, timestamp), seq) in map {
-                let (key, namespace) = (key.clone(), namespace.clone());
-                entries.push(Reverse(HeapEntry { timestamp: *timestamp, seq: *seq, key_group, key, namespace }));
-            }
-        }
-        self.heap = BinaryHeap::from(entries);
+    /// Drops the entries of deleted timers from every bucket.
+    fn compact(&mut self) {
+        let mut buckets = std::mem::take(&mut self.buckets);
+        let mut queued = 0;
+        buckets.retain(|&timestamp, bucket| {
+            let next = bucket.next;
+            let mut index = 0;
+            bucket.entries.retain(|entry| {
+                index += 1;
+                index > next && self.is_current(timestamp, entry)
+            });
+            bucket.next = 0;
+            queued += bucket.entries.len();
+            !bucket.entries.is_empty()
+        });
+        self.buckets = buckets;
+        self.queued = queued;
     }
 }
 
@@ -256,7 +289,7 @@ mod tests {
             q.register(10 + (i % 10) as usize, i, (), i as i64);
             q.delete(10 + (i % 10) as usize, &i, &(), i as i64);
         }
-        assert!(q.heap.len() <= 1024 + 1, "{}", q.heap.len());
+        assert!(q.queued <= 1024 + 1, "{}", q.queued);
         assert_eq!(q.peek_timestamp(), None);
     }
 }
