@@ -1,4 +1,5 @@
-//! Operator test harnesses: run one function's operator on a single shard, synchronously, with a
+//! Operator test harnesses: run one function's operator (process functions, the timestamp and
+//! watermark assigner, rich map / flat map / filter / co-flat-map functions) on a single shard, synchronously, with a
 //! manual processing clock, and read back everything it emitted in order (Flink's
 //! `OneInputStreamOperatorTestHarness`, `KeyedOneInputStreamOperatorTestHarness` and their two-input
 //! siblings).
@@ -50,8 +51,13 @@ use crate::operators::process::{CoProcessOp, KeyedCoProcessOp, KeyedCore, KeyedP
 use crate::operators::side_output::{CapturedSide, SideOutputs};
 use crate::operators::timestamps::TimestampsAndWatermarksOp;
 use crate::operators::two_input::TwoInputOperator;
+use crate::operators::co_flat_map::CoFlatMapOp;
+use crate::operators::filter::FilterOp;
+use crate::operators::flat_map::FlatMapOp;
+use crate::operators::map::MapOp;
 use crate::operators::{
     BoxError, CoProcessFunction, KeyedCoProcessFunction, KeyedProcessFunction, OutputTag, ProcessFunction,
+    RichCoFlatMapFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction,
 };
 use crate::time::{Clock, ManualClock, Watermark, WatermarkStatus, WatermarkStrategy};
 
@@ -307,6 +313,36 @@ impl<I: Clone + 'static, O: Clone + 'static> OneInputHarness<I, O> {
         }))
     }
 
+    /// A harness around a [`RichMapFunction`].
+    ///
+    /// ```
+    /// use rill::testing::{Emitted, OneInputHarness};
+    /// #[derive(Clone)]
+    /// struct Double;
+    /// impl rill::operators::RichMapFunction<i32, i32> for Double {
+    ///     fn map(&mut self, v: i32) -> i32 { v * 2 }
+    /// }
+    /// let mut harness = OneInputHarness::map(Double);
+    /// harness.process_element(4, 7)?;
+    /// harness.process_watermark(7)?;
+    /// assert_eq!(harness.output(), vec![Emitted::Record(8, Some(7)), Emitted::Watermark(7)]);
+    /// # Ok::<(), rill::BoxError>(())
+    /// ```
+    pub fn map<F: RichMapFunction<I, O>>(function: F) -> OneInputHarness<I, O> {
+        OneInputHarness::from_make(Box::new(move |env, info, out| {
+            let op = Rc::new(RefCell::new(MapOp::new(OperatorCore::new(env, info), function, out)));
+            BuiltOne { input: op.clone(), lifecycle: op, timer_counts: None }
+        }))
+    }
+
+    /// A harness around a [`RichFlatMapFunction`].
+    pub fn flat_map<F: RichFlatMapFunction<I, O>>(function: F) -> OneInputHarness<I, O> {
+        OneInputHarness::from_make(Box::new(move |env, info, out| {
+            let op = Rc::new(RefCell::new(FlatMapOp::new(OperatorCore::new(env, info), function, out)));
+            BuiltOne { input: op.clone(), lifecycle: op, timer_counts: None }
+        }))
+    }
+
     /// A harness around a [`KeyedProcessFunction`] on a stream keyed by `key_selector`.
     pub fn keyed_process<K, S, F>(function: F, key_selector: S) -> OneInputHarness<I, O>
     where
@@ -399,6 +435,14 @@ impl<I: Clone + 'static, O: Clone + 'static> OneInputHarness<I, O> {
 }
 
 impl<T: Clone + 'static> OneInputHarness<T, T> {
+    /// A harness around a [`RichFilterFunction`].
+    pub fn filter<F: RichFilterFunction<T>>(function: F) -> OneInputHarness<T, T> {
+        OneInputHarness::from_make(Box::new(move |env, info, out| {
+            let op = Rc::new(RefCell::new(FilterOp::new(OperatorCore::new(env, info), function, out)));
+            BuiltOne { input: op.clone(), lifecycle: op, timer_counts: None }
+        }))
+    }
+
     /// A harness around `assign_timestamps_and_watermarks(strategy)`; periodic emission runs on the
     /// harness clock every `auto_watermark_interval`.
     pub fn assigner(strategy: WatermarkStrategy<T>) -> OneInputHarness<T, T> {
@@ -448,6 +492,14 @@ impl<A: Clone + 'static, B: Clone + 'static, O: Clone + 'static> TwoInputHarness
         TwoInputHarness::from_make(Box::new(move |env, info, out| {
             let op = CoProcessOp::new(PlainCore::new(env, OperatorCore::new(env, info), out), function);
             let op = Rc::new(RefCell::new(op));
+            BuiltTwo { op: op.clone(), lifecycle: op, timer_counts: None }
+        }))
+    }
+
+    /// A harness around a [`RichCoFlatMapFunction`].
+    pub fn co_flat_map<F: RichCoFlatMapFunction<A, B, O>>(function: F) -> TwoInputHarness<A, B, O> {
+        TwoInputHarness::from_make(Box::new(move |env, info, out| {
+            let op = Rc::new(RefCell::new(CoFlatMapOp::new(OperatorCore::new(env, info), function, out)));
             BuiltTwo { op: op.clone(), lifecycle: op, timer_counts: None }
         }))
     }
