@@ -181,6 +181,12 @@ impl RuntimeContext {
         self.clock.now_ms()
     }
 
+    /// Current processing time in nanoseconds since the epoch, from the job's clock (the unit of
+    /// [`SourceStatus::WaitUntil`](super::SourceStatus::WaitUntil)).
+    pub fn current_processing_time_nanos(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
     pub(crate) fn clock(&self) -> &SharedClock {
         &self.clock
     }

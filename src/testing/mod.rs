@@ -45,16 +45,16 @@ use std::time::Duration;
 use crate::api::Key;
 use crate::exchange::Control;
 use crate::operators::batch::RecordBatch;
+use crate::operators::co_flat_map::CoFlatMapOp;
 use crate::operators::context::{ExecConfig, OperatorCore, OperatorInfo, ShardEnv, detached_env};
+use crate::operators::filter::FilterOp;
+use crate::operators::flat_map::FlatMapOp;
 use crate::operators::input::{Input, InputRef, Lifecycle, OpError, OpResult, Output};
+use crate::operators::map::MapOp;
 use crate::operators::process::{CoProcessOp, KeyedCoProcessOp, KeyedCore, KeyedProcessOp, PlainCore, ProcessOp};
 use crate::operators::side_output::{CapturedSide, SideOutputs};
 use crate::operators::timestamps::TimestampsAndWatermarksOp;
 use crate::operators::two_input::TwoInputOperator;
-use crate::operators::co_flat_map::CoFlatMapOp;
-use crate::operators::filter::FilterOp;
-use crate::operators::flat_map::FlatMapOp;
-use crate::operators::map::MapOp;
 use crate::operators::{
     BoxError, CoProcessFunction, KeyedCoProcessFunction, KeyedProcessFunction, OutputTag, ProcessFunction,
     RichCoFlatMapFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction,
