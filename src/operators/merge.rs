@@ -74,14 +74,19 @@ impl ControlMerger {
     }
 }
 
-/// Passes on what a valve let through: the watermark before a status change (Flink flushes the
-/// watermark of the channels going idle before announcing idleness).
+/// Passes on what a valve let through: a valve going idle flushes its watermark before announcing
+/// idleness, and a valve becoming active announces it before its next watermark (as Flink's outputs
+/// do), so that a valve downstream never sees a watermark from a channel it believes idle.
 fn emit_valve(out: ValveOutput, emit: &mut impl FnMut(Control) -> OpResult) -> OpResult {
+    use crate::time::WatermarkStatus;
+    if out.status == Some(WatermarkStatus::Active) {
+        emit(Control::Status(WatermarkStatus::Active))?;
+    }
     if let Some(watermark) = out.watermark {
         emit(Control::Watermark(watermark))?;
     }
-    if let Some(status) = out.status {
-        emit(Control::Status(status))?;
+    if out.status == Some(WatermarkStatus::Idle) {
+        emit(Control::Status(WatermarkStatus::Idle))?;
     }
     Ok(())
 }

@@ -5,8 +5,8 @@
 
 use super::{Watermark, WatermarkStatus};
 
-/// What a valve lets through after an input: a new watermark, a status change, or both (the
-/// watermark first).
+/// What a valve lets through after an input: a new watermark, a status change, or both. Pass both on
+/// in the order Flink does: `Active` before the watermark, the watermark before `Idle`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ValveOutput {
     /// The combined watermark, if it advanced.
