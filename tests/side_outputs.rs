@@ -249,10 +249,11 @@ fn emitting_to_a_tag_read_with_another_record_type_fails_the_job() {
         env.execute().map(|_| ())
     });
     match result {
-        Err(rill::Error::Job(error)) => {
+        Err(rill::Error::Job(error @ rill::runtime::JobError::Operator { .. })) => {
             assert!(error.to_string().contains("mistyped splitter"), "the error names the operator: {error}");
+            assert!(error.to_string().contains("side output 'negative'"), "the error names the tag: {error}");
         }
-        other => panic!("expected the job to fail, got {other:?}"),
+        other => panic!("expected the job to fail with an operator error (not a panic), got {other:?}"),
     }
 }
 

@@ -258,23 +258,38 @@ fn an_idle_input_lets_the_other_advance_the_watermark_alone() {
 
 #[test]
 fn both_inputs_idle_make_the_operator_idle_until_one_is_active() {
+    // Two inputs combine as Flink's CombinedWatermarkStatus: the minimum over the inputs that are not
+    // idle, never decreasing, with no flush of the highest watermark when both go idle (that flush is
+    // the channel valve's, within one input).
     let mut harness = TwoInputHarness::co_process(Tag);
     harness.process_watermark1(10).unwrap();
     harness.process_watermark2(30).unwrap();
     harness.process_watermark_status(2, WatermarkStatus::Idle).unwrap();
     assert_eq!(harness.take_output(), vec![Emitted::Watermark(10)]);
     harness.process_watermark_status(1, WatermarkStatus::Idle).unwrap();
-    assert_eq!(
-        harness.take_output(),
-        vec![Emitted::Watermark(30), Emitted::Status(WatermarkStatus::Idle)],
-        "the highest watermark is flushed before the idle status"
-    );
+    assert_eq!(harness.take_output(), vec![Emitted::Status(WatermarkStatus::Idle)], "no flush of 30");
     harness.process_watermark_status(1, WatermarkStatus::Active).unwrap();
     assert_eq!(harness.take_output(), vec![Emitted::Status(WatermarkStatus::Active)]);
     harness.process_watermark1(20).unwrap();
-    assert_eq!(harness.take_output(), vec![], "input 1 (at 20) is behind the output (30)");
+    assert_eq!(harness.take_output(), vec![Emitted::Watermark(20)], "input 1 alone decides; input 2 is idle");
+    harness.process_watermark_status(2, WatermarkStatus::Active).unwrap();
+    assert_eq!(harness.take_output(), vec![], "input 2, back at 30, is ahead: the minimum stays 20");
     harness.process_watermark1(40).unwrap();
-    assert_eq!(harness.take_output(), vec![Emitted::Watermark(40)]);
+    assert_eq!(harness.take_output(), vec![Emitted::Watermark(30)], "now input 2 holds it at 30");
+}
+
+#[test]
+fn an_input_back_from_idleness_behind_the_output_holds_the_watermark() {
+    let mut harness = TwoInputHarness::co_process(Tag);
+    harness.process_watermark_status(1, WatermarkStatus::Idle).unwrap();
+    harness.process_watermark2(10).unwrap();
+    assert_eq!(harness.take_output(), vec![Emitted::Watermark(10)]);
+    harness.process_watermark_status(1, WatermarkStatus::Active).unwrap();
+    harness.process_watermark1(5).unwrap();
+    harness.process_watermark2(20).unwrap();
+    assert_eq!(harness.take_output(), vec![], "input 1 at 5 holds the output at 10 (it never goes back)");
+    harness.process_watermark1(25).unwrap();
+    assert_eq!(harness.take_output(), vec![Emitted::Watermark(20)]);
 }
 
 #[test]

@@ -347,6 +347,9 @@ impl<T: Data> DataStream<T> {
     /// # Ok::<(), rill::Error>(())
     /// ```
     pub fn assign_timestamps_and_watermarks(&self, strategy: WatermarkStrategy<T>) -> DataStream<T> {
+        if let Err(reason) = strategy.check() {
+            self.env.defer_error(ConfigError::Setting { setting: "WatermarkStrategy", reason });
+        }
         self.add_one_input("Timestamps/Watermarks", move |env, _info, core, out| {
             TimestampsAndWatermarksOp::new(env, core, &strategy, out)
         })

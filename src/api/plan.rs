@@ -411,7 +411,7 @@ fn instantiate(
                 .zip(consumers)
                 .map(|((id, side), consumers)| (id.clone(), side.make_side(consumers)))
                 .collect();
-            output.make(main, SideOutputs::new(sides))
+            output.make(main, SideOutputs::new(id as u32, sides))
         });
         let built = make(env, &node.info, output);
         assert_eq!(
@@ -422,7 +422,7 @@ fn instantiate(
         );
         ports[id] = built.inputs.into_iter().map(Some).collect();
         if let Some(lifecycle) = built.lifecycle {
-            env.timers.set_target(id as u32, lifecycle.clone());
+            env.timers.set_target(id as u32, &lifecycle);
             lifecycles.push(lifecycle);
         }
         if let Some(make_driver) = built.source {

@@ -44,7 +44,7 @@ impl<A, B, C: Clone, F: RichCoFlatMapFunction<A, B, C>> CoFlatMapOp<A, B, C, F> 
         CoFlatMapOp {
             core,
             function,
-            merger: ControlMerger::new(2),
+            merger: ControlMerger::for_inputs(2),
             out,
             scratch: RecordBatch::new(),
             _inputs: PhantomData,

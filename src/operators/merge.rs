@@ -5,23 +5,37 @@
 
 use super::input::OpResult;
 use crate::exchange::Control;
+use crate::time::valve::CombinedWatermark;
 use crate::time::{ValveOutput, WatermarkValve};
 
+/// How the watermarks of the merged channels combine.
+enum Watermarks {
+    /// The channels of one input (exchange receivers, union): Flink's `StatusWatermarkValve`.
+    Channels(WatermarkValve),
+    /// The inputs of a multi-input operator: Flink's `CombinedWatermarkStatus`.
+    Inputs(CombinedWatermark),
+}
+
 pub(crate) struct ControlMerger {
-    valve: WatermarkValve,
+    valve: Watermarks,
     ended: Vec<bool>,
     n_ended: usize,
     last_barrier_id: Option<u64>,
 }
 
 impl ControlMerger {
+    /// Merges the channels of one input.
     pub fn new(n_channels: usize) -> ControlMerger {
-        ControlMerger {
-            valve: WatermarkValve::new(n_channels),
-            ended: vec![false; n_channels],
-            n_ended: 0,
-            last_barrier_id: None,
-        }
+        ControlMerger::with(n_channels, Watermarks::Channels(WatermarkValve::new(n_channels)))
+    }
+
+    /// Merges the inputs of a multi-input operator.
+    pub fn for_inputs(n_inputs: usize) -> ControlMerger {
+        ControlMerger::with(n_inputs, Watermarks::Inputs(CombinedWatermark::new(n_inputs)))
+    }
+
+    fn with(n_channels: usize, valve: Watermarks) -> ControlMerger {
+        ControlMerger { valve, ended: vec![false; n_channels], n_ended: 0, last_barrier_id: None }
     }
 
     /// True once every channel ended.
@@ -43,11 +57,17 @@ impl ControlMerger {
     ) -> OpResult {
         match control {
             Control::Watermark(watermark) => {
-                let out = self.valve.on_watermark(channel, watermark);
+                let out = match &mut self.valve {
+                    Watermarks::Channels(valve) => valve.on_watermark(channel, watermark),
+                    Watermarks::Inputs(inputs) => inputs.on_watermark(channel, watermark),
+                };
                 emit_valve(out, &mut emit)
             }
             Control::Status(status) => {
-                let out = self.valve.on_status(channel, status);
+                let out = match &mut self.valve {
+                    Watermarks::Channels(valve) => valve.on_status(channel, status),
+                    Watermarks::Inputs(inputs) => inputs.on_status(channel, status),
+                };
                 emit_valve(out, &mut emit)
             }
             Control::LatencyMarker(_) => emit(control),
@@ -63,7 +83,10 @@ impl ControlMerger {
                 assert!(!self.ended[channel], "channel {channel} ended twice");
                 self.ended[channel] = true;
                 self.n_ended += 1;
-                let out = self.valve.on_end_of_input(channel);
+                let out = match &mut self.valve {
+                    Watermarks::Channels(valve) => valve.on_end_of_input(channel),
+                    Watermarks::Inputs(inputs) => inputs.on_end_of_input(channel),
+                };
                 emit_valve(out, &mut emit)?;
                 if self.all_ended() {
                     emit(Control::EndOfInput)?;

@@ -396,6 +396,7 @@ pub(crate) struct KeyedCore<K, O> {
     pub timers: KeyedTimers<K, ()>,
     clock: SharedClock,
     max_parallelism: usize,
+    key_groups: KeyGroupRange,
     out: Output<O>,
     scratch: RecordBatch<O>,
     /// The input ended: processing-time timers no longer fire.
@@ -410,6 +411,7 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
             core,
             clock: env.clock.clone(),
             max_parallelism: env.max_parallelism,
+            key_groups,
             out,
             scratch: RecordBatch::new(),
             ended: false,
@@ -424,6 +426,13 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
         call: impl FnOnce(&mut KeyedContext<'_, K>, &mut Collector<'_, O>) -> Result<(), BoxError>,
     ) -> OpResult {
         let key_group = key_group_of(&key, self.max_parallelism);
+        if !self.key_groups.contains(key_group) {
+            // Only a test harness placed on another subtask can feed a key this instance does not own.
+            return Err(OpError::new(
+                self.core.id,
+                format!("a key of key group {key_group} reached the instance owning key groups {:?}", self.key_groups),
+            ));
+        }
         let watermark = self.timers.watermark;
         let mut ctx = KeyedContext {
             base: ProcessContext { timestamp, watermark, clock: &*self.clock, sides: self.out.sides() },
@@ -605,7 +614,7 @@ where
     pub fn new(keyed: KeyedCore<K, O>, selectors: (S1, S2), function: F) -> Self {
         KeyedCoProcessOp {
             keyed,
-            merger: ControlMerger::new(2),
+            merger: ControlMerger::for_inputs(2),
             selectors,
             function,
             _inputs: std::marker::PhantomData,
@@ -774,7 +783,7 @@ pub(crate) struct CoProcessOp<A, B, O, F> {
 
 impl<A, B, O: Clone, F: CoProcessFunction<A, B, O>> CoProcessOp<A, B, O, F> {
     pub fn new(plain: PlainCore<O>, function: F) -> Self {
-        CoProcessOp { plain, merger: ControlMerger::new(2), function, _inputs: std::marker::PhantomData }
+        CoProcessOp { plain, merger: ControlMerger::for_inputs(2), function, _inputs: std::marker::PhantomData }
     }
 }
 

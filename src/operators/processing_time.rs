@@ -11,7 +11,7 @@
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use super::context::ShardEnv;
 use super::driver::{Outlets, guarded};
@@ -19,7 +19,8 @@ use super::input::{Lifecycle, OpResult};
 use crate::runtime::JobError;
 use crate::time::SharedClock;
 
-type LifecycleRef = Rc<RefCell<dyn Lifecycle>>;
+/// Weak: operators hold the service, and the service must not keep them alive.
+type LifecycleRef = Weak<RefCell<dyn Lifecycle>>;
 
 /// Processing-time callbacks of one shard.
 pub(crate) struct ProcessingTimeService {
@@ -50,13 +51,13 @@ impl ProcessingTimeService {
     }
 
     /// Registers the instance of operator `id` as the receiver of its callbacks.
-    pub fn set_target(&self, id: u32, target: Rc<RefCell<dyn Lifecycle>>) {
+    pub fn set_target(&self, id: u32, target: &Rc<RefCell<dyn Lifecycle>>) {
         let mut targets = self.targets.borrow_mut();
         let index = id as usize;
         if targets.len() <= index {
             targets.resize(index + 1, None);
         }
-        targets[index] = Some(target);
+        targets[index] = Some(Rc::downgrade(target));
     }
 
     pub(crate) fn set_waker(&self, wake: Box<dyn Fn()>) {
@@ -101,7 +102,7 @@ impl ProcessingTimeService {
                 continue; // one call handles everything due for this operator
             }
             last_called = Some(id);
-            let target = self.targets.borrow().get(id as usize).cloned().flatten();
+            let target = self.targets.borrow().get(id as usize).cloned().flatten().and_then(|t| t.upgrade());
             if let Some(target) = target {
                 target.borrow_mut().on_processing_time(now_ms)?;
             }
@@ -111,11 +112,11 @@ impl ProcessingTimeService {
     }
 }
 
-/// The shard's timer task: sleeps until the next deadline, fires what is due, ships the output. Ends
+/// The shard's timer task: sleeps until the next deadline, fires what is due, ships what it can. Ends
 /// when the job stops or every driver of the shard ended (`live_drivers` reaches zero).
 pub(crate) async fn run_timer_task(
     env: Rc<ShardEnv>,
-    mut outlets: Outlets,
+    outlets: Outlets,
     live_drivers: Rc<Cell<usize>>,
 ) -> Result<(), JobError> {
     let service = env.timers.clone();
@@ -150,8 +151,10 @@ pub(crate) async fn run_timer_task(
         let now = env.clock.now_ms();
         if service.next_deadline_ms().is_some_and(|d| d <= now) {
             guarded(&env, || service.fire_due(now))?;
+            // Ship what can go now, but never wait for room: a busy driver would take every slot
+            // first and starve the timers (periodic watermarks included). What timers emit is bounded
+            // by what their operators took in, which their drivers' backpressure bounds.
             guarded(&env, || outlets.flush())?;
-            outlets.after_input(&env).await?;
         }
     }
 }

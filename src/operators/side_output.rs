@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::batch::RecordBatch;
-use super::input::{OpResult, Output};
+use super::input::{OpError, OpResult, Output};
 use crate::exchange::Control;
 
 /// Names a side output and fixes its record type (Flink's `OutputTag`). Tags are equal when their
@@ -122,10 +122,14 @@ pub(crate) struct SideOutputs {
     ports: Vec<(u64, Arc<str>, Box<dyn SidePort>)>,
     /// In a test harness: every side-output record, whatever its tag.
     capture: Option<Rc<RefCell<Vec<CapturedSide>>>>,
+    /// The operator these side outputs belong to, for errors.
+    operator_id: u32,
+    /// A record emitted with the wrong type for its tag, reported at the next flush.
+    error: Option<String>,
 }
 
 impl SideOutputs {
-    pub fn new(ports: Vec<(Arc<str>, Box<dyn SidePort>)>) -> SideOutputs {
+    pub fn new(operator_id: u32, ports: Vec<(Arc<str>, Box<dyn SidePort>)>) -> SideOutputs {
         let ports = ports
             .into_iter()
             .map(|(id, port)| {
@@ -133,12 +137,12 @@ impl SideOutputs {
                 (hash, id, port)
             })
             .collect();
-        SideOutputs { ports, capture: None }
+        SideOutputs { ports, capture: None, operator_id, error: None }
     }
 
     /// Side outputs that keep every record in `capture` (the operator test harness).
     pub fn capturing(capture: Rc<RefCell<Vec<CapturedSide>>>) -> SideOutputs {
-        SideOutputs { ports: Vec::new(), capture: Some(capture) }
+        SideOutputs { ports: Vec::new(), capture: Some(capture), operator_id: 0, error: None }
     }
 
     #[inline]
@@ -146,10 +150,8 @@ impl SideOutputs {
         self.ports.is_empty()
     }
 
-    /// Emits `value` to the side output `tag`; dropped if no stream reads that tag (as in Flink).
-    ///
-    /// Panics if the job reads the tag's id with another record type: a bug in the job, reported as
-    /// a failure of this operator.
+    /// Emits `value` to the side output `tag`; dropped if no stream reads that tag (as in Flink). If
+    /// the job reads the tag's id with another record type, the next flush fails the operator.
     pub fn emit<X: 'static>(&mut self, tag: &OutputTag<X>, value: X, timestamp: Option<i64>) {
         let Some((_, id, port)) = self.ports.iter_mut().find(|(hash, id, _)| *hash == tag.hash && **id == *tag.id)
         else {
@@ -159,10 +161,13 @@ impl SideOutputs {
             return;
         };
         let Some(side) = port.as_any().downcast_mut::<TypedSide<X>>() else {
-            panic!(
-                "side output '{id}' is emitted with records of type {} but read as another type",
-                std::any::type_name::<X>()
-            );
+            self.error.get_or_insert_with(|| {
+                format!(
+                    "side output '{id}' is emitted with records of type {} but the job reads it as another type",
+                    std::any::type_name::<X>()
+                )
+            });
+            return;
         };
         match timestamp {
             Some(ts) => side.buffer.push_with_timestamp(value, ts),
@@ -172,6 +177,9 @@ impl SideOutputs {
 
     /// Passes on what the side outputs buffered.
     pub fn flush(&mut self) -> OpResult {
+        if let Some(error) = self.error.take() {
+            return Err(OpError::new(self.operator_id, error));
+        }
         for (_, _, port) in &mut self.ports {
             port.flush()?;
         }
@@ -180,6 +188,9 @@ impl SideOutputs {
 
     /// Passes a control event to every side output (after what they buffered).
     pub fn process_control(&mut self, control: Control) -> OpResult {
+        if let Some(error) = self.error.take() {
+            return Err(OpError::new(self.operator_id, error));
+        }
         for (_, _, port) in &mut self.ports {
             port.process_control(control)?;
         }

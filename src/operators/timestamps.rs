@@ -42,7 +42,11 @@ impl<T: Clone + 'static> TimestampsAndWatermarksOp<T> {
             out,
             scratch: RecordBatch::new(),
             timers: env.timers.clone(),
-            interval_ms: env.config.auto_watermark_interval.as_millis().min(i64::MAX as u128) as i64,
+            // Processing time is in whole milliseconds: a shorter interval means every millisecond.
+            interval_ms: match env.config.auto_watermark_interval {
+                d if d.is_zero() => 0,
+                d => d.as_millis().clamp(1, i64::MAX as u128) as i64,
+            },
             next_emit_ms: i64::MAX,
             last_ingestion_ms: i64::MIN,
             ended: false,

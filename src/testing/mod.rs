@@ -116,6 +116,7 @@ pub struct Harness<O> {
     timer_counts: Option<TimerCounts>,
     output: Rc<RefCell<Vec<Emitted<O>>>>,
     sides: Rc<RefCell<Vec<CapturedSide>>>,
+    ended: bool,
     closed: bool,
 }
 
@@ -138,12 +139,25 @@ impl<O: Clone + 'static> Harness<O> {
             timer_counts: None,
             output: Rc::default(),
             sides: Rc::default(),
+            ended: false,
             closed: false,
         }
     }
 
     /// The shard environment and the output the operator writes to (once, when it is built).
     fn build_env(&mut self) -> Result<(Rc<ShardEnv>, Output<O>), BoxError> {
+        let Placement { max_parallelism, parallelism, subtask, .. } = self.placement;
+        if !(1..=crate::state::key_group::MAX_PARALLELISM_UPPER_BOUND).contains(&max_parallelism)
+            || !(1..=max_parallelism).contains(&parallelism)
+            || subtask >= parallelism
+        {
+            return Err(format!(
+                "on_subtask({max_parallelism}, {parallelism}, {subtask}): needs 1 <= parallelism <= max_parallelism \
+                 <= {} and subtask < parallelism",
+                crate::state::key_group::MAX_PARALLELISM_UPPER_BOUND
+            )
+            .into());
+        }
         let config = ExecConfig {
             buffer_timeout: Duration::ZERO,
             batch_records_max: 1024,
@@ -151,7 +165,6 @@ impl<O: Clone + 'static> Harness<O> {
             latency_tracking_interval: None,
             auto_watermark_interval: self.placement.auto_watermark_interval,
         };
-        let Placement { max_parallelism, parallelism, subtask, .. } = self.placement;
         let env = detached_env(
             Arc::new(self.clock.clone()),
             config,
@@ -170,7 +183,7 @@ impl<O: Clone + 'static> Harness<O> {
 
     fn opened(&mut self, lifecycle: Rc<RefCell<dyn Lifecycle>>) -> Result<(), BoxError> {
         let env = self.env.as_ref().expect("built");
-        env.timers.set_target(0, lifecycle.clone());
+        env.timers.set_target(0, &lifecycle);
         self.lifecycle = Some(lifecycle.clone());
         lifecycle.borrow_mut().open().map_err(user_error)
     }
@@ -186,6 +199,9 @@ impl<O: Clone + 'static> Harness<O> {
         let now = self.clock.now_ms();
         if ms < now {
             return Err(format!("processing time cannot go back from {now} to {ms}").into());
+        }
+        if ms as u64 > u64::MAX / 1_000_000 {
+            return Err(format!("processing time {ms} ms is beyond what the clock holds").into());
         }
         self.clock.set_ms(ms as u64);
         if let Some(env) = &self.env {
@@ -427,8 +443,11 @@ impl<I: Clone + 'static, O: Clone + 'static> OneInputHarness<I, O> {
         self.control(Control::Status(status))
     }
 
-    /// Ends the input as a bounded source does: the `MAX` watermark, then end of input.
+    /// Ends the input as a bounded source does: the `MAX` watermark, then end of input. Once only.
     pub fn end_input(&mut self) -> Result<(), BoxError> {
+        if std::mem::replace(&mut self.harness.ended, true) {
+            return Err("the input has ended already".into());
+        }
         self.control(Control::Watermark(Watermark::MAX))?;
         self.control(Control::EndOfInput)
     }
@@ -579,8 +598,11 @@ impl<A: Clone + 'static, B: Clone + 'static, O: Clone + 'static> TwoInputHarness
         self.op()?.borrow_mut().process_control_on(input - 1, Control::Status(status)).map_err(user_error)
     }
 
-    /// Ends both inputs as bounded sources do.
+    /// Ends both inputs as bounded sources do. Once only.
     pub fn end_input(&mut self) -> Result<(), BoxError> {
+        if std::mem::replace(&mut self.harness.ended, true) {
+            return Err("the inputs have ended already".into());
+        }
         let op = self.op()?;
         for port in 0..2 {
             op.borrow_mut().process_control_on(port, Control::Watermark(Watermark::MAX)).map_err(user_error)?;

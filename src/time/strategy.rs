@@ -346,6 +346,14 @@ impl<T: 'static> WatermarkStrategy<T> {
         WatermarkStrategy { idleness: Some(timeout), ..self }
     }
 
+    /// A zero idleness timeout (Flink rejects it too), for `execute()` to report.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        match self.idleness {
+            Some(timeout) if timeout.is_zero() => Err("with_idleness needs a positive timeout".to_string()),
+            _ => Ok(()),
+        }
+    }
+
     /// The generator of one stream instance.
     pub(crate) fn create_generator(&self, clock: &SharedClock) -> Box<dyn WatermarkGenerator<T>> {
         let generator = (self.generator)();

@@ -151,6 +151,66 @@ impl WatermarkValve {
     }
 }
 
+/// Combines the watermarks of an operator's *inputs* (each already combined over its channels), as
+/// Flink's `CombinedWatermarkStatus` does for two-input operators: the minimum over the inputs that are
+/// not idle, never decreasing; idle when every input is. Unlike the channel valve there is no
+/// alignment and no flush of the maximum when all inputs go idle.
+#[derive(Clone, Debug)]
+pub(crate) struct CombinedWatermark {
+    inputs: Vec<(Watermark, bool)>,
+    combined: Watermark,
+    idle: bool,
+}
+
+impl CombinedWatermark {
+    pub fn new(n_inputs: usize) -> CombinedWatermark {
+        CombinedWatermark { inputs: vec![(Watermark::MIN, false); n_inputs], combined: Watermark::MIN, idle: false }
+    }
+
+    fn update(&mut self) -> Option<Watermark> {
+        let min = self.inputs.iter().filter(|(_, idle)| !idle).map(|(w, _)| *w).min();
+        self.idle = min.is_none();
+        match min {
+            Some(min) if min > self.combined => {
+                self.combined = min;
+                Some(min)
+            }
+            _ => None,
+        }
+    }
+
+    fn status_change(&mut self, was_idle: bool) -> Option<WatermarkStatus> {
+        match (was_idle, self.idle) {
+            (false, true) => Some(WatermarkStatus::Idle),
+            (true, false) => Some(WatermarkStatus::Active),
+            _ => None,
+        }
+    }
+
+    pub fn on_watermark(&mut self, input: usize, watermark: Watermark) -> ValveOutput {
+        let state = &mut self.inputs[input];
+        if watermark <= state.0 {
+            return ValveOutput::default();
+        }
+        state.0 = watermark;
+        ValveOutput { watermark: self.update(), status: None }
+    }
+
+    pub fn on_status(&mut self, input: usize, status: WatermarkStatus) -> ValveOutput {
+        let was_idle = self.idle;
+        self.inputs[input].1 = status == WatermarkStatus::Idle;
+        let watermark = self.update();
+        ValveOutput { watermark, status: self.status_change(was_idle) }
+    }
+
+    pub fn on_end_of_input(&mut self, input: usize) -> ValveOutput {
+        let was_idle = self.idle;
+        self.inputs[input] = (Watermark::MAX, false);
+        let watermark = self.update();
+        ValveOutput { watermark, status: self.status_change(was_idle) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +252,22 @@ mod tests {
         // Caught up (>= 20): aligned again, and now it holds the output back.
         assert_eq!(wm(valve.on_watermark(1, Watermark(25))), None);
         assert_eq!(wm(valve.on_watermark(0, Watermark(30))), Some(25));
+    }
+
+    #[test]
+    fn combined_inputs_follow_flink_not_the_channel_valve() {
+        let mut inputs = CombinedWatermark::new(2);
+        assert_eq!(wm(inputs.on_watermark(0, Watermark(5))), None);
+        assert_eq!(wm(inputs.on_watermark(1, Watermark(10))), Some(5));
+        assert_eq!(wm(inputs.on_status(1, WatermarkStatus::Idle)), None, "input 0 at 5 decides");
+        let out = inputs.on_status(0, WatermarkStatus::Idle);
+        assert_eq!(out, ValveOutput { watermark: None, status: Some(WatermarkStatus::Idle) }, "no flush of the max");
+        let out = inputs.on_status(1, WatermarkStatus::Active);
+        assert_eq!(out, ValveOutput { watermark: Some(Watermark(10)), status: Some(WatermarkStatus::Active) });
+        let out = inputs.on_status(0, WatermarkStatus::Active);
+        assert_eq!(out, ValveOutput::default(), "an input back behind does not pull the watermark back");
+        assert_eq!(wm(inputs.on_watermark(1, Watermark(20))), None, "input 0, back at 5, holds the watermark at 10");
+        assert_eq!(wm(inputs.on_end_of_input(0)), Some(20));
     }
 
     #[test]
