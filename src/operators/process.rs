@@ -450,6 +450,25 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
         emit(&self.core, &mut self.out, &mut self.scratch)
     }
 
+    /// Runs `call` for every record of `batch` with its key (from `key_selector`) as current key.
+    pub fn process_batch<I>(
+        &mut self,
+        batch: &mut RecordBatch<I>,
+        key_selector: impl Fn(&I) -> K,
+        mut call: impl FnMut(I, &mut KeyedContext<'_, K>, &mut Collector<'_, O>) -> Result<(), BoxError>,
+    ) -> OpResult {
+        self.core.enter();
+        self.core.records_in.add(batch.len() as u64);
+        let timestamps = std::mem::take(&mut batch.timestamps);
+        for (index, value) in batch.values.drain(..).enumerate() {
+            let key = key_selector(&value);
+            let timestamp = timestamp_at(&timestamps, index);
+            self.process_one(key, timestamp, |ctx, out| call(value, ctx, out))?;
+        }
+        batch.timestamps = timestamps;
+        self.emit()
+    }
+
     fn fire(
         &mut self,
         domain: TimeDomain,
@@ -552,17 +571,9 @@ where
     F: KeyedProcessFunction<K, I, O>,
 {
     fn process_batch(&mut self, batch: &mut RecordBatch<I>) -> OpResult {
-        self.keyed.core.enter();
-        self.keyed.core.records_in.add(batch.len() as u64);
-        let timestamps = std::mem::take(&mut batch.timestamps);
         let function = &mut self.function;
-        for (index, value) in batch.values.drain(..).enumerate() {
-            let key = (self.key_selector)(&value);
-            let timestamp = timestamp_at(&timestamps, index);
-            self.keyed.process_one(key, timestamp, |ctx, out| function.process_element(value, ctx, out))?;
-        }
-        batch.timestamps = timestamps;
-        self.keyed.emit()
+        let key_selector = &self.key_selector;
+        self.keyed.process_batch(batch, key_selector, |value, ctx, out| function.process_element(value, ctx, out))
     }
 
     fn process_control(&mut self, control: Control) -> OpResult {
@@ -636,31 +647,15 @@ where
     F: KeyedCoProcessFunction<K, A, B, O>,
 {
     fn process_first(&mut self, batch: &mut RecordBatch<A>) -> OpResult {
-        self.keyed.core.enter();
-        self.keyed.core.records_in.add(batch.len() as u64);
-        let timestamps = std::mem::take(&mut batch.timestamps);
         let function = &mut self.function;
-        for (index, value) in batch.values.drain(..).enumerate() {
-            let key = (self.selectors.0)(&value);
-            let timestamp = timestamp_at(&timestamps, index);
-            self.keyed.process_one(key, timestamp, |ctx, out| function.process_element1(value, ctx, out))?;
-        }
-        batch.timestamps = timestamps;
-        self.keyed.emit()
+        let selector = &self.selectors.0;
+        self.keyed.process_batch(batch, selector, |value, ctx, out| function.process_element1(value, ctx, out))
     }
 
     fn process_second(&mut self, batch: &mut RecordBatch<B>) -> OpResult {
-        self.keyed.core.enter();
-        self.keyed.core.records_in.add(batch.len() as u64);
-        let timestamps = std::mem::take(&mut batch.timestamps);
         let function = &mut self.function;
-        for (index, value) in batch.values.drain(..).enumerate() {
-            let key = (self.selectors.1)(&value);
-            let timestamp = timestamp_at(&timestamps, index);
-            self.keyed.process_one(key, timestamp, |ctx, out| function.process_element2(value, ctx, out))?;
-        }
-        batch.timestamps = timestamps;
-        self.keyed.emit()
+        let selector = &self.selectors.1;
+        self.keyed.process_batch(batch, selector, |value, ctx, out| function.process_element2(value, ctx, out))
     }
 
     fn process_control_on(&mut self, port: usize, control: Control) -> OpResult {

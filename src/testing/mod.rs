@@ -177,6 +177,10 @@ impl<O: Clone + 'static> Harness<O> {
         Ok((env, out))
     }
 
+    fn place(&mut self, max_parallelism: usize, parallelism: usize, subtask: usize) {
+        self.placement = Placement { max_parallelism, parallelism, subtask, ..self.placement };
+    }
+
     fn info(&self) -> OperatorInfo {
         OperatorInfo { id: 0, name: "operator under test".to_string(), parallelism: self.placement.parallelism }
     }
@@ -381,9 +385,7 @@ impl<I: Clone + 'static, O: Clone + 'static> OneInputHarness<I, O> {
     /// Runs the operator as subtask `subtask` of `parallelism` over `max_parallelism` key groups
     /// (default: the only subtask of 1, over 128). Set before the first element.
     pub fn on_subtask(mut self, max_parallelism: usize, parallelism: usize, subtask: usize) -> Self {
-        self.harness.placement.max_parallelism = max_parallelism;
-        self.harness.placement.parallelism = parallelism;
-        self.harness.placement.subtask = subtask;
+        self.harness.place(max_parallelism, parallelism, subtask);
         self
     }
 
@@ -545,9 +547,7 @@ impl<A: Clone + 'static, B: Clone + 'static, O: Clone + 'static> TwoInputHarness
 
     /// Runs the operator as subtask `subtask` of `parallelism` over `max_parallelism` key groups.
     pub fn on_subtask(mut self, max_parallelism: usize, parallelism: usize, subtask: usize) -> Self {
-        self.harness.placement.max_parallelism = max_parallelism;
-        self.harness.placement.parallelism = parallelism;
-        self.harness.placement.subtask = subtask;
+        self.harness.place(max_parallelism, parallelism, subtask);
         self
     }
 
