@@ -11,16 +11,11 @@ use rill::prelude::*;
 
 #[path = "common/args.rs"]
 mod args;
+#[allow(dead_code)] // the paced source is for the processing-time examples
+#[path = "common/readings.rs"]
+mod readings;
 
-/// One reading of one sensor (the book's `SensorReading`). Records that cross cores derive rkyv's traits.
-/// Public, like the function below, so that `tests/book_examples.rs` runs the same code.
-#[derive(Clone, Debug, PartialEq, rill::rkyv::Archive, rill::rkyv::Serialize, rill::rkyv::Deserialize)]
-#[rkyv(crate = rill::rkyv)]
-pub struct SensorReading {
-    pub id: String,
-    pub timestamp_ms: i64,
-    pub temperature: f64,
-}
+pub use readings::SensorReading;
 
 /// The side output the alarms go to.
 pub fn freezing_alarms() -> OutputTag<String> {

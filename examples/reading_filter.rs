@@ -11,22 +11,15 @@
 //! `cargo run --example reading_filter -- seconds=3`
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::task::{Context, Poll};
 
 use rill::prelude::*;
 
 #[path = "common/args.rs"]
 mod args;
+#[path = "common/readings.rs"]
+mod readings;
 
-/// One reading of one sensor (the book's `SensorReading`). Records that cross cores derive rkyv's traits.
-/// Public, like the function below, so that `tests/book_examples.rs` runs the same code.
-#[derive(Clone, Debug, PartialEq, rill::rkyv::Archive, rill::rkyv::Serialize, rill::rkyv::Deserialize)]
-#[rkyv(crate = rill::rkyv)]
-pub struct SensorReading {
-    pub id: String,
-    pub timestamp_ms: i64,
-    pub temperature: f64,
-}
+pub use readings::{PacedReadings, SensorReading};
 
 /// A switch of the control stream: forward readings of `.0` for the next `.1` ms of processing time.
 pub type Switch = (String, i64);
@@ -89,59 +82,9 @@ impl KeyedCoProcessFunction<String, SensorReading, Switch, SensorReading> for Re
     }
 }
 
-/// Emits one reading of each of `sensors` sensors every `interval_ms` of the job's processing time,
-/// `steps` times, after waiting `delay_ms`; the readings carry the processing time they were emitted
-/// at. Time comes from the `RuntimeContext` given to `open` (the job's clock).
-#[derive(Clone, Debug)]
-pub struct PacedReadings {
-    sensors: u64,
-    steps: u64,
-    interval_ms: i64,
-    delay_ms: i64,
-    step: u64,
-    start_ms: i64,
-    ctx: Option<RuntimeContext>,
-}
-
-impl PacedReadings {
-    pub fn new(sensors: u64, steps: u64, interval_ms: i64, delay_ms: i64) -> PacedReadings {
-        PacedReadings { sensors, steps, interval_ms, delay_ms, step: 0, start_ms: 0, ctx: None }
-    }
-}
-
-impl SourceFunction<SensorReading> for PacedReadings {
-    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), BoxError> {
-        self.start_ms = ctx.current_processing_time() + self.delay_ms;
-        self.ctx = Some(ctx.clone());
-        Ok(())
-    }
-
-    fn poll_next(
-        &mut self,
-        _cx: &mut Context<'_>,
-        out: &mut SourceOutput<'_, SensorReading>,
-    ) -> Poll<Result<SourceStatus, BoxError>> {
-        let now_ms = self.ctx.as_ref().expect("opened before polled").current_processing_time();
-        while self.step < self.steps {
-            let due_ms = self.start_ms + self.step as i64 * self.interval_ms;
-            if due_ms > now_ms {
-                return Poll::Ready(Ok(SourceStatus::WaitUntil(due_ms as u64 * 1_000_000)));
-            }
-            if out.remaining() < self.sensors as usize {
-                return Poll::Ready(Ok(SourceStatus::More));
-            }
-            for sensor in 0..self.sensors {
-                let noise = (rill::util::rand::mix(self.step * self.sensors + sensor) % 100) as f64 / 10.0;
-                out.collect(SensorReading {
-                    id: format!("sensor_{}", sensor + 1),
-                    timestamp_ms: due_ms,
-                    temperature: 60.0 + sensor as f64 + noise,
-                });
-            }
-            self.step += 1;
-        }
-        Poll::Ready(Ok(SourceStatus::Finished))
-    }
+/// The temperature of sensor `sensor` (0-based) at step `step`: around its own base, with noise.
+fn temperature(sensor: u64, step: u64) -> f64 {
+    60.0 + sensor as f64 + (rill::util::rand::mix(step * 10 + sensor) % 100) as f64 / 10.0
 }
 
 fn main() -> Result<(), rill::Error> {
@@ -153,7 +96,7 @@ fn main() -> Result<(), rill::Error> {
     // The readings start 200 ms after the source opens, so that the switches (sent at once) are in
     // place before the first reading: which of two streams arrives first is up to the runtime.
     let readings = env
-        .add_source(PacedReadings::new(sensors, steps, 100, 200))
+        .add_source(PacedReadings::new(sensors, steps, 100, temperature).delayed(200))
         .name("paced sensor source")
         .key_by(|r: &SensorReading| r.id.clone());
     let switches = env

@@ -7,15 +7,11 @@ use rill::prelude::*;
 
 #[path = "common/args.rs"]
 mod args;
+#[allow(dead_code)] // the paced source is for the processing-time examples
+#[path = "common/readings.rs"]
+mod readings;
 
-/// One reading of one sensor (the book's `SensorReading`). Records that cross cores derive rkyv's traits.
-#[derive(Clone, Debug, PartialEq, rill::rkyv::Archive, rill::rkyv::Serialize, rill::rkyv::Deserialize)]
-#[rkyv(crate = rill::rkyv)]
-struct SensorReading {
-    id: String,
-    timestamp_ms: i64,
-    temperature: f64,
-}
+use readings::SensorReading;
 
 /// A deterministic reading: each sensor drifts around its own base temperature (Fahrenheit).
 fn reading(index: u64, sensors: u64) -> SensorReading {

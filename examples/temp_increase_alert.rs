@@ -8,19 +8,13 @@
 //! `cargo run --example temp_increase_alert`
 
 use std::collections::HashMap;
-use std::task::{Context, Poll};
 
 use rill::prelude::*;
 
-/// One reading of one sensor (the book's `SensorReading`). Records that cross cores derive rkyv's traits.
-/// Public, like the function below, so that `tests/book_examples.rs` runs the same code.
-#[derive(Clone, Debug, PartialEq, rill::rkyv::Archive, rill::rkyv::Serialize, rill::rkyv::Deserialize)]
-#[rkyv(crate = rill::rkyv)]
-pub struct SensorReading {
-    pub id: String,
-    pub timestamp_ms: i64,
-    pub temperature: f64,
-}
+#[path = "common/readings.rs"]
+mod readings;
+
+pub use readings::{PacedReadings, SensorReading};
 
 /// Emits an alert when a sensor's temperature has monotonically increased for one second of
 /// processing time (the book's `TempIncreaseAlertFunction`).
@@ -89,61 +83,12 @@ fn temperature(sensor: u64, step: u64) -> f64 {
     }
 }
 
-/// Emits one reading per sensor every `interval_ms` of the job's processing time, `steps` times, then
-/// ends. Time comes from the `RuntimeContext` given to `open` (the job's clock).
-#[derive(Clone, Debug)]
-pub struct PacedReadings {
-    sensors: u64,
-    steps: u64,
-    interval_ms: i64,
-    step: u64,
-    start_ms: i64,
-    ctx: Option<RuntimeContext>,
-}
-
-impl PacedReadings {
-    pub fn new(sensors: u64, steps: u64, interval_ms: i64) -> PacedReadings {
-        PacedReadings { sensors, steps, interval_ms, step: 0, start_ms: 0, ctx: None }
-    }
-}
-
-impl SourceFunction<SensorReading> for PacedReadings {
-    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), BoxError> {
-        self.start_ms = ctx.current_processing_time();
-        self.ctx = Some(ctx.clone());
-        Ok(())
-    }
-
-    fn poll_next(
-        &mut self,
-        _cx: &mut Context<'_>,
-        out: &mut SourceOutput<'_, SensorReading>,
-    ) -> Poll<Result<SourceStatus, BoxError>> {
-        let now_ms = self.ctx.as_ref().expect("opened before polled").current_processing_time();
-        while self.step < self.steps {
-            let due_ms = self.start_ms + self.step as i64 * self.interval_ms;
-            if due_ms > now_ms {
-                return Poll::Ready(Ok(SourceStatus::WaitUntil(due_ms as u64 * 1_000_000)));
-            }
-            if out.remaining() < self.sensors as usize {
-                return Poll::Ready(Ok(SourceStatus::More));
-            }
-            for sensor in 0..self.sensors {
-                let temperature = temperature(sensor, self.step);
-                out.collect(SensorReading { id: format!("sensor_{}", sensor + 1), timestamp_ms: due_ms, temperature });
-            }
-            self.step += 1;
-        }
-        Poll::Ready(Ok(SourceStatus::Finished))
-    }
-}
-
 fn main() -> Result<(), rill::Error> {
     let (sensors, steps) = (4, 35);
     let env = StreamEnv::builder().build()?;
     // Pending processing-time timers are dropped when the input ends: the source runs on for more than
     // a second after the last alert is due, so that it fires.
-    env.add_source(PacedReadings::new(sensors, steps, 100))
+    env.add_source(PacedReadings::new(sensors, steps, 100, temperature))
         .name("paced sensor source")
         .key_by(|r: &SensorReading| r.id.clone())
         .process(TempIncreaseAlertFunction::default())

@@ -12,9 +12,9 @@ mod support;
 use support::{env_with, within};
 
 // The examples' functions and record types are public items of the examples, compiled here as
-// modules; their `main`s (and what only `main` uses) are dead code in this crate, and two of them
-// include the examples' argument helper (`examples/common/args.rs`), each as its own module.
-#[allow(dead_code)]
+// modules; their `main`s (and what only `main` uses) are dead code in this crate, and they
+// include the examples' shared helpers (`examples/common/`), each as its own module.
+#[allow(dead_code, clippy::duplicate_mod)]
 #[path = "../examples/temp_increase_alert.rs"]
 mod temp_increase_alert;
 
