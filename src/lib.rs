@@ -32,6 +32,7 @@ pub mod state;
 pub mod testing;
 pub mod time;
 pub mod util;
+pub mod window;
 
 /// rkyv, re-exported so that record types derive its traits with the version rill uses:
 /// `#[derive(rill::rkyv::Archive, rill::rkyv::Serialize, rill::rkyv::Deserialize)]` with
@@ -48,8 +49,8 @@ pub use api::{
 /// Everything a job needs, in one import.
 pub mod prelude {
     pub use crate::api::{
-        ConnectedStreams, Data, DataStream, DataStreamSink, Error, Generator, JobHandle, JobResult, JobStatus, Key,
-        KeyedConnectedStreams, KeyedStream, StreamEnv,
+        AllWindowedStream, ConnectedStreams, Data, DataStream, DataStreamSink, Error, Generator, JobHandle, JobResult,
+        JobStatus, Key, KeyedConnectedStreams, KeyedStream, StreamEnv, WindowedStream,
     };
     pub use crate::operators::sinks::{CollectHandle, DiscardingSink};
     pub use crate::operators::{
@@ -58,5 +59,13 @@ pub mod prelude {
         RichFilterFunction, RichFlatMapFunction, RichMapFunction, RuntimeContext, SinkContext, SinkFunction,
         SourceFunction, SourceOutput, SourceStatus, TimeDomain, TimerService,
     };
+    pub use crate::operators::{Elements, ProcessAllWindowFunction, ProcessWindowFunction, WindowContext};
+    pub use crate::state::AggregateFunction;
     pub use crate::time::{Watermark, WatermarkGenerator, WatermarkOutput, WatermarkStatus, WatermarkStrategy};
+    pub use crate::window::{
+        ContinuousEventTimeTrigger, CountEvictor, CountTrigger, DeltaEvictor, EventTimeSessionWindows,
+        EventTimeTrigger, GlobalWindow, GlobalWindows, ProcessingTimeSessionWindows, ProcessingTimeTrigger,
+        PurgingTrigger, SlidingEventTimeWindows, SlidingProcessingTimeWindows, TimeEvictor, TimeWindow, Trigger,
+        TriggerContext, TriggerResult, TumblingEventTimeWindows, TumblingProcessingTimeWindows, Window, WindowAssigner,
+    };
 }

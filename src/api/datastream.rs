@@ -11,6 +11,7 @@ use super::graph::{
     SideOutputDecl, StandardEdge, TypedOutput, downcast,
 };
 use super::keyed::KeyedStream;
+use super::windowed::{AllWindowedStream, UnitKey, WindowedStream};
 use super::{Data, Key};
 use crate::operators::BoxError;
 use crate::operators::context::{OperatorCore, OperatorInfo, ShardEnv};
@@ -29,6 +30,7 @@ use crate::operators::{
     Collector, OutputTag, ProcessFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction, SinkFunction,
 };
 use crate::time::WatermarkStrategy;
+use crate::window::{CountTrigger, GlobalWindows, PurgingTrigger, WindowAssigner};
 
 /// How the next operator attached to a stream receives its records.
 pub(crate) enum Partitioning {
@@ -167,6 +169,11 @@ impl<T: Data> DataStream<T> {
 
     pub(crate) fn env(&self) -> &StreamEnv {
         &self.env
+    }
+
+    /// The node this stream comes out of, and which of its outputs (0 main, `i + 1` side output `i`).
+    pub(crate) fn node_output(&self) -> (NodeId, usize) {
+        (self.node, self.output)
     }
 
     /// The records the operator of this stream emitted to the side output `tag` (Flink's
@@ -375,6 +382,18 @@ impl<T: Data> DataStream<T> {
         let stream =
             DataStream { partitioning: Partitioning::Keyed(PartitionKind::Hash, Rc::new(make_edge)), ..self.clone() };
         KeyedStream::new(stream, key_selector)
+    }
+
+    /// Cuts the whole stream into windows, on one shard (Flink's `windowAll`: its parallelism is 1).
+    pub fn window_all<A: WindowAssigner<T>>(&self, assigner: A) -> AllWindowedStream<T, A, A::Trigger> {
+        let trigger = assigner.default_trigger();
+        let unit: UnitKey<T> = |_| ();
+        AllWindowedStream::new(WindowedStream::new(self.global(), unit, assigner, trigger, Some(1), "Window All"))
+    }
+
+    /// Windows of `size` records of the whole stream, on one shard (Flink's `countWindowAll(size)`).
+    pub fn count_window_all(&self, size: u64) -> AllWindowedStream<T, GlobalWindows, PurgingTrigger<CountTrigger>> {
+        self.window_all(GlobalWindows).trigger(PurgingTrigger::of(CountTrigger::of(size)))
     }
 
     /// Merges this stream with `other` (same record type).

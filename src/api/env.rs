@@ -105,6 +105,33 @@ impl StreamEnv {
         self.inner.errors.borrow_mut().push(error);
     }
 
+    /// For the operator test harness: the maker of the single operator a harness's build function added
+    /// after the placeholder input `input` (`output` is the stream it returned), built for `subtask`.
+    pub(crate) fn single_operator(
+        &self,
+        input: NodeId,
+        output: (NodeId, usize),
+        subtask: usize,
+    ) -> Result<(ShardMake, String), BoxError> {
+        if let Some(error) = self.inner.errors.borrow_mut().drain(..).next() {
+            return Err(Box::new(error));
+        }
+        let mut graph = self.inner.graph.borrow_mut();
+        let added = graph.nodes.len() - input - 1;
+        let (node, port) = output;
+        if added != 1 || node != input + 1 || port != 0 || graph.nodes[node].n_inputs != 1 {
+            return Err(format!(
+                "a harness tests one operator: the build function must add exactly one one-input operator to                  its input and return its main output (it added {added} nodes)"
+            )
+            .into());
+        }
+        if !graph.edges.iter().any(|e| e.from == input && e.to == node) {
+            return Err("the harness's operator must read the stream the build function was given".into());
+        }
+        let node = &mut graph.nodes[node];
+        Ok((node.factory.for_shard(subtask), node.name.clone()))
+    }
+
     pub(crate) fn update_node<R>(&self, node: NodeId, f: impl FnOnce(&mut Node) -> R) -> R {
         f(&mut self.inner.graph.borrow_mut().nodes[node])
     }

@@ -5,11 +5,13 @@ use std::ops::{Add, Deref};
 
 use super::connected::KeyedConnectedStreams;
 use super::datastream::DataStream;
+use super::windowed::WindowedStream;
 use super::{Data, Key};
 use crate::operators::KeyedProcessFunction;
 use crate::operators::process::{KeyedCore, KeyedProcessOp};
 use crate::operators::rolling::{Extreme, ExtremeBy, Reduce, RollingAggregate, RollingOp, Sum};
 use crate::state::KeyGroupRange;
+use crate::window::{CountEvictor, CountTrigger, GlobalWindows, PurgingTrigger, WindowAssigner};
 
 /// A stream partitioned by key (Flink's `KeyedStream`): every operator on it sees each key on one shard
 /// only. It derefs to [`DataStream`], so `keyed.map(..)` runs after the exchange by key.
@@ -80,6 +82,30 @@ where
             other.stream.clone(),
             (self.key_selector.clone(), other.key_selector.clone()),
         )
+    }
+
+    /// Cuts the stream into windows of each key, placed by `assigner` and fired by its default trigger
+    /// (event-time assigners fire when the watermark passes a window's end).
+    pub fn window<A: WindowAssigner<T>>(&self, assigner: A) -> WindowedStream<T, K, S, A, A::Trigger> {
+        let trigger = assigner.default_trigger();
+        WindowedStream::new(self.stream.clone(), self.key_selector.clone(), assigner, trigger, None, "Window")
+    }
+
+    /// Windows of `size` records per key: each fires with `size` records and starts over (Flink's
+    /// `countWindow(size)`: global windows, a purging count trigger).
+    pub fn count_window(&self, size: u64) -> WindowedStream<T, K, S, GlobalWindows, PurgingTrigger<CountTrigger>> {
+        self.window(GlobalWindows).trigger(PurgingTrigger::of(CountTrigger::of(size)))
+    }
+
+    /// Windows of the last `size` records per key, firing every `slide` records (Flink's
+    /// `countWindow(size, slide)`: global windows, a count evictor and a count trigger).
+    pub fn count_window_sliding(
+        &self,
+        size: u64,
+        slide: u64,
+    ) -> crate::api::windowed::EvictingWindowedStream<T, K, S, GlobalWindows, CountTrigger, CountEvictor> {
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        self.window(GlobalWindows).trigger(CountTrigger::of(slide)).evictor(CountEvictor::of(size))
     }
 
     /// Rolling reduce: emits `f(aggregate, record)` for every record after its key's first (which is

@@ -10,6 +10,7 @@ pub(crate) mod graph;
 pub(crate) mod job;
 pub(crate) mod keyed;
 pub(crate) mod plan;
+pub(crate) mod windowed;
 
 pub use config::StreamEnvBuilder;
 pub use connected::{ConnectedStreams, KeyedConnectedStreams};
@@ -18,6 +19,7 @@ pub use env::{Generator, StreamEnv};
 pub use error::{ConfigError, Error};
 pub use job::{JobHandle, JobResult, JobStatus};
 pub use keyed::KeyedStream;
+pub use windowed::{AllWindowedStream, EvictingAllWindowedStream, EvictingWindowedStream, WindowedStream};
 
 /// A record type: cloneable and encodable for the exchange between shards (derive rkyv's `Archive`,
 /// `Serialize` and `Deserialize`; primitives, `String`, tuples, `Vec` and `Option` of such qualify).

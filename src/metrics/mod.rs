@@ -17,4 +17,8 @@ pub mod names {
     pub const RECORDS_OUT: &str = "records_out";
     /// Nanoseconds during which the operator's output to another shard was full (backpressure).
     pub const BACKPRESSURED_NS: &str = "backpressured_time_ns";
+    /// Late records a window operator dropped (Flink's `numLateRecordsDropped`).
+    pub const LATE_RECORDS_DROPPED: &str = "late_records_dropped";
+    /// Windows (contents or trigger state) and session sets a window operator holds.
+    pub const WINDOW_STATE_ENTRIES: &str = "window_state_entries";
 }

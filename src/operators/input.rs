@@ -9,7 +9,7 @@ use super::side_output::SideOutputs;
 use crate::exchange::Control;
 
 /// An error from user code or I/O, as user functions return it.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::util::BoxError;
 
 /// An operator failed: which one, and why.
 #[derive(Debug)]
@@ -132,5 +132,13 @@ pub(crate) trait Lifecycle {
     /// (`now_ms` is the current processing time). Calls may be spurious.
     fn on_processing_time(&mut self, _now_ms: i64) -> OpResult {
         Ok(())
+    }
+    /// Pending (event-time, processing-time) timers, for tests.
+    fn timer_counts(&self) -> (usize, usize) {
+        (0, 0)
+    }
+    /// Keyed state entries held (windows, sessions), for tests.
+    fn state_entries(&self) -> usize {
+        0
     }
 }

@@ -25,6 +25,7 @@ pub mod sources;
 pub(crate) mod timestamps;
 pub(crate) mod two_input;
 pub(crate) mod union;
+pub(crate) mod window;
 
 pub use batch::{NO_TIMESTAMP, RecordBatch};
 pub use context::RuntimeContext;
@@ -39,3 +40,4 @@ pub use process::{
 pub use side_output::OutputTag;
 pub use sink::{SinkContext, SinkFunction};
 pub use source::{SourceFunction, SourceOutput, SourceStatus};
+pub use window::functions::{Elements, ProcessAllWindowFunction, ProcessWindowFunction, WindowContext};

@@ -157,7 +157,7 @@ impl<K: crate::api::Key, N: std::hash::Hash + Eq + Clone> KeyedTimers<K, N> {
         }
     }
 
-    pub fn register_processing(&mut self, key_group: usize, key: K, namespace: N, timestamp: i64) {
+    pub fn register_processing(&mut self, key_group: usize, key: &K, namespace: &N, timestamp: i64) {
         if self.processing.register(key_group, key, namespace, timestamp) && timestamp < self.scheduled_ms {
             self.scheduled_ms = timestamp;
             self.service.schedule(self.operator_id, timestamp);
@@ -199,7 +199,7 @@ impl<K: crate::api::Key> TimerService<'_, K> {
     /// Calls `on_timer` for the current key once the watermark reaches `timestamp` (at once with the
     /// next watermark if it already has). One timer per key and timestamp.
     pub fn register_event_time_timer(&mut self, timestamp: i64) {
-        self.timers.event.register(self.key_group, self.key.clone(), (), timestamp);
+        self.timers.event.register(self.key_group, self.key, &(), timestamp);
     }
 
     /// Removes the current key's event-time timer at `timestamp`, if any.
@@ -209,7 +209,7 @@ impl<K: crate::api::Key> TimerService<'_, K> {
 
     /// Calls `on_timer` for the current key once the job clock reaches `timestamp` (ms since the epoch).
     pub fn register_processing_time_timer(&mut self, timestamp: i64) {
-        self.timers.register_processing(self.key_group, self.key.clone(), (), timestamp);
+        self.timers.register_processing(self.key_group, self.key, &(), timestamp);
     }
 
     /// Removes the current key's processing-time timer at `timestamp`, if any.
@@ -556,11 +556,6 @@ where
     pub fn new(keyed: KeyedCore<K, O>, key_selector: S, function: F) -> Self {
         KeyedProcessOp { keyed, key_selector, function, _input: std::marker::PhantomData }
     }
-
-    /// Pending (event-time, processing-time) timers.
-    pub fn timer_counts(&self) -> (usize, usize) {
-        (self.keyed.timers.event.len(), self.keyed.timers.processing.len())
-    }
 }
 
 impl<K, I, O, S, F> Input<I> for KeyedProcessOp<K, I, O, S, F>
@@ -603,6 +598,10 @@ where
         let function = &mut self.function;
         self.keyed.on_processing_time(now_ms, |ts, ctx, out| function.on_timer(ts, ctx, out))
     }
+
+    fn timer_counts(&self) -> (usize, usize) {
+        (self.keyed.timers.event.len(), self.keyed.timers.processing.len())
+    }
 }
 
 /// Runs a keyed co-process function.
@@ -630,11 +629,6 @@ where
             function,
             _inputs: std::marker::PhantomData,
         }
-    }
-
-    /// Pending (event-time, processing-time) timers.
-    pub fn timer_counts(&self) -> (usize, usize) {
-        (self.keyed.timers.event.len(), self.keyed.timers.processing.len())
     }
 }
 
@@ -685,6 +679,10 @@ where
     fn on_processing_time(&mut self, now_ms: i64) -> OpResult {
         let function = &mut self.function;
         self.keyed.on_processing_time(now_ms, |ts, ctx, out| function.on_timer(ts, ctx, out))
+    }
+
+    fn timer_counts(&self) -> (usize, usize) {
+        (self.keyed.timers.event.len(), self.keyed.timers.processing.len())
     }
 }
 

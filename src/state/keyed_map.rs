@@ -96,6 +96,15 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
         }
     }
 
+    /// Removes `key`; returns its value.
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        let (group, hash) = self.locate(key);
+        match self.groups[group].find_entry(hash, |(k, _)| k == key) {
+            Ok(entry) => Some(entry.remove().0.1),
+            Err(_) => None,
+        }
+    }
+
     /// Number of keys held.
     pub fn len(&self) -> usize {
         self.groups.iter().map(HashTable::len).sum()

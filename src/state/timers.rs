@@ -66,9 +66,9 @@ pub struct Timer<K, N> {
 /// ```
 /// use rill::state::{KeyGroupRange, TimerQueue};
 /// let mut timers: TimerQueue<&str, ()> = TimerQueue::new(KeyGroupRange { start: 0, end: 127 });
-/// assert!(timers.register(3, "a", (), 20));
-/// assert!(!timers.register(3, "a", (), 20), "one timer per (key, namespace, timestamp)");
-/// assert!(timers.register(5, "b", (), 10));
+/// assert!(timers.register(3, &"a", &(), 20));
+/// assert!(!timers.register(3, &"a", &(), 20), "one timer per (key, namespace, timestamp)");
+/// assert!(timers.register(5, &"b", &(), 10));
 /// assert!(timers.delete(5, &"b", &(), 10));
 /// assert_eq!(timers.pop_due(100).map(|t| t.key), Some("a"));
 /// assert!(timers.is_empty());
@@ -104,27 +104,25 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         &mut self.by_key_group[key_group - self.range.start]
     }
 
-    /// Adds a timer; false if the same one exists already.
-    pub fn register(&mut self, key_group: usize, key: K, namespace: N, timestamp: i64) -> bool {
+    /// Adds a timer; false if the same one exists already (then nothing is cloned).
+    pub fn register(&mut self, key_group: usize, key: &K, namespace: &N, timestamp: i64) -> bool {
         let seq = self.next_seq;
         let map = self.map(key_group);
-        match map.entry((key.clone(), namespace.clone(), timestamp)) {
-            hashbrown::hash_map::Entry::Occupied(_) => false,
-            hashbrown::hash_map::Entry::Vacant(slot) => {
-                slot.insert(seq);
-                self.next_seq += 1;
-                self.live += 1;
-                self.queued += 1;
-                let entry = Entry { seq, key_group: key_group as u32, key, namespace };
-                let spare = &mut self.spare;
-                self.buckets
-                    .entry(timestamp)
-                    .or_insert_with(|| Bucket { entries: spare.pop().unwrap_or_default(), next: 0 })
-                    .entries
-                    .push(entry);
-                true
-            }
+        if map.contains_key(&Probe(key, namespace, timestamp)) {
+            return false;
         }
+        map.insert((key.clone(), namespace.clone(), timestamp), seq);
+        self.next_seq += 1;
+        self.live += 1;
+        self.queued += 1;
+        let entry = Entry { seq, key_group: key_group as u32, key: key.clone(), namespace: namespace.clone() };
+        let spare = &mut self.spare;
+        self.buckets
+            .entry(timestamp)
+            .or_insert_with(|| Bucket { entries: spare.pop().unwrap_or_default(), next: 0 })
+            .entries
+            .push(entry);
+        true
     }
 
     /// Removes a timer; false if there was none.
@@ -254,10 +252,10 @@ mod tests {
     #[test]
     fn fires_in_timestamp_then_registration_order() {
         let mut q: TimerQueue<u32, ()> = TimerQueue::new(range());
-        q.register(12, 1, (), 30);
-        q.register(15, 2, (), 10);
-        q.register(11, 3, (), 30);
-        q.register(19, 4, (), 20);
+        q.register(12, &1, &(), 30);
+        q.register(15, &2, &(), 10);
+        q.register(11, &3, &(), 30);
+        q.register(19, &4, &(), 20);
         let mut fired = Vec::new();
         while let Some(t) = q.pop_due(25) {
             fired.push((t.key, t.timestamp));
@@ -273,10 +271,10 @@ mod tests {
     #[test]
     fn delete_then_register_again_fires_once() {
         let mut q: TimerQueue<u32, u8> = TimerQueue::new(range());
-        assert!(q.register(10, 7, 1, 5));
+        assert!(q.register(10, &7, &1, 5));
         assert!(q.delete(10, &7, &1, 5));
         assert!(!q.delete(10, &7, &1, 5));
-        assert!(q.register(10, 7, 1, 5));
+        assert!(q.register(10, &7, &1, 5));
         assert_eq!(q.len(), 1);
         assert_eq!(q.pop_due(5).map(|t| (t.key, t.namespace)), Some((7, 1)));
         assert_eq!(q.pop_due(i64::MAX), None);
@@ -286,7 +284,7 @@ mod tests {
     fn many_deletes_keep_the_heap_bounded() {
         let mut q: TimerQueue<u32, ()> = TimerQueue::new(range());
         for i in 0..10_000u32 {
-            q.register(10 + (i % 10) as usize, i, (), i as i64);
+            q.register(10 + (i % 10) as usize, &i, &(), i as i64);
             q.delete(10 + (i % 10) as usize, &i, &(), i as i64);
         }
         assert!(q.queued <= 1024 + 1, "{}", q.queued);

@@ -42,7 +42,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::Key;
+use crate::api::{Data, DataStream, Key, StreamEnv};
 use crate::exchange::Control;
 use crate::operators::batch::RecordBatch;
 use crate::operators::co_flat_map::CoFlatMapOp;
@@ -60,6 +60,19 @@ use crate::operators::{
     RichCoFlatMapFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction,
 };
 use crate::time::{Clock, ManualClock, Watermark, WatermarkStatus, WatermarkStrategy};
+
+/// Stands for the harness's input in the graph a build function extends; never runs.
+struct Placeholder<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T: 'static> crate::operators::SourceFunction<T> for Placeholder<T> {
+    fn poll_next(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+        _: &mut crate::operators::SourceOutput<'_, T>,
+    ) -> std::task::Poll<Result<crate::operators::SourceStatus, BoxError>> {
+        std::task::Poll::Ready(Ok(crate::operators::SourceStatus::Finished))
+    }
+}
 
 /// One thing an operator under test emitted on its main output.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,8 +109,6 @@ impl<T> Input<T> for Capture<T> {
     }
 }
 
-type TimerCounts = Box<dyn Fn() -> (usize, usize)>;
-
 /// Where the operator under test runs.
 #[derive(Clone, Copy, Debug)]
 struct Placement {
@@ -113,7 +124,6 @@ pub struct Harness<O> {
     placement: Placement,
     env: Option<Rc<ShardEnv>>,
     lifecycle: Option<Rc<RefCell<dyn Lifecycle>>>,
-    timer_counts: Option<TimerCounts>,
     output: Rc<RefCell<Vec<Emitted<O>>>>,
     sides: Rc<RefCell<Vec<CapturedSide>>>,
     ended: bool,
@@ -136,7 +146,6 @@ impl<O: Clone + 'static> Harness<O> {
             },
             env: None,
             lifecycle: None,
-            timer_counts: None,
             output: Rc::default(),
             sides: Rc::default(),
             ended: false,
@@ -258,14 +267,25 @@ impl<O: Clone + 'static> Harness<O> {
             .collect()
     }
 
+    fn probe<R: Default>(&self, read: impl FnOnce(&dyn Lifecycle) -> R) -> R {
+        self.lifecycle.as_ref().map_or_else(R::default, |lifecycle| read(&*lifecycle.borrow()))
+    }
+
     /// Event-time timers pending (0 for operators without timers).
     pub fn num_event_time_timers(&self) -> usize {
-        self.timer_counts.as_ref().map_or(0, |counts| counts().0)
+        self.probe(|op| op.timer_counts().0)
     }
 
     /// Processing-time timers pending (0 for operators without timers).
     pub fn num_processing_time_timers(&self) -> usize {
-        self.timer_counts.as_ref().map_or(0, |counts| counts().1)
+        self.probe(|op| op.timer_counts().1)
+    }
+
+    /// Keyed state entries the operator holds: for a window operator, the windows with contents or
+    /// trigger state, and the keys with session windows. Zero once a bounded input has ended and every
+    /// window was cleaned up.
+    pub fn num_state_entries(&self) -> usize {
+        self.probe(|op| op.state_entries())
     }
 
     /// Closes the operator (calls the function's `close`). Dropping an open harness closes it too.
@@ -291,12 +311,11 @@ impl<O> Drop for Harness<O> {
     }
 }
 
-type MakeOne<I, O> = Box<dyn FnOnce(&ShardEnv, &OperatorInfo, Output<O>) -> BuiltOne<I>>;
+type MakeOne<I, O> = Box<dyn FnOnce(&ShardEnv, &OperatorInfo, Output<O>) -> Result<BuiltOne<I>, BoxError>>;
 
 struct BuiltOne<I> {
     input: InputRef<I>,
     lifecycle: Rc<RefCell<dyn Lifecycle>>,
-    timer_counts: Option<TimerCounts>,
 }
 
 /// A harness around a one-input operator. Derefs to [`Harness`] for the clock and the output.
@@ -324,12 +343,62 @@ impl<I: Clone + 'static, O: Clone + 'static> OneInputHarness<I, O> {
         OneInputHarness { harness: Harness::new(), make: Some(make), input: None }
     }
 
+    /// A harness around the operator `build` adds to its input: write the operator as in a job, and
+    /// the harness runs exactly what the job would. `build` must add one operator (a window operator,
+    /// say, after `key_by(..).window(..)`) and return its output; configuration errors the job would
+    /// report are reported by the harness's first call.
+    ///
+    /// ```
+    /// use rill::prelude::*;
+    /// use rill::testing::{Emitted, OneInputHarness};
+    /// use std::time::Duration;
+    /// let mut harness = OneInputHarness::operator(|input: &DataStream<(char, u32)>| {
+    ///     input
+    ///         .key_by(|r: &(char, u32)| r.0)
+    ///         .window(TumblingEventTimeWindows::of(Duration::from_millis(10)))
+    ///         .reduce(|a, b| (a.0, a.1 + b.1))
+    /// });
+    /// harness.process_element(('a', 1), 3)?;
+    /// harness.process_element(('a', 2), 9)?;
+    /// harness.process_element(('a', 5), 10)?;
+    /// harness.process_watermark(9)?;
+    /// assert_eq!(harness.take_output(), vec![Emitted::Record(('a', 3), Some(9)), Emitted::Watermark(9)]);
+    /// harness.end_input()?;
+    /// assert_eq!(harness.records(), vec![('a', 5)]);
+    /// assert_eq!(harness.num_state_entries(), 0, "every window was cleaned up");
+    /// # Ok::<(), rill::BoxError>(())
+    /// ```
+    pub fn operator<F>(build: F) -> OneInputHarness<I, O>
+    where
+        I: Data,
+        O: Data,
+        F: FnOnce(&DataStream<I>) -> DataStream<O>,
+    {
+        let graph = StreamEnv::builder().cores(1).pinned(false).build().map_err(|e| e.to_string());
+        let built = graph.map(|env| {
+            let input = env.add_source(Placeholder::<I>(std::marker::PhantomData));
+            let output = build(&input);
+            (env, input.node_output().0, output.node_output())
+        });
+        OneInputHarness::from_make(Box::new(move |shard_env, info, out| {
+            let (env, input, output) = built?;
+            let (make, name) = env.single_operator(input, output, shard_env.shard)?;
+            let info = OperatorInfo { name, ..info.clone() };
+            let mut built = make(shard_env, &info, Some(Box::new(out)));
+            let input = built.inputs.pop().and_then(|input| input.downcast::<InputRef<I>>().ok());
+            match (input, built.lifecycle) {
+                (Some(input), Some(lifecycle)) => Ok(BuiltOne { input: *input, lifecycle }),
+                _ => Err("the harness's operator has no input of the harness's record type".into()),
+            }
+        }))
+    }
+
     /// A harness around a [`ProcessFunction`].
     pub fn process<F: ProcessFunction<I, O>>(function: F) -> OneInputHarness<I, O> {
         OneInputHarness::from_make(Box::new(move |env, info, out| {
             let op = ProcessOp::new(PlainCore::new(env, OperatorCore::new(env, info), out), function);
             let op = Rc::new(RefCell::new(op));
-            BuiltOne { input: op.clone(), lifecycle: op, timer_counts: None }
+            Ok(BuiltOne { input: op.clone(), lifecycle: op })
         }))
     }
 
@@ -351,7 +420,7 @@ impl<I: Clone + 'static, O: Clone + 'static> OneInputHarness<I, O> {
     pub fn map<F: RichMapFunction<I, O>>(function: F) -> OneInputHarness<I, O> {
         OneInputHarness::from_make(Box::new(move |env, info, out| {
             let op = Rc::new(RefCell::new(MapOp::new(OperatorCore::new(env, info), function, out)));
-            BuiltOne { input: op.clone(), lifecycle: op, timer_counts: None }
+            Ok(BuiltOne { input: op.clone(), lifecycle: op })
         }))
     }
 
@@ -359,7 +428,7 @@ impl<I: Clone + 'static, O: Clone + 'static> OneInputHarness<I, O> {
     pub fn flat_map<F: RichFlatMapFunction<I, O>>(function: F) -> OneInputHarness<I, O> {
         OneInputHarness::from_make(Box::new(move |env, info, out| {
             let op = Rc::new(RefCell::new(FlatMapOp::new(OperatorCore::new(env, info), function, out)));
-            BuiltOne { input: op.clone(), lifecycle: op, timer_counts: None }
+            Ok(BuiltOne { input: op.clone(), lifecycle: op })
         }))
     }
 
@@ -373,12 +442,7 @@ impl<I: Clone + 'static, O: Clone + 'static> OneInputHarness<I, O> {
         OneInputHarness::from_make(Box::new(move |env, info, out| {
             let keyed = KeyedCore::new(env, OperatorCore::new(env, info), info.parallelism, out);
             let op = Rc::new(RefCell::new(KeyedProcessOp::new(keyed, key_selector, function)));
-            let counts = op.clone();
-            BuiltOne {
-                input: op.clone(),
-                lifecycle: op,
-                timer_counts: Some(Box::new(move || counts.borrow().timer_counts())),
-            }
+            Ok(BuiltOne { input: op.clone(), lifecycle: op })
         }))
     }
 
@@ -399,9 +463,8 @@ impl<I: Clone + 'static, O: Clone + 'static> OneInputHarness<I, O> {
     pub fn open(&mut self) -> Result<(), BoxError> {
         let Some(make) = self.make.take() else { return Ok(()) };
         let (env, out) = self.harness.build_env()?;
-        let built = make(&env, &self.harness.info(), out);
+        let built = make(&env, &self.harness.info(), out)?;
         self.input = Some(built.input);
-        self.harness.timer_counts = built.timer_counts;
         self.harness.opened(built.lifecycle)
     }
 
@@ -460,7 +523,7 @@ impl<T: Clone + 'static> OneInputHarness<T, T> {
     pub fn filter<F: RichFilterFunction<T>>(function: F) -> OneInputHarness<T, T> {
         OneInputHarness::from_make(Box::new(move |env, info, out| {
             let op = Rc::new(RefCell::new(FilterOp::new(OperatorCore::new(env, info), function, out)));
-            BuiltOne { input: op.clone(), lifecycle: op, timer_counts: None }
+            Ok(BuiltOne { input: op.clone(), lifecycle: op })
         }))
     }
 
@@ -470,17 +533,16 @@ impl<T: Clone + 'static> OneInputHarness<T, T> {
         OneInputHarness::from_make(Box::new(move |env, info, out| {
             let op = TimestampsAndWatermarksOp::new(env, OperatorCore::new(env, info), &strategy, out);
             let op = Rc::new(RefCell::new(op));
-            BuiltOne { input: op.clone(), lifecycle: op, timer_counts: None }
+            Ok(BuiltOne { input: op.clone(), lifecycle: op })
         }))
     }
 }
 
-type MakeTwo<A, B, O> = Box<dyn FnOnce(&ShardEnv, &OperatorInfo, Output<O>) -> BuiltTwo<A, B>>;
+type MakeTwo<A, B, O> = Box<dyn FnOnce(&ShardEnv, &OperatorInfo, Output<O>) -> Result<BuiltTwo<A, B>, BoxError>>;
 
 struct BuiltTwo<A, B> {
     op: Rc<RefCell<dyn TwoInputOperator<A, B>>>,
     lifecycle: Rc<RefCell<dyn Lifecycle>>,
-    timer_counts: Option<TimerCounts>,
 }
 
 /// A harness around a two-input operator; each input has its own watermark. Derefs to [`Harness`].
@@ -513,7 +575,7 @@ impl<A: Clone + 'static, B: Clone + 'static, O: Clone + 'static> TwoInputHarness
         TwoInputHarness::from_make(Box::new(move |env, info, out| {
             let op = CoProcessOp::new(PlainCore::new(env, OperatorCore::new(env, info), out), function);
             let op = Rc::new(RefCell::new(op));
-            BuiltTwo { op: op.clone(), lifecycle: op, timer_counts: None }
+            Ok(BuiltTwo { op: op.clone(), lifecycle: op })
         }))
     }
 
@@ -521,7 +583,7 @@ impl<A: Clone + 'static, B: Clone + 'static, O: Clone + 'static> TwoInputHarness
     pub fn co_flat_map<F: RichCoFlatMapFunction<A, B, O>>(function: F) -> TwoInputHarness<A, B, O> {
         TwoInputHarness::from_make(Box::new(move |env, info, out| {
             let op = Rc::new(RefCell::new(CoFlatMapOp::new(OperatorCore::new(env, info), function, out)));
-            BuiltTwo { op: op.clone(), lifecycle: op, timer_counts: None }
+            Ok(BuiltTwo { op: op.clone(), lifecycle: op })
         }))
     }
 
@@ -536,12 +598,7 @@ impl<A: Clone + 'static, B: Clone + 'static, O: Clone + 'static> TwoInputHarness
         TwoInputHarness::from_make(Box::new(move |env, info, out| {
             let keyed = KeyedCore::new(env, OperatorCore::new(env, info), info.parallelism, out);
             let op = Rc::new(RefCell::new(KeyedCoProcessOp::new(keyed, (first_key, second_key), function)));
-            let counts = op.clone();
-            BuiltTwo {
-                op: op.clone(),
-                lifecycle: op,
-                timer_counts: Some(Box::new(move || counts.borrow().timer_counts())),
-            }
+            Ok(BuiltTwo { op: op.clone(), lifecycle: op })
         }))
     }
 
@@ -555,9 +612,8 @@ impl<A: Clone + 'static, B: Clone + 'static, O: Clone + 'static> TwoInputHarness
     pub fn open(&mut self) -> Result<(), BoxError> {
         let Some(make) = self.make.take() else { return Ok(()) };
         let (env, out) = self.harness.build_env()?;
-        let built = make(&env, &self.harness.info(), out);
+        let built = make(&env, &self.harness.info(), out)?;
         self.op = Some(built.op);
-        self.harness.timer_counts = built.timer_counts;
         self.harness.opened(built.lifecycle)
     }
 

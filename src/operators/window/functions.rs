@@ -1,0 +1,649 @@
+//! Window functions: what runs when a window fires. Public: [`ProcessWindowFunction`] and
+//! [`ProcessAllWindowFunction`] with their [`WindowContext`] and [`Elements`]. Internal: how each kind of
+//! window function (reduce, aggregate, process, each optionally behind an evictor) keeps a window's
+//! contents and turns them into results.
+
+use std::marker::PhantomData;
+
+use crate::operators::context::RuntimeContext;
+use crate::operators::functions::Collector;
+use crate::operators::side_output::{OutputTag, SideOutputs};
+use crate::state::AggregateFunction;
+use crate::time::Clock;
+use crate::util::BoxError;
+use crate::window::{Evictor, EvictorContext, TimestampedValue, Window};
+
+/// The records of a window as its function sees them, in arrival order (for a process function over an
+/// incremental reduce or aggregate: the one pre-aggregated value).
+#[derive(Clone, Debug)]
+pub struct Elements<'a, T> {
+    inner: ElementsInner<'a, T>,
+}
+
+#[derive(Clone, Debug)]
+enum ElementsInner<'a, T> {
+    Slice(std::slice::Iter<'a, T>),
+    Stamped(std::slice::Iter<'a, TimestampedValue<T>>),
+}
+
+impl<'a, T> Elements<'a, T> {
+    /// The records of `slice`.
+    ///
+    /// ```
+    /// let records = [1, 2, 3];
+    /// let elements = rill::operators::Elements::from_slice(&records);
+    /// assert_eq!(elements.copied().sum::<i32>(), 6);
+    /// ```
+    pub fn from_slice(slice: &'a [T]) -> Elements<'a, T> {
+        Elements { inner: ElementsInner::Slice(slice.iter()) }
+    }
+
+    fn stamped(slice: &'a [TimestampedValue<T>]) -> Elements<'a, T> {
+        Elements { inner: ElementsInner::Stamped(slice.iter()) }
+    }
+}
+
+impl<'a, T> Iterator for Elements<'a, T> {
+    type Item = &'a T;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a T> {
+        match &mut self.inner {
+            ElementsInner::Slice(iter) => iter.next(),
+            ElementsInner::Stamped(iter) => iter.next().map(|e| &e.value),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = match &self.inner {
+            ElementsInner::Slice(iter) => iter.len(),
+            ElementsInner::Stamped(iter) => iter.len(),
+        };
+        (n, Some(n))
+    }
+}
+
+impl<T> ExactSizeIterator for Elements<'_, T> {}
+
+/// What a window function knows when its window fires (Flink's `ProcessWindowFunction.Context`).
+pub struct WindowContext<'a, W> {
+    pub(crate) window: &'a W,
+    pub(crate) watermark: i64,
+    pub(crate) clock: &'a dyn Clock,
+    pub(crate) sides: &'a mut SideOutputs,
+}
+
+impl<W: Window> WindowContext<'_, W> {
+    /// The window that fired.
+    pub fn window(&self) -> &W {
+        self.window
+    }
+
+    /// The operator's event-time watermark.
+    pub fn current_watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// The job clock, ms since the epoch.
+    pub fn current_processing_time(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Emits `value` to side output `tag`, with the window's max timestamp.
+    pub fn output<X: 'static>(&mut self, tag: &OutputTag<X>, value: X) {
+        self.sides.emit(tag, value, Some(self.window.max_timestamp()));
+    }
+}
+
+/// A function over all records of a window of a key, with the window and the time at hand (Flink's
+/// `ProcessWindowFunction`). Its output carries the window's max timestamp.
+///
+/// ```
+/// use rill::prelude::*;
+/// use rill::window::TimeWindow;
+/// /// Counts the records of each window: (key, window end, count).
+/// #[derive(Clone)]
+/// struct Count;
+/// impl ProcessWindowFunction<(char, i64), (char, i64, usize), char, TimeWindow> for Count {
+///     fn process(&mut self, key: &char, ctx: &mut WindowContext<'_, TimeWindow>,
+///                elements: Elements<'_, (char, i64)>, out: &mut Collector<'_, (char, i64, usize)>)
+///                -> Result<(), BoxError> {
+///         out.collect((*key, ctx.window().end(), elements.len()));
+///         Ok(())
+///     }
+/// }
+/// let env = StreamEnv::builder().cores(1).build()?;
+/// let counts = env
+///     .from_iter(vec![('a', 1i64), ('a', 7), ('b', 12)])
+///     .assign_timestamps_and_watermarks(
+///         WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|r: &(char, i64), _| r.1))
+///     .key_by(|r: &(char, i64)| r.0)
+///     .window(TumblingEventTimeWindows::of(std::time::Duration::from_millis(10)))
+///     .process(Count)
+///     .collect();
+/// env.execute()?;
+/// assert_eq!(counts.take(), vec![('a', 10, 2), ('b', 20, 1)]);
+/// # Ok::<(), rill::Error>(())
+/// ```
+pub trait ProcessWindowFunction<IN, OUT, K, W: Window>: Send + 'static {
+    /// Called once per instance before any window fires.
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// The window `ctx.window()` of `key` fired with `elements`.
+    fn process(
+        &mut self,
+        key: &K,
+        ctx: &mut WindowContext<'_, W>,
+        elements: Elements<'_, IN>,
+        out: &mut Collector<'_, OUT>,
+    ) -> Result<(), BoxError>;
+
+    /// The window `ctx.window()` is being cleaned up (its time plus the allowed lateness passed).
+    fn clear(&mut self, _ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Called once per instance after the input ended.
+    fn close(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// A function over all records of a window of a non-keyed stream (Flink's `ProcessAllWindowFunction`).
+pub trait ProcessAllWindowFunction<IN, OUT, W: Window>: Send + 'static {
+    /// Called once before any window fires.
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// The window `ctx.window()` fired with `elements`.
+    fn process(
+        &mut self,
+        ctx: &mut WindowContext<'_, W>,
+        elements: Elements<'_, IN>,
+        out: &mut Collector<'_, OUT>,
+    ) -> Result<(), BoxError>;
+
+    /// The window `ctx.window()` is being cleaned up.
+    fn clear(&mut self, _ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Called once after the input ended.
+    fn close(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// Runs a [`ProcessAllWindowFunction`] as the process function of the one (unit) key.
+#[derive(Clone)]
+pub(crate) struct AllWindows<P>(pub P);
+
+impl<IN, OUT, W: Window, P: ProcessAllWindowFunction<IN, OUT, W>> ProcessWindowFunction<IN, OUT, (), W>
+    for AllWindows<P>
+{
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), BoxError> {
+        self.0.open(ctx)
+    }
+
+    fn process(
+        &mut self,
+        _: &(),
+        ctx: &mut WindowContext<'_, W>,
+        elements: Elements<'_, IN>,
+        out: &mut Collector<'_, OUT>,
+    ) -> Result<(), BoxError> {
+        self.0.process(ctx, elements, out)
+    }
+
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+        self.0.clear(ctx)
+    }
+
+    fn close(&mut self) -> Result<(), BoxError> {
+        self.0.close()
+    }
+}
+
+/// How a window keeps its contents and what it emits when it fires.
+pub(crate) trait WindowFn<K, T, W: Window, O>: 'static {
+    /// A window's contents.
+    type Acc: 'static;
+
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Adds a record to a window's contents.
+    fn add(&mut self, acc: &mut Option<Self::Acc>, value: T, timestamp: Option<i64>) -> Result<(), BoxError>;
+
+    /// Merges the contents of a merged window into those of the window it merged into.
+    fn merge(&mut self, into: &mut Option<Self::Acc>, from: Self::Acc) -> Result<(), BoxError>;
+
+    /// The window fired with contents `acc` (which evictors may shrink, to nothing).
+    fn fire(
+        &mut self,
+        key: &K,
+        acc: &mut Option<Self::Acc>,
+        ctx: &mut WindowContext<'_, W>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError>;
+
+    /// The window is being cleaned up.
+    fn clear(&mut self, _ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// Passes one result on: as it is, or to a process function as its only element.
+pub(crate) trait Emit<K, V, W: Window, O>: 'static {
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), BoxError> {
+        Ok(())
+    }
+    fn emit(
+        &mut self,
+        key: &K,
+        value: V,
+        ctx: &mut WindowContext<'_, W>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError>;
+    fn clear(&mut self, _ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+        Ok(())
+    }
+    fn close(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// Emits the result as the window's output.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct PassThrough;
+
+impl<K, V, W: Window> Emit<K, V, W, V> for PassThrough {
+    #[inline]
+    fn emit(
+        &mut self,
+        _: &K,
+        value: V,
+        _: &mut WindowContext<'_, W>,
+        out: &mut Collector<'_, V>,
+    ) -> Result<(), BoxError> {
+        out.collect(value);
+        Ok(())
+    }
+}
+
+/// Hands the result to a process function as the one element of the window.
+#[derive(Clone)]
+pub(crate) struct ProcessSingle<P>(pub P);
+
+impl<K, V, W: Window, O, P: ProcessWindowFunction<V, O, K, W>> Emit<K, V, W, O> for ProcessSingle<P> {
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), BoxError> {
+        self.0.open(ctx)
+    }
+    fn emit(
+        &mut self,
+        key: &K,
+        value: V,
+        ctx: &mut WindowContext<'_, W>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError> {
+        self.0.process(key, ctx, Elements::from_slice(std::slice::from_ref(&value)), out)
+    }
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+        self.0.clear(ctx)
+    }
+    fn close(&mut self) -> Result<(), BoxError> {
+        self.0.close()
+    }
+}
+
+/// Incremental reduce: a window holds the reduction of its records so far.
+#[derive(Clone)]
+pub(crate) struct ReduceFn<R, E> {
+    pub reduce: R,
+    pub emit: E,
+}
+
+impl<K, T, W, O, R, E> WindowFn<K, T, W, O> for ReduceFn<R, E>
+where
+    T: Clone + 'static,
+    W: Window,
+    R: FnMut(T, T) -> T + Send + 'static,
+    E: Emit<K, T, W, O>,
+{
+    type Acc = T;
+
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), BoxError> {
+        self.emit.open(ctx)
+    }
+
+    #[inline]
+    fn add(&mut self, acc: &mut Option<T>, value: T, _: Option<i64>) -> Result<(), BoxError> {
+        self.merge(acc, value)
+    }
+
+    #[inline]
+    fn merge(&mut self, into: &mut Option<T>, from: T) -> Result<(), BoxError> {
+        *into = Some(match into.take() {
+            None => from,
+            Some(current) => (self.reduce)(current, from),
+        });
+        Ok(())
+    }
+
+    #[inline]
+    fn fire(
+        &mut self,
+        key: &K,
+        acc: &mut Option<T>,
+        ctx: &mut WindowContext<'_, W>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError> {
+        match acc {
+            Some(value) => self.emit.emit(key, value.clone(), ctx, out),
+            None => Ok(()),
+        }
+    }
+
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+        self.emit.clear(ctx)
+    }
+
+    fn close(&mut self) -> Result<(), BoxError> {
+        self.emit.close()
+    }
+}
+
+/// Incremental aggregate: a window holds an accumulator.
+#[derive(Clone)]
+pub(crate) struct AggregateFn<A, V, E> {
+    pub aggregate: A,
+    pub emit: E,
+    pub _result: PhantomData<fn() -> V>,
+}
+
+impl<K, T, W, V: 'static, O, A, E> WindowFn<K, T, W, O> for AggregateFn<A, V, E>
+where
+    W: Window,
+    A: AggregateFunction<T, V>,
+    E: Emit<K, V, W, O>,
+{
+    type Acc = A::Acc;
+
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), BoxError> {
+        self.emit.open(ctx)
+    }
+
+    #[inline]
+    fn add(&mut self, acc: &mut Option<A::Acc>, value: T, _: Option<i64>) -> Result<(), BoxError> {
+        self.aggregate.add(value, acc.get_or_insert_with(|| self.aggregate.create_accumulator()));
+        Ok(())
+    }
+
+    fn merge(&mut self, into: &mut Option<A::Acc>, from: A::Acc) -> Result<(), BoxError> {
+        *into = Some(match into.take() {
+            None => from,
+            Some(current) => self.aggregate.merge(current, from),
+        });
+        Ok(())
+    }
+
+    #[inline]
+    fn fire(
+        &mut self,
+        key: &K,
+        acc: &mut Option<A::Acc>,
+        ctx: &mut WindowContext<'_, W>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError> {
+        match acc {
+            Some(acc) => self.emit.emit(key, self.aggregate.get_result(acc), ctx, out),
+            None => Ok(()),
+        }
+    }
+
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+        self.emit.clear(ctx)
+    }
+
+    fn close(&mut self) -> Result<(), BoxError> {
+        self.emit.close()
+    }
+}
+
+/// Computes a window's output from all its records (behind an evictor, or for a process function).
+pub(crate) trait ApplyAll<K, T, W: Window, O>: 'static {
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), BoxError> {
+        Ok(())
+    }
+    fn apply(
+        &mut self,
+        key: &K,
+        elements: Elements<'_, T>,
+        ctx: &mut WindowContext<'_, W>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError>;
+    fn clear(&mut self, _ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+        Ok(())
+    }
+    fn close(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// A process function over the records.
+#[derive(Clone)]
+pub(crate) struct ProcessAll<P>(pub P);
+
+impl<K, T, W: Window, O, P: ProcessWindowFunction<T, O, K, W>> ApplyAll<K, T, W, O> for ProcessAll<P> {
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), BoxError> {
+        self.0.open(ctx)
+    }
+    fn apply(
+        &mut self,
+        key: &K,
+        elements: Elements<'_, T>,
+        ctx: &mut WindowContext<'_, W>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError> {
+        self.0.process(key, ctx, elements, out)
+    }
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+        self.0.clear(ctx)
+    }
+    fn close(&mut self) -> Result<(), BoxError> {
+        self.0.close()
+    }
+}
+
+/// Reduces the records at firing time; an empty window emits nothing.
+#[derive(Clone)]
+pub(crate) struct ReduceAll<R, E> {
+    pub reduce: R,
+    pub emit: E,
+}
+
+impl<K, T, W, O, R, E> ApplyAll<K, T, W, O> for ReduceAll<R, E>
+where
+    T: Clone + 'static,
+    W: Window,
+    R: FnMut(T, T) -> T + Send + 'static,
+    E: Emit<K, T, W, O>,
+{
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), BoxError> {
+        self.emit.open(ctx)
+    }
+    fn apply(
+        &mut self,
+        key: &K,
+        elements: Elements<'_, T>,
+        ctx: &mut WindowContext<'_, W>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError> {
+        let reduce = &mut self.reduce;
+        match elements.cloned().reduce(reduce) {
+            Some(value) => self.emit.emit(key, value, ctx, out),
+            None => Ok(()),
+        }
+    }
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+        self.emit.clear(ctx)
+    }
+    fn close(&mut self) -> Result<(), BoxError> {
+        self.emit.close()
+    }
+}
+
+/// Aggregates the records at firing time (an empty window emits the empty accumulator's result).
+#[derive(Clone)]
+pub(crate) struct AggregateAll<A, V, E> {
+    pub aggregate: A,
+    pub emit: E,
+    pub _result: PhantomData<fn() -> V>,
+}
+
+impl<K, T, W, V: 'static, O, A, E> ApplyAll<K, T, W, O> for AggregateAll<A, V, E>
+where
+    T: Clone + 'static,
+    W: Window,
+    A: AggregateFunction<T, V>,
+    E: Emit<K, V, W, O>,
+{
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), BoxError> {
+        self.emit.open(ctx)
+    }
+    fn apply(
+        &mut self,
+        key: &K,
+        elements: Elements<'_, T>,
+        ctx: &mut WindowContext<'_, W>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError> {
+        let mut acc = self.aggregate.create_accumulator();
+        for value in elements {
+            self.aggregate.add(value.clone(), &mut acc);
+        }
+        self.emit.emit(key, self.aggregate.get_result(&acc), ctx, out)
+    }
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+        self.emit.clear(ctx)
+    }
+    fn close(&mut self) -> Result<(), BoxError> {
+        self.emit.close()
+    }
+}
+
+/// A window that keeps its records and computes its output from all of them when it fires.
+#[derive(Clone)]
+pub(crate) struct ListFn<F>(pub F);
+
+impl<K, T, W, O, F> WindowFn<K, T, W, O> for ListFn<F>
+where
+    T: 'static,
+    W: Window,
+    F: ApplyAll<K, T, W, O>,
+{
+    type Acc = Vec<T>;
+
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), BoxError> {
+        self.0.open(ctx)
+    }
+
+    #[inline]
+    fn add(&mut self, acc: &mut Option<Vec<T>>, value: T, _: Option<i64>) -> Result<(), BoxError> {
+        acc.get_or_insert_with(Vec::new).push(value);
+        Ok(())
+    }
+
+    fn merge(&mut self, into: &mut Option<Vec<T>>, from: Vec<T>) -> Result<(), BoxError> {
+        into.get_or_insert_with(Vec::new).extend(from);
+        Ok(())
+    }
+
+    fn fire(
+        &mut self,
+        key: &K,
+        acc: &mut Option<Vec<T>>,
+        ctx: &mut WindowContext<'_, W>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError> {
+        match acc {
+            Some(values) => self.0.apply(key, Elements::from_slice(values), ctx, out),
+            None => Ok(()),
+        }
+    }
+
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+        self.0.clear(ctx)
+    }
+
+    fn close(&mut self) -> Result<(), BoxError> {
+        self.0.close()
+    }
+}
+
+/// A window behind an evictor: it keeps its records with their timestamps; when it fires the evictor
+/// runs before and after the function, and what it removed stays removed.
+#[derive(Clone)]
+pub(crate) struct EvictingFn<Ev, F> {
+    pub evictor: Ev,
+    pub function: F,
+}
+
+impl<K, T, W, O, Ev, F> WindowFn<K, T, W, O> for EvictingFn<Ev, F>
+where
+    T: 'static,
+    W: Window,
+    Ev: Evictor<T, W>,
+    F: ApplyAll<K, T, W, O>,
+{
+    type Acc = Vec<TimestampedValue<T>>;
+
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), BoxError> {
+        self.function.open(ctx)
+    }
+
+    fn add(&mut self, acc: &mut Option<Self::Acc>, value: T, timestamp: Option<i64>) -> Result<(), BoxError> {
+        acc.get_or_insert_with(Vec::new).push(TimestampedValue { value, timestamp });
+        Ok(())
+    }
+
+    fn merge(&mut self, into: &mut Option<Self::Acc>, from: Self::Acc) -> Result<(), BoxError> {
+        into.get_or_insert_with(Vec::new).extend(from);
+        Ok(())
+    }
+
+    fn fire(
+        &mut self,
+        key: &K,
+        acc: &mut Option<Self::Acc>,
+        ctx: &mut WindowContext<'_, W>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError> {
+        let Some(values) = acc else { return Ok(()) };
+        let evictor_ctx =
+            EvictorContext { current_watermark: ctx.watermark, current_processing_time: ctx.clock.now_ms() };
+        self.evictor.evict_before(values, ctx.window, &evictor_ctx);
+        self.function.apply(key, Elements::stamped(values), ctx, out)?;
+        self.evictor.evict_after(values, ctx.window, &evictor_ctx);
+        if values.is_empty() {
+            *acc = None;
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+        self.function.clear(ctx)
+    }
+
+    fn close(&mut self) -> Result<(), BoxError> {
+        self.function.close()
+    }
+}

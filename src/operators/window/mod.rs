@@ -1,0 +1,812 @@
+//! The window operator (Flink's `WindowOperator` and `EvictingWindowOperator`): assigns each record of
+//! a key to windows, keeps each window's contents, asks the trigger when to fire and purge, runs the
+//! window function, and cleans a window up when time passes its end plus the allowed lateness.
+//!
+//! Semantics follow Flink's operator rule by rule:
+//! - a record whose windows are all late (event time: `max_timestamp + allowed_lateness <= watermark`)
+//!   is late only if its own `timestamp + allowed_lateness <= watermark`; a late record goes to the
+//!   late-data side output if one is set, else it is dropped and counted (`numLateRecordsDropped`);
+//! - a record added to a window the watermark has passed (within the allowed lateness) fires it again
+//!   at once with everything it holds (a late firing);
+//! - every window gets a cleanup timer at `max_timestamp + allowed_lateness` (event time) or
+//!   `max_timestamp` (processing time); when it fires the window's contents, trigger state and timers
+//!   are dropped, so a bounded job ends with no window state left;
+//! - results carry the window's `max_timestamp`;
+//! - merging windows (sessions) keep a per-key map from each window to the window its contents are
+//!   stored under, merge contents and trigger state, and clear the merged windows' timers.
+
+pub(crate) mod functions;
+
+use std::hash::Hash;
+
+use hashbrown::HashTable;
+
+use self::functions::{WindowContext, WindowFn};
+use super::batch::{RecordBatch, timestamp_at};
+use super::context::{OperatorCore, ShardEnv};
+use super::functions::Collector;
+use super::input::{Input, Lifecycle, OpError, OpResult, Output};
+use super::process::KeyedTimers;
+use super::side_output::OutputTag;
+use crate::exchange::Control;
+use crate::metrics::{Counter, Gauge};
+use crate::state::{KeyGroupRange, KeyGroupedMap, key_group_for_hash};
+use crate::time::{Clock, SharedClock, Watermark};
+use crate::util::hash::{fmix64, stable_hash};
+use crate::window::{Trigger, TriggerContext, TriggerResult, Window, WindowAssigner};
+
+/// Emits early when a burst of output (many windows firing on one watermark) grows past a batch.
+const EMIT_EVERY: usize = 1024;
+
+/// How a window stream is set up (Flink's `WindowedStream` settings).
+#[derive(Clone)]
+pub(crate) struct WindowSettings<T, A, Tr> {
+    pub assigner: A,
+    pub trigger: Tr,
+    pub allowed_lateness: i64,
+    pub late_tag: Option<OutputTag<T>>,
+}
+
+impl<T, A: WindowAssigner<T>, Tr: Trigger<T, A::W>> WindowSettings<T, A, Tr> {
+    /// The settings' errors, as a message naming the setting.
+    pub fn check(&self) -> Result<(), String> {
+        self.assigner.check()?;
+        if self.assigner.is_merging() && !self.trigger.can_merge() {
+            return Err("a merging window assigner (sessions) needs a trigger that supports merging".to_string());
+        }
+        if self.allowed_lateness < 0 {
+            return Err(format!("allowed lateness must not be negative (it is {} ms)", self.allowed_lateness));
+        }
+        Ok(())
+    }
+}
+
+/// A window of a key: its contents (under the state window, for merging windows) and its trigger's
+/// state (under the window itself).
+struct Slot<K, W, A, S> {
+    hash: u64,
+    key: K,
+    window: W,
+    contents: Option<A>,
+    trigger: Option<S>,
+}
+
+impl<K, W, A, S> Slot<K, W, A, S> {
+    fn is_empty(&self) -> bool {
+        self.contents.is_none() && self.trigger.is_none()
+    }
+}
+
+/// The windows of the shard's keys, a hash table per key group (so that they move key group by key
+/// group), hashed by key and window.
+struct Slots<K, W, A, S> {
+    range: KeyGroupRange,
+    groups: Vec<HashTable<Slot<K, W, A, S>>>,
+}
+
+#[inline]
+fn slot_hash<W: Hash>(key_hash: u64, window: &W) -> u64 {
+    fmix64(key_hash ^ stable_hash(window).rotate_left(29))
+}
+
+impl<K: Eq + Clone, W: Eq + Clone, A, S> Slots<K, W, A, S> {
+    fn new(range: KeyGroupRange) -> Self {
+        Slots { range, groups: (0..range.len()).map(|_| HashTable::new()).collect() }
+    }
+
+    #[inline]
+    fn table(&mut self, key_group: usize) -> &mut HashTable<Slot<K, W, A, S>> {
+        &mut self.groups[key_group - self.range.start]
+    }
+
+    #[inline]
+    fn get_or_insert(&mut self, key_group: usize, hash: u64, key: &K, window: &W) -> &mut Slot<K, W, A, S> {
+        self.table(key_group)
+            .entry(hash, |s| s.key == *key && s.window == *window, |s| s.hash)
+            .or_insert_with(|| Slot { hash, key: key.clone(), window: window.clone(), contents: None, trigger: None })
+            .into_mut()
+    }
+
+    #[inline]
+    fn get_mut(&mut self, key_group: usize, hash: u64, key: &K, window: &W) -> Option<&mut Slot<K, W, A, S>> {
+        self.table(key_group).find_mut(hash, |s| s.key == *key && s.window == *window)
+    }
+
+    /// Drops the slot if it holds nothing.
+    #[inline]
+    fn remove_if_empty(&mut self, key_group: usize, hash: u64, key: &K, window: &W) {
+        if let Ok(entry) = self.table(key_group).find_entry(hash, |s| s.key == *key && s.window == *window) {
+            if entry.get().is_empty() {
+                entry.remove();
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.groups.iter().map(HashTable::len).sum()
+    }
+}
+
+/// The windows of one key of a merging assigner, each with the window its contents are stored under
+/// (Flink's `MergingWindowSet`).
+struct MergingWindowSet<W> {
+    mapping: Vec<(W, W)>,
+}
+
+/// Windows that merged: `merged` into `result`, whose contents are under `state_result`, taking in
+/// the contents under `merged_state`.
+struct MergeAction<W> {
+    result: W,
+    merged: Vec<W>,
+    state_result: W,
+    merged_state: Vec<W>,
+}
+
+impl<W: Window> MergingWindowSet<W> {
+    fn state_window(&self, window: &W) -> Option<&W> {
+        self.mapping.iter().find(|(w, _)| w == window).map(|(_, s)| s)
+    }
+
+    fn remove(&mut self, window: &W) -> Option<W> {
+        let index = self.mapping.iter().position(|(w, _)| w == window)?;
+        Some(self.mapping.swap_remove(index).1)
+    }
+
+    /// Adds `new_window`, merging it with the windows it overlaps; returns the window it ended up in
+    /// and appends the merges to `actions` (Flink's `MergingWindowSet.addWindow`).
+    fn add_window<T, A: WindowAssigner<T, W = W>>(
+        &mut self,
+        assigner: &A,
+        new_window: W,
+        actions: &mut Vec<MergeAction<W>>,
+    ) -> W {
+        let mut windows: Vec<W> = self.mapping.iter().map(|(w, _)| w.clone()).collect();
+        windows.push(new_window.clone());
+        let mut merges: Vec<(W, Vec<W>)> = Vec::new();
+        assigner.merge_windows(&windows, &mut |members, result| merges.push((result, members)));
+        let mut result_window = new_window.clone();
+        let mut merged_new_window = false;
+        let no_merges = merges.is_empty();
+        for (result, mut merged) in merges {
+            if let Some(index) = merged.iter().position(|w| *w == new_window) {
+                merged.remove(index);
+                merged_new_window = true;
+                result_window = result.clone();
+            }
+            let Some(state_result) = merged.first().and_then(|w| self.state_window(w)).cloned() else { continue };
+            let mut merged_state: Vec<W> = merged.iter().filter_map(|w| self.remove(w)).collect();
+            self.mapping.push((result.clone(), state_result.clone()));
+            merged_state.retain(|w| *w != state_result);
+            if !(merged.len() == 1 && merged[0] == result) {
+                actions.push(MergeAction { result, merged, state_result, merged_state });
+            }
+        }
+        // A window equal to one already held keeps that window's state window.
+        if (no_merges || (result_window == new_window && !merged_new_window))
+            && self.state_window(&result_window).is_none()
+        {
+            self.mapping.push((result_window.clone(), result_window.clone()));
+        }
+        result_window
+    }
+}
+
+/// A trigger's view of the key and window at hand.
+struct TriggerCtx<'a, K, W, S> {
+    timers: &'a mut KeyedTimers<K, W>,
+    clock: &'a dyn Clock,
+    key: &'a K,
+    key_group: usize,
+    window: &'a W,
+    state: &'a mut Option<S>,
+}
+
+impl<K: crate::api::Key, W: Window, S> TriggerContext<S> for TriggerCtx<'_, K, W, S> {
+    #[inline]
+    fn current_watermark(&self) -> i64 {
+        self.timers.watermark
+    }
+
+    fn current_processing_time(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    #[inline]
+    fn register_event_time_timer(&mut self, time: i64) {
+        self.timers.event.register(self.key_group, self.key, self.window, time);
+    }
+
+    fn register_processing_time_timer(&mut self, time: i64) {
+        self.timers.register_processing(self.key_group, self.key, self.window, time);
+    }
+
+    fn delete_event_time_timer(&mut self, time: i64) {
+        self.timers.event.delete(self.key_group, self.key, self.window, time);
+    }
+
+    fn delete_processing_time_timer(&mut self, time: i64) {
+        self.timers.processing.delete(self.key_group, self.key, self.window, time);
+    }
+
+    #[inline]
+    fn state(&mut self) -> &mut Option<S> {
+        self.state
+    }
+}
+
+/// Where window results go: the output, a batch being filled, and what contexts need.
+struct Emission<O> {
+    out: Output<O>,
+    scratch: RecordBatch<O>,
+    clock: SharedClock,
+    operator_id: u32,
+    records_out: Counter,
+}
+
+impl<O: Clone> Emission<O> {
+    #[inline]
+    fn fire<K, T, W: Window, F: WindowFn<K, T, W, O>>(
+        &mut self,
+        function: &mut F,
+        key: &K,
+        window: &W,
+        watermark: i64,
+        contents: &mut Option<F::Acc>,
+    ) -> OpResult {
+        let mut ctx = WindowContext { window, watermark, clock: &*self.clock, sides: self.out.sides() };
+        let mut collector = Collector::with_timestamp(&mut self.scratch, Some(window.max_timestamp()));
+        function.fire(key, contents, &mut ctx, &mut collector).map_err(|e| OpError::new(self.operator_id, e))?;
+        if self.scratch.len() >= EMIT_EVERY {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn clear<K, T, W: Window, F: WindowFn<K, T, W, O>>(
+        &mut self,
+        function: &mut F,
+        window: &W,
+        watermark: i64,
+    ) -> OpResult {
+        let mut ctx = WindowContext { window, watermark, clock: &*self.clock, sides: self.out.sides() };
+        function.clear(&mut ctx).map_err(|e| OpError::new(self.operator_id, e))
+    }
+
+    fn flush(&mut self) -> OpResult {
+        if self.scratch.is_empty() {
+            return self.out.sides().flush();
+        }
+        self.records_out.add(self.scratch.len() as u64);
+        let result = self.out.process_batch(&mut self.scratch);
+        self.scratch.clear();
+        result
+    }
+}
+
+/// The window operator of a keyed stream (and, with the unit key on one shard, of `window_all`).
+pub(crate) struct WindowOp<K, T, O, S, A: WindowAssigner<T>, Tr: Trigger<T, A::W>, F: WindowFn<K, T, A::W, O>> {
+    core: OperatorCore,
+    max_parallelism: usize,
+    key_groups: KeyGroupRange,
+    key_selector: S,
+    assigner: A,
+    trigger: Tr,
+    function: F,
+    allowed_lateness: i64,
+    late_tag: Option<OutputTag<T>>,
+    late_dropped: Counter,
+    state_gauge: Gauge,
+    timers: KeyedTimers<K, A::W>,
+    slots: Slots<K, A::W, F::Acc, Tr::State>,
+    merging: KeyGroupedMap<K, MergingWindowSet<A::W>>,
+    windows: Vec<A::W>,
+    actions: Vec<MergeAction<A::W>>,
+    emission: Emission<O>,
+    ended: bool,
+}
+
+impl<K, T, O, S, A, Tr, F> WindowOp<K, T, O, S, A, Tr, F>
+where
+    K: crate::api::Key,
+    T: Clone + 'static,
+    O: Clone,
+    S: Fn(&T) -> K,
+    A: WindowAssigner<T>,
+    Tr: Trigger<T, A::W>,
+    F: WindowFn<K, T, A::W, O>,
+{
+    pub fn new(
+        env: &ShardEnv,
+        core: OperatorCore,
+        parallelism: usize,
+        key_selector: S,
+        settings: WindowSettings<T, A, Tr>,
+        function: F,
+        out: Output<O>,
+    ) -> Self {
+        let key_groups = KeyGroupRange::for_subtask(env.max_parallelism, parallelism, env.shard);
+        let metrics = core.context.metrics().clone();
+        WindowOp {
+            max_parallelism: env.max_parallelism,
+            key_groups,
+            key_selector,
+            assigner: settings.assigner,
+            trigger: settings.trigger,
+            function,
+            allowed_lateness: settings.allowed_lateness,
+            late_tag: settings.late_tag,
+            late_dropped: metrics.counter(crate::metrics::names::LATE_RECORDS_DROPPED),
+            state_gauge: metrics.gauge(crate::metrics::names::WINDOW_STATE_ENTRIES),
+            timers: KeyedTimers::new(env, core.id, key_groups),
+            slots: Slots::new(key_groups),
+            merging: KeyGroupedMap::new(env.max_parallelism, key_groups),
+            windows: Vec::new(),
+            actions: Vec::new(),
+            emission: Emission {
+                out,
+                scratch: RecordBatch::new(),
+                clock: env.clock.clone(),
+                operator_id: core.id,
+                records_out: core.records_out.clone(),
+            },
+            core,
+            ended: false,
+        }
+    }
+
+    /// Windows (contents or trigger state) and merging-window sets held.
+    fn entries(&self) -> usize {
+        self.slots.len() + self.merging.len()
+    }
+
+    fn error(&self, message: impl Into<crate::util::BoxError>) -> OpError {
+        OpError::new(self.core.id, message)
+    }
+
+    #[inline]
+    fn cleanup_time(&self, window: &A::W) -> i64 {
+        if self.assigner.is_event_time() {
+            window.max_timestamp().saturating_add(self.allowed_lateness)
+        } else {
+            window.max_timestamp()
+        }
+    }
+
+    #[inline]
+    fn is_window_late(&self, window: &A::W) -> bool {
+        self.assigner.is_event_time() && self.cleanup_time(window) <= self.timers.watermark
+    }
+
+    #[inline]
+    fn register_cleanup_timer(&mut self, key_group: usize, key: &K, window: &A::W) {
+        let time = self.cleanup_time(window);
+        if time == i64::MAX {
+            return;
+        }
+        if self.assigner.is_event_time() {
+            self.timers.event.register(key_group, key, window, time);
+        } else {
+            self.timers.register_processing(key_group, key, window, time);
+        }
+    }
+
+    fn delete_cleanup_timer(&mut self, key_group: usize, key: &K, window: &A::W) {
+        let time = self.cleanup_time(window);
+        if time == i64::MAX {
+            return;
+        }
+        if self.assigner.is_event_time() {
+            self.timers.event.delete(key_group, key, window, time);
+        } else {
+            self.timers.processing.delete(key_group, key, window, time);
+        }
+    }
+
+    fn process_record(&mut self, value: T, timestamp: Option<i64>) -> OpResult {
+        let key = (self.key_selector)(&value);
+        let key_hash = stable_hash(&key);
+        let key_group = key_group_for_hash(key_hash, self.max_parallelism);
+        if !self.key_groups.contains(key_group) {
+            // Only a test harness placed on another subtask can feed a key this instance does not own.
+            return Err(self.error(format!(
+                "a key of key group {key_group} reached the instance owning key groups {:?}",
+                self.key_groups
+            )));
+        }
+        let mut windows = std::mem::take(&mut self.windows);
+        let now = self.emission.clock.now_ms();
+        let assigned = self.assigner.assign_windows(&value, timestamp, now, &mut windows);
+        let result = match assigned {
+            Err(e) => Err(self.error(e)),
+            Ok(()) if self.assigner.is_merging() => {
+                self.process_merging(&key, key_hash, key_group, value, timestamp, &mut windows)
+            }
+            Ok(()) => self.process_plain(&key, key_hash, key_group, value, timestamp, &mut windows),
+        };
+        windows.clear();
+        self.windows = windows;
+        result
+    }
+
+    /// Handles a record whose windows do not merge.
+    fn process_plain(
+        &mut self,
+        key: &K,
+        key_hash: u64,
+        key_group: usize,
+        value: T,
+        timestamp: Option<i64>,
+        windows: &mut Vec<A::W>,
+    ) -> OpResult {
+        let mut skipped = true;
+        let mut value = Some(value);
+        let count = windows.len();
+        for (index, window) in windows.drain(..).enumerate() {
+            if self.is_window_late(&window) {
+                continue;
+            }
+            skipped = false;
+            let element = if index + 1 == count { value.take() } else { value.clone() };
+            let element = element.expect("the record is moved into its last window only");
+            let hash = slot_hash(key_hash, &window);
+            let slot = self.slots.get_or_insert(key_group, hash, key, &window);
+            let mut ctx = TriggerCtx {
+                timers: &mut self.timers,
+                clock: &*self.emission.clock,
+                key,
+                key_group,
+                window: &window,
+                state: &mut slot.trigger,
+            };
+            let fired = self.trigger.on_element(&element, timestamp, &window, &mut ctx);
+            let result = fired.map_err(|e| OpError::new(self.core.id, e))?;
+            self.function.add(&mut slot.contents, element, timestamp).map_err(|e| OpError::new(self.core.id, e))?;
+            if result.is_fire() {
+                let watermark = self.timers.watermark;
+                self.emission.fire(&mut self.function, key, &window, watermark, &mut slot.contents)?;
+            }
+            if result.is_purge() {
+                slot.contents = None;
+            }
+            if slot.is_empty() {
+                self.slots.remove_if_empty(key_group, hash, key, &window);
+            }
+            self.register_cleanup_timer(key_group, key, &window);
+        }
+        if skipped {
+            if let Some(value) = value {
+                self.on_late(value, timestamp);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_late(&mut self, value: T, timestamp: Option<i64>) {
+        let late = self.assigner.is_event_time()
+            && timestamp.is_some_and(|ts| ts.saturating_add(self.allowed_lateness) <= self.timers.watermark);
+        if !late {
+            return;
+        }
+        match &self.late_tag {
+            Some(tag) => self.emission.out.sides().emit(tag, value, timestamp),
+            None => self.late_dropped.inc(),
+        }
+    }
+
+    /// Handles a record of a merging assigner (sessions).
+    fn process_merging(
+        &mut self,
+        key: &K,
+        key_hash: u64,
+        key_group: usize,
+        value: T,
+        timestamp: Option<i64>,
+        windows: &mut Vec<A::W>,
+    ) -> OpResult {
+        let mut skipped = true;
+        let mut value = Some(value);
+        let count = windows.len();
+        for (index, window) in windows.drain(..).enumerate() {
+            let mut actions = std::mem::take(&mut self.actions);
+            let actual = {
+                let set = self.merging.entry_or_insert_with(key.clone(), || MergingWindowSet { mapping: Vec::new() });
+                set.add_window(&self.assigner, window.clone(), &mut actions)
+            };
+            for action in actions.drain(..) {
+                self.merge(key, key_hash, key_group, action)?;
+            }
+            self.actions = actions;
+            if self.is_window_late(&actual) {
+                self.retire(key, &actual);
+                continue;
+            }
+            skipped = false;
+            let state_window = self.merging.get(key).and_then(|set| set.state_window(&actual)).cloned();
+            let state_window =
+                state_window.ok_or_else(|| self.error(format!("window {actual:?} is not in the window set")))?;
+            let element = if index + 1 == count { value.take() } else { value.clone() };
+            let element = element.expect("the record is moved into its last window only");
+            let hash = slot_hash(key_hash, &actual);
+            let result = {
+                let slot = self.slots.get_or_insert(key_group, hash, key, &actual);
+                let mut ctx = TriggerCtx {
+                    timers: &mut self.timers,
+                    clock: &*self.emission.clock,
+                    key,
+                    key_group,
+                    window: &actual,
+                    state: &mut slot.trigger,
+                };
+                self.trigger
+                    .on_element(&element, timestamp, &actual, &mut ctx)
+                    .map_err(|e| OpError::new(self.core.id, e))?
+            };
+            self.slots.remove_if_empty(key_group, hash, key, &actual);
+            let state_hash = slot_hash(key_hash, &state_window);
+            let slot = self.slots.get_or_insert(key_group, state_hash, key, &state_window);
+            self.function.add(&mut slot.contents, element, timestamp).map_err(|e| OpError::new(self.core.id, e))?;
+            if result.is_fire() {
+                let watermark = self.timers.watermark;
+                self.emission.fire(&mut self.function, key, &actual, watermark, &mut slot.contents)?;
+            }
+            if result.is_purge() {
+                slot.contents = None;
+            }
+            self.slots.remove_if_empty(key_group, state_hash, key, &state_window);
+            self.register_cleanup_timer(key_group, key, &actual);
+        }
+        if skipped {
+            if let Some(value) = value {
+                self.on_late(value, timestamp);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops `window` from its key's merging set (and the set once empty).
+    fn retire(&mut self, key: &K, window: &A::W) {
+        if let Some(set) = self.merging.get_mut(key) {
+            set.remove(window);
+            if set.mapping.is_empty() {
+                self.merging.remove(key);
+            }
+        }
+    }
+
+    /// Windows merged: merges trigger state (re-registering timers for the result), clears the merged
+    /// windows' triggers and cleanup timers, and merges their contents.
+    fn merge(&mut self, key: &K, key_hash: u64, key_group: usize, action: MergeAction<A::W>) -> OpResult {
+        let MergeAction { result, merged, state_result, merged_state } = action;
+        if self.assigner.is_event_time() && self.cleanup_time(&result) <= self.timers.watermark {
+            return Err(self.error(format!(
+                "merging made the event-time window {result:?} end before the watermark {}",
+                self.timers.watermark
+            )));
+        }
+        if !self.assigner.is_event_time() && result.max_timestamp() <= self.emission.clock.now_ms() {
+            return Err(self.error(format!("merging made the processing-time window {result:?} end in the past")));
+        }
+        let mut states = Vec::new();
+        for window in &merged {
+            let hash = slot_hash(key_hash, window);
+            if let Some(slot) = self.slots.get_mut(key_group, hash, key, window) {
+                states.extend(slot.trigger.take());
+            }
+            self.slots.remove_if_empty(key_group, hash, key, window);
+        }
+        let hash = slot_hash(key_hash, &result);
+        {
+            let slot = self.slots.get_or_insert(key_group, hash, key, &result);
+            let mut ctx = TriggerCtx {
+                timers: &mut self.timers,
+                clock: &*self.emission.clock,
+                key,
+                key_group,
+                window: &result,
+                state: &mut slot.trigger,
+            };
+            self.trigger.on_merge(&result, states, &mut ctx).map_err(|e| OpError::new(self.core.id, e))?;
+        }
+        self.slots.remove_if_empty(key_group, hash, key, &result);
+        for window in &merged {
+            let mut none = None;
+            let mut ctx = TriggerCtx {
+                timers: &mut self.timers,
+                clock: &*self.emission.clock,
+                key,
+                key_group,
+                window,
+                state: &mut none,
+            };
+            self.trigger.clear(window, &mut ctx).map_err(|e| OpError::new(self.core.id, e))?;
+            self.delete_cleanup_timer(key_group, key, window);
+        }
+        let state_hash = slot_hash(key_hash, &state_result);
+        for window in &merged_state {
+            let hash = slot_hash(key_hash, window);
+            let contents = self.slots.get_mut(key_group, hash, key, window).and_then(|slot| slot.contents.take());
+            self.slots.remove_if_empty(key_group, hash, key, window);
+            if let Some(contents) = contents {
+                let slot = self.slots.get_or_insert(key_group, state_hash, key, &state_result);
+                self.function.merge(&mut slot.contents, contents).map_err(|e| OpError::new(self.core.id, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A timer of `window` fired: asks the trigger, fires and purges, and cleans the window up at its
+    /// cleanup time.
+    fn on_timer(&mut self, domain: crate::operators::TimeDomain, timer: crate::state::Timer<K, A::W>) -> OpResult {
+        let crate::state::Timer { key, key_group, namespace: window, timestamp } = timer;
+        let key_hash = stable_hash(&key);
+        let state_window = if self.assigner.is_merging() {
+            match self.merging.get(&key).and_then(|set| set.state_window(&window)) {
+                Some(state_window) => state_window.clone(),
+                // A timer of a window merged away whose trigger left it behind: nothing to do.
+                None => return Ok(()),
+            }
+        } else {
+            window.clone()
+        };
+        let hash = slot_hash(key_hash, &window);
+        let result = {
+            let slot = self.slots.get_or_insert(key_group, hash, &key, &window);
+            let mut ctx = TriggerCtx {
+                timers: &mut self.timers,
+                clock: &*self.emission.clock,
+                key: &key,
+                key_group,
+                window: &window,
+                state: &mut slot.trigger,
+            };
+            let result = match domain {
+                crate::operators::TimeDomain::EventTime => self.trigger.on_event_time(timestamp, &window, &mut ctx),
+                crate::operators::TimeDomain::ProcessingTime => {
+                    self.trigger.on_processing_time(timestamp, &window, &mut ctx)
+                }
+            };
+            result.map_err(|e| OpError::new(self.core.id, e))?
+        };
+        if result != TriggerResult::Continue {
+            let state_hash = slot_hash(key_hash, &state_window);
+            if let Some(slot) = self.slots.get_mut(key_group, state_hash, &key, &state_window) {
+                if result.is_fire() {
+                    let watermark = self.timers.watermark;
+                    self.emission.fire(&mut self.function, &key, &window, watermark, &mut slot.contents)?;
+                }
+                if result.is_purge() {
+                    slot.contents = None;
+                }
+            }
+        }
+        let event_time = domain == crate::operators::TimeDomain::EventTime;
+        if event_time == self.assigner.is_event_time() && timestamp == self.cleanup_time(&window) {
+            self.clear_all_state(&key, key_hash, key_group, &window, &state_window)?;
+        }
+        self.slots.remove_if_empty(key_group, hash, &key, &window);
+        if state_window != window {
+            self.slots.remove_if_empty(key_group, slot_hash(key_hash, &state_window), &key, &state_window);
+        }
+        Ok(())
+    }
+
+    /// Drops a window's contents, its trigger's state and timers, and tells the function.
+    fn clear_all_state(
+        &mut self,
+        key: &K,
+        key_hash: u64,
+        key_group: usize,
+        window: &A::W,
+        state_window: &A::W,
+    ) -> OpResult {
+        let state_hash = slot_hash(key_hash, state_window);
+        if let Some(slot) = self.slots.get_mut(key_group, state_hash, key, state_window) {
+            slot.contents = None;
+        }
+        let hash = slot_hash(key_hash, window);
+        {
+            let slot = self.slots.get_or_insert(key_group, hash, key, window);
+            let mut ctx = TriggerCtx {
+                timers: &mut self.timers,
+                clock: &*self.emission.clock,
+                key,
+                key_group,
+                window,
+                state: &mut slot.trigger,
+            };
+            self.trigger.clear(window, &mut ctx).map_err(|e| OpError::new(self.core.id, e))?;
+        }
+        let watermark = self.timers.watermark;
+        self.emission.clear(&mut self.function, window, watermark)?;
+        if self.assigner.is_merging() {
+            self.retire(key, window);
+        }
+        Ok(())
+    }
+
+    fn fire_event_timers(&mut self, watermark: i64) -> OpResult {
+        while let Some(timer) = self.timers.event.pop_due(watermark) {
+            self.on_timer(crate::operators::TimeDomain::EventTime, timer)?;
+        }
+        Ok(())
+    }
+}
+
+impl<K, T, O, S, A, Tr, F> Input<T> for WindowOp<K, T, O, S, A, Tr, F>
+where
+    K: crate::api::Key,
+    T: Clone + 'static,
+    O: Clone,
+    S: Fn(&T) -> K,
+    A: WindowAssigner<T>,
+    Tr: Trigger<T, A::W>,
+    F: WindowFn<K, T, A::W, O>,
+{
+    fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
+        self.core.enter();
+        self.core.records_in.add(batch.len() as u64);
+        let timestamps = std::mem::take(&mut batch.timestamps);
+        for (index, value) in batch.values.drain(..).enumerate() {
+            self.process_record(value, timestamp_at(&timestamps, index))?;
+        }
+        batch.timestamps = timestamps;
+        self.state_gauge.set(self.entries() as i64);
+        self.emission.flush()
+    }
+
+    fn process_control(&mut self, control: Control) -> OpResult {
+        self.core.enter();
+        self.core.observe_control(&control);
+        match control {
+            Control::Watermark(Watermark(watermark)) => {
+                self.timers.watermark = watermark;
+                self.fire_event_timers(watermark)?;
+                self.state_gauge.set(self.entries() as i64);
+                self.emission.flush()?;
+            }
+            Control::EndOfInput => self.ended = true,
+            _ => {}
+        }
+        self.emission.out.process_control(control)
+    }
+}
+
+impl<K, T, O, S, A, Tr, F> Lifecycle for WindowOp<K, T, O, S, A, Tr, F>
+where
+    K: crate::api::Key,
+    T: Clone + 'static,
+    O: Clone,
+    S: Fn(&T) -> K,
+    A: WindowAssigner<T>,
+    Tr: Trigger<T, A::W>,
+    F: WindowFn<K, T, A::W, O>,
+{
+    fn open(&mut self) -> OpResult {
+        self.core.open_function(|ctx| self.function.open(ctx))
+    }
+
+    fn close(&mut self) -> OpResult {
+        self.core.close_function(|| self.function.close())
+    }
+
+    fn on_processing_time(&mut self, now_ms: i64) -> OpResult {
+        if self.ended {
+            return Ok(());
+        }
+        self.core.enter();
+        while let Some(timer) = self.timers.processing.pop_due(now_ms) {
+            self.on_timer(crate::operators::TimeDomain::ProcessingTime, timer)?;
+        }
+        self.timers.reschedule(now_ms);
+        self.state_gauge.set(self.entries() as i64);
+        self.emission.flush()
+    }
+
+    fn timer_counts(&self) -> (usize, usize) {
+        (self.timers.event.len(), self.timers.processing.len())
+    }
+
+    fn state_entries(&self) -> usize {
+        self.entries()
+    }
+}
