@@ -18,6 +18,8 @@ pub struct Args {
     pub skip_latency: bool,
     /// Buffer timeout of the throughput table.
     pub buffer_timeout: Duration,
+    /// Which job, for benchmarks with several (`job=NAME`).
+    pub job: String,
 }
 
 impl Args {
@@ -30,6 +32,7 @@ impl Args {
             latency_secs: 3.0,
             skip_latency: false,
             buffer_timeout: Duration::from_millis(1),
+            job: String::new(),
         };
         let available = core_affinity::get_core_ids().map(|c| c.len()).unwrap_or(1);
         for arg in std::env::args().skip(1) {
@@ -43,8 +46,9 @@ impl Args {
                 "latency_secs" => args.latency_secs = number(),
                 "latency" => args.skip_latency = value == "off",
                 "buffer_timeout_us" => args.buffer_timeout = Duration::from_micros(number() as u64),
+                "job" => args.job = value.to_string(),
                 other => panic!(
-                    "unknown argument {other} (events, keys, runs, shards, latency_secs, latency=off, buffer_timeout_us)"
+                    "unknown argument {other} (events, keys, runs, shards, latency_secs, latency=off, buffer_timeout_us, job)"
                 ),
             }
         }
@@ -224,4 +228,12 @@ pub fn report(title: &str, args: &Args, build: &dyn Fn(&StreamEnv, Generator), b
             );
         }
     }
+}
+
+/// The process's peak resident memory (VmHWM) in MiB, if the OS reports it.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }

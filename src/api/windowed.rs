@@ -11,6 +11,7 @@ use super::datastream::DataStream;
 use super::error::ConfigError;
 use super::{Data, Key};
 use crate::operators::rolling::{Extreme, ExtremeBy, RollingAggregate, Sum};
+use crate::operators::window::aligned::AlignedWindowOp;
 use crate::operators::window::functions::{
     AggregateAll, AggregateFn, AllWindows, ApplyAll, EvictingFn, ListFn, PassThrough, ProcessAll, ProcessSingle,
     ReduceAll, ReduceFn, WindowFn,
@@ -18,7 +19,7 @@ use crate::operators::window::functions::{
 use crate::operators::window::{WindowOp, WindowSettings};
 use crate::operators::{OutputTag, ProcessAllWindowFunction, ProcessWindowFunction};
 use crate::state::AggregateFunction;
-use crate::window::{Evictor, Trigger, WindowAssigner, millis};
+use crate::window::{EventTimeTrigger, Evictor, Trigger, WindowAssigner, millis};
 
 /// A keyed stream cut into windows (Flink's `WindowedStream`). Made by [`KeyedStream::window`]
 /// (`count_window`, `count_window_sliding`).
@@ -135,9 +136,18 @@ where
             self.stream.env().defer_error(ConfigError::Setting { setting: "window", reason });
         }
         let WindowedStream { stream, key_selector, settings, parallelism, name, .. } = self;
-        let result = stream.add_one_input(name, move |env, info, core, out| {
-            WindowOp::new(env, core, info.parallelism, key_selector, settings, function, out)
+        let aligned = settings.assigner.aligned().filter(|_| {
+            std::any::TypeId::of::<Tr>() == std::any::TypeId::of::<EventTimeTrigger>() && !function.clears()
         });
+        let result = match aligned {
+            // Aligned event-time windows with the default trigger: stored as shared slices of time.
+            Some(shape) => stream.add_one_input(name, move |env, info, core, out| {
+                AlignedWindowOp::new(env, core, info.parallelism, key_selector, (settings, shape), function, out)
+            }),
+            None => stream.add_one_input(name, move |env, info, core, out| {
+                WindowOp::new(env, core, info.parallelism, key_selector, settings, function, out)
+            }),
+        };
         match parallelism {
             Some(p) => result.set_parallelism(p),
             None => result,

@@ -50,6 +50,27 @@ pub trait WindowAssigner<T>: Clone + Send + 'static {
     fn check(&self) -> Result<(), String> {
         Ok(())
     }
+
+    /// For event-time windows of a fixed size aligned to the epoch (tumbling, sliding): their shape,
+    /// which lets the window operator store them as shared slices of time.
+    #[doc(hidden)]
+    fn aligned(&self) -> Option<AlignedWindows<Self::W>> {
+        None
+    }
+}
+
+/// The shape of aligned event-time windows: `size`, `slide` and `offset` in ms, and how to make one.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct AlignedWindows<W> {
+    /// Window size.
+    pub size: i64,
+    /// Distance between window starts.
+    pub slide: i64,
+    /// Alignment offset.
+    pub offset: i64,
+    /// Makes the window `[start, end)`.
+    pub make: fn(i64, i64) -> W,
 }
 
 fn event_timestamp(timestamp: Option<i64>) -> Result<i64, BoxError> {
@@ -148,6 +169,15 @@ macro_rules! tumbling {
             fn check(&self) -> Result<(), String> {
                 check_aligned(stringify!($name), self.size, self.size, self.offset)
             }
+
+            fn aligned(&self) -> Option<AlignedWindows<TimeWindow>> {
+                $event.then_some(AlignedWindows {
+                    size: self.size,
+                    slide: self.size,
+                    offset: self.offset,
+                    make: TimeWindow::new,
+                })
+            }
         }
     };
 }
@@ -238,6 +268,15 @@ macro_rules! sliding {
 
             fn check(&self) -> Result<(), String> {
                 check_aligned(stringify!($name), self.size, self.slide, self.offset)
+            }
+
+            fn aligned(&self) -> Option<AlignedWindows<TimeWindow>> {
+                $event.then_some(AlignedWindows {
+                    size: self.size,
+                    slide: self.slide,
+                    offset: self.offset,
+                    make: TimeWindow::new,
+                })
             }
         }
     };

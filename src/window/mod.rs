@@ -77,6 +77,11 @@ impl TimeWindow {
     /// (Flink's `TimeWindow.getWindowStartWithOffset`, correct for negative timestamps).
     pub fn start_with_offset(timestamp: i64, offset: i64, size: i64) -> i64 {
         debug_assert!(size > 0);
+        if let Some(shifted) = timestamp.checked_sub(offset) {
+            if let Some(start) = timestamp.checked_sub(shifted.rem_euclid(size)) {
+                return start;
+            }
+        }
         let remainder = (i128::from(timestamp) - i128::from(offset)).rem_euclid(i128::from(size));
         (i128::from(timestamp) - remainder).max(i128::from(i64::MIN)) as i64
     }

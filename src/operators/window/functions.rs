@@ -210,7 +210,7 @@ impl<IN, OUT, W: Window, P: ProcessAllWindowFunction<IN, OUT, W>> ProcessWindowF
 /// How a window keeps its contents and what it emits when it fires.
 pub(crate) trait WindowFn<K, T, W: Window, O>: 'static {
     /// A window's contents.
-    type Acc: 'static;
+    type Acc: Clone + 'static;
 
     fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), BoxError> {
         Ok(())
@@ -236,6 +236,11 @@ pub(crate) trait WindowFn<K, T, W: Window, O>: 'static {
         Ok(())
     }
 
+    /// False if `clear` does nothing.
+    fn clears(&self) -> bool {
+        true
+    }
+
     fn close(&mut self) -> Result<(), BoxError> {
         Ok(())
     }
@@ -256,6 +261,10 @@ pub(crate) trait Emit<K, V, W: Window, O>: 'static {
     fn clear(&mut self, _ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
         Ok(())
     }
+    /// False if `clear` does nothing.
+    fn clears(&self) -> bool {
+        true
+    }
     fn close(&mut self) -> Result<(), BoxError> {
         Ok(())
     }
@@ -266,6 +275,10 @@ pub(crate) trait Emit<K, V, W: Window, O>: 'static {
 pub(crate) struct PassThrough;
 
 impl<K, V, W: Window> Emit<K, V, W, V> for PassThrough {
+    fn clears(&self) -> bool {
+        false
+    }
+
     #[inline]
     fn emit(
         &mut self,
@@ -352,6 +365,10 @@ where
         }
     }
 
+    fn clears(&self) -> bool {
+        self.emit.clears()
+    }
+
     fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
         self.emit.clear(ctx)
     }
@@ -407,6 +424,10 @@ where
             Some(acc) => self.emit.emit(key, self.aggregate.get_result(acc), ctx, out),
             None => Ok(()),
         }
+    }
+
+    fn clears(&self) -> bool {
+        self.emit.clears()
     }
 
     fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
@@ -546,7 +567,7 @@ pub(crate) struct ListFn<F>(pub F);
 
 impl<K, T, W, O, F> WindowFn<K, T, W, O> for ListFn<F>
 where
-    T: 'static,
+    T: Clone + 'static,
     W: Window,
     F: ApplyAll<K, T, W, O>,
 {
@@ -599,7 +620,7 @@ pub(crate) struct EvictingFn<Ev, F> {
 
 impl<K, T, W, O, Ev, F> WindowFn<K, T, W, O> for EvictingFn<Ev, F>
 where
-    T: 'static,
+    T: Clone + 'static,
     W: Window,
     Ev: Evictor<T, W>,
     F: ApplyAll<K, T, W, O>,

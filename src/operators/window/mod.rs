@@ -15,6 +15,7 @@
 //! - merging windows (sessions) keep a per-key map from each window to the window its contents are
 //!   stored under, merge contents and trigger state, and clear the merged windows' timers.
 
+pub(crate) mod aligned;
 pub(crate) mod functions;
 
 use std::hash::Hash;
