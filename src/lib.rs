@@ -59,7 +59,10 @@ pub mod prelude {
         RichFilterFunction, RichFlatMapFunction, RichMapFunction, RuntimeContext, SinkContext, SinkFunction,
         SourceFunction, SourceOutput, SourceStatus, TimeDomain, TimerService,
     };
-    pub use crate::operators::{Elements, ProcessAllWindowFunction, ProcessWindowFunction, WindowContext};
+    pub use crate::operators::{
+        Elements, ProcessAllWindowFunction, ProcessJoinContext, ProcessJoinFunction, ProcessWindowFunction,
+        TaggedUnion, WindowContext,
+    };
     pub use crate::state::AggregateFunction;
     pub use crate::time::{Watermark, WatermarkGenerator, WatermarkOutput, WatermarkStatus, WatermarkStrategy};
     pub use crate::window::{

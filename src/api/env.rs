@@ -105,11 +105,11 @@ impl StreamEnv {
         self.inner.errors.borrow_mut().push(error);
     }
 
-    /// For the operator test harness: the maker of the single operator a harness's build function added
-    /// after the placeholder input `input` (`output` is the stream it returned), built for `subtask`.
+    /// For the operator test harnesses: the maker of the single operator a harness's build function added
+    /// after the placeholder inputs `inputs` (`output` is the stream it returned), built for `subtask`.
     pub(crate) fn single_operator(
         &self,
-        input: NodeId,
+        inputs: &[NodeId],
         output: (NodeId, usize),
         subtask: usize,
     ) -> Result<(ShardMake, String), BoxError> {
@@ -117,16 +117,21 @@ impl StreamEnv {
             return Err(Box::new(error));
         }
         let mut graph = self.inner.graph.borrow_mut();
-        let added = graph.nodes.len() - input - 1;
+        let last_input = inputs.iter().copied().max().unwrap_or(0);
+        let added = graph.nodes.len() - last_input - 1;
         let (node, port) = output;
-        if added != 1 || node != input + 1 || port != 0 || graph.nodes[node].n_inputs != 1 {
+        if added != 1 || node != last_input + 1 || port != 0 || graph.nodes[node].n_inputs != inputs.len() {
             return Err(format!(
-                "a harness tests one operator: the build function must add exactly one one-input operator to                  its input and return its main output (it added {added} nodes)"
+                "a harness tests one operator: the build function must add exactly one {}-input operator to its \
+                 inputs and return its main output (it added {added} nodes)",
+                inputs.len()
             )
             .into());
         }
-        if !graph.edges.iter().any(|e| e.from == input && e.to == node) {
-            return Err("the harness's operator must read the stream the build function was given".into());
+        for (port, &input) in inputs.iter().enumerate() {
+            if !graph.edges.iter().any(|e| e.from == input && e.to == node && e.to_port == port) {
+                return Err(format!("the harness's operator must read input {} on its port {port}", port + 1).into());
+            }
         }
         let node = &mut graph.nodes[node];
         Ok((node.factory.for_shard(subtask), node.name.clone()))

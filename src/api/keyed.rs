@@ -49,6 +49,10 @@ where
         KeyedStream { stream, key_selector, _key: PhantomData }
     }
 
+    pub(crate) fn clone_keyed(&self) -> KeyedStream<T, K, S> {
+        KeyedStream::new(self.stream.clone(), self.key_selector.clone())
+    }
+
     /// The key selector this stream was keyed by.
     pub fn key_selector(&self) -> &S {
         &self.key_selector

@@ -8,6 +8,7 @@ pub(crate) mod env;
 pub(crate) mod error;
 pub(crate) mod graph;
 pub(crate) mod job;
+pub(crate) mod join;
 pub(crate) mod keyed;
 pub(crate) mod plan;
 pub(crate) mod windowed;
@@ -18,6 +19,9 @@ pub use datastream::{DataStream, DataStreamSink};
 pub use env::{Generator, StreamEnv};
 pub use error::{ConfigError, Error};
 pub use job::{JobHandle, JobResult, JobStatus};
+pub use join::{
+    Groups, IntervalJoinBuilder, IntervalJoined, JoinEqualTo, JoinKind, JoinWhere, JoinWindowed, JoinedStreams, Pairs,
+};
 pub use keyed::KeyedStream;
 pub use windowed::{AllWindowedStream, EvictingAllWindowedStream, EvictingWindowedStream, WindowedStream};
 

@@ -10,6 +10,7 @@ pub(crate) mod filter;
 pub(crate) mod flat_map;
 pub(crate) mod functions;
 pub(crate) mod input;
+pub(crate) mod join;
 pub(crate) mod map;
 pub(crate) mod merge;
 pub(crate) mod network;
@@ -33,6 +34,7 @@ pub use functions::{
     Collector, RichCoFlatMapFunction, RichCoMapFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction,
 };
 pub use input::BoxError;
+pub use join::{ProcessJoinContext, ProcessJoinFunction, TaggedUnion};
 pub use process::{
     CoProcessFunction, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction, OnTimerContext, ProcessContext,
     ProcessFunction, TimeDomain, TimerService,

@@ -382,7 +382,7 @@ impl<I: Clone + 'static, O: Clone + 'static> OneInputHarness<I, O> {
         });
         OneInputHarness::from_make(Box::new(move |shard_env, info, out| {
             let (env, input, output) = built?;
-            let (make, name) = env.single_operator(input, output, shard_env.shard)?;
+            let (make, name) = env.single_operator(&[input], output, shard_env.shard)?;
             let info = OperatorInfo { name, ..info.clone() };
             let mut built = make(shard_env, &info, Some(Box::new(out)));
             let input = built.inputs.pop().and_then(|input| input.downcast::<InputRef<I>>().ok());
@@ -538,6 +538,27 @@ impl<T: Clone + 'static> OneInputHarness<T, T> {
     }
 }
 
+/// A two-input operator reached through its two input ports, as a job reaches it.
+struct Ports<A, B>(InputRef<A>, InputRef<B>);
+
+impl<A, B> TwoInputOperator<A, B> for Ports<A, B> {
+    fn process_first(&mut self, batch: &mut RecordBatch<A>) -> OpResult {
+        self.0.borrow_mut().process_batch(batch)
+    }
+
+    fn process_second(&mut self, batch: &mut RecordBatch<B>) -> OpResult {
+        self.1.borrow_mut().process_batch(batch)
+    }
+
+    fn process_control_on(&mut self, port: usize, control: Control) -> OpResult {
+        if port == 0 {
+            self.0.borrow_mut().process_control(control)
+        } else {
+            self.1.borrow_mut().process_control(control)
+        }
+    }
+}
+
 type MakeTwo<A, B, O> = Box<dyn FnOnce(&ShardEnv, &OperatorInfo, Output<O>) -> Result<BuiltTwo<A, B>, BoxError>>;
 
 struct BuiltTwo<A, B> {
@@ -568,6 +589,62 @@ impl<A, B, O> DerefMut for TwoInputHarness<A, B, O> {
 impl<A: Clone + 'static, B: Clone + 'static, O: Clone + 'static> TwoInputHarness<A, B, O> {
     fn from_make(make: MakeTwo<A, B, O>) -> TwoInputHarness<A, B, O> {
         TwoInputHarness { harness: Harness::new(), make: Some(make), op: None }
+    }
+
+    /// A harness around the two-input operator `build` adds to its inputs (an interval join, a window
+    /// join or co-group, a connected process function): the operator a job would run.
+    ///
+    /// ```
+    /// use rill::prelude::*;
+    /// use rill::testing::TwoInputHarness;
+    /// #[derive(Clone)]
+    /// struct Pair;
+    /// impl ProcessJoinFunction<(char, u8), (char, u8), (u8, u8)> for Pair {
+    ///     fn process_element(&mut self, l: &(char, u8), r: &(char, u8), _: &mut ProcessJoinContext<'_>,
+    ///                        out: &mut Collector<'_, (u8, u8)>) -> Result<(), BoxError> {
+    ///         out.collect((l.1, r.1));
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let mut harness = TwoInputHarness::operator(|l: &DataStream<(char, u8)>, r: &DataStream<(char, u8)>| {
+    ///     l.key_by(|x: &(char, u8)| x.0).interval_join(&r.key_by(|x: &(char, u8)| x.0)).between(-1, 1).process(Pair)
+    /// });
+    /// harness.process_element1(('a', 1), 10)?;
+    /// harness.process_element2(('a', 2), 11)?;
+    /// harness.process_element2(('a', 3), 12)?;
+    /// assert_eq!(harness.records(), vec![(1, 2)]);
+    /// # Ok::<(), rill::BoxError>(())
+    /// ```
+    pub fn operator<F>(build: F) -> TwoInputHarness<A, B, O>
+    where
+        A: Data,
+        B: Data,
+        O: Data,
+        F: FnOnce(&DataStream<A>, &DataStream<B>) -> DataStream<O>,
+    {
+        let graph = StreamEnv::builder().cores(1).pinned(false).build().map_err(|e| e.to_string());
+        let built = graph.map(|env| {
+            let first = env.add_source(Placeholder::<A>(std::marker::PhantomData));
+            let second = env.add_source(Placeholder::<B>(std::marker::PhantomData));
+            let output = build(&first, &second);
+            (env, [first.node_output().0, second.node_output().0], output.node_output())
+        });
+        TwoInputHarness::from_make(Box::new(move |shard_env, info, out| {
+            let (env, inputs, output) = built?;
+            let (make, name) = env.single_operator(&inputs, output, shard_env.shard)?;
+            let info = OperatorInfo { name, ..info.clone() };
+            let built = make(shard_env, &info, Some(Box::new(out)));
+            let lifecycle = built.lifecycle.ok_or("the harness's operator has no lifecycle")?;
+            let mut ports = built.inputs.into_iter();
+            let first = ports.next().and_then(|p| p.downcast::<InputRef<A>>().ok());
+            let second = ports.next().and_then(|p| p.downcast::<InputRef<B>>().ok());
+            match (first, second) {
+                (Some(first), Some(second)) => {
+                    Ok(BuiltTwo { op: Rc::new(RefCell::new(Ports(*first, *second))), lifecycle })
+                }
+                _ => Err("the harness's operator has no inputs of the harness's record types".into()),
+            }
+        }))
     }
 
     /// A harness around a [`CoProcessFunction`].

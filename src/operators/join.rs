@@ -1,0 +1,490 @@
+//! Joins of two keyed streams: the interval join (Flink's `IntervalJoinOperator`) and the window
+//! join and co-group (Flink's `JoinedStreams` / `CoGroupedStreams`, a window operator over both inputs).
+//!
+//! Interval join: a record `l` of the left input at `tl` meets every right record `r` of its key at
+//! `tr` with `tl + lower <= tr <= tl + upper` (bounds made exclusive by one ms when asked), whichever
+//! arrives first; each pair goes to a [`ProcessJoinFunction`] and its results carry
+//! `max(tl, tr)`. A record behind the operator's watermark (the minimum of both inputs') is late:
+//! it goes to that side's late-data side output if one is set, else it is dropped and counted. Each
+//! record is kept until the watermark passes the last time a partner could still come, then dropped,
+//! so a bounded job ends with no state left.
+
+use std::collections::BTreeMap;
+
+use super::batch::{RecordBatch, timestamp_at};
+use super::context::{OperatorCore, RuntimeContext, ShardEnv};
+use super::functions::Collector;
+use super::input::{Lifecycle, OpError, OpResult, Output};
+use super::merge::ControlMerger;
+use super::side_output::{OutputTag, SideOutputs};
+use super::two_input::TwoInputOperator;
+use super::window::functions::{ApplyAll, Elements, WindowContext};
+use crate::exchange::Control;
+use crate::metrics::Counter;
+use crate::state::{KeyGroupRange, KeyGroupedMap, TimerQueue, key_group_of};
+use crate::time::Watermark;
+use crate::util::BoxError;
+use crate::window::Window;
+
+/// What a join function knows about the pair at hand.
+pub struct ProcessJoinContext<'a> {
+    left_timestamp: i64,
+    right_timestamp: i64,
+    sides: &'a mut SideOutputs,
+}
+
+impl ProcessJoinContext<'_> {
+    /// The left record's timestamp.
+    pub fn left_timestamp(&self) -> i64 {
+        self.left_timestamp
+    }
+
+    /// The right record's timestamp.
+    pub fn right_timestamp(&self) -> i64 {
+        self.right_timestamp
+    }
+
+    /// The timestamp of the results: the later of the two.
+    pub fn timestamp(&self) -> i64 {
+        self.left_timestamp.max(self.right_timestamp)
+    }
+
+    /// Emits `value` to side output `tag`, with the pair's timestamp.
+    pub fn output<X: 'static>(&mut self, tag: &OutputTag<X>, value: X) {
+        let timestamp = self.timestamp();
+        self.sides.emit(tag, value, Some(timestamp));
+    }
+}
+
+/// Handles the pairs of an interval join (Flink's `ProcessJoinFunction`).
+///
+/// ```
+/// use rill::prelude::*;
+/// #[derive(Clone)]
+/// struct Pair;
+/// impl ProcessJoinFunction<(char, i64), (char, i64), (i64, i64)> for Pair {
+///     fn process_element(&mut self, l: &(char, i64), r: &(char, i64), _ctx: &mut ProcessJoinContext<'_>,
+///                        out: &mut Collector<'_, (i64, i64)>) -> Result<(), BoxError> {
+///         out.collect((l.1, r.1));
+///         Ok(())
+///     }
+/// }
+/// let env = StreamEnv::builder().cores(1).build()?;
+/// let stamp = || WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|r: &(char, i64), _| r.1);
+/// let left = env.from_iter(vec![('a', 10i64), ('a', 20)]).assign_timestamps_and_watermarks(stamp());
+/// let right = env.from_iter(vec![('a', 11i64), ('a', 25)]).assign_timestamps_and_watermarks(stamp());
+/// let pairs = left
+///     .key_by(|r: &(char, i64)| r.0)
+///     .interval_join(&right.key_by(|r: &(char, i64)| r.0))
+///     .between(0, 5)
+///     .process(Pair)
+///     .collect();
+/// env.execute()?;
+/// let mut pairs = pairs.take();
+/// pairs.sort();
+/// assert_eq!(pairs, vec![(10, 11), (20, 25)]);
+/// # Ok::<(), rill::Error>(())
+/// ```
+pub trait ProcessJoinFunction<L, R, O>: Send + 'static {
+    /// Called once per instance before any record.
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// Handles one joined pair.
+    fn process_element(
+        &mut self,
+        left: &L,
+        right: &R,
+        ctx: &mut ProcessJoinContext<'_>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError>;
+    /// Called once per instance after the inputs ended.
+    fn close(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// The interval join's settings, bounds already made inclusive.
+#[derive(Clone)]
+pub(crate) struct IntervalBounds<L, R> {
+    pub lower: i64,
+    pub upper: i64,
+    pub left_late: Option<OutputTag<L>>,
+    pub right_late: Option<OutputTag<R>>,
+}
+
+struct Buffers<L, R> {
+    left: BTreeMap<i64, Vec<L>>,
+    right: BTreeMap<i64, Vec<R>>,
+}
+
+const LEFT: u8 = 0;
+const RIGHT: u8 = 1;
+
+/// Emits early when a burst of pairs grows past a batch.
+const EMIT_EVERY: usize = 1024;
+
+/// The interval join's state and output (the operator minus its watermark merging).
+pub(crate) struct IntervalJoin<K, L, R, O, S1, S2, F> {
+    core: OperatorCore,
+    max_parallelism: usize,
+    key_groups: KeyGroupRange,
+    selectors: (S1, S2),
+    bounds: IntervalBounds<L, R>,
+    function: F,
+    buffers: KeyGroupedMap<K, Buffers<L, R>>,
+    timers: TimerQueue<K, u8>,
+    watermark: i64,
+    late_dropped: Counter,
+    out: Output<O>,
+    scratch: RecordBatch<O>,
+}
+
+impl<K, L, R, O, S1, S2, F> IntervalJoin<K, L, R, O, S1, S2, F>
+where
+    K: crate::api::Key,
+    L: 'static,
+    R: 'static,
+    O: Clone,
+    S1: Fn(&L) -> K,
+    S2: Fn(&R) -> K,
+    F: ProcessJoinFunction<L, R, O>,
+{
+    pub fn new(
+        env: &ShardEnv,
+        core: OperatorCore,
+        parallelism: usize,
+        selectors: (S1, S2),
+        bounds: IntervalBounds<L, R>,
+        function: F,
+        out: Output<O>,
+    ) -> Self {
+        let key_groups = KeyGroupRange::for_subtask(env.max_parallelism, parallelism, env.shard);
+        IntervalJoin {
+            max_parallelism: env.max_parallelism,
+            key_groups,
+            selectors,
+            bounds,
+            function,
+            buffers: KeyGroupedMap::new(env.max_parallelism, key_groups),
+            timers: TimerQueue::new(key_groups),
+            watermark: i64::MIN,
+            late_dropped: core.context.metrics().counter(crate::metrics::names::LATE_RECORDS_DROPPED),
+            out,
+            scratch: RecordBatch::new(),
+            core,
+        }
+    }
+
+    fn flush(&mut self) -> OpResult {
+        if self.scratch.is_empty() {
+            return self.out.sides().flush();
+        }
+        self.core.records_out.add(self.scratch.len() as u64);
+        let result = self.out.process_batch(&mut self.scratch);
+        self.scratch.clear();
+        result
+    }
+
+    /// Checks a record's key and timestamp; `None` if it is late (then sent or counted).
+    fn admit<X: 'static>(
+        &mut self,
+        key: &K,
+        timestamp: Option<i64>,
+        late: Option<&OutputTag<X>>,
+        value: X,
+    ) -> Result<Option<(usize, i64, X)>, OpError> {
+        let key_group = key_group_of(key, self.max_parallelism);
+        if !self.key_groups.contains(key_group) {
+            return Err(OpError::new(
+                self.core.id,
+                format!("a key of key group {key_group} reached the instance owning key groups {:?}", self.key_groups),
+            ));
+        }
+        let Some(ts) = timestamp else {
+            return Err(OpError::new(
+                self.core.id,
+                "an interval join needs event timestamps: assign them with assign_timestamps_and_watermarks",
+            ));
+        };
+        if self.watermark != i64::MIN && ts < self.watermark {
+            match late {
+                Some(tag) => self.out.sides().emit(tag, value, Some(ts)),
+                None => self.late_dropped.inc(),
+            }
+            return Ok(None);
+        }
+        Ok(Some((key_group, ts, value)))
+    }
+
+    fn process_left(&mut self, value: L, timestamp: Option<i64>) -> OpResult {
+        let key = (self.selectors.0)(&value);
+        let late = self.bounds.left_late.clone();
+        let Some((key_group, ts, value)) = self.admit(&key, timestamp, late.as_ref(), value)? else {
+            return Ok(());
+        };
+        let (lower, upper) = (self.bounds.lower, self.bounds.upper);
+        let buffers = self
+            .buffers
+            .entry_or_insert_with(key.clone(), || Buffers { left: BTreeMap::new(), right: BTreeMap::new() });
+        let bucket = buffers.left.entry(ts).or_default();
+        bucket.push(value);
+        let left = bucket.last().expect("just pushed");
+        let range = ts.saturating_add(lower)..=ts.saturating_add(upper);
+        for (&right_ts, rights) in buffers.right.range(range) {
+            for right in rights {
+                let mut ctx =
+                    ProcessJoinContext { left_timestamp: ts, right_timestamp: right_ts, sides: self.out.sides() };
+                let mut out = Collector::with_timestamp(&mut self.scratch, Some(ts.max(right_ts)));
+                self.function
+                    .process_element(left, right, &mut ctx, &mut out)
+                    .map_err(|e| OpError::new(self.core.id, e))?;
+            }
+        }
+        let cleanup = if upper > 0 { ts.saturating_add(upper) } else { ts };
+        self.timers.register(key_group, &key, &LEFT, cleanup);
+        if self.scratch.len() >= EMIT_EVERY { self.flush() } else { Ok(()) }
+    }
+
+    fn process_right(&mut self, value: R, timestamp: Option<i64>) -> OpResult {
+        let key = (self.selectors.1)(&value);
+        let late = self.bounds.right_late.clone();
+        let Some((key_group, ts, value)) = self.admit(&key, timestamp, late.as_ref(), value)? else {
+            return Ok(());
+        };
+        let (lower, upper) = (self.bounds.lower, self.bounds.upper);
+        let buffers = self
+            .buffers
+            .entry_or_insert_with(key.clone(), || Buffers { left: BTreeMap::new(), right: BTreeMap::new() });
+        let bucket = buffers.right.entry(ts).or_default();
+        bucket.push(value);
+        let right = bucket.last().expect("just pushed");
+        let range = ts.saturating_sub(upper)..=ts.saturating_sub(lower);
+        for (&left_ts, lefts) in buffers.left.range(range) {
+            for left in lefts {
+                let mut ctx =
+                    ProcessJoinContext { left_timestamp: left_ts, right_timestamp: ts, sides: self.out.sides() };
+                let mut out = Collector::with_timestamp(&mut self.scratch, Some(ts.max(left_ts)));
+                self.function
+                    .process_element(left, right, &mut ctx, &mut out)
+                    .map_err(|e| OpError::new(self.core.id, e))?;
+            }
+        }
+        let cleanup = if lower < 0 { ts.saturating_sub(lower) } else { ts };
+        self.timers.register(key_group, &key, &RIGHT, cleanup);
+        if self.scratch.len() >= EMIT_EVERY { self.flush() } else { Ok(()) }
+    }
+
+    /// Drops the records no partner can reach any more.
+    fn on_watermark(&mut self, watermark: i64) {
+        self.watermark = watermark;
+        let (lower, upper) = (self.bounds.lower, self.bounds.upper);
+        while let Some(timer) = self.timers.pop_due(watermark) {
+            let Some(buffers) = self.buffers.get_mut(&timer.key) else { continue };
+            if timer.namespace == LEFT {
+                let ts = if upper <= 0 { timer.timestamp } else { timer.timestamp.saturating_sub(upper) };
+                buffers.left.remove(&ts);
+            } else {
+                let ts = if lower <= 0 { timer.timestamp.saturating_add(lower) } else { timer.timestamp };
+                buffers.right.remove(&ts);
+            }
+            if buffers.left.is_empty() && buffers.right.is_empty() {
+                self.buffers.remove(&timer.key);
+            }
+        }
+    }
+
+    fn on_control(&mut self, control: Control) -> OpResult {
+        if let Control::Watermark(Watermark(watermark)) = control {
+            self.on_watermark(watermark);
+        }
+        self.flush()?;
+        self.out.process_control(control)
+    }
+
+    fn process_batch<X>(
+        &mut self,
+        batch: &mut RecordBatch<X>,
+        mut each: impl FnMut(&mut Self, X, Option<i64>) -> OpResult,
+    ) -> OpResult {
+        self.core.enter();
+        self.core.records_in.add(batch.len() as u64);
+        let timestamps = std::mem::take(&mut batch.timestamps);
+        for (index, value) in batch.values.drain(..).enumerate() {
+            each(self, value, timestamp_at(&timestamps, index))?;
+        }
+        batch.timestamps = timestamps;
+        self.flush()
+    }
+}
+
+/// The interval join operator: the join behind a merger of both inputs' watermarks.
+pub(crate) struct IntervalJoinOp<K, L, R, O, S1, S2, F> {
+    join: IntervalJoin<K, L, R, O, S1, S2, F>,
+    merger: ControlMerger,
+}
+
+impl<K, L, R, O, S1, S2, F> IntervalJoinOp<K, L, R, O, S1, S2, F> {
+    pub fn new(join: IntervalJoin<K, L, R, O, S1, S2, F>) -> Self {
+        IntervalJoinOp { join, merger: ControlMerger::for_inputs(2) }
+    }
+}
+
+impl<K, L, R, O, S1, S2, F> TwoInputOperator<L, R> for IntervalJoinOp<K, L, R, O, S1, S2, F>
+where
+    K: crate::api::Key,
+    L: 'static,
+    R: 'static,
+    O: Clone,
+    S1: Fn(&L) -> K,
+    S2: Fn(&R) -> K,
+    F: ProcessJoinFunction<L, R, O>,
+{
+    fn process_first(&mut self, batch: &mut RecordBatch<L>) -> OpResult {
+        self.join.process_batch(batch, |join, value, ts| join.process_left(value, ts))
+    }
+
+    fn process_second(&mut self, batch: &mut RecordBatch<R>) -> OpResult {
+        self.join.process_batch(batch, |join, value, ts| join.process_right(value, ts))
+    }
+
+    fn process_control_on(&mut self, port: usize, control: Control) -> OpResult {
+        self.join.core.enter();
+        self.join.core.observe_control(&control);
+        let join = &mut self.join;
+        self.merger.on_control(port, control, |c| join.on_control(c))
+    }
+}
+
+impl<K, L, R, O, S1, S2, F> Lifecycle for IntervalJoinOp<K, L, R, O, S1, S2, F>
+where
+    K: crate::api::Key,
+    L: 'static,
+    R: 'static,
+    O: Clone,
+    S1: Fn(&L) -> K,
+    S2: Fn(&R) -> K,
+    F: ProcessJoinFunction<L, R, O>,
+{
+    fn open(&mut self) -> OpResult {
+        let join = &mut self.join;
+        join.core.open_function(|ctx| join.function.open(ctx))
+    }
+
+    fn close(&mut self) -> OpResult {
+        let join = &mut self.join;
+        join.core.close_function(|| join.function.close())
+    }
+
+    fn timer_counts(&self) -> (usize, usize) {
+        (self.join.timers.len(), 0)
+    }
+
+    fn state_entries(&self) -> usize {
+        self.join.buffers.len()
+    }
+}
+
+/// A record of either input of a window join or co-group, as the window's assigner and trigger see it
+/// (Flink's `TaggedUnion`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaggedUnion<A, B> {
+    /// A record of the first input.
+    One(A),
+    /// A record of the second input.
+    Two(B),
+}
+
+/// Computes a window join or co-group from a window's records of both inputs.
+#[derive(Clone)]
+pub(crate) struct CoGroupApply<F>(pub F);
+
+impl<K, A, B, W, O, F> ApplyAll<K, TaggedUnion<A, B>, W, O> for CoGroupApply<F>
+where
+    A: Clone + 'static,
+    B: Clone + 'static,
+    W: Window,
+    F: FnMut(&[A], &[B], &mut Collector<'_, O>) -> Result<(), BoxError> + 'static,
+{
+    fn apply(
+        &mut self,
+        _key: &K,
+        elements: Elements<'_, TaggedUnion<A, B>>,
+        _ctx: &mut WindowContext<'_, W>,
+        out: &mut Collector<'_, O>,
+    ) -> Result<(), BoxError> {
+        let (mut left, mut right) = (Vec::new(), Vec::new());
+        for element in elements {
+            match element {
+                TaggedUnion::One(a) => left.push(a.clone()),
+                TaggedUnion::Two(b) => right.push(b.clone()),
+            }
+        }
+        (self.0)(&left, &right, out)
+    }
+}
+
+/// A two-input window operator: both inputs' records go into one window operator's windows.
+pub(crate) struct CoGroupOp<Op> {
+    inner: Op,
+    merger: ControlMerger,
+}
+
+impl<Op> CoGroupOp<Op> {
+    pub fn new(inner: Op) -> Self {
+        CoGroupOp { inner, merger: ControlMerger::for_inputs(2) }
+    }
+}
+
+fn tag<X, Y>(batch: &mut RecordBatch<X>, wrap: impl Fn(X) -> Y) -> RecordBatch<Y> {
+    let mut tagged = RecordBatch::new();
+    let timestamps = std::mem::take(&mut batch.timestamps);
+    for (index, value) in batch.values.drain(..).enumerate() {
+        match timestamp_at(&timestamps, index) {
+            Some(ts) => tagged.push_with_timestamp(wrap(value), ts),
+            None => tagged.push(wrap(value)),
+        }
+    }
+    batch.timestamps = timestamps;
+    tagged
+}
+
+impl<A, B, Op> TwoInputOperator<A, B> for CoGroupOp<Op>
+where
+    Op: super::input::Input<TaggedUnion<A, B>>,
+{
+    fn process_first(&mut self, batch: &mut RecordBatch<A>) -> OpResult {
+        self.inner.process_batch(&mut tag(batch, TaggedUnion::One))
+    }
+
+    fn process_second(&mut self, batch: &mut RecordBatch<B>) -> OpResult {
+        self.inner.process_batch(&mut tag(batch, TaggedUnion::Two))
+    }
+
+    fn process_control_on(&mut self, port: usize, control: Control) -> OpResult {
+        let inner = &mut self.inner;
+        self.merger.on_control(port, control, |c| inner.process_control(c))
+    }
+}
+
+impl<Op: Lifecycle> Lifecycle for CoGroupOp<Op> {
+    fn open(&mut self) -> OpResult {
+        self.inner.open()
+    }
+
+    fn close(&mut self) -> OpResult {
+        self.inner.close()
+    }
+
+    fn on_processing_time(&mut self, now_ms: i64) -> OpResult {
+        self.inner.on_processing_time(now_ms)
+    }
+
+    fn timer_counts(&self) -> (usize, usize) {
+        self.inner.timer_counts()
+    }
+
+    fn state_entries(&self) -> usize {
+        self.inner.state_entries()
+    }
+}
