@@ -1,7 +1,10 @@
 //! The book's chapter 6 examples on small deterministic inputs: the processing-time functions of
 //! `examples/temp_increase_alert.rs` and `examples/reading_filter.rs` under the operator test harness,
 //! whose clock only moves when the test moves it, and `examples/freezing_side_output.rs` both under the
-//! harness and as a job over its built-in readings.
+//! harness and as a job over its built-in readings. The window examples
+//! (`examples/average_sensor_readings.rs`, `examples/min_max_temperature.rs`,
+//! `examples/late_readings.rs`) run their window operators under the harness, built by the examples'
+//! own functions, and their jobs over their built-in readings.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +28,18 @@ mod freezing_side_output;
 #[allow(dead_code, clippy::duplicate_mod)]
 #[path = "../examples/reading_filter.rs"]
 mod reading_filter;
+
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../examples/average_sensor_readings.rs"]
+mod average_sensor_readings;
+
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../examples/min_max_temperature.rs"]
+mod min_max_temperature;
+
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../examples/late_readings.rs"]
+mod late_readings;
 
 mod temp_increase {
     use super::*;
@@ -252,5 +267,385 @@ mod filter {
         }
         assert_eq!(per_sensor, BTreeMap::from([("sensor_2".to_string(), 30), ("sensor_7".to_string(), 30)]));
         Ok(())
+    }
+}
+
+mod average {
+    use super::*;
+    use average_sensor_readings::{
+        AverageTemperature, AvgTempFunction, SensorReading, average_per_second, event_time, reading,
+    };
+
+    fn at(id: &str, timestamp_ms: i64, temperature: f64) -> SensorReading {
+        SensorReading { id: id.to_string(), timestamp_ms, temperature }
+    }
+
+    fn average(id: &str, window_end: i64, temperature: f64) -> AverageTemperature {
+        (id.to_string(), window_end, temperature)
+    }
+
+    #[test]
+    fn the_aggregate_keeps_a_sum_and_a_count() {
+        let f = AvgTempFunction;
+        let mut acc = f.create_accumulator();
+        f.add(at("sensor_1", 0, 60.0), &mut acc);
+        f.add(at("sensor_1", 1, 63.0), &mut acc);
+        assert_eq!(acc, (123.0, 2));
+        assert_eq!(f.get_result(&acc), 61.5);
+        let merged = f.merge(acc, (70.0, 1));
+        assert_eq!(merged, (193.0, 3));
+        assert_eq!(f.get_result(&merged), 193.0 / 3.0);
+    }
+
+    #[test]
+    fn each_sensor_averages_per_second_with_the_window_end() -> Result<(), BoxError> {
+        let mut h = OneInputHarness::operator(average_per_second);
+        for r in [
+            at("sensor_1", 0, 60.0),
+            at("sensor_2", 100, 70.0),
+            at("sensor_1", 999, 61.0),
+            at("sensor_1", 1_000, 80.0), // the next window
+            at("sensor_1", 500, 65.0),   // out of order, on time
+        ] {
+            let timestamp = r.timestamp_ms;
+            h.process_element(r, timestamp)?;
+        }
+        h.process_watermark(998)?;
+        assert_eq!(h.take_output(), vec![Emitted::Watermark(998)], "no window ends before 999");
+
+        h.process_watermark(999)?;
+        assert_eq!(
+            h.take_output(),
+            vec![
+                Emitted::Record(average("sensor_1", 1_000, 62.0), Some(999)),
+                Emitted::Record(average("sensor_2", 1_000, 70.0), Some(999)),
+                Emitted::Watermark(999),
+            ],
+            "(id, window end, average), at the window's last millisecond"
+        );
+
+        // Late for [0, 1000) with no allowed lateness: dropped, the next window unchanged.
+        h.process_element(at("sensor_1", 400, 0.0), 400)?;
+        h.process_element(at("sensor_1", 1_999, 81.0), 1_999)?;
+        h.end_input()?;
+        assert_eq!(
+            h.take_output(),
+            vec![Emitted::Record(average("sensor_1", 2_000, 80.5), Some(1_999)), Emitted::Watermark(i64::MAX)]
+        );
+        assert_eq!(h.num_state_entries(), 0, "every window was cleaned up");
+        Ok(())
+    }
+
+    #[test]
+    fn the_example_job_averages_its_built_in_readings() {
+        let (sensors, seconds) = (3, 3);
+        let count = sensors * seconds * 10;
+        // Quarter degrees: the sums are exact in any order.
+        let mut sums: BTreeMap<(i64, String), (f64, u64)> = BTreeMap::new();
+        for r in (0..count).map(|i| reading(i, sensors)) {
+            let end = r.timestamp_ms - r.timestamp_ms.rem_euclid(1_000) + 1_000;
+            let sum = sums.entry((end, r.id)).or_default();
+            sum.0 += r.temperature;
+            sum.1 += 1;
+        }
+        assert!(sums.values().all(|&(_, n)| n == 10), "ten readings of each sensor per second");
+        let expected: Vec<AverageTemperature> =
+            sums.into_iter().map(|((end, id), (sum, n))| (id, end, sum / n as f64)).collect();
+        assert_eq!(expected.len(), (sensors * seconds) as usize);
+        for shards in [1, 2] {
+            let mut averages = within("the average job", move || {
+                let env = env_with(shards);
+                let readings = env
+                    .generator(Generator::bounded(count), move |i| reading(i, sensors))
+                    .assign_timestamps_and_watermarks(event_time());
+                let averages = average_per_second(&readings).collect();
+                env.execute().unwrap_or_else(|e| panic!("the job failed: {e}"));
+                averages.take()
+            });
+            averages.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+            assert_eq!(averages, expected, "on {shards} shards");
+        }
+    }
+}
+
+mod min_max {
+    use super::*;
+    use min_max_temperature::{MinMaxTemp, SensorReading, event_time, min_max_per_window, reading, to_min_max};
+
+    fn at(id: &str, temperature: f64) -> (String, f64, f64) {
+        to_min_max(SensorReading { id: id.to_string(), timestamp_ms: 0, temperature })
+    }
+
+    fn min_max(id: &str, min: f64, max: f64, end_of_window: i64) -> MinMaxTemp {
+        MinMaxTemp { id: id.to_string(), min, max, end_of_window }
+    }
+
+    #[test]
+    fn each_sensor_gets_its_lowest_and_highest_temperature_per_5_s() -> Result<(), BoxError> {
+        let mut h = OneInputHarness::operator(min_max_per_window);
+        h.process_element(at("sensor_1", 60.0), 0)?;
+        h.process_element(at("sensor_1", 55.5), 2_000)?;
+        h.process_element(at("sensor_2", 70.0), 100)?;
+        h.process_element(at("sensor_1", 50.0), 5_000)?; // the next window
+        h.process_element(at("sensor_1", 63.0), 4_999)?;
+        h.process_watermark(4_999)?;
+        assert_eq!(
+            h.take_output(),
+            vec![
+                Emitted::Record(min_max("sensor_1", 55.5, 63.0, 5_000), Some(4_999)),
+                Emitted::Record(min_max("sensor_2", 70.0, 70.0, 5_000), Some(4_999)),
+                Emitted::Watermark(4_999),
+            ]
+        );
+        assert_eq!(h.num_state_entries(), 1, "only sensor_1's second window is left");
+
+        h.process_element(at("sensor_1", 52.0), 9_999)?;
+        h.process_element(at("sensor_2", 71.0), 12_000)?;
+        h.end_input()?;
+        assert_eq!(
+            h.take_output(),
+            vec![
+                Emitted::Record(min_max("sensor_1", 50.0, 52.0, 10_000), Some(9_999)),
+                Emitted::Record(min_max("sensor_2", 71.0, 71.0, 15_000), Some(14_999)),
+                Emitted::Watermark(i64::MAX),
+            ]
+        );
+        assert_eq!(h.num_state_entries(), 0, "every window was cleaned up");
+        Ok(())
+    }
+
+    #[test]
+    fn the_example_job_finds_the_extremes_of_its_built_in_readings() {
+        let (sensors, seconds) = (3, 15);
+        let count = sensors * seconds * 10;
+        let mut extremes: BTreeMap<(i64, String), (f64, f64)> = BTreeMap::new();
+        for r in (0..count).map(|i| reading(i, sensors)) {
+            let end = r.timestamp_ms - r.timestamp_ms.rem_euclid(5_000) + 5_000;
+            let e = extremes.entry((end, r.id)).or_insert((f64::INFINITY, f64::NEG_INFINITY));
+            *e = (e.0.min(r.temperature), e.1.max(r.temperature));
+        }
+        let expected: Vec<MinMaxTemp> = extremes
+            .into_iter()
+            .map(|((end_of_window, id), (min, max))| MinMaxTemp { id, min, max, end_of_window })
+            .collect();
+        assert_eq!(expected.len(), (sensors * seconds / 5) as usize);
+        for shards in [1, 2] {
+            let mut results = within("the min-max job", move || {
+                let env = env_with(shards);
+                let readings = env
+                    .generator(Generator::bounded(count), move |i| reading(i, sensors))
+                    .assign_timestamps_and_watermarks(event_time())
+                    .map(to_min_max);
+                let results = min_max_per_window(&readings).collect();
+                env.execute().unwrap_or_else(|e| panic!("the job failed: {e}"));
+                results.take()
+            });
+            results.sort_by(|a, b| (a.end_of_window, &a.id).cmp(&(b.end_of_window, &b.id)));
+            assert_eq!(results, expected, "on {shards} shards");
+        }
+    }
+}
+
+mod late {
+    use super::*;
+    use late_readings::{
+        SensorReading, UpdatedWindowCount, WindowCount, built_in_readings, count_with_late_side_output, event_time,
+        late_readings, updating_counts,
+    };
+
+    fn at(id: &str, timestamp_ms: i64) -> SensorReading {
+        SensorReading { id: id.to_string(), timestamp_ms, temperature: 60.0 }
+    }
+
+    fn read(h: &mut OneInputHarness<SensorReading, impl Clone + 'static>, id: &str, ts: i64) -> Result<(), BoxError> {
+        h.process_element(at(id, ts), ts)
+    }
+
+    fn count(id: &str, window_end: i64, count: u64) -> WindowCount {
+        (id.to_string(), window_end, count)
+    }
+
+    fn updated(id: &str, window_end: i64, count: u64, evaluation: &str) -> UpdatedWindowCount {
+        (id.to_string(), window_end, count, evaluation.to_string())
+    }
+
+    #[test]
+    fn late_readings_go_to_the_side_output() -> Result<(), BoxError> {
+        let mut h = OneInputHarness::operator(count_with_late_side_output);
+        read(&mut h, "sensor_1", 1_000)?;
+        read(&mut h, "sensor_2", 9_999)?;
+        read(&mut h, "sensor_1", 10_000)?; // the next window
+        h.process_watermark(9_999)?;
+        assert_eq!(
+            h.take_output(),
+            vec![
+                Emitted::Record(count("sensor_1", 10_000, 1), Some(9_999)),
+                Emitted::Record(count("sensor_2", 10_000, 1), Some(9_999)),
+                Emitted::Watermark(9_999),
+            ]
+        );
+
+        // At or below the watermark, for windows that fired: late.
+        read(&mut h, "sensor_1", 9_999)?;
+        read(&mut h, "sensor_2", 5_000)?;
+        read(&mut h, "sensor_3", 0)?; // a window that never fired: late all the same
+        read(&mut h, "sensor_1", 10_001)?; // on time
+        assert!(h.take_output().is_empty(), "late readings change no count");
+        assert_eq!(
+            h.side_output(&late_readings()),
+            vec![
+                (at("sensor_1", 9_999), Some(9_999)),
+                (at("sensor_2", 5_000), Some(5_000)),
+                (at("sensor_3", 0), Some(0)),
+            ],
+            "late readings keep their timestamps"
+        );
+
+        h.end_input()?;
+        assert_eq!(
+            h.take_output(),
+            vec![Emitted::Record(count("sensor_1", 20_000, 2), Some(19_999)), Emitted::Watermark(i64::MAX)]
+        );
+        assert_eq!(h.side_output(&late_readings()).len(), 3);
+        assert_eq!(h.num_state_entries(), 0, "every window was cleaned up");
+        Ok(())
+    }
+
+    #[test]
+    fn late_readings_within_the_allowed_lateness_update_the_count() -> Result<(), BoxError> {
+        let mut h = OneInputHarness::operator(updating_counts);
+        read(&mut h, "sensor_1", 1_000)?;
+        read(&mut h, "sensor_2", 2_000)?;
+        read(&mut h, "sensor_1", 9_000)?;
+        h.process_watermark(9_999)?;
+        assert_eq!(
+            h.take_output(),
+            vec![
+                Emitted::Record(updated("sensor_1", 10_000, 2, "first"), Some(9_999)),
+                Emitted::Record(updated("sensor_2", 10_000, 1, "first"), Some(9_999)),
+                Emitted::Watermark(9_999),
+            ]
+        );
+
+        // A late reading fires its window again at once, with the same watermark as the first firing.
+        read(&mut h, "sensor_1", 5_000)?;
+        assert_eq!(h.take_output(), vec![Emitted::Record(updated("sensor_1", 10_000, 3, "update"), Some(9_999))]);
+
+        h.process_watermark(12_000)?;
+        read(&mut h, "sensor_2", 9_999)?;
+        // A sensor whose window never fired: its first result comes with its first (late) reading.
+        read(&mut h, "sensor_3", 3_000)?;
+        read(&mut h, "sensor_3", 3_500)?;
+        h.process_watermark(14_998)?;
+        read(&mut h, "sensor_1", 100)?; // the last millisecond of the allowed lateness
+        assert_eq!(
+            h.take_output(),
+            vec![
+                Emitted::Watermark(12_000),
+                Emitted::Record(updated("sensor_2", 10_000, 2, "update"), Some(9_999)),
+                Emitted::Record(updated("sensor_3", 10_000, 1, "first"), Some(9_999)),
+                Emitted::Record(updated("sensor_3", 10_000, 2, "update"), Some(9_999)),
+                Emitted::Watermark(14_998),
+                Emitted::Record(updated("sensor_1", 10_000, 4, "update"), Some(9_999)),
+            ]
+        );
+
+        // Window end + allowed lateness: the windows are cleaned up; later readings are dropped.
+        h.process_watermark(14_999)?;
+        assert_eq!(h.num_state_entries(), 0, "the windows [0, 10 s) were cleaned up");
+        read(&mut h, "sensor_1", 9_999)?;
+        read(&mut h, "sensor_4", 9_000)?;
+        assert_eq!(h.num_state_entries(), 0, "too late: dropped");
+
+        // The next windows count from scratch, and their first results are first results again.
+        read(&mut h, "sensor_1", 15_000)?;
+        read(&mut h, "sensor_2", 19_999)?;
+        h.process_watermark(19_999)?;
+        read(&mut h, "sensor_2", 10_000)?;
+        h.end_input()?;
+        assert_eq!(
+            h.take_output(),
+            vec![
+                Emitted::Watermark(14_999),
+                Emitted::Record(updated("sensor_1", 20_000, 1, "first"), Some(19_999)),
+                Emitted::Record(updated("sensor_2", 20_000, 1, "first"), Some(19_999)),
+                Emitted::Watermark(19_999),
+                Emitted::Record(updated("sensor_2", 20_000, 2, "update"), Some(19_999)),
+                Emitted::Watermark(i64::MAX),
+            ]
+        );
+        assert_eq!(h.num_state_entries(), 0, "every window was cleaned up");
+        Ok(())
+    }
+
+    /// The results of each sensor and window in the order they came, and the late readings sorted.
+    type JobResults =
+        (BTreeMap<(String, i64), Vec<u64>>, BTreeMap<(String, i64), Vec<(u64, String)>>, Vec<(String, i64)>);
+
+    fn run_example_job(shards: usize) -> JobResults {
+        let (counts, updates, late) = within("the late-readings job", move || {
+            let env = env_with(shards);
+            // One generator sees every reading in arrival order (as in the example).
+            let readings =
+                env.from_iter(built_in_readings()).assign_timestamps_and_watermarks(event_time()).set_parallelism(1);
+            let counts = count_with_late_side_output(&readings);
+            let late = counts.get_side_output(&late_readings()).collect();
+            let counts = counts.collect();
+            let updates = updating_counts(&readings).collect();
+            env.execute().unwrap_or_else(|e| panic!("the job failed: {e}"));
+            (counts.take(), updates.take(), late.take())
+        });
+        let mut per_window: BTreeMap<(String, i64), Vec<u64>> = BTreeMap::new();
+        for (id, end, n) in counts {
+            per_window.entry((id, end)).or_default().push(n);
+        }
+        let mut updates_per_window: BTreeMap<(String, i64), Vec<(u64, String)>> = BTreeMap::new();
+        for (id, end, n, evaluation) in updates {
+            updates_per_window.entry((id, end)).or_default().push((n, evaluation));
+        }
+        let mut late: Vec<(String, i64)> = late.into_iter().map(|r| (r.id, r.timestamp_ms)).collect();
+        late.sort();
+        (per_window, updates_per_window, late)
+    }
+
+    #[test]
+    fn the_example_job_redirects_and_updates_for_its_late_readings() {
+        let key = |id: &str, end: i64| (id.to_string(), end);
+        let expected_counts = BTreeMap::from([
+            (key("sensor_1", 10_000), vec![3]),
+            (key("sensor_2", 10_000), vec![2]),
+            (key("sensor_3", 10_000), vec![1]),
+            (key("sensor_1", 20_000), vec![2]),
+            (key("sensor_2", 20_000), vec![1]),
+            (key("sensor_3", 20_000), vec![2]),
+            (key("sensor_1", 30_000), vec![1]),
+            (key("sensor_2", 30_000), vec![1]),
+        ]);
+        let first = |n: u64| (n, "first".to_string());
+        let update = |n: u64| (n, "update".to_string());
+        let expected_updates = BTreeMap::from([
+            (key("sensor_1", 10_000), vec![first(3)]),
+            (key("sensor_2", 10_000), vec![first(2), update(3)]),
+            (key("sensor_3", 10_000), vec![first(1), update(2)]),
+            (key("sensor_1", 20_000), vec![first(2)]),
+            (key("sensor_2", 20_000), vec![first(1), update(2)]),
+            (key("sensor_3", 20_000), vec![first(2)]),
+            (key("sensor_4", 20_000), vec![first(1)]),
+            (key("sensor_1", 30_000), vec![first(1)]),
+            (key("sensor_2", 30_000), vec![first(1)]),
+        ]);
+        let expected_late = vec![
+            key("sensor_1", 5_000),
+            key("sensor_2", 9_800),
+            key("sensor_2", 19_000),
+            key("sensor_3", 6_000),
+            key("sensor_4", 12_000),
+        ];
+        for shards in [1, 2] {
+            let (counts, updates, late) = run_example_job(shards);
+            assert_eq!(counts, expected_counts, "on {shards} shards");
+            assert_eq!(updates, expected_updates, "on {shards} shards");
+            assert_eq!(late, expected_late, "on {shards} shards");
+        }
     }
 }
