@@ -1,5 +1,5 @@
-//! Aligned event-time windows (tumbling and sliding with the default trigger, stored as shared slices
-//! of time) behave exactly as the general window operator: the same results, timestamps, late firings,
+//! Aligned event-time windows (tumbling windows stored by window, sliding windows by key, with the default
+//! trigger) behave exactly as the general window operator: the same results, timestamps, late firings,
 //! late records and cleanup, over random out-of-order input with random watermarks.
 
 use std::time::Duration;
@@ -40,7 +40,9 @@ impl<T, W: Window> Trigger<T, W> for SameAsEventTime {
     }
 }
 
-type Rec = (u8, i64);
+/// (key, value, arrival number): the reduce keeps the first record's arrival number, so results show
+/// the order records were folded in.
+type Rec = (u8, i64, u32);
 
 #[derive(Clone, Copy, Debug)]
 enum Shape {
@@ -53,7 +55,7 @@ fn harness(shape: Shape, lateness: u64, general: bool, late: &OutputTag<Rec>) ->
     OneInputHarness::operator(move |input: &DataStream<Rec>| {
         let keyed = input.key_by(|r: &Rec| r.0);
         let lateness = Duration::from_millis(lateness);
-        let sum = |a: Rec, b: Rec| (a.0, a.1 + b.1);
+        let sum = |a: Rec, b: Rec| (a.0, a.1 + b.1, a.2);
         match (shape, general) {
             (Shape::Tumbling(size, offset), false) => keyed
                 .window(TumblingEventTimeWindows::of(Duration::from_millis(size)).with_offset_ms(offset))
@@ -121,6 +123,7 @@ fn slices_give_what_the_general_operator_gives() -> Result<(), BoxError> {
         let mut fast = harness(shape, lateness, false, &late);
         let mut general = harness(shape, lateness, true, &late);
         let mut watermark = -50i64;
+        let mut arrival = 0u32;
         for _ in 0..300 {
             if rng.below(8) == 0 {
                 watermark += rng.below(12) as i64;
@@ -128,7 +131,8 @@ fn slices_give_what_the_general_operator_gives() -> Result<(), BoxError> {
                 general.process_watermark(watermark)?;
             } else {
                 let ts = watermark - 15 + rng.below(40) as i64;
-                let record = (rng.below(5) as u8, 1 + rng.below(100) as i64);
+                arrival += 1;
+                let record = (rng.below(5) as u8, 1 + rng.below(100) as i64, arrival);
                 fast.process_element(record, ts)?;
                 general.process_element(record, ts)?;
             }

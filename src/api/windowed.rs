@@ -16,6 +16,7 @@ use crate::operators::window::functions::{
     AggregateAll, AggregateFn, AllWindows, ApplyAll, EvictingFn, ListFn, PassThrough, ProcessAll, ProcessSingle,
     ReduceAll, ReduceFn, WindowFn,
 };
+use crate::operators::window::sliding::SlidingWindowOp;
 use crate::operators::window::{WindowOp, WindowSettings};
 use crate::operators::{OutputTag, ProcessAllWindowFunction, ProcessWindowFunction};
 use crate::state::AggregateFunction;
@@ -140,9 +141,13 @@ where
             std::any::TypeId::of::<Tr>() == std::any::TypeId::of::<EventTimeTrigger>() && !function.clears()
         });
         let result = match aligned {
-            // Aligned event-time windows with the default trigger: stored as shared slices of time.
-            Some(shape) => stream.add_one_input(name, move |env, info, core, out| {
+            // Aligned event-time windows with the default trigger and an incremental function: tumbling
+            // windows stored by window, sliding windows by key (see their operators).
+            Some(shape) if shape.size == shape.slide => stream.add_one_input(name, move |env, info, core, out| {
                 AlignedWindowOp::new(env, core, info.parallelism, key_selector, (settings, shape), function, out)
+            }),
+            Some(shape) => stream.add_one_input(name, move |env, info, core, out| {
+                SlidingWindowOp::new(env, core, info.parallelism, key_selector, (settings, shape), function, out)
             }),
             None => stream.add_one_input(name, move |env, info, core, out| {
                 WindowOp::new(env, core, info.parallelism, key_selector, settings, function, out)

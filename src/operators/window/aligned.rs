@@ -1,20 +1,18 @@
-//! The window operator for aligned event-time windows (tumbling and sliding) with the default event-time
-//! trigger, no evictor, and an incremental function: the common case, stored by slices of time.
+//! The window operator for tumbling event-time windows with the default event-time trigger, no evictor,
+//! and an incremental function (reduce, aggregate, field aggregations): the common case, stored by
+//! window.
 //!
-//! Instead of a timer and a state entry per (key, window), time is cut into *panes* of
-//! `gcd(size, slide)` (a tumbling window is one pane), and each pane keeps the contents of the keys
-//! that had records in it, in arrival order. A record touches one pane whatever the number of
-//! windows it falls into; a window is the merge of its `size / pane` panes when it fires. The working
-//! set is the panes the watermark has not passed, stored contiguously, so firing walks memory in order.
+//! Instead of a timer and a state entry per (key, window), each window keeps the contents of the keys
+//! that had records in it, in arrival order, in one table of its own; windows are ordered by start.
+//! A record costs one lookup in its window's table; the working set is the windows the watermark has
+//! not passed, and firing walks a window's entries in order.
 //!
 //! What is observable is exactly what the general operator (and Flink's) does with an event-time
 //! trigger: windows fire in order of their end when the watermark passes it, keys of a window in the
-//! order they first had a record in it; a record for a window the watermark passed but whose allowed
-//! lateness has not fires that window for its key at once; a pane is dropped when the last window
-//! holding it is cleaned up; late records go to the side output or are counted. One difference: a
-//! sliding window's result merges per-pane partial results (reduce of reduces, `AggregateFunction::merge`),
-//! which equals the record-by-record result for associative functions. Floating-point sums may
-//! differ in the last bits.
+//! order they first had a record in it (the order their timers were registered); a record for a window
+//! the watermark passed but whose allowed lateness has not fires that window for its key at once; a
+//! window is dropped at `max_timestamp + allowed_lateness`; late records go to the side output or are
+//! counted. `tests/window_slices_match_windows.rs` checks this against the general operator.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -86,10 +84,6 @@ impl<K: Eq, A> Pane<K, A> {
     }
 }
 
-fn gcd(a: i64, b: i64) -> i64 {
-    if b == 0 { a } else { gcd(b, a % b) }
-}
-
 /// The window operator for aligned event-time windows; see the module docs.
 pub(crate) struct AlignedWindowOp<K, T, O, S, A: Window, F: WindowFn<K, T, A, O>> {
     core: OperatorCore,
@@ -112,8 +106,6 @@ pub(crate) struct AlignedWindowOp<K, T, O, S, A: Window, F: WindowFn<K, T, A, O>
     last: Option<(i64, usize)>,
     /// Ends (max timestamps) of windows with contents that have not fired.
     pending: BTreeSet<i64>,
-    /// A window's merged contents per key, while it fires.
-    merged: Pane<K, F::Acc>,
     emission: Emission<O>,
 }
 
@@ -141,7 +133,7 @@ where
             max_parallelism: env.max_parallelism,
             key_groups,
             key_selector,
-            pane_size: gcd(shape.size, shape.slide),
+            pane_size: shape.size,
             shape,
             function,
             allowed_lateness: settings.allowed_lateness,
@@ -154,7 +146,6 @@ where
             free: Vec::new(),
             last: None,
             pending: BTreeSet::new(),
-            merged: Pane::new(),
             emission: Emission {
                 out,
                 scratch: RecordBatch::new(),
@@ -298,35 +289,12 @@ where
         let start = end.saturating_sub(self.shape.size - 1);
         let window = self.window(start);
         let watermark = self.watermark;
-        if self.pane_size == self.shape.size {
-            let Some(&slot) = self.panes.get(&start) else { return Ok(()) };
-            let pane = &mut self.slab[slot];
-            for entry in &mut pane.entries {
-                self.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc)?;
-            }
-            return Ok(());
+        let Some(&slot) = self.panes.get(&start) else { return Ok(()) };
+        let pane = &mut self.slab[slot];
+        for entry in &mut pane.entries {
+            self.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc)?;
         }
-        let mut merged = std::mem::replace(&mut self.merged, Pane::new());
-        merged.clear();
-        let mut pane_start = start;
-        while pane_start < start.saturating_add(self.shape.size) {
-            if let Some(&slot) = self.panes.get(&pane_start) {
-                for entry in &self.slab[slot].entries {
-                    if let Some(contents) = &entry.acc {
-                        let target = merged.entry(entry.hash, &entry.key);
-                        self.function
-                            .merge(&mut target.acc, contents.clone())
-                            .map_err(|e| OpError::new(self.core.id, e))?;
-                    }
-                }
-            }
-            pane_start = pane_start.saturating_add(self.pane_size);
-        }
-        let result = merged.entries.iter_mut().try_for_each(|entry| {
-            self.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc)
-        });
-        self.merged = merged;
-        result
+        Ok(())
     }
 
     fn on_watermark(&mut self, watermark: i64) -> OpResult {

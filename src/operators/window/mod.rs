@@ -17,6 +17,7 @@
 
 pub(crate) mod aligned;
 pub(crate) mod functions;
+pub(crate) mod sliding;
 
 use std::hash::Hash;
 

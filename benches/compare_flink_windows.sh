@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The keyed event-time window jobs of benches/windows.rs on rill beside the same jobs on Apache Flink,
+# alternating runs on the same machine, and the ratio of the medians.
+# Usage: benches/compare_flink_windows.sh [JOB=tumbling|sliding|session] [RILL_EVENTS] [FLINK_EVENTS] [RUNS] [KEYS]
+# Flink jobs: tumbling is the anchor job (../shared/anchors/flink/WindowBench.java), sliding and session
+# are benches/flink/SlidingWindowBench.java and SessionWindowBench.java. The anchor job's figure is on
+# the time of env.execute (mini-cluster start-up included), the other two on the job's net runtime.
+# Flink needs far more events than rill for a steady figure (its JIT warms up over seconds).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+job=${1:-tumbling}
+rill_events=${2:-20000000}
+flink_events=${3:-20000000}
+runs=${4:-3}
+keys=${5:-10000}
+case "$job" in
+  tumbling) flink=(../shared/anchors/flink/run.sh WindowBench) ;;
+  sliding) flink=(benches/flink/run.sh SlidingWindowBench) ;;
+  session) flink=(benches/flink/run.sh SessionWindowBench) ;;
+  *) echo "usage: $0 [tumbling|sliding|session] [RILL_EVENTS] [FLINK_EVENTS] [RUNS] [KEYS]" >&2; exit 2 ;;
+esac
+cargo build --release --bench windows >/dev/null 2>&1 || cargo build --release --bench windows
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+for par in 1 2; do
+  rill_rates=(); flink_rates=()
+  for ((i = 0; i < runs; i++)); do
+    rate=$(cargo bench --bench windows -- job="$job" events="$rill_events" keys="$keys" runs=1 shards="$par" latency=off 2>/dev/null \
+      | awk -v p="$par" '$1 == p && NF == 5 { print $2 }')
+    rill_rates+=("${rate:-NaN}")
+    if [ "$job" = tumbling ]; then
+      out=$("${flink[@]}" "$flink_events" "$par" hashmap "$keys")
+    else
+      out=$("${flink[@]}" "$flink_events" "$par" "$keys")
+    fi
+    rate=$(sed -n 's/.*= \([0-9.]*\) M events\/s.*/\1/p' <<<"$out")
+    flink_rates+=("${rate:-NaN}")
+  done
+  rill_median=$(printf '%s\n' "${rill_rates[@]}" | median)
+  flink_median=$(printf '%s\n' "${flink_rates[@]}" | median)
+  ratio=$(awk -v r="$rill_median" -v f="$flink_median" 'BEGIN { if (f > 0) printf "%.1f", r / f; else print "n/a" }')
+  echo "$job windows, $keys keys, parallelism $par: rill ${rill_median} M ev/s (runs: ${rill_rates[*]})," \
+    "flink ${flink_median} M ev/s (runs: ${flink_rates[*]}), rill/flink ${ratio}x"
+done

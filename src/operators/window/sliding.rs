@@ -1,0 +1,371 @@
+//! The window operator for sliding event-time windows with the default event-time trigger, no evictor
+//! and an incremental function (reduce, aggregate, field aggregations).
+//!
+//! A record of a sliding window belongs to `size / slide` windows, and Flink's operator keeps a state
+//! entry and a timer per key and window, so it pays `size / slide` state lookups and timer
+//! registrations per record. Here each key has one entry holding its windows' accumulators in a ring
+//! ordered by window start: a record costs one lookup, then `size / slide` in-place updates of adjacent
+//! accumulators, in arrival order, so the results are exactly Flink's (no partial results are merged,
+//! and neither associativity nor commutativity is assumed). Each window keeps the list of keys that have
+//! contents in it, in the order they first had a record in it, which is the order the window fires them.
+//!
+//! Everything observable follows the general operator: windows fire in order of their end when the
+//! watermark passes it; a record added to a window the watermark has passed (within the allowed
+//! lateness) fires it for its key at once; a window is cleaned up at `max_timestamp +
+//! allowed_lateness`, after which records for it are late (side output, or dropped and counted).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use hashbrown::HashTable;
+
+use super::functions::WindowFn;
+use super::{Emission, WindowSettings};
+use crate::exchange::Control;
+use crate::metrics::{Counter, Gauge};
+use crate::operators::batch::{RecordBatch, timestamp_at};
+use crate::operators::context::{OperatorCore, ShardEnv};
+use crate::operators::input::{Input, Lifecycle, OpError, OpResult, Output};
+use crate::operators::side_output::OutputTag;
+use crate::state::{KeyGroupRange, key_group_for_hash};
+use crate::time::Watermark;
+use crate::util::hash::stable_hash;
+use crate::window::assigner::AlignedWindows;
+use crate::window::{TimeWindow, Window, WindowAssigner};
+
+/// A key's open windows: `accs[i]` is the contents of the window starting at `first + i * slide`.
+struct KeyWindows<K, A> {
+    hash: u64,
+    key: K,
+    first: i64,
+    accs: VecDeque<Option<A>>,
+    /// Windows with contents (`Some` in `accs`).
+    live: usize,
+}
+
+/// The sliding-window operator; see the module docs.
+pub(crate) struct SlidingWindowOp<K, T, O, S, W: Window, F: WindowFn<K, T, W, O>> {
+    core: OperatorCore,
+    max_parallelism: usize,
+    key_groups: KeyGroupRange,
+    key_selector: S,
+    shape: AlignedWindows<W>,
+    function: F,
+    allowed_lateness: i64,
+    late_tag: Option<OutputTag<T>>,
+    late_dropped: Counter,
+    state_gauge: Gauge,
+    watermark: i64,
+    index: HashTable<u32>,
+    slab: Vec<KeyWindows<K, F::Acc>>,
+    free: Vec<u32>,
+    /// Per window start, the keys (slab indices) with contents in it, in the order they got them.
+    windows: BTreeMap<i64, Vec<u32>>,
+    /// Start of the next window to fire (every window starting before it has fired).
+    spare: Vec<Vec<u32>>,
+    emission: Emission<O>,
+}
+
+impl<K, T, O, S, W, F> SlidingWindowOp<K, T, O, S, W, F>
+where
+    K: crate::api::Key,
+    T: Clone + 'static,
+    O: Clone,
+    S: Fn(&T) -> K,
+    W: Window,
+    F: WindowFn<K, T, W, O>,
+{
+    pub fn new<As: WindowAssigner<T, W = W>, Tr>(
+        env: &ShardEnv,
+        core: OperatorCore,
+        parallelism: usize,
+        key_selector: S,
+        (settings, shape): (WindowSettings<T, As, Tr>, AlignedWindows<W>),
+        function: F,
+        out: Output<O>,
+    ) -> Self {
+        let key_groups = KeyGroupRange::for_subtask(env.max_parallelism, parallelism, env.shard);
+        let metrics = core.context.metrics().clone();
+        SlidingWindowOp {
+            max_parallelism: env.max_parallelism,
+            key_groups,
+            key_selector,
+            shape,
+            function,
+            allowed_lateness: settings.allowed_lateness,
+            late_tag: settings.late_tag,
+            late_dropped: metrics.counter(crate::metrics::names::LATE_RECORDS_DROPPED),
+            state_gauge: metrics.gauge(crate::metrics::names::WINDOW_STATE_ENTRIES),
+            watermark: i64::MIN,
+            index: HashTable::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            windows: BTreeMap::new(),
+            spare: Vec::new(),
+            emission: Emission {
+                out,
+                scratch: RecordBatch::new(),
+                clock: env.clock.clone(),
+                operator_id: core.id,
+                records_out: core.records_out.clone(),
+            },
+            core,
+        }
+    }
+
+    fn error(&self, message: impl Into<crate::util::BoxError>) -> OpError {
+        OpError::new(self.core.id, message)
+    }
+
+    #[inline]
+    fn max_timestamp(&self, start: i64) -> i64 {
+        start.saturating_add(self.shape.size - 1)
+    }
+
+    #[inline]
+    fn cleanup_time(&self, start: i64) -> i64 {
+        self.max_timestamp(start).saturating_add(self.allowed_lateness)
+    }
+
+    /// The slab index of `key`'s entry, made if missing.
+    #[inline]
+    fn entry(&mut self, hash: u64, key: &K, first: i64) -> u32 {
+        let slab = &mut self.slab;
+        let free = &mut self.free;
+        *self
+            .index
+            .entry(hash, |&i| slab[i as usize].hash == hash && slab[i as usize].key == *key, |&i| slab[i as usize].hash)
+            .or_insert_with(|| {
+                let entry = KeyWindows { hash, key: key.clone(), first, accs: VecDeque::new(), live: 0 };
+                match free.pop() {
+                    Some(i) => {
+                        slab[i as usize] = entry;
+                        i
+                    }
+                    None => {
+                        slab.push(entry);
+                        (slab.len() - 1) as u32
+                    }
+                }
+            })
+            .get()
+    }
+
+    fn process_record(&mut self, value: T, timestamp: Option<i64>) -> OpResult {
+        let key = (self.key_selector)(&value);
+        let hash = stable_hash(&key);
+        let key_group = key_group_for_hash(hash, self.max_parallelism);
+        if !self.key_groups.contains(key_group) {
+            return Err(self.error(format!(
+                "a key of key group {key_group} reached the instance owning key groups {:?}",
+                self.key_groups
+            )));
+        }
+        let Some(ts) = timestamp else {
+            return Err(self.error(
+                "a record has no timestamp, so an event-time window assigner cannot place it: assign timestamps \
+                 with assign_timestamps_and_watermarks (or use a processing-time assigner)",
+            ));
+        };
+        let (size, slide) = (self.shape.size, self.shape.slide);
+        let last = TimeWindow::start_with_offset(ts, self.shape.offset, slide);
+        // The windows holding `ts` start in (ts - size, last], every `slide`; those cleaned up are late.
+        let mut first = last;
+        while let Some(previous) = first.checked_sub(slide) {
+            if previous <= ts.saturating_sub(size) {
+                break;
+            }
+            first = previous;
+        }
+        if last <= ts.saturating_sub(size) {
+            // A slide longer than the size leaves gaps between windows: `ts` is in none.
+            first = last.saturating_add(slide);
+        }
+        while first <= last && self.cleanup_time(first) <= self.watermark {
+            first = first.saturating_add(slide);
+        }
+        if first > last {
+            if ts.saturating_add(self.allowed_lateness) <= self.watermark {
+                match &self.late_tag {
+                    Some(tag) => self.emission.out.sides().emit(tag, value, timestamp),
+                    None => self.late_dropped.inc(),
+                }
+            }
+            return Ok(());
+        }
+        let slot = self.entry(hash, &key, first);
+        // Latest window first, as Flink lists them; the record moves into the last (earliest) one.
+        let mut start = last;
+        let mut value = Some(value);
+        loop {
+            let record = if start == first { value.take() } else { value.clone() };
+            let record = record.expect("the record moves into its earliest window only");
+            let entry = &mut self.slab[slot as usize];
+            if entry.accs.is_empty() {
+                entry.first = start;
+            }
+            while start < entry.first {
+                entry.accs.push_front(None);
+                entry.first -= slide;
+            }
+            let position = ((start - entry.first) / slide) as usize;
+            while entry.accs.len() <= position {
+                entry.accs.push_back(None);
+            }
+            let acc = &mut entry.accs[position];
+            let new = acc.is_none();
+            self.function.add(acc, record, timestamp).map_err(|e| OpError::new(self.core.id, e))?;
+            if new {
+                entry.live += 1;
+                let spare = &mut self.spare;
+                self.windows.entry(start).or_insert_with(|| spare.pop().unwrap_or_default()).push(slot);
+            }
+            // The event-time trigger fires a window the watermark has passed at once (a late firing).
+            if self.max_timestamp(start) <= self.watermark {
+                self.fire(slot, start)?;
+            }
+            if start == first {
+                break;
+            }
+            start -= slide;
+        }
+        Ok(())
+    }
+
+    /// Fires the window starting at `start` for the key at `slot`.
+    fn fire(&mut self, slot: u32, start: i64) -> OpResult {
+        let window = (self.shape.make)(start, start.saturating_add(self.shape.size));
+        let watermark = self.watermark;
+        let entry = &mut self.slab[slot as usize];
+        let position = ((start - entry.first) / self.shape.slide) as usize;
+        let Some(acc) = entry.accs.get_mut(position) else { return Ok(()) };
+        self.emission.fire(&mut self.function, &entry.key, &window, watermark, acc)
+    }
+
+    fn on_watermark(&mut self, watermark: i64) -> OpResult {
+        let previous = self.watermark;
+        self.watermark = watermark;
+        // Fire the windows whose end the watermark passed, in order.
+        let due: Vec<i64> = self
+            .windows
+            .keys()
+            .copied()
+            .filter(|&start| self.max_timestamp(start) > previous && self.max_timestamp(start) <= watermark)
+            .collect();
+        for start in due {
+            let keys = self.windows.get(&start).cloned().unwrap_or_default();
+            for slot in keys {
+                self.fire(slot, start)?;
+            }
+        }
+        // Clean up the windows whose allowed lateness passed (their starts come first).
+        while let Some((&start, _)) = self.windows.first_key_value() {
+            if self.cleanup_time(start) > watermark {
+                break;
+            }
+            let (_, mut keys) = self.windows.pop_first().expect("a first window");
+            for &slot in &keys {
+                self.retire(slot, start);
+            }
+            keys.clear();
+            self.spare.push(keys);
+        }
+        Ok(())
+    }
+
+    /// Drops the window starting at `start` of the key at `slot`, and the key once it has none.
+    fn retire(&mut self, slot: u32, start: i64) {
+        let slide = self.shape.slide;
+        let entry = &mut self.slab[slot as usize];
+        let position = ((start - entry.first) / slide) as usize;
+        if let Some(acc) = entry.accs.get_mut(position) {
+            if acc.take().is_some() {
+                entry.live -= 1;
+            }
+        }
+        while entry.accs.front().is_some_and(Option::is_none) {
+            entry.accs.pop_front();
+            entry.first += slide;
+        }
+        if entry.live == 0 {
+            let hash = entry.hash;
+            entry.accs = VecDeque::new();
+            if let Ok(found) = self.index.find_entry(hash, |&i| i == slot) {
+                found.remove();
+            }
+            self.free.push(slot);
+        }
+    }
+
+    fn entries(&self) -> usize {
+        self.windows.values().map(Vec::len).sum()
+    }
+
+    /// The timers the general operator would hold (see `AlignedWindowOp::implied_timers`).
+    fn implied_timers(&self) -> usize {
+        self.windows
+            .iter()
+            .map(|(&start, keys)| {
+                let fired = self.max_timestamp(start) <= self.watermark;
+                keys.len() * if self.allowed_lateness > 0 && !fired { 2 } else { 1 }
+            })
+            .sum()
+    }
+}
+
+impl<K, T, O, S, W, F> Input<T> for SlidingWindowOp<K, T, O, S, W, F>
+where
+    K: crate::api::Key,
+    T: Clone + 'static,
+    O: Clone,
+    S: Fn(&T) -> K,
+    W: Window,
+    F: WindowFn<K, T, W, O>,
+{
+    fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
+        self.core.enter();
+        self.core.records_in.add(batch.len() as u64);
+        let timestamps = std::mem::take(&mut batch.timestamps);
+        for (index, value) in batch.values.drain(..).enumerate() {
+            self.process_record(value, timestamp_at(&timestamps, index))?;
+        }
+        batch.timestamps = timestamps;
+        self.emission.flush()
+    }
+
+    fn process_control(&mut self, control: Control) -> OpResult {
+        self.core.enter();
+        self.core.observe_control(&control);
+        if let Control::Watermark(Watermark(watermark)) = control {
+            self.on_watermark(watermark)?;
+            self.state_gauge.set(self.entries() as i64);
+            self.emission.flush()?;
+        }
+        self.emission.out.process_control(control)
+    }
+}
+
+impl<K, T, O, S, W, F> Lifecycle for SlidingWindowOp<K, T, O, S, W, F>
+where
+    K: crate::api::Key,
+    T: Clone + 'static,
+    O: Clone,
+    S: Fn(&T) -> K,
+    W: Window,
+    F: WindowFn<K, T, W, O>,
+{
+    fn open(&mut self) -> OpResult {
+        self.core.open_function(|ctx| self.function.open(ctx))
+    }
+
+    fn close(&mut self) -> OpResult {
+        self.core.close_function(|| self.function.close())
+    }
+
+    fn timer_counts(&self) -> (usize, usize) {
+        (self.implied_timers(), 0)
+    }
+
+    fn state_entries(&self) -> usize {
+        self.entries()
+    }
+}
