@@ -50,41 +50,80 @@ enum Shape {
     Sliding(u64, u64, i64),
 }
 
-fn harness(shape: Shape, lateness: u64, general: bool, late: &OutputTag<Rec>) -> OneInputHarness<Rec, Rec> {
+/// Sums values and counts records; the first record's arrival number stays, as with the reduce.
+#[derive(Clone)]
+struct SumCount;
+
+impl AggregateFunction<Rec, Rec> for SumCount {
+    type Acc = Option<Rec>;
+    fn create_accumulator(&self) -> Option<Rec> {
+        None
+    }
+    fn add(&self, value: Rec, acc: &mut Option<Rec>) {
+        *acc = Some(match acc.take() {
+            None => (value.0, value.1, 1),
+            Some(a) => (a.0, a.1 + value.1, a.2 + 1),
+        });
+    }
+    fn get_result(&self, acc: &Option<Rec>) -> Rec {
+        acc.unwrap_or_default()
+    }
+    fn merge(&self, a: Option<Rec>, b: Option<Rec>) -> Option<Rec> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some((a.0, a.1 + b.1, a.2 + b.2)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+fn assigner_windows<Tr: Trigger<Rec, TimeWindow>>(
+    keyed: &KeyedStream<Rec, u8, fn(&Rec) -> u8>,
+    shape: Shape,
+    trigger: Tr,
+    lateness: u64,
+    aggregate: bool,
+    late: &OutputTag<Rec>,
+) -> DataStream<Rec> {
+    macro_rules! finish {
+        ($assigner:expr) => {{
+            let windowed = keyed
+                .window($assigner)
+                .trigger(trigger)
+                .allowed_lateness(Duration::from_millis(lateness))
+                .side_output_late_data(late);
+            if aggregate {
+                windowed.aggregate(SumCount)
+            } else {
+                windowed.reduce(|a: Rec, b: Rec| (a.0, a.1 + b.1, a.2))
+            }
+        }};
+    }
+    match shape {
+        Shape::Tumbling(size, offset) => {
+            finish!(TumblingEventTimeWindows::of(Duration::from_millis(size)).with_offset_ms(offset))
+        }
+        Shape::Sliding(size, slide, offset) => finish!(
+            SlidingEventTimeWindows::of(Duration::from_millis(size), Duration::from_millis(slide))
+                .with_offset_ms(offset)
+        ),
+    }
+}
+
+fn harness(
+    shape: Shape,
+    lateness: u64,
+    general: bool,
+    aggregate: bool,
+    late: &OutputTag<Rec>,
+) -> OneInputHarness<Rec, Rec> {
     let late = late.clone();
     OneInputHarness::operator(move |input: &DataStream<Rec>| {
-        let keyed = input.key_by(|r: &Rec| r.0);
-        let lateness = Duration::from_millis(lateness);
-        let sum = |a: Rec, b: Rec| (a.0, a.1 + b.1, a.2);
-        match (shape, general) {
-            (Shape::Tumbling(size, offset), false) => keyed
-                .window(TumblingEventTimeWindows::of(Duration::from_millis(size)).with_offset_ms(offset))
-                .allowed_lateness(lateness)
-                .side_output_late_data(&late)
-                .reduce(sum),
-            (Shape::Tumbling(size, offset), true) => keyed
-                .window(TumblingEventTimeWindows::of(Duration::from_millis(size)).with_offset_ms(offset))
-                .trigger(SameAsEventTime)
-                .allowed_lateness(lateness)
-                .side_output_late_data(&late)
-                .reduce(sum),
-            (Shape::Sliding(size, slide, offset), false) => keyed
-                .window(
-                    SlidingEventTimeWindows::of(Duration::from_millis(size), Duration::from_millis(slide))
-                        .with_offset_ms(offset),
-                )
-                .allowed_lateness(lateness)
-                .side_output_late_data(&late)
-                .reduce(sum),
-            (Shape::Sliding(size, slide, offset), true) => keyed
-                .window(
-                    SlidingEventTimeWindows::of(Duration::from_millis(size), Duration::from_millis(slide))
-                        .with_offset_ms(offset),
-                )
-                .trigger(SameAsEventTime)
-                .allowed_lateness(lateness)
-                .side_output_late_data(&late)
-                .reduce(sum),
+        let key: fn(&Rec) -> u8 = |r| r.0;
+        let keyed = input.key_by(key);
+        if general {
+            assigner_windows(&keyed, shape, SameAsEventTime, lateness, aggregate, &late)
+        } else {
+            assigner_windows(&keyed, shape, EventTimeTrigger, lateness, aggregate, &late)
         }
     })
 }
@@ -107,7 +146,16 @@ fn segments(output: Vec<Emitted<Rec>>) -> Vec<Vec<Emitted<Rec>>> {
 }
 
 #[test]
-fn slices_give_what_the_general_operator_gives() -> Result<(), BoxError> {
+fn reduce_gives_what_the_general_operator_gives() -> Result<(), BoxError> {
+    check(false)
+}
+
+#[test]
+fn aggregate_gives_what_the_general_operator_gives() -> Result<(), BoxError> {
+    check(true)
+}
+
+fn check(aggregate: bool) -> Result<(), BoxError> {
     for seed in 0..200u64 {
         let mut rng = SplitMix64::new(seed);
         let shape = if rng.below(2) == 0 {
@@ -120,8 +168,8 @@ fn slices_give_what_the_general_operator_gives() -> Result<(), BoxError> {
         };
         let lateness = [0, 0, 3, 10][rng.below(4) as usize];
         let late = OutputTag::<Rec>::new("late");
-        let mut fast = harness(shape, lateness, false, &late);
-        let mut general = harness(shape, lateness, true, &late);
+        let mut fast = harness(shape, lateness, false, aggregate, &late);
+        let mut general = harness(shape, lateness, true, aggregate, &late);
         let mut watermark = -50i64;
         let mut arrival = 0u32;
         for _ in 0..300 {

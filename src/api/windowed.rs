@@ -142,10 +142,13 @@ where
         });
         let result = match aligned {
             // Aligned event-time windows with the default trigger and an incremental function: tumbling
-            // windows stored by window, sliding windows by key (see their operators).
-            Some(shape) if shape.size == shape.slide => stream.add_one_input(name, move |env, info, core, out| {
-                AlignedWindowOp::new(env, core, info.parallelism, key_selector, (settings, shape), function, out)
-            }),
+            // windows, and sliding windows of an AggregateFunction, stored by slices of time; sliding
+            // windows of a reduce by key, to fold in arrival order (see their operators).
+            Some(shape) if shape.size == shape.slide || function.merges_partials() => {
+                stream.add_one_input(name, move |env, info, core, out| {
+                    AlignedWindowOp::new(env, core, info.parallelism, key_selector, (settings, shape), function, out)
+                })
+            }
             Some(shape) => stream.add_one_input(name, move |env, info, core, out| {
                 SlidingWindowOp::new(env, core, info.parallelism, key_selector, (settings, shape), function, out)
             }),

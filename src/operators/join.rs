@@ -133,7 +133,8 @@ pub(crate) struct IntervalJoin<K, L, R, O, S1, S2, F> {
     bounds: IntervalBounds<L, R>,
     function: F,
     buffers: KeyGroupedMap<K, Buffers<L, R>>,
-    timers: TimerQueue<K, u8>,
+    /// Cleanup timers, with the side and the timestamp of the records they drop.
+    timers: TimerQueue<K, (u8, i64)>,
     watermark: i64,
     late_dropped: Counter,
     out: Output<O>,
@@ -230,8 +231,10 @@ where
         let bucket = buffers.left.entry(ts).or_default();
         bucket.push(value);
         let left = bucket.last().expect("just pushed");
+        // Exclusive bounds can leave an empty interval (`between(0, 0).lower_bound_exclusive()`).
         let range = ts.saturating_add(lower)..=ts.saturating_add(upper);
-        for (&right_ts, rights) in buffers.right.range(range) {
+        let rights = if lower <= upper { Some(buffers.right.range(range)) } else { None };
+        for (&right_ts, rights) in rights.into_iter().flatten() {
             for right in rights {
                 let mut ctx =
                     ProcessJoinContext { left_timestamp: ts, right_timestamp: right_ts, sides: self.out.sides() };
@@ -242,7 +245,7 @@ where
             }
         }
         let cleanup = if upper > 0 { ts.saturating_add(upper) } else { ts };
-        self.timers.register(key_group, &key, &LEFT, cleanup);
+        self.timers.register(key_group, &key, &(LEFT, ts), cleanup);
         if self.scratch.len() >= EMIT_EVERY { self.flush() } else { Ok(()) }
     }
 
@@ -260,7 +263,8 @@ where
         bucket.push(value);
         let right = bucket.last().expect("just pushed");
         let range = ts.saturating_sub(upper)..=ts.saturating_sub(lower);
-        for (&left_ts, lefts) in buffers.left.range(range) {
+        let lefts = if lower <= upper { Some(buffers.left.range(range)) } else { None };
+        for (&left_ts, lefts) in lefts.into_iter().flatten() {
             for left in lefts {
                 let mut ctx =
                     ProcessJoinContext { left_timestamp: left_ts, right_timestamp: ts, sides: self.out.sides() };
@@ -271,21 +275,19 @@ where
             }
         }
         let cleanup = if lower < 0 { ts.saturating_sub(lower) } else { ts };
-        self.timers.register(key_group, &key, &RIGHT, cleanup);
+        self.timers.register(key_group, &key, &(RIGHT, ts), cleanup);
         if self.scratch.len() >= EMIT_EVERY { self.flush() } else { Ok(()) }
     }
 
     /// Drops the records no partner can reach any more.
     fn on_watermark(&mut self, watermark: i64) {
         self.watermark = watermark;
-        let (lower, upper) = (self.bounds.lower, self.bounds.upper);
         while let Some(timer) = self.timers.pop_due(watermark) {
             let Some(buffers) = self.buffers.get_mut(&timer.key) else { continue };
-            if timer.namespace == LEFT {
-                let ts = if upper <= 0 { timer.timestamp } else { timer.timestamp.saturating_sub(upper) };
+            let (side, ts) = timer.namespace;
+            if side == LEFT {
                 buffers.left.remove(&ts);
             } else {
-                let ts = if lower <= 0 { timer.timestamp.saturating_add(lower) } else { timer.timestamp };
                 buffers.right.remove(&ts);
             }
             if buffers.left.is_empty() && buffers.right.is_empty() {

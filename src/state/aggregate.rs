@@ -1,8 +1,11 @@
 //! `AggregateFunction`: an incremental aggregation with an accumulator (Flink's `AggregateFunction`),
 //! used by window `aggregate` and, with keyed state, by aggregating state.
 
-/// Folds values into an accumulator and reads a result from it. `merge` combines two accumulators
-/// (for merging windows, and for sliding windows that share partial results).
+/// Folds values into an accumulator and reads a result from it. `merge` combines two accumulators: of
+/// session windows that merge, and of the slices of time a sliding window is made of (each record is
+/// added to one slice's accumulator; a window fires with the merge of its slices', in time order). An
+/// aggregate whose result depends on the order records arrive in should be given a reduce or a process
+/// function on sliding windows instead.
 ///
 /// ```
 /// use rill::state::AggregateFunction;

@@ -1,18 +1,23 @@
-//! The window operator for tumbling event-time windows with the default event-time trigger, no evictor,
-//! and an incremental function (reduce, aggregate, field aggregations): the common case, stored by
-//! window.
+//! The window operator for aligned event-time windows with the default event-time trigger and no
+//! evictor: tumbling windows with any incremental function, and sliding windows with an
+//! `AggregateFunction`. Stored by slices of time.
 //!
-//! Instead of a timer and a state entry per (key, window), each window keeps the contents of the keys
-//! that had records in it, in arrival order, in one table of its own; windows are ordered by start.
-//! A record costs one lookup in its window's table; the working set is the windows the watermark has
-//! not passed, and firing walks a window's entries in order.
+//! Instead of a timer and a state entry per (key, window), time is cut into *panes* of
+//! `gcd(size, slide)` (a tumbling window is one pane), and each pane keeps the contents of the keys
+//! that had records in it, in arrival order. A record touches one pane whatever the number of windows
+//! it falls into; a sliding window is the merge of its `size / pane` panes (by `AggregateFunction::merge`)
+//! when it fires. The working set is the panes the watermark has not passed, and firing walks them in
+//! order.
 //!
-//! What is observable is exactly what the general operator (and Flink's) does with an event-time
-//! trigger: windows fire in order of their end when the watermark passes it, keys of a window in the
-//! order they first had a record in it (the order their timers were registered); a record for a window
-//! the watermark passed but whose allowed lateness has not fires that window for its key at once; a
-//! window is dropped at `max_timestamp + allowed_lateness`; late records go to the side output or are
-//! counted. `tests/window_slices_match_windows.rs` checks this against the general operator.
+//! What is observable is what the general operator (and Flink's) does with an event-time trigger:
+//! windows fire in order of their end when the watermark passes it; a record for a window the
+//! watermark passed but whose allowed lateness has not fires that window for its key at once; a pane
+//! is dropped when the last window holding it is cleaned up; late records go to the side output or
+//! are counted. A tumbling window folds its records in arrival order, exactly as Flink. A sliding
+//! window's accumulator is the merge of its panes' accumulators, in pane order, as Flink merges the
+//! accumulators of session windows: equal to adding every record in arrival order for aggregates that
+//! do not depend on order (counts, sums, averages, extremes). Sliding windows with `reduce` keep
+//! Flink's record-by-record order instead (`window::sliding`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -84,6 +89,10 @@ impl<K: Eq, A> Pane<K, A> {
     }
 }
 
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
 /// The window operator for aligned event-time windows; see the module docs.
 pub(crate) struct AlignedWindowOp<K, T, O, S, A: Window, F: WindowFn<K, T, A, O>> {
     core: OperatorCore,
@@ -106,6 +115,8 @@ pub(crate) struct AlignedWindowOp<K, T, O, S, A: Window, F: WindowFn<K, T, A, O>
     last: Option<(i64, usize)>,
     /// Ends (max timestamps) of windows with contents that have not fired.
     pending: BTreeSet<i64>,
+    /// A window's merged contents per key, while it fires.
+    merged: Pane<K, F::Acc>,
     emission: Emission<O>,
 }
 
@@ -133,7 +144,7 @@ where
             max_parallelism: env.max_parallelism,
             key_groups,
             key_selector,
-            pane_size: shape.size,
+            pane_size: gcd(shape.size, shape.slide),
             shape,
             function,
             allowed_lateness: settings.allowed_lateness,
@@ -146,6 +157,7 @@ where
             free: Vec::new(),
             last: None,
             pending: BTreeSet::new(),
+            merged: Pane::new(),
             emission: Emission {
                 out,
                 scratch: RecordBatch::new(),
@@ -289,12 +301,35 @@ where
         let start = end.saturating_sub(self.shape.size - 1);
         let window = self.window(start);
         let watermark = self.watermark;
-        let Some(&slot) = self.panes.get(&start) else { return Ok(()) };
-        let pane = &mut self.slab[slot];
-        for entry in &mut pane.entries {
-            self.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc)?;
+        if self.pane_size == self.shape.size {
+            let Some(&slot) = self.panes.get(&start) else { return Ok(()) };
+            let pane = &mut self.slab[slot];
+            for entry in &mut pane.entries {
+                self.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc)?;
+            }
+            return Ok(());
         }
-        Ok(())
+        let mut merged = std::mem::replace(&mut self.merged, Pane::new());
+        merged.clear();
+        let mut pane_start = start;
+        while pane_start < start.saturating_add(self.shape.size) {
+            if let Some(&slot) = self.panes.get(&pane_start) {
+                for entry in &self.slab[slot].entries {
+                    if let Some(contents) = &entry.acc {
+                        let target = merged.entry(entry.hash, &entry.key);
+                        self.function
+                            .merge(&mut target.acc, contents.clone())
+                            .map_err(|e| OpError::new(self.core.id, e))?;
+                    }
+                }
+            }
+            pane_start = pane_start.saturating_add(self.pane_size);
+        }
+        let result = merged.entries.iter_mut().try_for_each(|entry| {
+            self.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc)
+        });
+        self.merged = merged;
+        result
     }
 
     fn on_watermark(&mut self, watermark: i64) -> OpResult {

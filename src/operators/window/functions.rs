@@ -241,6 +241,12 @@ pub(crate) trait WindowFn<K, T, W: Window, O>: 'static {
         true
     }
 
+    /// True if contents are accumulators the user gave a `merge` for (an `AggregateFunction`), so that
+    /// sliding windows may share per-slice partial results.
+    fn merges_partials(&self) -> bool {
+        false
+    }
+
     fn close(&mut self) -> Result<(), BoxError> {
         Ok(())
     }
@@ -428,6 +434,10 @@ where
 
     fn clears(&self) -> bool {
         self.emit.clears()
+    }
+
+    fn merges_partials(&self) -> bool {
+        true
     }
 
     fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
