@@ -111,6 +111,8 @@ pub(crate) struct AlignedWindowOp<K, T, O, S, A: Window, F: WindowFn<K, T, A, O>
     panes: BTreeMap<i64, usize>,
     slab: Vec<Pane<K, F::Acc>>,
     free: Vec<usize>,
+    /// The start of the pane of the last record, and of the last window holding it.
+    last_starts: Option<(i64, i64)>,
     /// The pane used last (start, slab index): records arrive mostly in time order.
     last: Option<(i64, usize)>,
     /// Ends (max timestamps) of windows with contents that have not fired.
@@ -156,6 +158,7 @@ where
             slab: Vec::new(),
             free: Vec::new(),
             last: None,
+            last_starts: None,
             pending: BTreeSet::new(),
             merged: Pane::new(),
             emission: Emission {
@@ -244,8 +247,18 @@ where
                  with assign_timestamps_and_watermarks (or use a processing-time assigner)",
             ));
         };
-        let pane_start = TimeWindow::start_with_offset(ts, self.shape.offset, self.pane_size);
-        let last_start = self.last_window_start(pane_start);
+        // Records arrive mostly in time order: the pane used last usually holds this one too.
+        let (pane_start, last_start) = match self.last_starts {
+            Some((start, last)) if ts.checked_sub(start).is_some_and(|d| (0..self.pane_size).contains(&d)) => {
+                (start, last)
+            }
+            _ => {
+                let start = TimeWindow::start_with_offset(ts, self.shape.offset, self.pane_size);
+                let last = self.last_window_start(start);
+                self.last_starts = Some((start, last));
+                (start, last)
+            }
+        };
         if self.cleanup_time(last_start) <= self.watermark {
             // Every window of the record is late.
             if ts.saturating_add(self.allowed_lateness) <= self.watermark {
