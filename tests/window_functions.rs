@@ -528,3 +528,46 @@ fn window_all_aggregations_see_the_whole_stream() {
         vec![Emitted::Record(('a', 3), Some(9)), Emitted::Record(('c', 4), Some(19)), Emitted::Watermark(i64::MAX)]
     );
 }
+
+/// The field aggregations exist on every kind of window stream: evicting, non-keyed, and both.
+#[test]
+fn field_aggregations_on_evicting_and_non_keyed_windows() -> Result<(), BoxError> {
+    type R = (char, u32, u32);
+    let run = |build: fn(&DataStream<R>) -> DataStream<R>| -> Result<Vec<R>, BoxError> {
+        let mut harness = OneInputHarness::operator(build);
+        for (i, v) in [5u32, 1, 9, 1, 7].into_iter().enumerate() {
+            harness.process_element(('a', v, i as u32), i as i64)?;
+        }
+        harness.end_input()?;
+        Ok(harness.records())
+    };
+    // The evictor keeps the last 3 records: 9, 1, 7.
+    assert_eq!(
+        run(|s| s
+            .key_by(|r: &R| r.0)
+            .window(TumblingEventTimeWindows::of(std::time::Duration::from_millis(10)))
+            .evictor(CountEvictor::of(3))
+            .min_by(|r| r.1))?,
+        vec![('a', 1, 3)]
+    );
+    assert_eq!(
+        run(|s| s
+            .key_by(|r: &R| r.0)
+            .window(TumblingEventTimeWindows::of(std::time::Duration::from_millis(10)))
+            .evictor(CountEvictor::of(3))
+            .max(|r| &mut r.1))?,
+        vec![('a', 9, 2)]
+    );
+    assert_eq!(
+        run(|s| s.window_all(TumblingEventTimeWindows::of(std::time::Duration::from_millis(10))).max_by(|r| r.1))?,
+        vec![('a', 9, 2)]
+    );
+    assert_eq!(
+        run(|s| s
+            .window_all(TumblingEventTimeWindows::of(std::time::Duration::from_millis(10)))
+            .evictor(CountEvictor::of(2))
+            .sum(|r| &mut r.1))?,
+        vec![('a', 8, 3)]
+    );
+    Ok(())
+}

@@ -337,6 +337,42 @@ where
     {
         self.reduce(rolled(Sum(field, PhantomData)))
     }
+
+    /// The minimum of a field over the remaining records; the other fields are those of the first.
+    pub fn min<V, L>(self, field: L) -> DataStream<T>
+    where
+        V: PartialOrd + Copy + 'static,
+        L: Fn(&mut T) -> &mut V + Clone + Send + 'static,
+    {
+        self.reduce(rolled(Extreme::<_, _, true>(field, PhantomData)))
+    }
+
+    /// The maximum of a field over the remaining records; the other fields are those of the first.
+    pub fn max<V, L>(self, field: L) -> DataStream<T>
+    where
+        V: PartialOrd + Copy + 'static,
+        L: Fn(&mut T) -> &mut V + Clone + Send + 'static,
+    {
+        self.reduce(rolled(Extreme::<_, _, false>(field, PhantomData)))
+    }
+
+    /// The remaining record with the smallest `by(record)` (the earlier one on ties).
+    pub fn min_by<V, B>(self, by: B) -> DataStream<T>
+    where
+        V: PartialOrd + 'static,
+        B: Fn(&T) -> V + Clone + Send + 'static,
+    {
+        self.reduce(rolled(ExtremeBy::<_, _, true>(by, PhantomData)))
+    }
+
+    /// The remaining record with the largest `by(record)` (the earlier one on ties).
+    pub fn max_by<V, B>(self, by: B) -> DataStream<T>
+    where
+        V: PartialOrd + 'static,
+        B: Fn(&T) -> V + Clone + Send + 'static,
+    {
+        self.reduce(rolled(ExtremeBy::<_, _, false>(by, PhantomData)))
+    }
 }
 
 /// The key of a non-keyed window stream: every record has it.
@@ -431,6 +467,42 @@ impl<T: Data, A: WindowAssigner<T>, Tr: Trigger<T, A::W>> AllWindowedStream<T, A
     {
         self.inner.sum(field)
     }
+
+    /// The minimum of a field per window.
+    pub fn min<V, L>(self, field: L) -> DataStream<T>
+    where
+        V: PartialOrd + Copy + 'static,
+        L: Fn(&mut T) -> &mut V + Clone + Send + 'static,
+    {
+        self.inner.min(field)
+    }
+
+    /// The maximum of a field per window.
+    pub fn max<V, L>(self, field: L) -> DataStream<T>
+    where
+        V: PartialOrd + Copy + 'static,
+        L: Fn(&mut T) -> &mut V + Clone + Send + 'static,
+    {
+        self.inner.max(field)
+    }
+
+    /// The record with the smallest `by(record)` per window.
+    pub fn min_by<V, B>(self, by: B) -> DataStream<T>
+    where
+        V: PartialOrd + 'static,
+        B: Fn(&T) -> V + Clone + Send + 'static,
+    {
+        self.inner.min_by(by)
+    }
+
+    /// The record with the largest `by(record)` per window.
+    pub fn max_by<V, B>(self, by: B) -> DataStream<T>
+    where
+        V: PartialOrd + 'static,
+        B: Fn(&T) -> V + Clone + Send + 'static,
+    {
+        self.inner.max_by(by)
+    }
 }
 
 impl<T: Data, A: WindowAssigner<T>, Tr: Trigger<T, A::W>, E: Evictor<T, A::W>> EvictingAllWindowedStream<T, A, Tr, E> {
@@ -453,5 +525,32 @@ impl<T: Data, A: WindowAssigner<T>, Tr: Trigger<T, A::W>, E: Evictor<T, A::W>> E
     /// Runs `process` over each window's remaining records.
     pub fn process<O: Data, P: ProcessAllWindowFunction<T, O, A::W> + Clone>(self, process: P) -> DataStream<O> {
         self.inner.process(AllWindows(process))
+    }
+
+    /// Reduces the remaining records, then hands the result to `process`.
+    pub fn reduce_with_process<O: Data, F, P>(self, f: F, process: P) -> DataStream<O>
+    where
+        F: FnMut(T, T) -> T + Clone + Send + 'static,
+        P: ProcessAllWindowFunction<T, O, A::W> + Clone,
+    {
+        self.inner.reduce_with_process(f, AllWindows(process))
+    }
+
+    /// Aggregates the remaining records, then hands the result to `process`.
+    pub fn aggregate_with_process<V: Data, O: Data, G, P>(self, aggregate: G, process: P) -> DataStream<O>
+    where
+        G: AggregateFunction<T, V> + Clone,
+        P: ProcessAllWindowFunction<V, O, A::W> + Clone,
+    {
+        self.inner.aggregate_with_process(aggregate, AllWindows(process))
+    }
+
+    /// Sums a field over each window's remaining records.
+    pub fn sum<V, L>(self, field: L) -> DataStream<T>
+    where
+        V: Add<Output = V> + Copy + 'static,
+        L: Fn(&mut T) -> &mut V + Clone + Send + 'static,
+    {
+        self.inner.sum(field)
     }
 }
