@@ -95,6 +95,21 @@ impl<T> RecordBatch<T> {
 
     /// Checks the timestamp invariant.
     #[inline]
+    /// Takes every record out, in order, with its timestamp; stops at the first error (the records
+    /// after it are dropped with the batch's contents).
+    pub(crate) fn drain_each<E>(&mut self, mut each: impl FnMut(T, Option<i64>) -> Result<(), E>) -> Result<(), E> {
+        let timestamps = std::mem::take(&mut self.timestamps);
+        let result = self
+            .values
+            .drain(..)
+            .enumerate()
+            .try_for_each(|(index, value)| each(value, timestamp_at(&timestamps, index)));
+        self.values.clear();
+        self.timestamps = timestamps;
+        self.timestamps.clear();
+        result
+    }
+
     pub(crate) fn debug_check(&self) {
         debug_assert!(
             self.timestamps.is_empty() || self.timestamps.len() == self.values.len(),

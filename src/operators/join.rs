@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use super::batch::{RecordBatch, timestamp_at};
+use super::batch::RecordBatch;
 use super::context::{OperatorCore, RuntimeContext, ShardEnv};
 use super::functions::Collector;
 use super::input::{Lifecycle, OpError, OpResult, Output};
@@ -311,11 +311,7 @@ where
     ) -> OpResult {
         self.core.enter();
         self.core.records_in.add(batch.len() as u64);
-        let timestamps = std::mem::take(&mut batch.timestamps);
-        for (index, value) in batch.values.drain(..).enumerate() {
-            each(self, value, timestamp_at(&timestamps, index))?;
-        }
-        batch.timestamps = timestamps;
+        batch.drain_each(|value, timestamp| each(self, value, timestamp))?;
         self.flush()
     }
 }
@@ -440,14 +436,13 @@ impl<Op> CoGroupOp<Op> {
 
 fn tag<X, Y>(batch: &mut RecordBatch<X>, wrap: impl Fn(X) -> Y) -> RecordBatch<Y> {
     let mut tagged = RecordBatch::new();
-    let timestamps = std::mem::take(&mut batch.timestamps);
-    for (index, value) in batch.values.drain(..).enumerate() {
-        match timestamp_at(&timestamps, index) {
+    let _ = batch.drain_each(|value, timestamp| {
+        match timestamp {
             Some(ts) => tagged.push_with_timestamp(wrap(value), ts),
             None => tagged.push(wrap(value)),
         }
-    }
-    batch.timestamps = timestamps;
+        Ok::<(), ()>(())
+    });
     tagged
 }
 

@@ -27,7 +27,7 @@ use super::functions::WindowFn;
 use super::{Emission, WindowSettings};
 use crate::exchange::Control;
 use crate::metrics::{Counter, Gauge};
-use crate::operators::batch::{RecordBatch, timestamp_at};
+use crate::operators::batch::RecordBatch;
 use crate::operators::context::{OperatorCore, ShardEnv};
 use crate::operators::input::{Input, Lifecycle, OpError, OpResult, Output};
 use crate::operators::side_output::OutputTag;
@@ -409,11 +409,7 @@ where
     fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
         self.core.enter();
         self.core.records_in.add(batch.len() as u64);
-        let timestamps = std::mem::take(&mut batch.timestamps);
-        for (index, value) in batch.values.drain(..).enumerate() {
-            self.process_record(value, timestamp_at(&timestamps, index))?;
-        }
-        batch.timestamps = timestamps;
+        batch.drain_each(|value, timestamp| self.process_record(value, timestamp))?;
         self.emission.flush()
     }
 

@@ -24,7 +24,7 @@ use std::hash::Hash;
 use hashbrown::HashTable;
 
 use self::functions::{WindowContext, WindowFn};
-use super::batch::{RecordBatch, timestamp_at};
+use super::batch::RecordBatch;
 use super::context::{OperatorCore, ShardEnv};
 use super::functions::Collector;
 use super::input::{Input, Lifecycle, OpError, OpResult, Output};
@@ -747,11 +747,7 @@ where
     fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
         self.core.enter();
         self.core.records_in.add(batch.len() as u64);
-        let timestamps = std::mem::take(&mut batch.timestamps);
-        for (index, value) in batch.values.drain(..).enumerate() {
-            self.process_record(value, timestamp_at(&timestamps, index))?;
-        }
-        batch.timestamps = timestamps;
+        batch.drain_each(|value, timestamp| self.process_record(value, timestamp))?;
         self.state_gauge.set(self.entries() as i64);
         self.emission.flush()
     }
