@@ -73,7 +73,8 @@ pub struct AlignedWindows<W> {
     pub make: fn(i64, i64) -> W,
 }
 
-fn event_timestamp(timestamp: Option<i64>) -> Result<i64, BoxError> {
+/// The timestamp an event-time assigner places a record by; an error naming the fix if it has none.
+pub(crate) fn event_timestamp(timestamp: Option<i64>) -> Result<i64, BoxError> {
     timestamp.ok_or_else(|| {
         "a record has no timestamp, so an event-time window assigner cannot place it: assign timestamps \
          with assign_timestamps_and_watermarks (or use a processing-time assigner)"

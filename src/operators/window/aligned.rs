@@ -24,16 +24,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use hashbrown::HashTable;
 
 use super::functions::WindowFn;
-use super::{Emission, WindowSettings};
+use super::{WindowBase, WindowSettings};
 use crate::exchange::Control;
-use crate::metrics::{Counter, Gauge};
 use crate::operators::batch::RecordBatch;
 use crate::operators::context::{OperatorCore, ShardEnv};
 use crate::operators::input::{Input, Lifecycle, OpError, OpResult, Output};
-use crate::operators::side_output::OutputTag;
-use crate::state::{KeyGroupRange, key_group_for_hash};
 use crate::time::Watermark;
-use crate::util::hash::stable_hash;
 use crate::window::assigner::AlignedWindows;
 use crate::window::{TimeWindow, Window, WindowAssigner};
 
@@ -95,17 +91,11 @@ fn gcd(a: i64, b: i64) -> i64 {
 
 /// The window operator for aligned event-time windows; see the module docs.
 pub(crate) struct AlignedWindowOp<K, T, O, S, A: Window, F: WindowFn<K, T, A, O>> {
-    core: OperatorCore,
-    max_parallelism: usize,
-    key_groups: KeyGroupRange,
+    base: WindowBase<T, O>,
     key_selector: S,
     shape: AlignedWindows<A>,
     pane_size: i64,
     function: F,
-    allowed_lateness: i64,
-    late_tag: Option<OutputTag<T>>,
-    late_dropped: Counter,
-    state_gauge: Gauge,
     watermark: i64,
     /// Panes by start, as indices into `slab`.
     panes: BTreeMap<i64, usize>,
@@ -119,7 +109,6 @@ pub(crate) struct AlignedWindowOp<K, T, O, S, A: Window, F: WindowFn<K, T, A, O>
     pending: BTreeSet<i64>,
     /// A window's merged contents per key, while it fires.
     merged: Pane<K, F::Acc>,
-    emission: Emission<O>,
 }
 
 impl<K, T, O, S, A, F> AlignedWindowOp<K, T, O, S, A, F>
@@ -140,19 +129,11 @@ where
         function: F,
         out: Output<O>,
     ) -> Self {
-        let key_groups = KeyGroupRange::for_subtask(env.max_parallelism, parallelism, env.shard);
-        let metrics = core.context.metrics().clone();
         AlignedWindowOp {
-            max_parallelism: env.max_parallelism,
-            key_groups,
             key_selector,
             pane_size: gcd(shape.size, shape.slide),
             shape,
             function,
-            allowed_lateness: settings.allowed_lateness,
-            late_tag: settings.late_tag,
-            late_dropped: metrics.counter(crate::metrics::names::LATE_RECORDS_DROPPED),
-            state_gauge: metrics.gauge(crate::metrics::names::WINDOW_STATE_ENTRIES),
             watermark: i64::MIN,
             panes: BTreeMap::new(),
             slab: Vec::new(),
@@ -161,24 +142,13 @@ where
             last_starts: None,
             pending: BTreeSet::new(),
             merged: Pane::new(),
-            emission: Emission {
-                out,
-                scratch: RecordBatch::new(),
-                clock: env.clock.clone(),
-                operator_id: core.id,
-                records_out: core.records_out.clone(),
-            },
-            core,
+            base: WindowBase::new(env, core, parallelism, (settings.allowed_lateness, settings.late_tag), out),
         }
-    }
-
-    fn error(&self, message: impl Into<crate::util::BoxError>) -> OpError {
-        OpError::new(self.core.id, message)
     }
 
     #[inline]
     fn cleanup_time(&self, window_start: i64) -> i64 {
-        window_start.saturating_add(self.shape.size - 1).saturating_add(self.allowed_lateness)
+        window_start.saturating_add(self.shape.size - 1).saturating_add(self.base.allowed_lateness)
     }
 
     /// The start of the last window holding the pane that starts at `pane_start`.
@@ -233,20 +203,8 @@ where
 
     fn process_record(&mut self, value: T, timestamp: Option<i64>) -> OpResult {
         let key = (self.key_selector)(&value);
-        let key_hash = stable_hash(&key);
-        let key_group = key_group_for_hash(key_hash, self.max_parallelism);
-        if !self.key_groups.contains(key_group) {
-            return Err(self.error(format!(
-                "a key of key group {key_group} reached the instance owning key groups {:?}",
-                self.key_groups
-            )));
-        }
-        let Some(ts) = timestamp else {
-            return Err(self.error(
-                "a record has no timestamp, so an event-time window assigner cannot place it: assign timestamps \
-                 with assign_timestamps_and_watermarks (or use a processing-time assigner)",
-            ));
-        };
+        let (key_hash, _) = self.base.locate(&key)?;
+        let ts = crate::window::assigner::event_timestamp(timestamp).map_err(|e| self.base.error(e))?;
         // Records arrive mostly in time order: the pane used last usually holds this one too.
         let (pane_start, last_start) = match self.last_starts {
             Some((start, last)) if ts.checked_sub(start).is_some_and(|d| (0..self.pane_size).contains(&d)) => {
@@ -261,17 +219,14 @@ where
         };
         if self.cleanup_time(last_start) <= self.watermark {
             // Every window of the record is late.
-            if ts.saturating_add(self.allowed_lateness) <= self.watermark {
-                match &self.late_tag {
-                    Some(tag) => self.emission.out.sides().emit(tag, value, timestamp),
-                    None => self.late_dropped.inc(),
-                }
+            if ts.saturating_add(self.base.allowed_lateness) <= self.watermark {
+                self.base.late(value, timestamp)
             }
             return Ok(());
         }
         let slot = self.pane(pane_start);
         let entry = self.slab[slot].entry(key_hash, &key);
-        self.function.add(&mut entry.acc, value, timestamp).map_err(|e| OpError::new(self.core.id, e))?;
+        self.function.add(&mut entry.acc, value, timestamp).map_err(|e| OpError::new(self.base.core.id, e))?;
         // The event-time trigger fires a window the watermark has passed at once (a late firing). Every
         // window holding the pane ends after it, so none has been passed while the pane is ahead.
         if pane_start.saturating_add(self.pane_size - 1) <= self.watermark {
@@ -298,7 +253,9 @@ where
                 let pane = &self.slab[slot];
                 if let Some(index) = pane.find(hash, key) {
                     if let Some(contents) = &pane.entries[index].acc {
-                        self.function.merge(&mut acc, contents.clone()).map_err(|e| OpError::new(self.core.id, e))?;
+                        self.function
+                            .merge(&mut acc, contents.clone())
+                            .map_err(|e| OpError::new(self.base.core.id, e))?;
                     }
                 }
             }
@@ -306,7 +263,7 @@ where
         }
         let window = self.window(start);
         let watermark = self.watermark;
-        self.emission.fire(&mut self.function, key, &window, watermark, &mut acc)
+        self.base.emission.fire(&mut self.function, key, &window, watermark, &mut acc)
     }
 
     /// Fires the window ending at `end` (its max timestamp) for every key with contents in it.
@@ -318,7 +275,7 @@ where
             let Some(&slot) = self.panes.get(&start) else { return Ok(()) };
             let pane = &mut self.slab[slot];
             for entry in &mut pane.entries {
-                self.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc)?;
+                self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc)?;
             }
             return Ok(());
         }
@@ -332,14 +289,14 @@ where
                         let target = merged.entry(entry.hash, &entry.key);
                         self.function
                             .merge(&mut target.acc, contents.clone())
-                            .map_err(|e| OpError::new(self.core.id, e))?;
+                            .map_err(|e| OpError::new(self.base.core.id, e))?;
                     }
                 }
             }
             pane_start = pane_start.saturating_add(self.pane_size);
         }
         let result = merged.entries.iter_mut().try_for_each(|entry| {
-            self.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc)
+            self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc)
         });
         self.merged = merged;
         result
@@ -391,7 +348,7 @@ where
                 pane_start = pane_start.saturating_add(self.pane_size);
             }
             let fired = start.saturating_add(self.shape.size - 1) <= self.watermark;
-            timers += keys.len() * if self.allowed_lateness > 0 && !fired { 2 } else { 1 };
+            timers += keys.len() * if self.base.allowed_lateness > 0 && !fired { 2 } else { 1 };
         }
         timers
     }
@@ -407,21 +364,21 @@ where
     F: WindowFn<K, T, A, O>,
 {
     fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
-        self.core.enter();
-        self.core.records_in.add(batch.len() as u64);
+        self.base.core.enter();
+        self.base.core.records_in.add(batch.len() as u64);
         batch.drain_each(|value, timestamp| self.process_record(value, timestamp))?;
-        self.emission.flush()
+        self.base.emission.flush()
     }
 
     fn process_control(&mut self, control: Control) -> OpResult {
-        self.core.enter();
-        self.core.observe_control(&control);
+        self.base.core.enter();
+        self.base.core.observe_control(&control);
         if let Control::Watermark(Watermark(watermark)) = control {
             self.on_watermark(watermark)?;
-            self.state_gauge.set(self.entries() as i64);
-            self.emission.flush()?;
+            self.base.state_gauge.set(self.entries() as i64);
+            self.base.emission.flush()?;
         }
-        self.emission.out.process_control(control)
+        self.base.emission.out.process_control(control)
     }
 }
 
@@ -435,11 +392,11 @@ where
     F: WindowFn<K, T, A, O>,
 {
     fn open(&mut self) -> OpResult {
-        self.core.open_function(|ctx| self.function.open(ctx))
+        self.base.core.open_function(|ctx| self.function.open(ctx))
     }
 
     fn close(&mut self) -> OpResult {
-        self.core.close_function(|| self.function.close())
+        self.base.core.close_function(|| self.function.close())
     }
 
     fn timer_counts(&self) -> (usize, usize) {

@@ -285,25 +285,86 @@ impl<O: Clone> Emission<O> {
     }
 }
 
-/// The window operator of a keyed stream (and, with the unit key on one shard, of `window_all`).
-pub(crate) struct WindowOp<K, T, O, S, A: WindowAssigner<T>, Tr: Trigger<T, A::W>, F: WindowFn<K, T, A::W, O>> {
+/// What every window operator has besides its windows: where keys belong, what happens to late
+/// records, and where results go.
+pub(crate) struct WindowBase<T, O> {
     core: OperatorCore,
     max_parallelism: usize,
     key_groups: KeyGroupRange,
-    key_selector: S,
-    assigner: A,
-    trigger: Tr,
-    function: F,
     allowed_lateness: i64,
     late_tag: Option<OutputTag<T>>,
     late_dropped: Counter,
     state_gauge: Gauge,
+    emission: Emission<O>,
+}
+
+impl<T: 'static, O: Clone> WindowBase<T, O> {
+    fn new(
+        env: &ShardEnv,
+        core: OperatorCore,
+        parallelism: usize,
+        (allowed_lateness, late_tag): (i64, Option<OutputTag<T>>),
+        out: Output<O>,
+    ) -> Self {
+        let metrics = core.context.metrics().clone();
+        WindowBase {
+            max_parallelism: env.max_parallelism,
+            key_groups: KeyGroupRange::for_subtask(env.max_parallelism, parallelism, env.shard),
+            allowed_lateness,
+            late_tag,
+            late_dropped: metrics.counter(crate::metrics::names::LATE_RECORDS_DROPPED),
+            state_gauge: metrics.gauge(crate::metrics::names::WINDOW_STATE_ENTRIES),
+            emission: Emission {
+                out,
+                scratch: RecordBatch::new(),
+                clock: env.clock.clone(),
+                operator_id: core.id,
+                records_out: core.records_out.clone(),
+            },
+            core,
+        }
+    }
+
+    fn error(&self, message: impl Into<crate::util::BoxError>) -> OpError {
+        OpError::new(self.core.id, message)
+    }
+
+    /// The key's stable hash and key group; an error if this instance does not own the group (only a
+    /// test harness placed on another subtask can feed such a key).
+    #[inline]
+    fn locate<K: Hash>(&self, key: &K) -> Result<(u64, usize), OpError> {
+        let hash = stable_hash(key);
+        let key_group = key_group_for_hash(hash, self.max_parallelism);
+        if !self.key_groups.contains(key_group) {
+            return Err(self.error(format!(
+                "a key of key group {key_group} reached the instance owning key groups {:?}",
+                self.key_groups
+            )));
+        }
+        Ok((hash, key_group))
+    }
+
+    /// A late record: to the late-data side output if there is one, else dropped and counted.
+    fn late(&mut self, value: T, timestamp: Option<i64>) {
+        match &self.late_tag {
+            Some(tag) => self.emission.out.sides().emit(tag, value, timestamp),
+            None => self.late_dropped.inc(),
+        }
+    }
+}
+
+/// The window operator of a keyed stream (and, with the unit key on one shard, of `window_all`).
+pub(crate) struct WindowOp<K, T, O, S, A: WindowAssigner<T>, Tr: Trigger<T, A::W>, F: WindowFn<K, T, A::W, O>> {
+    base: WindowBase<T, O>,
+    key_selector: S,
+    assigner: A,
+    trigger: Tr,
+    function: F,
     timers: KeyedTimers<K, A::W>,
     slots: Slots<K, A::W, F::Acc, Tr::State>,
     merging: KeyGroupedMap<K, MergingWindowSet<A::W>>,
     windows: Vec<A::W>,
     actions: Vec<MergeAction<A::W>>,
-    emission: Emission<O>,
     ended: bool,
 }
 
@@ -327,31 +388,17 @@ where
         out: Output<O>,
     ) -> Self {
         let key_groups = KeyGroupRange::for_subtask(env.max_parallelism, parallelism, env.shard);
-        let metrics = core.context.metrics().clone();
         WindowOp {
-            max_parallelism: env.max_parallelism,
-            key_groups,
             key_selector,
             assigner: settings.assigner,
             trigger: settings.trigger,
             function,
-            allowed_lateness: settings.allowed_lateness,
-            late_tag: settings.late_tag,
-            late_dropped: metrics.counter(crate::metrics::names::LATE_RECORDS_DROPPED),
-            state_gauge: metrics.gauge(crate::metrics::names::WINDOW_STATE_ENTRIES),
             timers: KeyedTimers::new(env, core.id, key_groups),
             slots: Slots::new(key_groups),
             merging: KeyGroupedMap::new(env.max_parallelism, key_groups),
             windows: Vec::new(),
             actions: Vec::new(),
-            emission: Emission {
-                out,
-                scratch: RecordBatch::new(),
-                clock: env.clock.clone(),
-                operator_id: core.id,
-                records_out: core.records_out.clone(),
-            },
-            core,
+            base: WindowBase::new(env, core, parallelism, (settings.allowed_lateness, settings.late_tag), out),
             ended: false,
         }
     }
@@ -361,14 +408,10 @@ where
         self.slots.len() + self.merging.len()
     }
 
-    fn error(&self, message: impl Into<crate::util::BoxError>) -> OpError {
-        OpError::new(self.core.id, message)
-    }
-
     #[inline]
     fn cleanup_time(&self, window: &A::W) -> i64 {
         if self.assigner.is_event_time() {
-            window.max_timestamp().saturating_add(self.allowed_lateness)
+            window.max_timestamp().saturating_add(self.base.allowed_lateness)
         } else {
             window.max_timestamp()
         }
@@ -406,20 +449,12 @@ where
 
     fn process_record(&mut self, value: T, timestamp: Option<i64>) -> OpResult {
         let key = (self.key_selector)(&value);
-        let key_hash = stable_hash(&key);
-        let key_group = key_group_for_hash(key_hash, self.max_parallelism);
-        if !self.key_groups.contains(key_group) {
-            // Only a test harness placed on another subtask can feed a key this instance does not own.
-            return Err(self.error(format!(
-                "a key of key group {key_group} reached the instance owning key groups {:?}",
-                self.key_groups
-            )));
-        }
+        let (key_hash, key_group) = self.base.locate(&key)?;
         let mut windows = std::mem::take(&mut self.windows);
-        let now = self.emission.clock.now_ms();
+        let now = self.base.emission.clock.now_ms();
         let assigned = self.assigner.assign_windows(&value, timestamp, now, &mut windows);
         let result = match assigned {
-            Err(e) => Err(self.error(e)),
+            Err(e) => Err(self.base.error(e)),
             Ok(()) if self.assigner.is_merging() => {
                 self.process_merging(&key, key_hash, key_group, value, timestamp, &mut windows)
             }
@@ -454,18 +489,20 @@ where
             let slot = self.slots.get_or_insert(key_group, hash, key, &window);
             let mut ctx = TriggerCtx {
                 timers: &mut self.timers,
-                clock: &*self.emission.clock,
+                clock: &*self.base.emission.clock,
                 key,
                 key_group,
                 window: &window,
                 state: &mut slot.trigger,
             };
             let fired = self.trigger.on_element(&element, timestamp, &window, &mut ctx);
-            let result = fired.map_err(|e| OpError::new(self.core.id, e))?;
-            self.function.add(&mut slot.contents, element, timestamp).map_err(|e| OpError::new(self.core.id, e))?;
+            let result = fired.map_err(|e| OpError::new(self.base.core.id, e))?;
+            self.function
+                .add(&mut slot.contents, element, timestamp)
+                .map_err(|e| OpError::new(self.base.core.id, e))?;
             if result.is_fire() {
                 let watermark = self.timers.watermark;
-                self.emission.fire(&mut self.function, key, &window, watermark, &mut slot.contents)?;
+                self.base.emission.fire(&mut self.function, key, &window, watermark, &mut slot.contents)?;
             }
             if result.is_purge() {
                 slot.contents = None;
@@ -485,14 +522,11 @@ where
 
     fn on_late(&mut self, value: T, timestamp: Option<i64>) {
         let late = self.assigner.is_event_time()
-            && timestamp.is_some_and(|ts| ts.saturating_add(self.allowed_lateness) <= self.timers.watermark);
+            && timestamp.is_some_and(|ts| ts.saturating_add(self.base.allowed_lateness) <= self.timers.watermark);
         if !late {
             return;
         }
-        match &self.late_tag {
-            Some(tag) => self.emission.out.sides().emit(tag, value, timestamp),
-            None => self.late_dropped.inc(),
-        }
+        self.base.late(value, timestamp)
     }
 
     /// Handles a record of a merging assigner (sessions).
@@ -525,7 +559,7 @@ where
             skipped = false;
             let state_window = self.merging.get(key).and_then(|set| set.state_window(&actual)).cloned();
             let state_window =
-                state_window.ok_or_else(|| self.error(format!("window {actual:?} is not in the window set")))?;
+                state_window.ok_or_else(|| self.base.error(format!("window {actual:?} is not in the window set")))?;
             let element = if index + 1 == count { value.take() } else { value.clone() };
             let element = element.expect("the record is moved into its last window only");
             let hash = slot_hash(key_hash, &actual);
@@ -533,7 +567,7 @@ where
                 let slot = self.slots.get_or_insert(key_group, hash, key, &actual);
                 let mut ctx = TriggerCtx {
                     timers: &mut self.timers,
-                    clock: &*self.emission.clock,
+                    clock: &*self.base.emission.clock,
                     key,
                     key_group,
                     window: &actual,
@@ -541,15 +575,17 @@ where
                 };
                 self.trigger
                     .on_element(&element, timestamp, &actual, &mut ctx)
-                    .map_err(|e| OpError::new(self.core.id, e))?
+                    .map_err(|e| OpError::new(self.base.core.id, e))?
             };
             self.slots.remove_if_empty(key_group, hash, key, &actual);
             let state_hash = slot_hash(key_hash, &state_window);
             let slot = self.slots.get_or_insert(key_group, state_hash, key, &state_window);
-            self.function.add(&mut slot.contents, element, timestamp).map_err(|e| OpError::new(self.core.id, e))?;
+            self.function
+                .add(&mut slot.contents, element, timestamp)
+                .map_err(|e| OpError::new(self.base.core.id, e))?;
             if result.is_fire() {
                 let watermark = self.timers.watermark;
-                self.emission.fire(&mut self.function, key, &actual, watermark, &mut slot.contents)?;
+                self.base.emission.fire(&mut self.function, key, &actual, watermark, &mut slot.contents)?;
             }
             if result.is_purge() {
                 slot.contents = None;
@@ -580,13 +616,13 @@ where
     fn merge(&mut self, key: &K, key_hash: u64, key_group: usize, action: MergeAction<A::W>) -> OpResult {
         let MergeAction { result, merged, state_result, merged_state } = action;
         if self.assigner.is_event_time() && self.cleanup_time(&result) <= self.timers.watermark {
-            return Err(self.error(format!(
+            return Err(self.base.error(format!(
                 "merging made the event-time window {result:?} end before the watermark {}",
                 self.timers.watermark
             )));
         }
-        if !self.assigner.is_event_time() && result.max_timestamp() <= self.emission.clock.now_ms() {
-            return Err(self.error(format!("merging made the processing-time window {result:?} end in the past")));
+        if !self.assigner.is_event_time() && result.max_timestamp() <= self.base.emission.clock.now_ms() {
+            return Err(self.base.error(format!("merging made the processing-time window {result:?} end in the past")));
         }
         let mut states = Vec::new();
         for window in &merged {
@@ -601,26 +637,26 @@ where
             let slot = self.slots.get_or_insert(key_group, hash, key, &result);
             let mut ctx = TriggerCtx {
                 timers: &mut self.timers,
-                clock: &*self.emission.clock,
+                clock: &*self.base.emission.clock,
                 key,
                 key_group,
                 window: &result,
                 state: &mut slot.trigger,
             };
-            self.trigger.on_merge(&result, states, &mut ctx).map_err(|e| OpError::new(self.core.id, e))?;
+            self.trigger.on_merge(&result, states, &mut ctx).map_err(|e| OpError::new(self.base.core.id, e))?;
         }
         self.slots.remove_if_empty(key_group, hash, key, &result);
         for window in &merged {
             let mut none = None;
             let mut ctx = TriggerCtx {
                 timers: &mut self.timers,
-                clock: &*self.emission.clock,
+                clock: &*self.base.emission.clock,
                 key,
                 key_group,
                 window,
                 state: &mut none,
             };
-            self.trigger.clear(window, &mut ctx).map_err(|e| OpError::new(self.core.id, e))?;
+            self.trigger.clear(window, &mut ctx).map_err(|e| OpError::new(self.base.core.id, e))?;
             self.delete_cleanup_timer(key_group, key, window);
         }
         let state_hash = slot_hash(key_hash, &state_result);
@@ -630,7 +666,7 @@ where
             self.slots.remove_if_empty(key_group, hash, key, window);
             if let Some(contents) = contents {
                 let slot = self.slots.get_or_insert(key_group, state_hash, key, &state_result);
-                self.function.merge(&mut slot.contents, contents).map_err(|e| OpError::new(self.core.id, e))?;
+                self.function.merge(&mut slot.contents, contents).map_err(|e| OpError::new(self.base.core.id, e))?;
             }
         }
         Ok(())
@@ -655,7 +691,7 @@ where
             let slot = self.slots.get_or_insert(key_group, hash, &key, &window);
             let mut ctx = TriggerCtx {
                 timers: &mut self.timers,
-                clock: &*self.emission.clock,
+                clock: &*self.base.emission.clock,
                 key: &key,
                 key_group,
                 window: &window,
@@ -667,14 +703,14 @@ where
                     self.trigger.on_processing_time(timestamp, &window, &mut ctx)
                 }
             };
-            result.map_err(|e| OpError::new(self.core.id, e))?
+            result.map_err(|e| OpError::new(self.base.core.id, e))?
         };
         if result != TriggerResult::Continue {
             let state_hash = slot_hash(key_hash, &state_window);
             if let Some(slot) = self.slots.get_mut(key_group, state_hash, &key, &state_window) {
                 if result.is_fire() {
                     let watermark = self.timers.watermark;
-                    self.emission.fire(&mut self.function, &key, &window, watermark, &mut slot.contents)?;
+                    self.base.emission.fire(&mut self.function, &key, &window, watermark, &mut slot.contents)?;
                 }
                 if result.is_purge() {
                     slot.contents = None;
@@ -710,16 +746,16 @@ where
             let slot = self.slots.get_or_insert(key_group, hash, key, window);
             let mut ctx = TriggerCtx {
                 timers: &mut self.timers,
-                clock: &*self.emission.clock,
+                clock: &*self.base.emission.clock,
                 key,
                 key_group,
                 window,
                 state: &mut slot.trigger,
             };
-            self.trigger.clear(window, &mut ctx).map_err(|e| OpError::new(self.core.id, e))?;
+            self.trigger.clear(window, &mut ctx).map_err(|e| OpError::new(self.base.core.id, e))?;
         }
         let watermark = self.timers.watermark;
-        self.emission.clear(&mut self.function, window, watermark)?;
+        self.base.emission.clear(&mut self.function, window, watermark)?;
         if self.assigner.is_merging() {
             self.retire(key, window);
         }
@@ -745,27 +781,27 @@ where
     F: WindowFn<K, T, A::W, O>,
 {
     fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
-        self.core.enter();
-        self.core.records_in.add(batch.len() as u64);
+        self.base.core.enter();
+        self.base.core.records_in.add(batch.len() as u64);
         batch.drain_each(|value, timestamp| self.process_record(value, timestamp))?;
-        self.state_gauge.set(self.entries() as i64);
-        self.emission.flush()
+        self.base.state_gauge.set(self.entries() as i64);
+        self.base.emission.flush()
     }
 
     fn process_control(&mut self, control: Control) -> OpResult {
-        self.core.enter();
-        self.core.observe_control(&control);
+        self.base.core.enter();
+        self.base.core.observe_control(&control);
         match control {
             Control::Watermark(Watermark(watermark)) => {
                 self.timers.watermark = watermark;
                 self.fire_event_timers(watermark)?;
-                self.state_gauge.set(self.entries() as i64);
-                self.emission.flush()?;
+                self.base.state_gauge.set(self.entries() as i64);
+                self.base.emission.flush()?;
             }
             Control::EndOfInput => self.ended = true,
             _ => {}
         }
-        self.emission.out.process_control(control)
+        self.base.emission.out.process_control(control)
     }
 }
 
@@ -780,24 +816,24 @@ where
     F: WindowFn<K, T, A::W, O>,
 {
     fn open(&mut self) -> OpResult {
-        self.core.open_function(|ctx| self.function.open(ctx))
+        self.base.core.open_function(|ctx| self.function.open(ctx))
     }
 
     fn close(&mut self) -> OpResult {
-        self.core.close_function(|| self.function.close())
+        self.base.core.close_function(|| self.function.close())
     }
 
     fn on_processing_time(&mut self, now_ms: i64) -> OpResult {
         if self.ended {
             return Ok(());
         }
-        self.core.enter();
+        self.base.core.enter();
         while let Some(timer) = self.timers.processing.pop_due(now_ms) {
             self.on_timer(crate::operators::TimeDomain::ProcessingTime, timer)?;
         }
         self.timers.reschedule(now_ms);
-        self.state_gauge.set(self.entries() as i64);
-        self.emission.flush()
+        self.base.state_gauge.set(self.entries() as i64);
+        self.base.emission.flush()
     }
 
     fn timer_counts(&self) -> (usize, usize) {

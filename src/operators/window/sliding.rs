@@ -19,16 +19,12 @@ use std::collections::{BTreeMap, VecDeque};
 use hashbrown::HashTable;
 
 use super::functions::WindowFn;
-use super::{Emission, WindowSettings};
+use super::{WindowBase, WindowSettings};
 use crate::exchange::Control;
-use crate::metrics::{Counter, Gauge};
 use crate::operators::batch::RecordBatch;
 use crate::operators::context::{OperatorCore, ShardEnv};
 use crate::operators::input::{Input, Lifecycle, OpError, OpResult, Output};
-use crate::operators::side_output::OutputTag;
-use crate::state::{KeyGroupRange, key_group_for_hash};
 use crate::time::Watermark;
-use crate::util::hash::stable_hash;
 use crate::window::assigner::AlignedWindows;
 use crate::window::{TimeWindow, Window, WindowAssigner};
 
@@ -44,16 +40,10 @@ struct KeyWindows<K, A> {
 
 /// The sliding-window operator; see the module docs.
 pub(crate) struct SlidingWindowOp<K, T, O, S, W: Window, F: WindowFn<K, T, W, O>> {
-    core: OperatorCore,
-    max_parallelism: usize,
-    key_groups: KeyGroupRange,
+    base: WindowBase<T, O>,
     key_selector: S,
     shape: AlignedWindows<W>,
     function: F,
-    allowed_lateness: i64,
-    late_tag: Option<OutputTag<T>>,
-    late_dropped: Counter,
-    state_gauge: Gauge,
     watermark: i64,
     index: HashTable<u32>,
     slab: Vec<KeyWindows<K, F::Acc>>,
@@ -62,7 +52,6 @@ pub(crate) struct SlidingWindowOp<K, T, O, S, W: Window, F: WindowFn<K, T, W, O>
     windows: BTreeMap<i64, Vec<u32>>,
     /// Start of the next window to fire (every window starting before it has fired).
     spare: Vec<Vec<u32>>,
-    emission: Emission<O>,
 }
 
 impl<K, T, O, S, W, F> SlidingWindowOp<K, T, O, S, W, F>
@@ -83,37 +72,18 @@ where
         function: F,
         out: Output<O>,
     ) -> Self {
-        let key_groups = KeyGroupRange::for_subtask(env.max_parallelism, parallelism, env.shard);
-        let metrics = core.context.metrics().clone();
         SlidingWindowOp {
-            max_parallelism: env.max_parallelism,
-            key_groups,
             key_selector,
             shape,
             function,
-            allowed_lateness: settings.allowed_lateness,
-            late_tag: settings.late_tag,
-            late_dropped: metrics.counter(crate::metrics::names::LATE_RECORDS_DROPPED),
-            state_gauge: metrics.gauge(crate::metrics::names::WINDOW_STATE_ENTRIES),
             watermark: i64::MIN,
             index: HashTable::new(),
             slab: Vec::new(),
             free: Vec::new(),
             windows: BTreeMap::new(),
             spare: Vec::new(),
-            emission: Emission {
-                out,
-                scratch: RecordBatch::new(),
-                clock: env.clock.clone(),
-                operator_id: core.id,
-                records_out: core.records_out.clone(),
-            },
-            core,
+            base: WindowBase::new(env, core, parallelism, (settings.allowed_lateness, settings.late_tag), out),
         }
-    }
-
-    fn error(&self, message: impl Into<crate::util::BoxError>) -> OpError {
-        OpError::new(self.core.id, message)
     }
 
     #[inline]
@@ -123,7 +93,7 @@ where
 
     #[inline]
     fn cleanup_time(&self, start: i64) -> i64 {
-        self.max_timestamp(start).saturating_add(self.allowed_lateness)
+        self.max_timestamp(start).saturating_add(self.base.allowed_lateness)
     }
 
     /// The slab index of `key`'s entry, made if missing.
@@ -152,20 +122,8 @@ where
 
     fn process_record(&mut self, value: T, timestamp: Option<i64>) -> OpResult {
         let key = (self.key_selector)(&value);
-        let hash = stable_hash(&key);
-        let key_group = key_group_for_hash(hash, self.max_parallelism);
-        if !self.key_groups.contains(key_group) {
-            return Err(self.error(format!(
-                "a key of key group {key_group} reached the instance owning key groups {:?}",
-                self.key_groups
-            )));
-        }
-        let Some(ts) = timestamp else {
-            return Err(self.error(
-                "a record has no timestamp, so an event-time window assigner cannot place it: assign timestamps \
-                 with assign_timestamps_and_watermarks (or use a processing-time assigner)",
-            ));
-        };
+        let (hash, _) = self.base.locate(&key)?;
+        let ts = crate::window::assigner::event_timestamp(timestamp).map_err(|e| self.base.error(e))?;
         let (size, slide) = (self.shape.size, self.shape.slide);
         let last = TimeWindow::start_with_offset(ts, self.shape.offset, slide);
         // The windows holding `ts` start in (ts - size, last], every `slide`; those cleaned up are late.
@@ -184,11 +142,8 @@ where
             first = first.saturating_add(slide);
         }
         if first > last {
-            if ts.saturating_add(self.allowed_lateness) <= self.watermark {
-                match &self.late_tag {
-                    Some(tag) => self.emission.out.sides().emit(tag, value, timestamp),
-                    None => self.late_dropped.inc(),
-                }
+            if ts.saturating_add(self.base.allowed_lateness) <= self.watermark {
+                self.base.late(value, timestamp)
             }
             return Ok(());
         }
@@ -213,7 +168,7 @@ where
             }
             let acc = &mut entry.accs[position];
             let new = acc.is_none();
-            self.function.add(acc, record, timestamp).map_err(|e| OpError::new(self.core.id, e))?;
+            self.function.add(acc, record, timestamp).map_err(|e| OpError::new(self.base.core.id, e))?;
             if new {
                 entry.live += 1;
                 let spare = &mut self.spare;
@@ -238,7 +193,7 @@ where
         let entry = &mut self.slab[slot as usize];
         let position = ((start - entry.first) / self.shape.slide) as usize;
         let Some(acc) = entry.accs.get_mut(position) else { return Ok(()) };
-        self.emission.fire(&mut self.function, &entry.key, &window, watermark, acc)
+        self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, acc)
     }
 
     fn on_watermark(&mut self, watermark: i64) -> OpResult {
@@ -306,7 +261,7 @@ where
             .iter()
             .map(|(&start, keys)| {
                 let fired = self.max_timestamp(start) <= self.watermark;
-                keys.len() * if self.allowed_lateness > 0 && !fired { 2 } else { 1 }
+                keys.len() * if self.base.allowed_lateness > 0 && !fired { 2 } else { 1 }
             })
             .sum()
     }
@@ -322,21 +277,21 @@ where
     F: WindowFn<K, T, W, O>,
 {
     fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
-        self.core.enter();
-        self.core.records_in.add(batch.len() as u64);
+        self.base.core.enter();
+        self.base.core.records_in.add(batch.len() as u64);
         batch.drain_each(|value, timestamp| self.process_record(value, timestamp))?;
-        self.emission.flush()
+        self.base.emission.flush()
     }
 
     fn process_control(&mut self, control: Control) -> OpResult {
-        self.core.enter();
-        self.core.observe_control(&control);
+        self.base.core.enter();
+        self.base.core.observe_control(&control);
         if let Control::Watermark(Watermark(watermark)) = control {
             self.on_watermark(watermark)?;
-            self.state_gauge.set(self.entries() as i64);
-            self.emission.flush()?;
+            self.base.state_gauge.set(self.entries() as i64);
+            self.base.emission.flush()?;
         }
-        self.emission.out.process_control(control)
+        self.base.emission.out.process_control(control)
     }
 }
 
@@ -350,11 +305,11 @@ where
     F: WindowFn<K, T, W, O>,
 {
     fn open(&mut self) -> OpResult {
-        self.core.open_function(|ctx| self.function.open(ctx))
+        self.base.core.open_function(|ctx| self.function.open(ctx))
     }
 
     fn close(&mut self) -> OpResult {
-        self.core.close_function(|| self.function.close())
+        self.base.core.close_function(|| self.function.close())
     }
 
     fn timer_counts(&self) -> (usize, usize) {
