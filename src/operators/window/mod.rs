@@ -203,6 +203,19 @@ struct TriggerCtx<'a, K, W, S> {
     state: &'a mut Option<S>,
 }
 
+impl<'a, K, W, S> TriggerCtx<'a, K, W, S> {
+    fn new(
+        timers: &'a mut KeyedTimers<K, W>,
+        clock: &'a dyn Clock,
+        key: &'a K,
+        key_group: usize,
+        window: &'a W,
+        state: &'a mut Option<S>,
+    ) -> Self {
+        TriggerCtx { timers, clock, key, key_group, window, state }
+    }
+}
+
 impl<K: crate::api::Key, W: Window, S> TriggerContext<S> for TriggerCtx<'_, K, W, S> {
     #[inline]
     fn current_watermark(&self) -> i64 {
@@ -487,14 +500,14 @@ where
             let element = element.expect("the record is moved into its last window only");
             let hash = slot_hash(key_hash, &window);
             let slot = self.slots.get_or_insert(key_group, hash, key, &window);
-            let mut ctx = TriggerCtx {
-                timers: &mut self.timers,
-                clock: &*self.base.emission.clock,
+            let mut ctx = TriggerCtx::new(
+                &mut self.timers,
+                &*self.base.emission.clock,
                 key,
                 key_group,
-                window: &window,
-                state: &mut slot.trigger,
-            };
+                &window,
+                &mut slot.trigger,
+            );
             let fired = self.trigger.on_element(&element, timestamp, &window, &mut ctx);
             let result = fired.map_err(|e| OpError::new(self.base.core.id, e))?;
             self.function
@@ -565,14 +578,14 @@ where
             let hash = slot_hash(key_hash, &actual);
             let result = {
                 let slot = self.slots.get_or_insert(key_group, hash, key, &actual);
-                let mut ctx = TriggerCtx {
-                    timers: &mut self.timers,
-                    clock: &*self.base.emission.clock,
+                let mut ctx = TriggerCtx::new(
+                    &mut self.timers,
+                    &*self.base.emission.clock,
                     key,
                     key_group,
-                    window: &actual,
-                    state: &mut slot.trigger,
-                };
+                    &actual,
+                    &mut slot.trigger,
+                );
                 self.trigger
                     .on_element(&element, timestamp, &actual, &mut ctx)
                     .map_err(|e| OpError::new(self.base.core.id, e))?
@@ -635,27 +648,21 @@ where
         let hash = slot_hash(key_hash, &result);
         {
             let slot = self.slots.get_or_insert(key_group, hash, key, &result);
-            let mut ctx = TriggerCtx {
-                timers: &mut self.timers,
-                clock: &*self.base.emission.clock,
+            let mut ctx = TriggerCtx::new(
+                &mut self.timers,
+                &*self.base.emission.clock,
                 key,
                 key_group,
-                window: &result,
-                state: &mut slot.trigger,
-            };
+                &result,
+                &mut slot.trigger,
+            );
             self.trigger.on_merge(&result, states, &mut ctx).map_err(|e| OpError::new(self.base.core.id, e))?;
         }
         self.slots.remove_if_empty(key_group, hash, key, &result);
         for window in &merged {
             let mut none = None;
-            let mut ctx = TriggerCtx {
-                timers: &mut self.timers,
-                clock: &*self.base.emission.clock,
-                key,
-                key_group,
-                window,
-                state: &mut none,
-            };
+            let mut ctx =
+                TriggerCtx::new(&mut self.timers, &*self.base.emission.clock, key, key_group, window, &mut none);
             self.trigger.clear(window, &mut ctx).map_err(|e| OpError::new(self.base.core.id, e))?;
             self.delete_cleanup_timer(key_group, key, window);
         }
@@ -689,14 +696,14 @@ where
         let hash = slot_hash(key_hash, &window);
         let result = {
             let slot = self.slots.get_or_insert(key_group, hash, &key, &window);
-            let mut ctx = TriggerCtx {
-                timers: &mut self.timers,
-                clock: &*self.base.emission.clock,
-                key: &key,
+            let mut ctx = TriggerCtx::new(
+                &mut self.timers,
+                &*self.base.emission.clock,
+                &key,
                 key_group,
-                window: &window,
-                state: &mut slot.trigger,
-            };
+                &window,
+                &mut slot.trigger,
+            );
             let result = match domain {
                 crate::operators::TimeDomain::EventTime => self.trigger.on_event_time(timestamp, &window, &mut ctx),
                 crate::operators::TimeDomain::ProcessingTime => {
@@ -744,14 +751,14 @@ where
         let hash = slot_hash(key_hash, window);
         {
             let slot = self.slots.get_or_insert(key_group, hash, key, window);
-            let mut ctx = TriggerCtx {
-                timers: &mut self.timers,
-                clock: &*self.base.emission.clock,
+            let mut ctx = TriggerCtx::new(
+                &mut self.timers,
+                &*self.base.emission.clock,
                 key,
                 key_group,
                 window,
-                state: &mut slot.trigger,
-            };
+                &mut slot.trigger,
+            );
             self.trigger.clear(window, &mut ctx).map_err(|e| OpError::new(self.base.core.id, e))?;
         }
         let watermark = self.timers.watermark;
