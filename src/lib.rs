@@ -63,7 +63,10 @@ pub mod prelude {
         Elements, ProcessAllWindowFunction, ProcessJoinContext, ProcessJoinFunction, ProcessWindowFunction,
         TaggedUnion, WindowContext,
     };
-    pub use crate::state::AggregateFunction;
+    pub use crate::state::{
+        AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor,
+        ReducingStateDescriptor, StateTtlConfig, ValueStateDescriptor,
+    };
     pub use crate::time::{Watermark, WatermarkGenerator, WatermarkOutput, WatermarkStatus, WatermarkStrategy};
     pub use crate::window::{
         ContinuousEventTimeTrigger, CountEvictor, CountTrigger, DeltaEvictor, EventTimeSessionWindows,

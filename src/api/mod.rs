@@ -31,7 +31,8 @@ pub trait Data: crate::codec::ExchangeData + Clone + 'static {}
 
 impl<T: crate::codec::ExchangeData + Clone + 'static> Data for T {}
 
-/// A key type: hashed stably to pick its key group and shard.
-pub trait Key: std::hash::Hash + Eq + Clone + 'static {}
+/// A key type: hashed stably to pick its key group and shard, and encodable (as records are) so that
+/// keyed state can be snapshotted and moved between shards.
+pub trait Key: std::hash::Hash + Eq + Clone + crate::codec::ExchangeData + 'static {}
 
-impl<K: std::hash::Hash + Eq + Clone + 'static> Key for K {}
+impl<K: std::hash::Hash + Eq + Clone + crate::codec::ExchangeData + 'static> Key for K {}

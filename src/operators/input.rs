@@ -7,6 +7,7 @@ use std::rc::Rc;
 use super::batch::RecordBatch;
 use super::side_output::SideOutputs;
 use crate::exchange::Control;
+use crate::state::snapshot::OperatorSnapshot;
 
 /// An error from user code or I/O, as user functions return it.
 pub use crate::util::BoxError;
@@ -140,5 +141,16 @@ pub(crate) trait Lifecycle {
     /// Keyed state entries held (windows, sessions), for tests.
     fn state_entries(&self) -> usize {
         0
+    }
+    /// The instance's state, in the canonical format (empty for a stateless operator).
+    fn snapshot_state(&mut self) -> Result<OperatorSnapshot, OpError> {
+        Ok(OperatorSnapshot::default())
+    }
+    /// Takes state back from snapshots, before `open`. A stateless operator accepts only empty ones.
+    fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
+        match snapshots.iter().any(|s| !s.is_empty()) {
+            true => Err(OpError::new(current_operator(), "this operator keeps no state, but the snapshot holds some")),
+            false => Ok(()),
+        }
     }
 }

@@ -26,8 +26,12 @@ use super::processing_time::ProcessingTimeService;
 use super::side_output::{OutputTag, SideOutputs};
 use super::two_input::TwoInputOperator;
 use crate::exchange::Control;
-use crate::state::{KeyGroupRange, TimerQueue, key_group_of};
+use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot};
+use crate::state::{
+    KeyGroupRange, KeyedStateBackend, StateDescriptor, StateError, StateScope, TimerQueue, key_group_for_hash,
+};
 use crate::time::{Clock, SharedClock, Watermark};
+use crate::util::hash::stable_hash;
 
 /// Which clock a timer belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -218,10 +222,13 @@ impl<K: crate::api::Key> TimerService<'_, K> {
     }
 }
 
-/// The context of a keyed process function: the record's, plus the current key and its timers.
+/// The context of a keyed process function: the record's, plus the current key, its timers and its
+/// keyed state.
 pub struct KeyedContext<'a, K> {
     base: ProcessContext<'a>,
     timers: TimerService<'a, K>,
+    state: &'a mut KeyedStateBackend<K>,
+    key_hash: u64,
 }
 
 impl<'a, K: crate::api::Key> KeyedContext<'a, K> {
@@ -233,6 +240,14 @@ impl<'a, K: crate::api::Key> KeyedContext<'a, K> {
     /// The current key's timers.
     pub fn timer_service(&mut self) -> &mut TimerService<'a, K> {
         &mut self.timers
+    }
+
+    /// The current key's state declared by `descriptor` (Flink's `getRuntimeContext().getState(..)`,
+    /// bound to the current key). The first call declares the state; declaring one name with two
+    /// kinds or types is an error.
+    pub fn state<'s, D: StateDescriptor>(&'s mut self, descriptor: &'s D) -> Result<D::State<'s, K, ()>, StateError> {
+        let scope = StateScope::new(self.state, self.timers.key, self.key_hash, self.timers.key_group, &());
+        descriptor.bind(scope)
     }
 }
 
@@ -386,6 +401,10 @@ fn emit<O: Clone>(core: &OperatorCore, out: &mut Output<O>, scratch: &mut Record
     result
 }
 
+/// The names timers are saved under in a keyed snapshot.
+pub(crate) const EVENT_TIMERS: &str = "_timers/event";
+pub(crate) const PROCESSING_TIMERS: &str = "_timers/processing";
+
 /// Emits early when a burst of output (timers firing together) grows past a batch.
 const EMIT_EVERY: usize = 1024;
 
@@ -394,6 +413,7 @@ const EMIT_EVERY: usize = 1024;
 pub(crate) struct KeyedCore<K, O> {
     pub core: OperatorCore,
     pub timers: KeyedTimers<K, ()>,
+    pub state: KeyedStateBackend<K>,
     clock: SharedClock,
     max_parallelism: usize,
     key_groups: KeyGroupRange,
@@ -408,6 +428,7 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
         let key_groups = KeyGroupRange::for_subtask(env.max_parallelism, parallelism, env.shard);
         KeyedCore {
             timers: KeyedTimers::new(env, core.id, key_groups),
+            state: KeyedStateBackend::new(env.max_parallelism, key_groups, env.clock.clone()),
             core,
             clock: env.clock.clone(),
             max_parallelism: env.max_parallelism,
@@ -425,7 +446,8 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
         timestamp: Option<i64>,
         call: impl FnOnce(&mut KeyedContext<'_, K>, &mut Collector<'_, O>) -> Result<(), BoxError>,
     ) -> OpResult {
-        let key_group = key_group_of(&key, self.max_parallelism);
+        let key_hash = stable_hash(&key);
+        let key_group = key_group_for_hash(key_hash, self.max_parallelism);
         if !self.key_groups.contains(key_group) {
             // Only a test harness placed on another subtask can feed a key this instance does not own.
             return Err(OpError::new(
@@ -437,6 +459,8 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
         let mut ctx = KeyedContext {
             base: ProcessContext { timestamp, watermark, clock: &*self.clock, sides: self.out.sides() },
             timers: TimerService { timers: &mut self.timers, key: &key, key_group },
+            state: &mut self.state,
+            key_hash,
         };
         let mut collector = Collector::with_timestamp(&mut self.scratch, timestamp);
         call(&mut ctx, &mut collector).map_err(|e| OpError::new(self.core.id, e))?;
@@ -492,6 +516,8 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
                         sides: self.out.sides(),
                     },
                     timers: TimerService { timers: &mut self.timers, key: &timer.key, key_group: timer.key_group },
+                    state: &mut self.state,
+                    key_hash: stable_hash(&timer.key),
                 },
                 domain,
             };
@@ -520,6 +546,29 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
             _ => {}
         }
         self.out.process_control(control)
+    }
+
+    /// The keyed state and timers, in the canonical snapshot format.
+    pub fn snapshot(&self) -> Result<KeyedSnapshot, OpError> {
+        let mut snapshot = KeyedSnapshot::new(self.max_parallelism);
+        let fail = |e: StateError| OpError::new(self.core.id, e);
+        self.state.snapshot_into(&mut snapshot).map_err(fail)?;
+        self.timers.event.snapshot_into(EVENT_TIMERS, &mut snapshot).map_err(fail)?;
+        self.timers.processing.snapshot_into(PROCESSING_TIMERS, &mut snapshot).map_err(fail)?;
+        Ok(snapshot)
+    }
+
+    /// Takes back keyed state and timers from snapshots (of any key-group ranges; this instance keeps
+    /// its own key groups). Before `open`.
+    pub fn restore(&mut self, snapshots: &[&KeyedSnapshot]) -> OpResult {
+        let fail = |e: StateError| OpError::new(self.core.id, e);
+        self.state.restore(snapshots).map_err(fail)?;
+        for snapshot in snapshots {
+            self.timers.event.restore_from(EVENT_TIMERS, snapshot).map_err(fail)?;
+            self.timers.processing.restore_from(PROCESSING_TIMERS, snapshot).map_err(fail)?;
+        }
+        self.timers.reschedule(i64::MIN);
+        Ok(())
     }
 
     /// Fires the processing-time timers due at `now_ms`.
@@ -602,6 +651,19 @@ where
     fn timer_counts(&self) -> (usize, usize) {
         (self.keyed.timers.event.len(), self.keyed.timers.processing.len())
     }
+
+    fn state_entries(&self) -> usize {
+        self.keyed.state.len()
+    }
+
+    fn snapshot_state(&mut self) -> Result<OperatorSnapshot, OpError> {
+        self.keyed.snapshot().map(OperatorSnapshot::keyed)
+    }
+
+    fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
+        let keyed: Vec<&KeyedSnapshot> = snapshots.iter().map(|s| s.keyed_state()).collect();
+        self.keyed.restore(&keyed)
+    }
 }
 
 /// Runs a keyed co-process function.
@@ -683,6 +745,19 @@ where
 
     fn timer_counts(&self) -> (usize, usize) {
         (self.keyed.timers.event.len(), self.keyed.timers.processing.len())
+    }
+
+    fn state_entries(&self) -> usize {
+        self.keyed.state.len()
+    }
+
+    fn snapshot_state(&mut self) -> Result<OperatorSnapshot, OpError> {
+        self.keyed.snapshot().map(OperatorSnapshot::keyed)
+    }
+
+    fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
+        let keyed: Vec<&KeyedSnapshot> = snapshots.iter().map(|s| s.keyed_state()).collect();
+        self.keyed.restore(&keyed)
     }
 }
 

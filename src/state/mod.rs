@@ -1,12 +1,25 @@
-//! Keyed state: key groups (the unit in which keys, and their state, move between shards) and the
-//! per-key-group maps keyed operators keep their values in.
+//! Keyed state: key groups (the unit in which keys, and their state, move between shards), the
+//! per-key-group maps and timer queues operators keep, the keyed state primitives user functions
+//! declare (value, list, map, reducing, aggregating; with TTL), the heap backend that holds them, and
+//! the canonical snapshot format they are saved in.
 
 pub mod aggregate;
+pub mod heap;
 pub mod key_group;
+pub mod keyed;
 pub mod keyed_map;
+pub mod snapshot;
 pub mod timers;
+pub mod ttl;
 
 pub use aggregate::AggregateFunction;
+pub use heap::{KeyedStateBackend, Namespace};
 pub use key_group::{KeyGroupRange, default_max_parallelism, key_group_for_hash, key_group_of};
+pub use keyed::{
+    AggregatingState, AggregatingStateDescriptor, ListState, ListStateDescriptor, MapState, MapStateDescriptor,
+    ReducingState, ReducingStateDescriptor, StateDescriptor, StateScope, ValueState, ValueStateDescriptor,
+};
 pub use keyed_map::KeyGroupedMap;
+pub use snapshot::{KeyedSnapshot, StateError};
 pub use timers::{Timer, TimerQueue};
+pub use ttl::{StateTtlConfig, TtlUpdate};

@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use super::KeyGroupRange;
+use super::heap::Codec;
+use super::snapshot::{KeyedSnapshot, Section, StateError, StateKind, StateMeta};
+use crate::codec::ExchangeData;
 use crate::util::hash::BuildStableHasher;
 
 type TimerMap<K, N> = hashbrown::HashMap<(K, N, i64), u64, BuildStableHasher>;
@@ -208,6 +211,63 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
     pub fn key_group_timers(&self, key_group: usize) -> impl Iterator<Item = (&K, &N, i64)> {
         let map = self.range.contains(key_group).then(|| &self.by_key_group[key_group - self.range.start]);
         map.into_iter().flat_map(|m| m.keys().map(|(k, n, ts)| (k, n, *ts)))
+    }
+
+    /// Writes the timers into `snapshot` as the state `name`: per key group, in firing order.
+    pub(crate) fn snapshot_into(&self, name: &str, snapshot: &mut KeyedSnapshot) -> Result<(), StateError>
+    where
+        K: ExchangeData,
+        N: ExchangeData,
+    {
+        let meta = StateMeta {
+            name: name.to_string(),
+            kind: StateKind::Timers,
+            types: std::any::type_name::<(K, N)>().to_string(),
+            ttl: false,
+        };
+        let state = snapshot.add_state(meta);
+        let mut codec = Codec::default();
+        for key_group in self.range.start..=self.range.end {
+            let map = &self.by_key_group[key_group - self.range.start];
+            if map.is_empty() {
+                continue;
+            }
+            let mut timers: Vec<(i64, u64, &K, &N)> = map.iter().map(|((k, n, ts), seq)| (*ts, *seq, k, n)).collect();
+            timers.sort_unstable_by_key(|(ts, seq, _, _)| (*ts, *seq));
+            let keys: Vec<K> = timers.iter().map(|t| t.2.clone()).collect();
+            let namespaces: Vec<N> = timers.iter().map(|t| t.3.clone()).collect();
+            let timestamps: Vec<i64> = timers.iter().map(|t| t.0).collect();
+            let columns =
+                vec![codec.encode(name, &keys)?, codec.encode(name, &namespaces)?, codec.encode(name, &timestamps)?];
+            snapshot.add_section(key_group, state, Section { rows: timers.len() as u32, columns });
+        }
+        Ok(())
+    }
+
+    /// Registers the timers `snapshot` holds as the state `name` in this queue's key groups.
+    pub(crate) fn restore_from(&mut self, name: &str, snapshot: &KeyedSnapshot) -> Result<(), StateError>
+    where
+        K: ExchangeData,
+        N: ExchangeData,
+    {
+        let declared = StateMeta {
+            name: name.to_string(),
+            kind: StateKind::Timers,
+            types: std::any::type_name::<(K, N)>().to_string(),
+            ttl: false,
+        };
+        let mut codec = Codec::default();
+        for (saved, key_group, section) in snapshot.sections_of(name, self.range) {
+            saved.check_compatible(&declared)?;
+            let rows = section.rows as usize;
+            let keys: Vec<K> = codec.decode(name, section, 0, rows)?;
+            let namespaces: Vec<N> = codec.decode(name, section, 1, rows)?;
+            let timestamps: Vec<i64> = codec.decode(name, section, 2, rows)?;
+            for ((key, namespace), timestamp) in keys.iter().zip(&namespaces).zip(timestamps) {
+                self.register(key_group, key, namespace, timestamp);
+            }
+        }
+        Ok(())
     }
 
     fn retire_first_bucket(&mut self) {

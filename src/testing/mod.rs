@@ -59,6 +59,7 @@ use crate::operators::{
     BoxError, CoProcessFunction, KeyedCoProcessFunction, KeyedProcessFunction, OutputTag, ProcessFunction,
     RichCoFlatMapFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction,
 };
+use crate::state::snapshot::OperatorSnapshot;
 use crate::time::{Clock, ManualClock, Watermark, WatermarkStatus, WatermarkStrategy};
 
 /// Stands for the harness's input in the graph a build function extends; never runs.
@@ -126,6 +127,7 @@ pub struct Harness<O> {
     lifecycle: Option<Rc<RefCell<dyn Lifecycle>>>,
     output: Rc<RefCell<Vec<Emitted<O>>>>,
     sides: Rc<RefCell<Vec<CapturedSide>>>,
+    restored: Vec<OperatorSnapshot>,
     ended: bool,
     closed: bool,
 }
@@ -148,6 +150,7 @@ impl<O: Clone + 'static> Harness<O> {
             lifecycle: None,
             output: Rc::default(),
             sides: Rc::default(),
+            restored: Vec::new(),
             ended: false,
             closed: false,
         }
@@ -198,7 +201,58 @@ impl<O: Clone + 'static> Harness<O> {
         let env = self.env.as_ref().expect("built");
         env.timers.set_target(0, &lifecycle);
         self.lifecycle = Some(lifecycle.clone());
+        let restored: Vec<&OperatorSnapshot> = self.restored.iter().collect();
+        lifecycle.borrow_mut().restore_state(&restored).map_err(user_error)?;
+        self.restored.clear();
         lifecycle.borrow_mut().open().map_err(user_error)
+    }
+
+    /// Gives the operator the state of `snapshots` (taken with [`snapshot`](Self::snapshot) from
+    /// harnesses of any placement: this one keeps the key groups of its own subtask), as a restarted
+    /// job would. Call before the first element.
+    ///
+    /// ```
+    /// use rill::prelude::*;
+    /// use rill::state::ValueStateDescriptor;
+    /// use rill::testing::OneInputHarness;
+    /// #[derive(Clone)]
+    /// struct Sum { sum: ValueStateDescriptor<u64> }
+    /// impl KeyedProcessFunction<char, (char, u64), u64> for Sum {
+    ///     fn process_element(&mut self, r: (char, u64), ctx: &mut KeyedContext<'_, char>,
+    ///                        out: &mut Collector<'_, u64>) -> Result<(), BoxError> {
+    ///         let mut sum = ctx.state(&self.sum)?;
+    ///         let total = sum.value()?.unwrap_or(0) + r.1;
+    ///         sum.update(total)?;
+    ///         out.collect(total);
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let make = || OneInputHarness::keyed_process(Sum { sum: ValueStateDescriptor::new("sum") }, |r: &(char, u64)| r.0);
+    /// let mut before = make();
+    /// before.process_element(('a', 5), 0)?;
+    /// let snapshot = before.snapshot()?;
+    ///
+    /// let mut after = make();
+    /// after.initialize_state(&[snapshot])?;
+    /// after.process_element(('a', 2), 1)?;
+    /// assert_eq!(after.records(), vec![7]);
+    /// # Ok::<(), rill::BoxError>(())
+    /// ```
+    pub fn initialize_state(&mut self, snapshots: &[OperatorSnapshot]) -> Result<(), BoxError> {
+        if self.lifecycle.is_some() {
+            return Err("initialize_state must come before the operator is opened (the first element)".into());
+        }
+        self.restored.extend(snapshots.iter().cloned());
+        Ok(())
+    }
+
+    /// The operator's state now (keyed state and timers), as a checkpoint would take it; empty if the
+    /// operator was not opened yet.
+    pub fn snapshot(&self) -> Result<OperatorSnapshot, BoxError> {
+        match &self.lifecycle {
+            Some(lifecycle) => lifecycle.borrow_mut().snapshot_state().map_err(user_error),
+            None => Ok(OperatorSnapshot::default()),
+        }
     }
 
     /// Current processing time (ms) of the harness's manual clock; starts at 0.
@@ -281,8 +335,9 @@ impl<O: Clone + 'static> Harness<O> {
         self.probe(|op| op.timer_counts().1)
     }
 
-    /// Keyed state entries the operator holds: for a window operator, the windows with contents or
-    /// trigger state, and the keys with session windows. Zero once a bounded input has ended and every
+    /// Keyed state entries the operator holds: for a process function, the rows of its keyed states
+    /// (one per key and state); for a window operator, the windows with contents or trigger state, and
+    /// the keys with session windows. Zero once a bounded input has ended and every
     /// window was cleaned up.
     pub fn num_state_entries(&self) -> usize {
         self.probe(|op| op.state_entries())

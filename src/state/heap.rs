@@ -1,0 +1,595 @@
+//! The heap state backend: each keyed state of an operator instance is a table per key group of rows
+//! `(key, namespace, value)` in memory (Flink's `HeapKeyedStateBackend` with its `StateTable`s).
+//!
+//! A key group's rows sit in a vector, found through a hash index of row positions: lookups cost one
+//! probe, removal swaps the last row in, and incremental TTL cleanup walks the vectors with a cursor.
+//! A snapshot writes each key group's rows in the canonical format of [`super::snapshot`]; rows of
+//! states a restore brought back that the job has not declared (yet) are kept as they were and written
+//! into the next snapshot unchanged, so state a function did not touch in one run is not lost.
+
+use std::any::{Any, TypeId};
+use std::cell::Cell;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use hashbrown::HashTable;
+
+use super::snapshot::{KeyedSnapshot, Section, StateError, StateMeta, decode_column, encode_column};
+use super::ttl::StateTtlConfig;
+use super::{KeyGroupRange, key_group_for_hash};
+use crate::codec::{Arena, BatchBytes, ExchangeData};
+use crate::time::SharedClock;
+use crate::util::hash::stable_hash;
+
+/// A namespace of keyed state: `()` for state per key, the window for per-window state.
+pub trait Namespace: Hash + Eq + Clone + ExchangeData + 'static {}
+
+impl<N: Hash + Eq + Clone + ExchangeData + 'static> Namespace for N {}
+
+/// A value and when it was last written (or read), for TTL.
+#[derive(Clone, Debug)]
+pub(crate) struct Stamped<T> {
+    pub value: T,
+    pub stamp: i64,
+}
+
+/// The hash of a row: its key's, mixed with its namespace's unless the namespace is `()`.
+#[inline]
+pub(crate) fn row_hash<N: Hash + 'static>(key_hash: u64, namespace: &N) -> u64 {
+    if TypeId::of::<N>() == TypeId::of::<()>() {
+        key_hash
+    } else {
+        (key_hash ^ stable_hash(namespace).rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+pub(crate) struct Row<K, N, S> {
+    pub hash: u64,
+    pub key: K,
+    pub namespace: N,
+    pub state: S,
+}
+
+/// The rows of one key group.
+struct Group<K, N, S> {
+    rows: Vec<Row<K, N, S>>,
+    index: HashTable<u32>,
+}
+
+impl<K: Eq, N: Eq, S> Group<K, N, S> {
+    fn new() -> Group<K, N, S> {
+        Group { rows: Vec::new(), index: HashTable::new() }
+    }
+
+    #[inline]
+    fn find(&self, hash: u64, key: &K, namespace: &N) -> Option<usize> {
+        let rows = &self.rows;
+        self.index
+            .find(hash, |&i| {
+                let row = &rows[i as usize];
+                row.hash == hash && row.key == *key && row.namespace == *namespace
+            })
+            .map(|&i| i as usize)
+    }
+
+    fn push(&mut self, row: Row<K, N, S>) -> usize {
+        let position = self.rows.len();
+        let rows = &self.rows;
+        self.index.insert_unique(row.hash, position as u32, |&i| rows[i as usize].hash);
+        self.rows.push(row);
+        position
+    }
+
+    fn remove_at(&mut self, position: usize) -> Row<K, N, S> {
+        let hash = self.rows[position].hash;
+        if let Ok(entry) = self.index.find_entry(hash, |&i| i as usize == position) {
+            entry.remove();
+        }
+        let last = self.rows.len() - 1;
+        if position != last {
+            let moved_hash = self.rows[last].hash;
+            if let Some(slot) = self.index.find_mut(moved_hash, |&i| i as usize == last) {
+                *slot = position as u32;
+            }
+        }
+        self.rows.swap_remove(position)
+    }
+}
+
+/// How one kind of state stores what a (key, namespace) holds, and writes it to a snapshot.
+pub(crate) trait Stored: Sized + 'static {
+    /// Removes what expired at `now`; true if nothing is left.
+    fn expire(&mut self, ttl: &StateTtlConfig, now: i64) -> bool;
+    /// Appends this kind's columns for `rows` (already freed of what expired, if asked).
+    fn write_columns<'a>(
+        state: &str,
+        rows: impl Iterator<Item = &'a Self> + Clone,
+        out: &mut Vec<Vec<u8>>,
+        codec: &mut Codec,
+    ) -> Result<(), StateError>;
+    /// Reads this kind's columns of a section of `rows` rows (its columns from `first` on).
+    fn read_columns(
+        state: &str,
+        section: &Section,
+        first: usize,
+        rows: usize,
+        codec: &mut Codec,
+    ) -> Result<Vec<Self>, StateError>;
+}
+
+/// Encoding scratch space, reused across columns.
+#[derive(Default)]
+pub(crate) struct Codec {
+    arena: Arena,
+    bytes: BatchBytes,
+}
+
+impl Codec {
+    pub fn encode<T: ExchangeData>(&mut self, state: &str, values: &[T]) -> Result<Vec<u8>, StateError> {
+        encode_column(state, values, &mut self.arena, &mut self.bytes)
+    }
+
+    pub fn decode<T: ExchangeData>(
+        &mut self,
+        state: &str,
+        section: &Section,
+        index: usize,
+        expected: usize,
+    ) -> Result<Vec<T>, StateError> {
+        decode_column(state, section, index, expected, &mut self.bytes)
+    }
+}
+
+impl<T: ExchangeData + Clone> Stored for Stamped<T> {
+    fn expire(&mut self, ttl: &StateTtlConfig, now: i64) -> bool {
+        ttl.expired(self.stamp, now)
+    }
+
+    fn write_columns<'a>(
+        state: &str,
+        rows: impl Iterator<Item = &'a Self> + Clone,
+        out: &mut Vec<Vec<u8>>,
+        codec: &mut Codec,
+    ) -> Result<(), StateError> {
+        let values: Vec<T> = rows.clone().map(|s| s.value.clone()).collect();
+        out.push(codec.encode(state, &values)?);
+        let stamps: Vec<i64> = rows.map(|s| s.stamp).collect();
+        out.push(codec.encode(state, &stamps)?);
+        Ok(())
+    }
+
+    fn read_columns(
+        state: &str,
+        section: &Section,
+        first: usize,
+        rows: usize,
+        codec: &mut Codec,
+    ) -> Result<Vec<Self>, StateError> {
+        let values: Vec<T> = codec.decode(state, section, first, rows)?;
+        let stamps: Vec<i64> = codec.decode(state, section, first + 1, rows)?;
+        Ok(values.into_iter().zip(stamps).map(|(value, stamp)| Stamped { value, stamp }).collect())
+    }
+}
+
+/// Reads a lengths column and checks it adds up to what the element columns hold.
+fn read_lengths(
+    state: &str,
+    section: &Section,
+    index: usize,
+    rows: usize,
+    codec: &mut Codec,
+) -> Result<(Vec<u32>, usize), StateError> {
+    let lengths: Vec<u32> = codec.decode(state, section, index, rows)?;
+    let total = lengths.iter().map(|&n| n as usize).sum();
+    Ok((lengths, total))
+}
+
+impl<T: ExchangeData + Clone> Stored for Vec<Stamped<T>> {
+    fn expire(&mut self, ttl: &StateTtlConfig, now: i64) -> bool {
+        self.retain(|element| !ttl.expired(element.stamp, now));
+        self.is_empty()
+    }
+
+    fn write_columns<'a>(
+        state: &str,
+        rows: impl Iterator<Item = &'a Self> + Clone,
+        out: &mut Vec<Vec<u8>>,
+        codec: &mut Codec,
+    ) -> Result<(), StateError> {
+        let lengths: Vec<u32> = rows.clone().map(|list| list.len() as u32).collect();
+        out.push(codec.encode(state, &lengths)?);
+        let elements: Vec<T> = rows.clone().flatten().map(|e| e.value.clone()).collect();
+        out.push(codec.encode(state, &elements)?);
+        let stamps: Vec<i64> = rows.flatten().map(|e| e.stamp).collect();
+        out.push(codec.encode(state, &stamps)?);
+        Ok(())
+    }
+
+    fn read_columns(
+        state: &str,
+        section: &Section,
+        first: usize,
+        rows: usize,
+        codec: &mut Codec,
+    ) -> Result<Vec<Self>, StateError> {
+        let (lengths, total) = read_lengths(state, section, first, rows, codec)?;
+        let elements: Vec<T> = codec.decode(state, section, first + 1, total)?;
+        let stamps: Vec<i64> = codec.decode(state, section, first + 2, total)?;
+        let mut elements = elements.into_iter().zip(stamps).map(|(value, stamp)| Stamped { value, stamp });
+        Ok(lengths.iter().map(|&n| elements.by_ref().take(n as usize).collect()).collect())
+    }
+}
+
+/// The entries of one map state value, in insertion order, with a hash index by user key.
+pub(crate) type MapEntries<UK, UV> = hashbrown::HashMap<UK, Stamped<UV>, crate::util::hash::BuildStableHasher>;
+
+impl<UK: ExchangeData + Hash + Eq + Clone, UV: ExchangeData + Clone> Stored for MapEntries<UK, UV> {
+    fn expire(&mut self, ttl: &StateTtlConfig, now: i64) -> bool {
+        self.retain(|_, entry| !ttl.expired(entry.stamp, now));
+        self.is_empty()
+    }
+
+    fn write_columns<'a>(
+        state: &str,
+        rows: impl Iterator<Item = &'a Self> + Clone,
+        out: &mut Vec<Vec<u8>>,
+        codec: &mut Codec,
+    ) -> Result<(), StateError> {
+        let lengths: Vec<u32> = rows.clone().map(|map| map.len() as u32).collect();
+        out.push(codec.encode(state, &lengths)?);
+        let user_keys: Vec<UK> = rows.clone().flat_map(|map| map.keys().cloned()).collect();
+        out.push(codec.encode(state, &user_keys)?);
+        let values: Vec<UV> = rows.clone().flat_map(|map| map.values().map(|e| e.value.clone())).collect();
+        out.push(codec.encode(state, &values)?);
+        let stamps: Vec<i64> = rows.flat_map(|map| map.values().map(|e| e.stamp)).collect();
+        out.push(codec.encode(state, &stamps)?);
+        Ok(())
+    }
+
+    fn read_columns(
+        state: &str,
+        section: &Section,
+        first: usize,
+        rows: usize,
+        codec: &mut Codec,
+    ) -> Result<Vec<Self>, StateError> {
+        let (lengths, total) = read_lengths(state, section, first, rows, codec)?;
+        let user_keys: Vec<UK> = codec.decode(state, section, first + 1, total)?;
+        let values: Vec<UV> = codec.decode(state, section, first + 2, total)?;
+        let stamps: Vec<i64> = codec.decode(state, section, first + 3, total)?;
+        let mut entries =
+            user_keys.into_iter().zip(values).zip(stamps).map(|((k, value), stamp)| (k, Stamped { value, stamp }));
+        Ok(lengths.iter().map(|&n| entries.by_ref().take(n as usize).collect()).collect())
+    }
+}
+
+/// One keyed state of an operator instance: rows by key group.
+pub(crate) struct Table<K, N, S> {
+    range: KeyGroupRange,
+    groups: Vec<Group<K, N, S>>,
+    pub ttl: Option<StateTtlConfig>,
+    /// Where incremental TTL cleanup goes on: (group, row).
+    cursor: (usize, usize),
+    len: usize,
+}
+
+impl<K: Eq + Clone, N: Eq + Clone, S: Stored> Table<K, N, S> {
+    fn new(range: KeyGroupRange, ttl: Option<StateTtlConfig>) -> Table<K, N, S> {
+        Table { range, groups: (0..range.len()).map(|_| Group::new()).collect(), ttl, cursor: (0, 0), len: 0 }
+    }
+
+    #[inline]
+    fn group(&self, key_group: usize) -> usize {
+        key_group - self.range.start
+    }
+
+    /// The state of (key, namespace), if any.
+    #[inline]
+    pub fn get(&mut self, at: &RowRef<'_, K, N>) -> Option<&mut S> {
+        let group = &mut self.groups[at.key_group - self.range.start];
+        let position = group.find(at.hash, at.key, at.namespace)?;
+        Some(&mut group.rows[position].state)
+    }
+
+    /// The state of (key, namespace), made by `make` if absent.
+    #[inline]
+    pub fn get_or_insert_with(&mut self, at: &RowRef<'_, K, N>, make: impl FnOnce() -> S) -> &mut S {
+        let index = self.group(at.key_group);
+        let group = &mut self.groups[index];
+        let position = match group.find(at.hash, at.key, at.namespace) {
+            Some(position) => position,
+            None => {
+                self.len += 1;
+                group.push(Row { hash: at.hash, key: at.key.clone(), namespace: at.namespace.clone(), state: make() })
+            }
+        };
+        &mut group.rows[position].state
+    }
+
+    /// Removes (key, namespace); returns what it held.
+    pub fn remove(&mut self, at: &RowRef<'_, K, N>) -> Option<S> {
+        let index = self.group(at.key_group);
+        let group = &mut self.groups[index];
+        let position = group.find(at.hash, at.key, at.namespace)?;
+        self.len -= 1;
+        Some(group.remove_at(position).state)
+    }
+
+    /// Checks up to `n` rows for expiry, going on from where the last call stopped.
+    pub fn cleanup_step(&mut self, n: usize, now: i64) {
+        let Some(ttl) = self.ttl else { return };
+        if self.len == 0 {
+            return;
+        }
+        let (mut group, mut row) = self.cursor;
+        let mut checked = 0;
+        let mut groups_seen = 0;
+        while checked < n && groups_seen <= self.groups.len() {
+            if group >= self.groups.len() {
+                group = 0;
+            }
+            let rows = &mut self.groups[group];
+            if row >= rows.rows.len() {
+                group += 1;
+                row = 0;
+                groups_seen += 1;
+                continue;
+            }
+            checked += 1;
+            if rows.rows[row].state.expire(&ttl, now) {
+                rows.remove_at(row);
+                self.len -= 1;
+            } else {
+                row += 1;
+            }
+        }
+        self.cursor = (group, row);
+    }
+
+    /// Rows of one key group into a section: keys, namespaces, then the kind's columns.
+    fn section(&self, name: &str, key_group: usize, now: i64, codec: &mut Codec) -> Result<Section, StateError>
+    where
+        K: ExchangeData,
+        N: ExchangeData,
+        S: Clone,
+    {
+        let rows = &self.groups[self.group(key_group)].rows;
+        let drop_expired = self.ttl.filter(|ttl| ttl.cleanup_full_snapshot);
+        let kept: Vec<(&K, &N, std::borrow::Cow<'_, S>)> = match drop_expired {
+            None => rows.iter().map(|r| (&r.key, &r.namespace, std::borrow::Cow::Borrowed(&r.state))).collect(),
+            Some(ttl) => rows
+                .iter()
+                .filter_map(|r| {
+                    let mut state = r.state.clone();
+                    (!state.expire(&ttl, now)).then(|| (&r.key, &r.namespace, std::borrow::Cow::Owned(state)))
+                })
+                .collect(),
+        };
+        if kept.is_empty() {
+            return Ok(Section::default());
+        }
+        let keys: Vec<K> = kept.iter().map(|(k, _, _)| (*k).clone()).collect();
+        let namespaces: Vec<N> = kept.iter().map(|(_, n, _)| (*n).clone()).collect();
+        let mut columns = vec![codec.encode(name, &keys)?, codec.encode(name, &namespaces)?];
+        S::write_columns(name, kept.iter().map(|(_, _, s)| s.as_ref()), &mut columns, codec)?;
+        Ok(Section { rows: kept.len() as u32, columns })
+    }
+
+    /// Adds the rows of a restored section of `key_group`.
+    fn restore_section(
+        &mut self,
+        name: &str,
+        (key_group, max_parallelism): (usize, usize),
+        section: &Section,
+        codec: &mut Codec,
+    ) -> Result<(), StateError>
+    where
+        K: ExchangeData + Hash,
+        N: ExchangeData + Hash + 'static,
+    {
+        let rows = section.rows as usize;
+        let keys: Vec<K> = codec.decode(name, section, 0, rows)?;
+        let namespaces: Vec<N> = codec.decode(name, section, 1, rows)?;
+        let states = S::read_columns(name, section, 2, rows, codec)?;
+        let index = self.group(key_group);
+        for ((key, namespace), state) in keys.into_iter().zip(namespaces).zip(states) {
+            let key_hash = stable_hash(&key);
+            if key_group_for_hash(key_hash, max_parallelism) != key_group {
+                return Err(StateError::Mismatch {
+                    state: name.to_string(),
+                    reason: format!("a key saved in key group {key_group} hashes to another key group"),
+                });
+            }
+            let hash = row_hash(key_hash, &namespace);
+            let group = &mut self.groups[index];
+            match group.find(hash, &key, &namespace) {
+                Some(position) => group.rows[position].state = state,
+                None => {
+                    group.push(Row { hash, key, namespace, state });
+                    self.len += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a state access goes: the current key (with its hash and key group) and namespace.
+pub(crate) struct RowRef<'a, K, N> {
+    pub key: &'a K,
+    pub namespace: &'a N,
+    pub key_group: usize,
+    pub hash: u64,
+}
+
+/// What the backend needs of a table without knowing its types.
+trait ErasedTable {
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn len(&self) -> usize;
+    fn section(&self, name: &str, key_group: usize, now: i64, codec: &mut Codec) -> Result<Section, StateError>;
+}
+
+impl<K, N, S> ErasedTable for Table<K, N, S>
+where
+    K: ExchangeData + Hash + Eq + Clone,
+    N: Namespace,
+    S: Stored + Clone,
+{
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn section(&self, name: &str, key_group: usize, now: i64, codec: &mut Codec) -> Result<Section, StateError> {
+        Table::section(self, name, key_group, now, codec)
+    }
+}
+
+struct Registered {
+    meta: StateMeta,
+    type_id: TypeId,
+    table: Box<dyn ErasedTable>,
+}
+
+static NEXT_BACKEND_ID: AtomicU32 = AtomicU32::new(1);
+
+/// The keyed state of one operator instance on the heap: its declared states, each a table per key
+/// group, and what a restore brought back for states not declared yet.
+pub struct KeyedStateBackend<K> {
+    id: u32,
+    max_parallelism: usize,
+    range: KeyGroupRange,
+    clock: SharedClock,
+    states: Vec<Registered>,
+    restored: KeyedSnapshot,
+    _key: std::marker::PhantomData<fn() -> K>,
+}
+
+impl<K: crate::api::Key> KeyedStateBackend<K> {
+    /// An empty backend for the key groups of `range`.
+    pub(crate) fn new(max_parallelism: usize, range: KeyGroupRange, clock: SharedClock) -> KeyedStateBackend<K> {
+        KeyedStateBackend {
+            id: NEXT_BACKEND_ID.fetch_add(1, Ordering::Relaxed),
+            max_parallelism,
+            range,
+            clock,
+            states: Vec::new(),
+            restored: KeyedSnapshot::new(max_parallelism),
+            _key: std::marker::PhantomData,
+        }
+    }
+
+    /// The key groups it holds.
+    pub fn key_groups(&self) -> KeyGroupRange {
+        self.range
+    }
+
+    /// The job clock's time now, ms (TTL's time).
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Rows held over all states.
+    pub fn len(&self) -> usize {
+        self.states.iter().map(|s| s.table.len()).sum()
+    }
+
+    /// True if no state holds a row.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The table of a declared state, declaring it on first use (and restoring its rows if a restore
+    /// brought any). `cache` remembers where it is for the next call.
+    pub(crate) fn table<N: Namespace, S: Stored + Clone>(
+        &mut self,
+        cache: &Cell<u64>,
+        meta: impl FnOnce() -> StateMeta,
+        ttl: Option<StateTtlConfig>,
+    ) -> Result<&mut Table<K, N, S>, StateError> {
+        let cached = cache.get();
+        let index = if cached >> 32 == self.id as u64 {
+            (cached & 0xFFFF_FFFF) as usize
+        } else {
+            let index = self.declare::<N, S>(meta(), ttl)?;
+            cache.set(((self.id as u64) << 32) | index as u64);
+            index
+        };
+        let registered = &mut self.states[index];
+        let name = &registered.meta.name;
+        let wrong_type = || StateError::Usage {
+            state: name.clone(),
+            reason: "used with another value or namespace type than it was declared with".into(),
+        };
+        if registered.type_id != TypeId::of::<Table<K, N, S>>() {
+            return Err(wrong_type());
+        }
+        registered.table.as_any_mut().downcast_mut::<Table<K, N, S>>().ok_or_else(wrong_type)
+    }
+
+    fn declare<N: Namespace, S: Stored + Clone>(
+        &mut self,
+        meta: StateMeta,
+        ttl: Option<StateTtlConfig>,
+    ) -> Result<usize, StateError> {
+        let type_id = TypeId::of::<Table<K, N, S>>();
+        if let Some(index) = self.states.iter().position(|s| s.meta.name == meta.name) {
+            let existing = &self.states[index];
+            if existing.meta.kind != meta.kind || existing.type_id != type_id {
+                return Err(StateError::Usage {
+                    state: meta.name.clone(),
+                    reason: format!(
+                        "declared twice: as {} of {} and as {} of {}",
+                        existing.meta.kind.name(),
+                        existing.meta.types,
+                        meta.kind.name(),
+                        meta.types
+                    ),
+                });
+            }
+            return Ok(index);
+        }
+        let mut table: Table<K, N, S> = Table::new(self.range, ttl);
+        let mut codec = Codec::default();
+        for (saved, key_group, section) in self.restored.sections_of(&meta.name, self.range) {
+            saved.check_compatible(&meta)?;
+            table.restore_section(&meta.name, (key_group, self.max_parallelism), section, &mut codec)?;
+        }
+        self.restored.remove_state(&meta.name);
+        self.states.push(Registered { meta, type_id, table: Box::new(table) });
+        Ok(self.states.len() - 1)
+    }
+
+    /// Writes every state into `snapshot` (the states a restore brought back and nobody declared
+    /// since, unchanged).
+    pub(crate) fn snapshot_into(&self, snapshot: &mut KeyedSnapshot) -> Result<(), StateError> {
+        let now = self.now_ms();
+        let mut codec = Codec::default();
+        for registered in &self.states {
+            let state = snapshot.add_state(registered.meta.clone());
+            for key_group in self.range.start..=self.range.end {
+                let section = registered.table.section(&registered.meta.name, key_group, now, &mut codec)?;
+                snapshot.add_section(key_group, state, section);
+            }
+        }
+        snapshot.merge_from(&self.restored, self.range)
+    }
+
+    /// Takes the rows of `snapshots` in this backend's key groups; they reach their tables when their
+    /// states are declared. Call before any state is used.
+    pub(crate) fn restore(&mut self, snapshots: &[&KeyedSnapshot]) -> Result<(), StateError> {
+        for snapshot in snapshots {
+            self.restored.merge_from(snapshot, self.range)?;
+        }
+        Ok(())
+    }
+}
+
+impl<K> std::fmt::Debug for KeyedStateBackend<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedStateBackend").field("range", &self.range).field("states", &self.states.len()).finish()
+    }
+}

@@ -1,0 +1,581 @@
+//! The canonical snapshot of an operator's keyed state: the same bytes whatever backend wrote them, so
+//! a snapshot restores into another backend and into another key-group range (rescaling).
+//!
+//! A snapshot lists the states it holds (name, kind, value types, whether they carry TTL timestamps)
+//! and then, key group by key group, one section per state with its rows as columns. A column is one
+//! rkyv archive of a `Vec` (the exchange's batch encoding), so a column of keys, of namespaces or of
+//! values is written and validated in one pass. How rows are laid out in columns per kind:
+//!
+//! | kind | columns |
+//! |---|---|
+//! | value, reducing, aggregating | keys, namespaces, values, TTL stamps |
+//! | list | keys, namespaces, lengths, elements, TTL stamps (one per element) |
+//! | map | keys, namespaces, lengths, user keys, user values, TTL stamps (one per entry) |
+//! | timers | keys, namespaces, timestamps (in firing order) |
+//!
+//! The bytes: `b"RILLSNAP"`, format version (`u16` LE), reserved `u16` (zero), CRC-32 of the body (`u32`),
+//! body length (`u64`), then the body. Everything in the body is little-endian and length-prefixed, and
+//! every read is bounds-checked: damaged bytes are a [`StateError`] naming what broke and where,
+//! never a panic.
+
+use std::collections::BTreeMap;
+
+use crate::codec::{Arena, BatchBytes, CodecError, ExchangeData};
+use crate::state::KeyGroupRange;
+
+const MAGIC: &[u8; 8] = b"RILLSNAP";
+/// The version of the byte format this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+const HEADER_LEN: usize = 8 + 2 + 2 + 4 + 8;
+
+/// A snapshot or restore that could not be done: damaged bytes, or state that does not match what
+/// the job declares.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The bytes are not a snapshot, or are cut short or damaged.
+    #[error("corrupt state snapshot at byte {offset}: {reason}")]
+    Corrupt {
+        /// Where in the snapshot's bytes the damage was found.
+        offset: usize,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The snapshot was written by a format version this build does not read.
+    #[error("state snapshot format version {found} is not supported (this build reads version {FORMAT_VERSION})")]
+    Version {
+        /// The version in the header.
+        found: u16,
+    },
+    /// The bytes do not match their checksum.
+    #[error("state snapshot checksum mismatch: header says {expected:#010x}, body has {found:#010x}")]
+    Checksum {
+        /// The CRC-32 in the header.
+        expected: u32,
+        /// The CRC-32 of the body read.
+        found: u32,
+    },
+    /// A state is declared differently from how it was saved (another kind, another type, TTL turned
+    /// on or off).
+    #[error("state '{state}' does not match its snapshot: {reason}")]
+    Mismatch {
+        /// The state's name.
+        state: String,
+        /// How it differs.
+        reason: String,
+    },
+    /// A column of a state could not be encoded or decoded.
+    #[error("state '{state}': {source}")]
+    Codec {
+        /// The state's name.
+        state: String,
+        /// The codec's error.
+        source: CodecError,
+    },
+    /// Snapshots of another number of key groups (max parallelism) cannot be restored.
+    #[error("a snapshot of {found} key groups cannot be restored into a job of {expected} key groups")]
+    MaxParallelism {
+        /// The job's max parallelism.
+        expected: usize,
+        /// The snapshot's.
+        found: usize,
+    },
+    /// A state was used in a way the backend cannot serve.
+    #[error("state '{state}': {reason}")]
+    Usage {
+        /// The state's name.
+        state: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// What kind of state a section holds; decides its columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum StateKind {
+    /// `ValueState`.
+    Value = 1,
+    /// `ListState`.
+    List = 2,
+    /// `MapState`.
+    Map = 3,
+    /// `ReducingState`.
+    Reducing = 4,
+    /// `AggregatingState`.
+    Aggregating = 5,
+    /// Timers of one time domain.
+    Timers = 6,
+}
+
+impl StateKind {
+    fn from_u8(byte: u8) -> Option<StateKind> {
+        Some(match byte {
+            1 => StateKind::Value,
+            2 => StateKind::List,
+            3 => StateKind::Map,
+            4 => StateKind::Reducing,
+            5 => StateKind::Aggregating,
+            6 => StateKind::Timers,
+            _ => return None,
+        })
+    }
+
+    /// The name a user knows the kind by.
+    pub fn name(self) -> &'static str {
+        match self {
+            StateKind::Value => "ValueState",
+            StateKind::List => "ListState",
+            StateKind::Map => "MapState",
+            StateKind::Reducing => "ReducingState",
+            StateKind::Aggregating => "AggregatingState",
+            StateKind::Timers => "timers",
+        }
+    }
+}
+
+/// How a state was declared: what a restore checks the job's declaration against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateMeta {
+    /// The state's name, unique within its operator.
+    pub name: String,
+    /// Its kind.
+    pub kind: StateKind,
+    /// The Rust types of key, namespace and values, as `std::any::type_name` spells them.
+    pub types: String,
+    /// Whether rows carry TTL timestamps.
+    pub ttl: bool,
+}
+
+impl StateMeta {
+    /// Checks that `declared` can read what `self` saved.
+    pub(crate) fn check_compatible(&self, declared: &StateMeta) -> Result<(), StateError> {
+        let mismatch = |reason: String| Err(StateError::Mismatch { state: declared.name.clone(), reason });
+        if self.kind != declared.kind {
+            return mismatch(format!("saved as {}, declared as {}", self.kind.name(), declared.kind.name()));
+        }
+        if self.types != declared.types {
+            return mismatch(format!("saved with types {}, declared with {}", self.types, declared.types));
+        }
+        if self.ttl != declared.ttl {
+            let (was, is) = if self.ttl { ("with", "without") } else { ("without", "with") };
+            return mismatch(format!("saved {was} a time-to-live, declared {is} one"));
+        }
+        Ok(())
+    }
+}
+
+/// One state's rows in one key group: a row count and the kind's columns (see the module docs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Section {
+    /// Rows (keys × namespaces) in the section.
+    pub rows: u32,
+    /// The encoded columns.
+    pub columns: Vec<Vec<u8>>,
+}
+
+/// The keyed state of one operator instance (or several, merged): declared states and their sections
+/// by key group.
+///
+/// ```
+/// use rill::state::snapshot::{KeyedSnapshot, Section, StateKind, StateMeta};
+/// let mut snapshot = KeyedSnapshot::new(128);
+/// let id = snapshot.add_state(StateMeta { name: "count".into(), kind: StateKind::Value, types: "u64".into(), ttl: false });
+/// snapshot.add_section(7, id, Section { rows: 0, columns: vec![] });
+/// let bytes = snapshot.to_bytes();
+/// assert_eq!(KeyedSnapshot::from_bytes(&bytes)?, snapshot);
+/// # Ok::<(), rill::state::StateError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyedSnapshot {
+    max_parallelism: usize,
+    states: Vec<StateMeta>,
+    /// Key group → (state index, section).
+    groups: BTreeMap<u32, Vec<(u32, Section)>>,
+}
+
+impl KeyedSnapshot {
+    /// An empty snapshot of a job with `max_parallelism` key groups.
+    pub fn new(max_parallelism: usize) -> KeyedSnapshot {
+        KeyedSnapshot { max_parallelism, states: Vec::new(), groups: BTreeMap::new() }
+    }
+
+    /// The number of key groups of the job that wrote it.
+    pub fn max_parallelism(&self) -> usize {
+        self.max_parallelism
+    }
+
+    /// The states it declares.
+    pub fn states(&self) -> &[StateMeta] {
+        &self.states
+    }
+
+    /// True if it holds no rows at all.
+    pub fn is_empty(&self) -> bool {
+        self.groups.values().all(|sections| sections.iter().all(|(_, s)| s.rows == 0))
+    }
+
+    /// Declares a state (or finds it, if declared alike); returns its index.
+    pub fn add_state(&mut self, meta: StateMeta) -> u32 {
+        if let Some(index) = self.states.iter().position(|m| *m == meta) {
+            return index as u32;
+        }
+        self.states.push(meta);
+        (self.states.len() - 1) as u32
+    }
+
+    /// Adds the rows of state `state` in `key_group`. Empty sections are not kept.
+    pub fn add_section(&mut self, key_group: usize, state: u32, section: Section) {
+        if section.rows > 0 {
+            self.groups.entry(key_group as u32).or_default().push((state, section));
+        }
+    }
+
+    /// The sections of the state named `name` in the key groups of `range`, in key-group order.
+    pub fn sections_of<'a>(
+        &'a self,
+        name: &'a str,
+        range: KeyGroupRange,
+    ) -> impl Iterator<Item = (&'a StateMeta, usize, &'a Section)> + 'a {
+        self.groups
+            .range(range.start as u32..=range.end as u32)
+            .flat_map(|(key_group, sections)| sections.iter().map(move |(state, s)| (*key_group, *state, s)))
+            .filter_map(move |(key_group, state, section)| {
+                let meta = &self.states[state as usize];
+                (meta.name == name).then_some((meta, key_group as usize, section))
+            })
+    }
+
+    /// Drops every section of the state named `name`.
+    pub(crate) fn remove_state(&mut self, name: &str) {
+        let states = &self.states;
+        for sections in self.groups.values_mut() {
+            sections.retain(|(state, _)| states[*state as usize].name != name);
+        }
+        self.groups.retain(|_, sections| !sections.is_empty());
+    }
+
+    /// Merges `other` (of the same max parallelism) into this one, keeping only key groups in `range`.
+    pub fn merge_from(&mut self, other: &KeyedSnapshot, range: KeyGroupRange) -> Result<(), StateError> {
+        if other.max_parallelism != self.max_parallelism {
+            return Err(StateError::MaxParallelism { expected: self.max_parallelism, found: other.max_parallelism });
+        }
+        for (key_group, sections) in other.groups.range(range.start as u32..=range.end as u32) {
+            for (state, section) in sections {
+                let index = self.add_state(other.states[*state as usize].clone());
+                self.groups.entry(*key_group).or_default().push((index, section.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The canonical bytes (see the module docs).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        put_u32(&mut body, self.max_parallelism as u32);
+        put_u32(&mut body, self.states.len() as u32);
+        for meta in &self.states {
+            put_str(&mut body, &meta.name);
+            body.push(meta.kind as u8);
+            put_str(&mut body, &meta.types);
+            body.push(meta.ttl as u8);
+        }
+        put_u32(&mut body, self.groups.len() as u32);
+        for (key_group, sections) in &self.groups {
+            put_u32(&mut body, *key_group);
+            put_u32(&mut body, sections.len() as u32);
+            for (state, section) in sections {
+                put_u32(&mut body, *state);
+                put_u32(&mut body, section.rows);
+                put_u32(&mut body, section.columns.len() as u32);
+                for column in &section.columns {
+                    put_u64(&mut body, column.len() as u64);
+                    body.extend_from_slice(column);
+                }
+            }
+        }
+        let mut bytes = Vec::with_capacity(HEADER_LEN + body.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&0u16.to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        put_u64(&mut bytes, body.len() as u64);
+        bytes.extend_from_slice(&body);
+        bytes
+    }
+
+    /// Reads and validates canonical bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<KeyedSnapshot, StateError> {
+        let mut header = Reader { bytes, at: 0 };
+        if header.take(8, "the magic bytes")? != MAGIC {
+            return Err(StateError::Corrupt { offset: 0, reason: "not a rill state snapshot (bad magic)".into() });
+        }
+        let version = u16::from_le_bytes(header.array("the format version")?);
+        if version != FORMAT_VERSION {
+            return Err(StateError::Version { found: version });
+        }
+        if header.take(2, "the reserved field")? != [0, 0] {
+            return Err(StateError::Corrupt { offset: 10, reason: "the reserved header field is not zero".into() });
+        }
+        let expected = header.u32("the checksum")?;
+        let len = header.u64("the body length")?;
+        let body_len = bytes.len() - HEADER_LEN;
+        if len != body_len as u64 {
+            return Err(StateError::Corrupt {
+                offset: HEADER_LEN,
+                reason: format!("the header announces {len} bytes of body, {body_len} follow (truncated or padded)"),
+            });
+        }
+        let body = &bytes[HEADER_LEN..];
+        let found = crc32fast::hash(body);
+        if found != expected {
+            return Err(StateError::Checksum { expected, found });
+        }
+        let mut r = Reader { bytes, at: HEADER_LEN };
+        let max_parallelism = r.u32("the max parallelism")? as usize;
+        let n_states = r.u32("the number of states")?;
+        let mut states = Vec::new();
+        for _ in 0..n_states {
+            let name = r.string("a state name")?;
+            let at = r.at;
+            let kind = StateKind::from_u8(r.array::<1>("a state kind")?[0])
+                .ok_or_else(|| StateError::Corrupt { offset: at, reason: format!("unknown kind of state '{name}'") })?;
+            let types = r.string("a state's types")?;
+            let ttl = r.array::<1>("a TTL flag")?[0] != 0;
+            states.push(StateMeta { name, kind, types, ttl });
+        }
+        let n_groups = r.u32("the number of key groups")?;
+        let mut groups = BTreeMap::new();
+        for _ in 0..n_groups {
+            let at = r.at;
+            let key_group = r.u32("a key group")?;
+            if key_group as usize >= max_parallelism {
+                let reason = format!("key group {key_group} is beyond the max parallelism {max_parallelism}");
+                return Err(StateError::Corrupt { offset: at, reason });
+            }
+            let n_sections = r.u32("a section count")?;
+            let mut sections = Vec::new();
+            for _ in 0..n_sections {
+                let at = r.at;
+                let state = r.u32("a state index")?;
+                if state >= n_states {
+                    return Err(StateError::Corrupt { offset: at, reason: format!("unknown state index {state}") });
+                }
+                let rows = r.u32("a row count")?;
+                let n_columns = r.u32("a column count")?;
+                let mut columns = Vec::new();
+                for _ in 0..n_columns {
+                    let len = r.u64("a column length")?;
+                    let len = usize::try_from(len).unwrap_or(usize::MAX);
+                    columns.push(r.take(len, "a column")?.to_vec());
+                }
+                sections.push((state, Section { rows, columns }));
+            }
+            groups.insert(key_group, sections);
+        }
+        if r.at != bytes.len() {
+            return Err(StateError::Corrupt {
+                offset: r.at,
+                reason: "bytes left over after the last key group".into(),
+            });
+        }
+        Ok(KeyedSnapshot { max_parallelism, states, groups })
+    }
+}
+
+/// What one operator instance saved: its keyed state and timers (empty for an operator without
+/// state). Restore it into a fresh instance, of the same or another key-group range.
+///
+/// ```
+/// use rill::state::snapshot::OperatorSnapshot;
+/// let empty = OperatorSnapshot::default();
+/// let bytes = empty.to_bytes();
+/// assert_eq!(OperatorSnapshot::from_bytes(&bytes)?, empty);
+/// assert!(OperatorSnapshot::from_bytes(&bytes[..10]).is_err());
+/// # Ok::<(), rill::state::StateError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorSnapshot {
+    keyed: KeyedSnapshot,
+}
+
+impl Default for OperatorSnapshot {
+    fn default() -> OperatorSnapshot {
+        OperatorSnapshot { keyed: KeyedSnapshot::new(0) }
+    }
+}
+
+impl OperatorSnapshot {
+    pub(crate) fn keyed(keyed: KeyedSnapshot) -> OperatorSnapshot {
+        OperatorSnapshot { keyed }
+    }
+
+    /// The keyed state and timers.
+    pub fn keyed_state(&self) -> &KeyedSnapshot {
+        &self.keyed
+    }
+
+    /// True if nothing was saved.
+    pub fn is_empty(&self) -> bool {
+        self.keyed.is_empty()
+    }
+
+    /// The canonical bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.keyed.to_bytes()
+    }
+
+    /// Reads and validates canonical bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<OperatorSnapshot, StateError> {
+        Ok(OperatorSnapshot { keyed: KeyedSnapshot::from_bytes(bytes)? })
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, value: u32) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, value: &str) {
+    put_u32(out, value.len() as u32);
+    out.extend_from_slice(value.as_bytes());
+}
+
+/// Bounds-checked reads over the snapshot's bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize, what: &str) -> Result<&'a [u8], StateError> {
+        let end = self.at.checked_add(len).filter(|end| *end <= self.bytes.len());
+        let Some(end) = end else {
+            let left = self.bytes.len() - self.at;
+            return Err(StateError::Corrupt {
+                offset: self.at,
+                reason: format!("cut short reading {what}: {len} bytes needed, {left} left"),
+            });
+        };
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], StateError> {
+        Ok(self.take(N, what)?.try_into().expect("take returns N bytes"))
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, StateError> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, StateError> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    fn string(&mut self, what: &str) -> Result<String, StateError> {
+        let len = self.u32(what)? as usize;
+        let at = self.at;
+        let bytes = self.take(len, what)?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| StateError::Corrupt { offset: at, reason: format!("{what} is not UTF-8") })
+    }
+}
+
+/// Encodes one column.
+pub(crate) fn encode_column<T: ExchangeData>(
+    state: &str,
+    values: &[T],
+    arena: &mut Arena,
+    scratch: &mut BatchBytes,
+) -> Result<Vec<u8>, StateError> {
+    T::encode_batch(values, scratch, arena).map_err(|source| StateError::Codec { state: state.to_string(), source })?;
+    Ok(scratch.to_vec())
+}
+
+/// Decodes column `index` of `section`, which must hold `expected` values.
+pub(crate) fn decode_column<T: ExchangeData>(
+    state: &str,
+    section: &Section,
+    index: usize,
+    expected: usize,
+    scratch: &mut BatchBytes,
+) -> Result<Vec<T>, StateError> {
+    let Some(column) = section.columns.get(index) else {
+        return Err(StateError::Mismatch {
+            state: state.to_string(),
+            reason: format!("a section has {} columns, column {index} is needed", section.columns.len()),
+        });
+    };
+    // Archives are read in place and must be aligned: copy into an aligned buffer.
+    scratch.clear();
+    scratch.extend_from_slice(column);
+    let mut out = Vec::new();
+    T::decode_batch(scratch, expected, &mut out)
+        .map_err(|source| StateError::Codec { state: state.to_string(), source })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> KeyedSnapshot {
+        let mut snapshot = KeyedSnapshot::new(128);
+        let a =
+            snapshot.add_state(StateMeta { name: "a".into(), kind: StateKind::Value, types: "u64".into(), ttl: true });
+        let b =
+            snapshot.add_state(StateMeta { name: "b".into(), kind: StateKind::List, types: "u8".into(), ttl: false });
+        snapshot.add_section(3, a, Section { rows: 2, columns: vec![vec![1, 2, 3], vec![]] });
+        snapshot.add_section(3, b, Section { rows: 1, columns: vec![vec![9; 40]] });
+        snapshot.add_section(100, a, Section { rows: 5, columns: vec![vec![7; 17]] });
+        snapshot
+    }
+
+    #[test]
+    fn bytes_round_trip() {
+        let snapshot = sample();
+        assert_eq!(KeyedSnapshot::from_bytes(&snapshot.to_bytes()).unwrap(), snapshot);
+    }
+
+    #[test]
+    fn every_truncation_and_every_flipped_byte_is_an_error() {
+        let bytes = sample().to_bytes();
+        for len in 0..bytes.len() {
+            assert!(KeyedSnapshot::from_bytes(&bytes[..len]).is_err(), "truncated to {len}");
+        }
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x40;
+            assert!(KeyedSnapshot::from_bytes(&damaged).is_err(), "byte {at} flipped");
+        }
+    }
+
+    #[test]
+    fn garbage_behind_a_valid_header_is_an_error_not_a_panic() {
+        let mut rng = crate::util::SplitMix64::new(3);
+        for len in 0..300usize {
+            let body: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+            bytes.extend_from_slice(&0u16.to_le_bytes());
+            bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+            bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(&body);
+            let _ = KeyedSnapshot::from_bytes(&bytes);
+        }
+    }
+
+    #[test]
+    fn a_range_keeps_its_key_groups_only() {
+        let mut merged = KeyedSnapshot::new(128);
+        merged.merge_from(&sample(), KeyGroupRange { start: 0, end: 63 }).unwrap();
+        assert_eq!(merged.sections_of("a", KeyGroupRange { start: 0, end: 127 }).count(), 1);
+        let err = KeyedSnapshot::new(64).merge_from(&sample(), KeyGroupRange { start: 0, end: 63 }).unwrap_err();
+        assert!(matches!(err, StateError::MaxParallelism { expected: 64, found: 128 }), "{err}");
+    }
+}
