@@ -63,7 +63,7 @@ impl ProcessWindowFunction<f64, AverageTemperature, String, TimeWindow> for Assi
     fn process(
         &mut self,
         id: &String,
-        ctx: &mut WindowContext<'_, TimeWindow>,
+        ctx: &mut WindowContext<'_, TimeWindow, String>,
         averages: Elements<'_, f64>,
         out: &mut Collector<'_, AverageTemperature>,
     ) -> Result<(), BoxError> {

@@ -56,7 +56,7 @@ impl ProcessWindowFunction<SensorReading, WindowCount, String, TimeWindow> for C
     fn process(
         &mut self,
         id: &String,
-        ctx: &mut WindowContext<'_, TimeWindow>,
+        ctx: &mut WindowContext<'_, TimeWindow, String>,
         readings: Elements<'_, SensorReading>,
         out: &mut Collector<'_, WindowCount>,
     ) -> Result<(), BoxError> {
@@ -87,7 +87,7 @@ impl ProcessWindowFunction<SensorReading, UpdatedWindowCount, String, TimeWindow
     fn process(
         &mut self,
         id: &String,
-        ctx: &mut WindowContext<'_, TimeWindow>,
+        ctx: &mut WindowContext<'_, TimeWindow, String>,
         readings: Elements<'_, SensorReading>,
         out: &mut Collector<'_, UpdatedWindowCount>,
     ) -> Result<(), BoxError> {
@@ -97,7 +97,7 @@ impl ProcessWindowFunction<SensorReading, UpdatedWindowCount, String, TimeWindow
         Ok(())
     }
 
-    fn clear(&mut self, ctx: &mut WindowContext<'_, TimeWindow>) -> Result<(), BoxError> {
+    fn clear(&mut self, ctx: &mut WindowContext<'_, TimeWindow, String>) -> Result<(), BoxError> {
         self.fired.remove(ctx.window());
         Ok(())
     }

@@ -55,7 +55,7 @@ impl ProcessWindowFunction<MinMax, MinMaxTemp, String, TimeWindow> for AssignWin
     fn process(
         &mut self,
         id: &String,
-        ctx: &mut WindowContext<'_, TimeWindow>,
+        ctx: &mut WindowContext<'_, TimeWindow, String>,
         min_max: Elements<'_, MinMax>,
         out: &mut Collector<'_, MinMaxTemp>,
     ) -> Result<(), BoxError> {

@@ -33,7 +33,7 @@ impl ProcessWindowFunction<Rec, Desc, char, TimeWindow> for Describe {
     fn process(
         &mut self,
         key: &char,
-        ctx: &mut WindowContext<'_, TimeWindow>,
+        ctx: &mut WindowContext<'_, TimeWindow, char>,
         elements: Elements<'_, Rec>,
         out: &mut Collector<'_, Desc>,
     ) -> Result<(), BoxError> {
@@ -50,7 +50,7 @@ impl ProcessWindowFunction<Rec, (char, i64, i64, Vec<i64>), char, TimeWindow> fo
     fn process(
         &mut self,
         key: &char,
-        ctx: &mut WindowContext<'_, TimeWindow>,
+        ctx: &mut WindowContext<'_, TimeWindow, char>,
         elements: Elements<'_, Rec>,
         out: &mut Collector<'_, (char, i64, i64, Vec<i64>)>,
     ) -> Result<(), BoxError> {
@@ -69,7 +69,7 @@ impl ProcessWindowFunction<Rec, (char, Vec<i64>), char, GlobalWindow> for Global
     fn process(
         &mut self,
         key: &char,
-        _ctx: &mut WindowContext<'_, GlobalWindow>,
+        _ctx: &mut WindowContext<'_, GlobalWindow, char>,
         elements: Elements<'_, Rec>,
         out: &mut Collector<'_, (char, Vec<i64>)>,
     ) -> Result<(), BoxError> {

@@ -30,7 +30,7 @@ impl<W: Window> ProcessWindowFunction<Rec, Out, char, W> for Contents {
     fn process(
         &mut self,
         key: &char,
-        _ctx: &mut WindowContext<'_, W>,
+        _ctx: &mut WindowContext<'_, W, char>,
         elements: Elements<'_, Rec>,
         out: &mut Collector<'_, Out>,
     ) -> Result<(), BoxError> {
@@ -76,7 +76,7 @@ impl<V: Clone + 'static, W: Window> ProcessWindowFunction<V, (char, usize, V), c
     fn process(
         &mut self,
         key: &char,
-        _ctx: &mut WindowContext<'_, W>,
+        _ctx: &mut WindowContext<'_, W, char>,
         elements: Elements<'_, V>,
         out: &mut Collector<'_, (char, usize, V)>,
     ) -> Result<(), BoxError> {

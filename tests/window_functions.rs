@@ -140,7 +140,7 @@ impl ProcessWindowFunction<Rec, Described, char, TimeWindow> for Describe {
     fn process(
         &mut self,
         key: &char,
-        ctx: &mut WindowContext<'_, TimeWindow>,
+        ctx: &mut WindowContext<'_, TimeWindow, char>,
         elements: Elements<'_, Rec>,
         out: &mut Collector<'_, Described>,
     ) -> Result<(), BoxError> {
@@ -199,7 +199,7 @@ impl<V: Clone + 'static> ProcessWindowFunction<V, (char, i64, usize, V), char, T
     fn process(
         &mut self,
         key: &char,
-        ctx: &mut WindowContext<'_, TimeWindow>,
+        ctx: &mut WindowContext<'_, TimeWindow, char>,
         elements: Elements<'_, V>,
         out: &mut Collector<'_, (char, i64, usize, V)>,
     ) -> Result<(), BoxError> {
@@ -257,7 +257,7 @@ impl ProcessWindowFunction<Rec, u32, char, TimeWindow> for SplitBig {
     fn process(
         &mut self,
         _: &char,
-        ctx: &mut WindowContext<'_, TimeWindow>,
+        ctx: &mut WindowContext<'_, TimeWindow, char>,
         elements: Elements<'_, Rec>,
         out: &mut Collector<'_, u32>,
     ) -> Result<(), BoxError> {
@@ -299,7 +299,7 @@ impl<V> ProcessWindowFunction<V, usize, char, TimeWindow> for LogClear {
     fn process(
         &mut self,
         _: &char,
-        _: &mut WindowContext<'_, TimeWindow>,
+        _: &mut WindowContext<'_, TimeWindow, char>,
         elements: Elements<'_, V>,
         out: &mut Collector<'_, usize>,
     ) -> Result<(), BoxError> {
@@ -307,7 +307,7 @@ impl<V> ProcessWindowFunction<V, usize, char, TimeWindow> for LogClear {
         Ok(())
     }
 
-    fn clear(&mut self, ctx: &mut WindowContext<'_, TimeWindow>) -> Result<(), BoxError> {
+    fn clear(&mut self, ctx: &mut WindowContext<'_, TimeWindow, char>) -> Result<(), BoxError> {
         let w = ctx.window();
         self.0.lock().unwrap().push((w.start(), w.end(), ctx.current_watermark()));
         Ok(())

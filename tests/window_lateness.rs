@@ -37,7 +37,7 @@ impl<W: Window> ProcessWindowFunction<Rec, Out, char, W> for Contents {
     fn process(
         &mut self,
         key: &char,
-        _ctx: &mut WindowContext<'_, W>,
+        _ctx: &mut WindowContext<'_, W, char>,
         elements: Elements<'_, Rec>,
         out: &mut Collector<'_, Out>,
     ) -> Result<(), BoxError> {
@@ -463,7 +463,7 @@ impl ProcessWindowFunction<Timed, Timed, char, TimeWindow> for PassOn {
     fn process(
         &mut self,
         _: &char,
-        _: &mut WindowContext<'_, TimeWindow>,
+        _: &mut WindowContext<'_, TimeWindow, char>,
         elements: Elements<'_, Timed>,
         out: &mut Collector<'_, Timed>,
     ) -> Result<(), BoxError> {

@@ -264,7 +264,7 @@ impl ProcessWindowFunction<(char, i64, u64), Fired, char, TimeWindow> for WithWi
     fn process(
         &mut self,
         key: &char,
-        ctx: &mut WindowContext<'_, TimeWindow>,
+        ctx: &mut WindowContext<'_, TimeWindow, char>,
         mut elements: Elements<'_, (char, i64, u64)>,
         out: &mut Collector<'_, Fired>,
     ) -> Result<(), BoxError> {

@@ -133,7 +133,7 @@ impl ProcessWindowFunction<Ev, (u64, i64, i64, u64, u64), u64, TimeWindow> for S
     fn process(
         &mut self,
         key: &u64,
-        ctx: &mut WindowContext<'_, TimeWindow>,
+        ctx: &mut WindowContext<'_, TimeWindow, u64>,
         elements: Elements<'_, Ev>,
         out: &mut Collector<'_, (u64, i64, i64, u64, u64)>,
     ) -> Result<(), BoxError> {

@@ -29,7 +29,7 @@ impl<W: Window> ProcessWindowFunction<Rec, Out, char, W> for Contents {
     fn process(
         &mut self,
         key: &char,
-        _ctx: &mut WindowContext<'_, W>,
+        _ctx: &mut WindowContext<'_, W, char>,
         elements: Elements<'_, Rec>,
         out: &mut Collector<'_, Out>,
     ) -> Result<(), BoxError> {

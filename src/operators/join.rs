@@ -374,6 +374,10 @@ where
         join.core.close_function(|| join.function.close())
     }
 
+    fn snapshot_state(&mut self) -> Result<crate::state::snapshot::OperatorSnapshot, OpError> {
+        Err(crate::operators::input::snapshot_unsupported(self.join.core.id, "interval join"))
+    }
+
     fn timer_counts(&self) -> (usize, usize) {
         (self.join.timers.len(), 0)
     }
@@ -408,7 +412,7 @@ where
         &mut self,
         _key: &K,
         elements: Elements<'_, TaggedUnion<A, B>>,
-        _ctx: &mut WindowContext<'_, W>,
+        _ctx: &mut WindowContext<'_, W, K>,
         out: &mut Collector<'_, O>,
     ) -> Result<(), BoxError> {
         let (mut left, mut right) = (Vec::new(), Vec::new());
@@ -483,5 +487,13 @@ impl<Op: Lifecycle> Lifecycle for CoGroupOp<Op> {
 
     fn state_entries(&self) -> usize {
         self.inner.state_entries()
+    }
+
+    fn snapshot_state(&mut self) -> Result<crate::state::snapshot::OperatorSnapshot, OpError> {
+        self.inner.snapshot_state()
+    }
+
+    fn restore_state(&mut self, snapshots: &[&crate::state::snapshot::OperatorSnapshot]) -> OpResult {
+        self.inner.restore_state(snapshots)
     }
 }

@@ -402,8 +402,9 @@ fn emit<O: Clone>(core: &OperatorCore, out: &mut Output<O>, scratch: &mut Record
 }
 
 /// The names timers are saved under in a keyed snapshot.
-pub(crate) const EVENT_TIMERS: &str = "_timers/event";
-pub(crate) const PROCESSING_TIMERS: &str = "_timers/processing";
+/// (`$` starts the names of the runtime's own state; user states may not.)
+pub(crate) const EVENT_TIMERS: &str = "$timers/event";
+pub(crate) const PROCESSING_TIMERS: &str = "$timers/processing";
 
 /// Emits early when a burst of output (timers firing together) grows past a batch.
 const EMIT_EVERY: usize = 1024;

@@ -179,6 +179,10 @@ impl<T, K, S, A> Lifecycle for RollingOp<T, K, S, A> {
     fn close(&mut self) -> OpResult {
         Ok(())
     }
+
+    fn snapshot_state(&mut self) -> Result<crate::state::snapshot::OperatorSnapshot, crate::operators::input::OpError> {
+        Err(crate::operators::input::snapshot_unsupported(self.core.id, "rolling aggregation"))
+    }
 }
 
 #[cfg(test)]

@@ -454,6 +454,9 @@ struct Registered {
     table: Box<dyn ErasedTable>,
 }
 
+/// The first character of the names of the runtime's own state (timers, window contents).
+pub(crate) const RESERVED_PREFIX: char = '$';
+
 static NEXT_BACKEND_ID: AtomicU32 = AtomicU32::new(1);
 
 /// The keyed state of one operator instance on the heap: its declared states, each a table per key
@@ -536,6 +539,10 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
         ttl: Option<StateTtlConfig>,
     ) -> Result<usize, StateError> {
         let type_id = TypeId::of::<Table<K, N, S>>();
+        if meta.name.starts_with(RESERVED_PREFIX) {
+            let reason = format!("names starting with '{RESERVED_PREFIX}' are reserved for the runtime's own state");
+            return Err(StateError::Usage { state: meta.name, reason });
+        }
         if let Some(index) = self.states.iter().position(|s| s.meta.name == meta.name) {
             let existing = &self.states[index];
             if existing.meta.kind != meta.kind || existing.type_id != type_id {

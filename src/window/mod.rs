@@ -41,7 +41,9 @@ pub trait Window: Clone + Eq + Hash + Debug + Send + 'static {
 /// assert_eq!(w.cover(&TimeWindow::new(0, 5)), TimeWindow::new(-10, 5));
 /// assert_eq!(TimeWindow::start_with_offset(-3, 0, 10), -10);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct TimeWindow {
     start: i64,
     end: i64,
@@ -126,7 +128,9 @@ impl Window for TimeWindow {
 }
 
 /// The one window of [`GlobalWindows`]: every record of a key, for all time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct GlobalWindow;
 
 impl Window for GlobalWindow {

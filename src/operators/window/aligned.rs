@@ -263,7 +263,7 @@ where
         }
         let window = self.window(start);
         let watermark = self.watermark;
-        self.base.emission.fire(&mut self.function, key, &window, watermark, &mut acc)
+        self.base.emission.fire(&mut self.function, key, &window, watermark, &mut acc, None)
     }
 
     /// Fires the window ending at `end` (its max timestamp) for every key with contents in it.
@@ -275,7 +275,7 @@ where
             let Some(&slot) = self.panes.get(&start) else { return Ok(()) };
             let pane = &mut self.slab[slot];
             for entry in &mut pane.entries {
-                self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc)?;
+                self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc, None)?;
             }
             return Ok(());
         }
@@ -296,7 +296,7 @@ where
             pane_start = pane_start.saturating_add(self.pane_size);
         }
         let result = merged.entries.iter_mut().try_for_each(|entry| {
-            self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc)
+            self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc, None)
         });
         self.merged = merged;
         result
@@ -397,6 +397,10 @@ where
 
     fn close(&mut self) -> OpResult {
         self.base.core.close_function(|| self.function.close())
+    }
+
+    fn snapshot_state(&mut self) -> Result<crate::state::snapshot::OperatorSnapshot, OpError> {
+        Err(crate::operators::input::snapshot_unsupported(self.base.core.id, "window"))
     }
 
     fn timer_counts(&self) -> (usize, usize) {

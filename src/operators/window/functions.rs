@@ -5,10 +5,11 @@
 
 use std::marker::PhantomData;
 
+use crate::api::Key;
 use crate::operators::context::RuntimeContext;
 use crate::operators::functions::Collector;
 use crate::operators::side_output::{OutputTag, SideOutputs};
-use crate::state::AggregateFunction;
+use crate::state::{AggregateFunction, KeyedStateBackend, Namespace, StateDescriptor, StateError, StateScope};
 use crate::time::Clock;
 use crate::util::BoxError;
 use crate::window::{Evictor, EvictorContext, TimestampedValue, Window};
@@ -65,15 +66,62 @@ impl<'a, T> Iterator for Elements<'a, T> {
 
 impl<T> ExactSizeIterator for Elements<'_, T> {}
 
-/// What a window function knows when its window fires (Flink's `ProcessWindowFunction.Context`).
-pub struct WindowContext<'a, W> {
+/// The keyed state of the key whose window fired.
+pub(crate) struct KeyState<'a, K> {
+    pub backend: &'a mut KeyedStateBackend<K>,
+    pub key: &'a K,
+    pub key_hash: u64,
+    pub key_group: usize,
+    /// False for merging windows, whose per-window state Flink does not allow.
+    pub per_window: bool,
+}
+
+/// What a window function knows when its window fires (Flink's `ProcessWindowFunction.Context`): the
+/// window, the time, side outputs, and the key's state per window and across windows. `K` is the key
+/// type (`()` for non-keyed windows, the default).
+pub struct WindowContext<'a, W, K = ()> {
     pub(crate) window: &'a W,
     pub(crate) watermark: i64,
     pub(crate) clock: &'a dyn Clock,
     pub(crate) sides: &'a mut SideOutputs,
+    pub(crate) state: Option<KeyState<'a, K>>,
 }
 
-impl<W: Window> WindowContext<'_, W> {
+impl<K: Key, W: Window + Namespace> WindowContext<'_, W, K> {
+    /// The state of the key in the window that fired (Flink's `windowState()`): it lives until the
+    /// function clears it, which [`ProcessWindowFunction::clear`] is the place for.
+    pub fn window_state<'s, D: StateDescriptor>(
+        &'s mut self,
+        descriptor: &'s D,
+    ) -> Result<D::State<'s, K, W>, StateError> {
+        let Some(state) = &mut self.state else { return Err(no_state(descriptor.name())) };
+        if !state.per_window {
+            return Err(StateError::Usage {
+                state: descriptor.name().to_string(),
+                reason: "per-window state is not allowed with merging windows (sessions); use global state".into(),
+            });
+        }
+        descriptor.bind(StateScope::new(&mut *state.backend, state.key, state.key_hash, state.key_group, self.window))
+    }
+
+    /// The state of the key across all its windows (Flink's `globalState()`).
+    pub fn global_state<'s, D: StateDescriptor>(
+        &'s mut self,
+        descriptor: &'s D,
+    ) -> Result<D::State<'s, K, ()>, StateError> {
+        let Some(state) = &mut self.state else { return Err(no_state(descriptor.name())) };
+        descriptor.bind(StateScope::new(&mut *state.backend, state.key, state.key_hash, state.key_group, &()))
+    }
+}
+
+fn no_state(name: &str) -> StateError {
+    StateError::Usage {
+        state: name.to_string(),
+        reason: "this window operator keeps no keyed state for its functions".into(),
+    }
+}
+
+impl<W: Window, K> WindowContext<'_, W, K> {
     /// The window that fired.
     pub fn window(&self) -> &W {
         self.window
@@ -95,34 +143,44 @@ impl<W: Window> WindowContext<'_, W> {
     }
 }
 
-/// A function over all records of a window of a key, with the window and the time at hand (Flink's
-/// `ProcessWindowFunction`). Its output carries the window's max timestamp.
+/// A function over all records of a window of a key, with the window, the time and the key's state at
+/// hand (Flink's `ProcessWindowFunction`). Its output carries the window's max timestamp.
+///
+/// The context gives the key's state per window ([`WindowContext::window_state`], to be cleared in
+/// [`clear`](Self::clear); not with merging windows) and across windows
+/// ([`WindowContext::global_state`]).
 ///
 /// ```
 /// use rill::prelude::*;
 /// use rill::window::TimeWindow;
-/// /// Counts the records of each window: (key, window end, count).
+/// /// Counts the records of each window: (key, window end, count, windows of the key fired before).
 /// #[derive(Clone)]
-/// struct Count;
-/// impl ProcessWindowFunction<(char, i64), (char, i64, usize), char, TimeWindow> for Count {
-///     fn process(&mut self, key: &char, ctx: &mut WindowContext<'_, TimeWindow>,
-///                elements: Elements<'_, (char, i64)>, out: &mut Collector<'_, (char, i64, usize)>)
+/// struct Count { fired: ValueStateDescriptor<u32> }
+/// impl ProcessWindowFunction<(char, i64), (char, i64, usize, u32), char, TimeWindow> for Count {
+///     fn process(&mut self, key: &char, ctx: &mut WindowContext<'_, TimeWindow, char>,
+///                elements: Elements<'_, (char, i64)>, out: &mut Collector<'_, (char, i64, usize, u32)>)
 ///                -> Result<(), BoxError> {
-///         out.collect((*key, ctx.window().end(), elements.len()));
+///         let end = ctx.window().end();
+///         let mut fired = ctx.global_state(&self.fired)?;
+///         let before = fired.value()?.unwrap_or(0);
+///         fired.update(before + 1)?;
+///         out.collect((*key, end, elements.len(), before));
 ///         Ok(())
 ///     }
 /// }
 /// let env = StreamEnv::builder().cores(1).build()?;
 /// let counts = env
-///     .from_iter(vec![('a', 1i64), ('a', 7), ('b', 12)])
+///     .from_iter(vec![('a', 1i64), ('a', 7), ('b', 12), ('a', 15)])
 ///     .assign_timestamps_and_watermarks(
 ///         WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|r: &(char, i64), _| r.1))
 ///     .key_by(|r: &(char, i64)| r.0)
 ///     .window(TumblingEventTimeWindows::of(std::time::Duration::from_millis(10)))
-///     .process(Count)
+///     .process(Count { fired: ValueStateDescriptor::new("fired") })
 ///     .collect();
 /// env.execute()?;
-/// assert_eq!(counts.take(), vec![('a', 10, 2), ('b', 20, 1)]);
+/// let mut counts = counts.take();
+/// counts.sort();
+/// assert_eq!(counts, vec![('a', 10, 2, 0), ('a', 20, 1, 1), ('b', 20, 1, 0)]);
 /// # Ok::<(), rill::Error>(())
 /// ```
 pub trait ProcessWindowFunction<IN, OUT, K, W: Window>: Send + 'static {
@@ -135,13 +193,13 @@ pub trait ProcessWindowFunction<IN, OUT, K, W: Window>: Send + 'static {
     fn process(
         &mut self,
         key: &K,
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut WindowContext<'_, W, K>,
         elements: Elements<'_, IN>,
         out: &mut Collector<'_, OUT>,
     ) -> Result<(), BoxError>;
 
     /// The window `ctx.window()` is being cleaned up (its time plus the allowed lateness passed).
-    fn clear(&mut self, _ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+    fn clear(&mut self, _ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         Ok(())
     }
 
@@ -191,14 +249,14 @@ impl<IN, OUT, W: Window, P: ProcessAllWindowFunction<IN, OUT, W>> ProcessWindowF
     fn process(
         &mut self,
         _: &(),
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut WindowContext<'_, W, ()>,
         elements: Elements<'_, IN>,
         out: &mut Collector<'_, OUT>,
     ) -> Result<(), BoxError> {
         self.0.process(ctx, elements, out)
     }
 
-    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W, ()>) -> Result<(), BoxError> {
         self.0.clear(ctx)
     }
 
@@ -227,12 +285,12 @@ pub(crate) trait WindowFn<K, T, W: Window, O>: 'static {
         &mut self,
         key: &K,
         acc: &mut Option<Self::Acc>,
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut WindowContext<'_, W, K>,
         out: &mut Collector<'_, O>,
     ) -> Result<(), BoxError>;
 
     /// The window is being cleaned up.
-    fn clear(&mut self, _ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+    fn clear(&mut self, _ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         Ok(())
     }
 
@@ -261,10 +319,10 @@ pub(crate) trait Emit<K, V, W: Window, O>: 'static {
         &mut self,
         key: &K,
         value: V,
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut WindowContext<'_, W, K>,
         out: &mut Collector<'_, O>,
     ) -> Result<(), BoxError>;
-    fn clear(&mut self, _ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+    fn clear(&mut self, _ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         Ok(())
     }
     /// False if `clear` does nothing.
@@ -290,7 +348,7 @@ impl<K, V, W: Window> Emit<K, V, W, V> for PassThrough {
         &mut self,
         _: &K,
         value: V,
-        _: &mut WindowContext<'_, W>,
+        _: &mut WindowContext<'_, W, K>,
         out: &mut Collector<'_, V>,
     ) -> Result<(), BoxError> {
         out.collect(value);
@@ -310,12 +368,12 @@ impl<K, V, W: Window, O, P: ProcessWindowFunction<V, O, K, W>> Emit<K, V, W, O> 
         &mut self,
         key: &K,
         value: V,
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut WindowContext<'_, W, K>,
         out: &mut Collector<'_, O>,
     ) -> Result<(), BoxError> {
         self.0.process(key, ctx, Elements::from_slice(std::slice::from_ref(&value)), out)
     }
-    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         self.0.clear(ctx)
     }
     fn close(&mut self) -> Result<(), BoxError> {
@@ -362,7 +420,7 @@ where
         &mut self,
         key: &K,
         acc: &mut Option<T>,
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut WindowContext<'_, W, K>,
         out: &mut Collector<'_, O>,
     ) -> Result<(), BoxError> {
         match acc {
@@ -375,7 +433,7 @@ where
         self.emit.clears()
     }
 
-    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         self.emit.clear(ctx)
     }
 
@@ -423,7 +481,7 @@ where
         &mut self,
         key: &K,
         acc: &mut Option<A::Acc>,
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut WindowContext<'_, W, K>,
         out: &mut Collector<'_, O>,
     ) -> Result<(), BoxError> {
         match acc {
@@ -440,7 +498,7 @@ where
         true
     }
 
-    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         self.emit.clear(ctx)
     }
 
@@ -458,10 +516,10 @@ pub(crate) trait ApplyAll<K, T, W: Window, O>: 'static {
         &mut self,
         key: &K,
         elements: Elements<'_, T>,
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut WindowContext<'_, W, K>,
         out: &mut Collector<'_, O>,
     ) -> Result<(), BoxError>;
-    fn clear(&mut self, _ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+    fn clear(&mut self, _ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         Ok(())
     }
     fn close(&mut self) -> Result<(), BoxError> {
@@ -481,12 +539,12 @@ impl<K, T, W: Window, O, P: ProcessWindowFunction<T, O, K, W>> ApplyAll<K, T, W,
         &mut self,
         key: &K,
         elements: Elements<'_, T>,
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut WindowContext<'_, W, K>,
         out: &mut Collector<'_, O>,
     ) -> Result<(), BoxError> {
         self.0.process(key, ctx, elements, out)
     }
-    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         self.0.clear(ctx)
     }
     fn close(&mut self) -> Result<(), BoxError> {
@@ -515,7 +573,7 @@ where
         &mut self,
         key: &K,
         elements: Elements<'_, T>,
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut WindowContext<'_, W, K>,
         out: &mut Collector<'_, O>,
     ) -> Result<(), BoxError> {
         let reduce = &mut self.reduce;
@@ -524,7 +582,7 @@ where
             None => Ok(()),
         }
     }
-    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         self.emit.clear(ctx)
     }
     fn close(&mut self) -> Result<(), BoxError> {
@@ -554,7 +612,7 @@ where
         &mut self,
         key: &K,
         elements: Elements<'_, T>,
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut WindowContext<'_, W, K>,
         out: &mut Collector<'_, O>,
     ) -> Result<(), BoxError> {
         let mut acc = self.aggregate.create_accumulator();
@@ -563,7 +621,7 @@ where
         }
         self.emit.emit(key, self.aggregate.get_result(&acc), ctx, out)
     }
-    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         self.emit.clear(ctx)
     }
     fn close(&mut self) -> Result<(), BoxError> {
@@ -602,7 +660,7 @@ where
         &mut self,
         key: &K,
         acc: &mut Option<Vec<T>>,
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut WindowContext<'_, W, K>,
         out: &mut Collector<'_, O>,
     ) -> Result<(), BoxError> {
         match acc {
@@ -611,7 +669,7 @@ where
         }
     }
 
-    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         self.0.clear(ctx)
     }
 
@@ -655,7 +713,7 @@ where
         &mut self,
         key: &K,
         acc: &mut Option<Self::Acc>,
-        ctx: &mut WindowContext<'_, W>,
+        ctx: &mut WindowContext<'_, W, K>,
         out: &mut Collector<'_, O>,
     ) -> Result<(), BoxError> {
         let Some(values) = acc else { return Ok(()) };
@@ -670,7 +728,7 @@ where
         Ok(())
     }
 
-    fn clear(&mut self, ctx: &mut WindowContext<'_, W>) -> Result<(), BoxError> {
+    fn clear(&mut self, ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         self.function.clear(ctx)
     }
 

@@ -23,7 +23,7 @@ use std::hash::Hash;
 
 use hashbrown::HashTable;
 
-use self::functions::{WindowContext, WindowFn};
+use self::functions::{KeyState, WindowContext, WindowFn};
 use super::batch::RecordBatch;
 use super::context::{OperatorCore, ShardEnv};
 use super::functions::Collector;
@@ -32,7 +32,7 @@ use super::process::KeyedTimers;
 use super::side_output::OutputTag;
 use crate::exchange::Control;
 use crate::metrics::{Counter, Gauge};
-use crate::state::{KeyGroupRange, KeyGroupedMap, key_group_for_hash};
+use crate::state::{KeyGroupRange, KeyGroupedMap, KeyedStateBackend, key_group_for_hash};
 use crate::time::{Clock, SharedClock, Watermark};
 use crate::util::hash::{fmix64, stable_hash};
 use crate::window::{Trigger, TriggerContext, TriggerResult, Window, WindowAssigner};
@@ -267,8 +267,9 @@ impl<O: Clone> Emission<O> {
         window: &W,
         watermark: i64,
         contents: &mut Option<F::Acc>,
+        state: Option<KeyState<'_, K>>,
     ) -> OpResult {
-        let mut ctx = WindowContext { window, watermark, clock: &*self.clock, sides: self.out.sides() };
+        let mut ctx = WindowContext { window, watermark, clock: &*self.clock, sides: self.out.sides(), state };
         let mut collector = Collector::with_timestamp(&mut self.scratch, Some(window.max_timestamp()));
         function.fire(key, contents, &mut ctx, &mut collector).map_err(|e| OpError::new(self.operator_id, e))?;
         if self.scratch.len() >= EMIT_EVERY {
@@ -282,8 +283,9 @@ impl<O: Clone> Emission<O> {
         function: &mut F,
         window: &W,
         watermark: i64,
+        state: Option<KeyState<'_, K>>,
     ) -> OpResult {
-        let mut ctx = WindowContext { window, watermark, clock: &*self.clock, sides: self.out.sides() };
+        let mut ctx = WindowContext { window, watermark, clock: &*self.clock, sides: self.out.sides(), state };
         function.clear(&mut ctx).map_err(|e| OpError::new(self.operator_id, e))
     }
 
@@ -375,6 +377,8 @@ pub(crate) struct WindowOp<K, T, O, S, A: WindowAssigner<T>, Tr: Trigger<T, A::W
     function: F,
     timers: KeyedTimers<K, A::W>,
     slots: Slots<K, A::W, F::Acc, Tr::State>,
+    /// The keyed state of process window functions (per window and global).
+    state: KeyedStateBackend<K>,
     merging: KeyGroupedMap<K, MergingWindowSet<A::W>>,
     windows: Vec<A::W>,
     actions: Vec<MergeAction<A::W>>,
@@ -408,6 +412,7 @@ where
             function,
             timers: KeyedTimers::new(env, core.id, key_groups),
             slots: Slots::new(key_groups),
+            state: KeyedStateBackend::new(env.max_parallelism, key_groups, env.clock.clone()),
             merging: KeyGroupedMap::new(env.max_parallelism, key_groups),
             windows: Vec::new(),
             actions: Vec::new(),
@@ -416,9 +421,10 @@ where
         }
     }
 
-    /// Windows (contents or trigger state) and merging-window sets held.
+    /// Windows (contents or trigger state), merging-window sets, and the rows of the function's keyed
+    /// state held.
     fn entries(&self) -> usize {
-        self.slots.len() + self.merging.len()
+        self.slots.len() + self.merging.len() + self.state.len()
     }
 
     #[inline]
@@ -515,7 +521,8 @@ where
                 .map_err(|e| OpError::new(self.base.core.id, e))?;
             if result.is_fire() {
                 let watermark = self.timers.watermark;
-                self.base.emission.fire(&mut self.function, key, &window, watermark, &mut slot.contents)?;
+                let state = Some(KeyState { backend: &mut self.state, key, key_hash, key_group, per_window: true });
+                self.base.emission.fire(&mut self.function, key, &window, watermark, &mut slot.contents, state)?;
             }
             if result.is_purge() {
                 slot.contents = None;
@@ -598,7 +605,8 @@ where
                 .map_err(|e| OpError::new(self.base.core.id, e))?;
             if result.is_fire() {
                 let watermark = self.timers.watermark;
-                self.base.emission.fire(&mut self.function, key, &actual, watermark, &mut slot.contents)?;
+                let state = Some(KeyState { backend: &mut self.state, key, key_hash, key_group, per_window: false });
+                self.base.emission.fire(&mut self.function, key, &actual, watermark, &mut slot.contents, state)?;
             }
             if result.is_purge() {
                 slot.contents = None;
@@ -717,7 +725,9 @@ where
             if let Some(slot) = self.slots.get_mut(key_group, state_hash, &key, &state_window) {
                 if result.is_fire() {
                     let watermark = self.timers.watermark;
-                    self.base.emission.fire(&mut self.function, &key, &window, watermark, &mut slot.contents)?;
+                    let per_window = !self.assigner.is_merging();
+                    let state = Some(KeyState { backend: &mut self.state, key: &key, key_hash, key_group, per_window });
+                    self.base.emission.fire(&mut self.function, &key, &window, watermark, &mut slot.contents, state)?;
                 }
                 if result.is_purge() {
                     slot.contents = None;
@@ -762,7 +772,9 @@ where
             self.trigger.clear(window, &mut ctx).map_err(|e| OpError::new(self.base.core.id, e))?;
         }
         let watermark = self.timers.watermark;
-        self.base.emission.clear(&mut self.function, window, watermark)?;
+        let per_window = !self.assigner.is_merging();
+        let state = Some(KeyState { backend: &mut self.state, key, key_hash, key_group, per_window });
+        self.base.emission.clear(&mut self.function, window, watermark, state)?;
         if self.assigner.is_merging() {
             self.retire(key, window);
         }
@@ -828,6 +840,10 @@ where
 
     fn close(&mut self) -> OpResult {
         self.base.core.close_function(|| self.function.close())
+    }
+
+    fn snapshot_state(&mut self) -> Result<crate::state::snapshot::OperatorSnapshot, OpError> {
+        Err(crate::operators::input::snapshot_unsupported(self.base.core.id, "window"))
     }
 
     fn on_processing_time(&mut self, now_ms: i64) -> OpResult {

@@ -193,7 +193,7 @@ where
         let entry = &mut self.slab[slot as usize];
         let position = ((start - entry.first) / self.shape.slide) as usize;
         let Some(acc) = entry.accs.get_mut(position) else { return Ok(()) };
-        self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, acc)
+        self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, acc, None)
     }
 
     fn on_watermark(&mut self, watermark: i64) -> OpResult {
@@ -310,6 +310,10 @@ where
 
     fn close(&mut self) -> OpResult {
         self.base.core.close_function(|| self.function.close())
+    }
+
+    fn snapshot_state(&mut self) -> Result<crate::state::snapshot::OperatorSnapshot, OpError> {
+        Err(crate::operators::input::snapshot_unsupported(self.base.core.id, "window"))
     }
 
     fn timer_counts(&self) -> (usize, usize) {
