@@ -49,15 +49,16 @@ pub use api::{
 /// Everything a job needs, in one import.
 pub mod prelude {
     pub use crate::api::{
-        AllWindowedStream, ConnectedStreams, Data, DataStream, DataStreamSink, Error, Generator, JobHandle, JobResult,
-        JobStatus, Key, KeyedConnectedStreams, KeyedStream, StreamEnv, WindowedStream,
+        AllWindowedStream, BroadcastStream, ConnectedStreams, Data, DataStream, DataStreamSink, Error, Generator,
+        JobHandle, JobResult, JobStatus, Key, KeyedConnectedStreams, KeyedStream, StreamEnv, WindowedStream,
     };
     pub use crate::operators::sinks::{CollectHandle, DiscardingSink};
     pub use crate::operators::{
-        BoxError, CoProcessFunction, Collector, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction,
-        OnTimerContext, OutputTag, ProcessContext, ProcessFunction, RichCoFlatMapFunction, RichCoMapFunction,
-        RichFilterFunction, RichFlatMapFunction, RichMapFunction, RuntimeContext, SinkContext, SinkFunction,
-        SourceFunction, SourceOutput, SourceStatus, TimeDomain, TimerService,
+        BoxError, BroadcastContext, BroadcastProcessFunction, CoProcessFunction, Collector, KeyedBroadcastContext,
+        KeyedBroadcastProcessFunction, KeyedCoProcessFunction, KeyedContext, KeyedProcessFunction, OnTimerContext,
+        OutputTag, ProcessContext, ProcessFunction, RichCoFlatMapFunction, RichCoMapFunction, RichFilterFunction,
+        RichFlatMapFunction, RichMapFunction, RuntimeContext, SinkContext, SinkFunction, SourceFunction, SourceOutput,
+        SourceStatus, TimeDomain, TimerService,
     };
     pub use crate::operators::{
         Elements, ProcessAllWindowFunction, ProcessJoinContext, ProcessJoinFunction, ProcessWindowFunction,

@@ -1,6 +1,7 @@
 //! The DataStream API: `StreamEnv` and its builder, `DataStream`, `KeyedStream`, `ConnectedStreams`;
 //! the logical graph they build; and the planner that turns it into per-shard instances and runs them.
 
+pub(crate) mod broadcast;
 pub(crate) mod config;
 pub(crate) mod connected;
 pub(crate) mod datastream;
@@ -13,6 +14,7 @@ pub(crate) mod keyed;
 pub(crate) mod plan;
 pub(crate) mod windowed;
 
+pub use broadcast::{BroadcastConnectedStream, BroadcastStream, KeyedBroadcastConnectedStream};
 pub use config::StreamEnvBuilder;
 pub use connected::{ConnectedStreams, KeyedConnectedStreams};
 pub use datastream::{DataStream, DataStreamSink};

@@ -87,6 +87,15 @@ where
     }
 
     fn decode_batch(bytes: &[u8], n_records: usize, out: &mut Vec<Self>) -> Result<(), CodecError> {
+        // The archive's root, an archived `Vec`, ends the buffer: its relative pointer, then its length
+        // (32-bit little-endian, rkyv's default format). Checking the length first keeps a damaged one
+        // from having validation walk billions of zero-sized elements.
+        if let Some(tail) = bytes.len().checked_sub(4).map(|at| &bytes[at..]) {
+            let claimed = u32::from_le_bytes(tail.try_into().expect("4 bytes")) as usize;
+            if claimed != n_records {
+                return Err(CodecError::CountMismatch { got: claimed, expected: n_records });
+            }
+        }
         let archived = rkyv::access::<ArchivedVec<T::Archived>, rancor::Error>(bytes)
             .map_err(|source| CodecError::Invalid { n_bytes: bytes.len(), source })?;
         if archived.len() != n_records {

@@ -3,6 +3,7 @@
 //! the exchange, and the drivers (a shard's tasks).
 
 pub(crate) mod batch;
+pub(crate) mod broadcast;
 pub(crate) mod co_flat_map;
 pub(crate) mod context;
 pub(crate) mod driver;
@@ -29,6 +30,7 @@ pub(crate) mod union;
 pub(crate) mod window;
 
 pub use batch::{NO_TIMESTAMP, RecordBatch};
+pub use broadcast::{BroadcastContext, BroadcastProcessFunction, KeyedBroadcastContext, KeyedBroadcastProcessFunction};
 pub use context::RuntimeContext;
 pub use functions::{
     Collector, RichCoFlatMapFunction, RichCoMapFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction,

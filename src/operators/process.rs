@@ -25,11 +25,14 @@ use super::merge::ControlMerger;
 use super::processing_time::ProcessingTimeService;
 use super::side_output::{OutputTag, SideOutputs};
 use super::two_input::TwoInputOperator;
+use crate::api::{Data, Key};
 use crate::exchange::Control;
+use crate::state::broadcast::BroadcastStore;
 use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot};
 use crate::state::{
     KeyGroupRange, KeyedStateBackend, StateDescriptor, StateError, StateScope, TimerQueue, key_group_for_hash,
 };
+use crate::state::{MapStateDescriptor, ReadOnlyBroadcastState};
 use crate::time::{Clock, SharedClock, Watermark};
 use crate::util::hash::stable_hash;
 
@@ -44,10 +47,12 @@ pub enum TimeDomain {
 
 /// What a process function knows about the record it handles (Flink's `ProcessFunction.Context`).
 pub struct ProcessContext<'a> {
-    timestamp: Option<i64>,
-    watermark: i64,
-    clock: &'a dyn Clock,
-    sides: &'a mut SideOutputs,
+    pub(crate) timestamp: Option<i64>,
+    pub(crate) watermark: i64,
+    pub(crate) clock: &'a dyn Clock,
+    pub(crate) sides: &'a mut SideOutputs,
+    /// The broadcast state, read only, of a broadcast-connected operator's non-broadcast side.
+    pub(crate) broadcast: Option<&'a mut BroadcastStore>,
 }
 
 impl ProcessContext<'_> {
@@ -69,6 +74,24 @@ impl ProcessContext<'_> {
     /// Emits `value` to the side output `tag`, with the current timestamp.
     pub fn output<X: 'static>(&mut self, tag: &OutputTag<X>, value: X) {
         self.sides.emit(tag, value, self.timestamp);
+    }
+
+    /// The broadcast state `descriptor` names, read only: in a [`BroadcastProcessFunction`] or
+    /// [`KeyedBroadcastProcessFunction`](super::KeyedBroadcastProcessFunction), on the side that is not
+    /// broadcast. Elsewhere an error.
+    ///
+    /// [`BroadcastProcessFunction`]: super::BroadcastProcessFunction
+    pub fn broadcast_state<UK: Key, UV: Data>(
+        &mut self,
+        descriptor: &MapStateDescriptor<UK, UV>,
+    ) -> Result<ReadOnlyBroadcastState<'_, UK, UV>, StateError> {
+        match &mut self.broadcast {
+            Some(store) => store.read_only(descriptor),
+            None => Err(StateError::Usage {
+                state: StateDescriptor::name(descriptor).to_string(),
+                reason: "broadcast state exists only in functions of a stream connected with a broadcast stream".into(),
+            }),
+        }
     }
 }
 
@@ -415,11 +438,14 @@ pub(crate) struct KeyedCore<K, O> {
     pub core: OperatorCore,
     pub timers: KeyedTimers<K, ()>,
     pub state: KeyedStateBackend<K>,
-    clock: SharedClock,
+    /// The broadcast state, if the operator has a broadcast input.
+    pub broadcast: Option<BroadcastStore>,
+    pub(crate) clock: SharedClock,
     max_parallelism: usize,
     key_groups: KeyGroupRange,
-    out: Output<O>,
-    scratch: RecordBatch<O>,
+    subtask: usize,
+    pub(crate) out: Output<O>,
+    pub(crate) scratch: RecordBatch<O>,
     /// The input ended: processing-time timers no longer fire.
     ended: bool,
 }
@@ -430,10 +456,12 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
         KeyedCore {
             timers: KeyedTimers::new(env, core.id, key_groups),
             state: KeyedStateBackend::new(env.max_parallelism, key_groups, env.clock.clone()),
+            broadcast: None,
             core,
             clock: env.clock.clone(),
             max_parallelism: env.max_parallelism,
             key_groups,
+            subtask: env.shard,
             out,
             scratch: RecordBatch::new(),
             ended: false,
@@ -458,7 +486,13 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
         }
         let watermark = self.timers.watermark;
         let mut ctx = KeyedContext {
-            base: ProcessContext { timestamp, watermark, clock: &*self.clock, sides: self.out.sides() },
+            base: ProcessContext {
+                timestamp,
+                watermark,
+                clock: &*self.clock,
+                sides: self.out.sides(),
+                broadcast: self.broadcast.as_mut(),
+            },
             timers: TimerService { timers: &mut self.timers, key: &key, key_group },
             state: &mut self.state,
             key_hash,
@@ -515,6 +549,7 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
                         watermark,
                         clock: &*self.clock,
                         sides: self.out.sides(),
+                        broadcast: self.broadcast.as_mut(),
                     },
                     timers: TimerService { timers: &mut self.timers, key: &timer.key, key_group: timer.key_group },
                     state: &mut self.state,
@@ -556,6 +591,9 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
         self.state.snapshot_into(&mut snapshot).map_err(fail)?;
         self.timers.event.snapshot_into(EVENT_TIMERS, &mut snapshot).map_err(fail)?;
         self.timers.processing.snapshot_into(PROCESSING_TIMERS, &mut snapshot).map_err(fail)?;
+        if let Some(broadcast) = &self.broadcast {
+            broadcast.snapshot_into(&mut snapshot).map_err(fail)?;
+        }
         Ok(snapshot)
     }
 
@@ -564,11 +602,12 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
     pub fn restore(&mut self, snapshots: &[&KeyedSnapshot]) -> OpResult {
         let fail = |e: StateError| OpError::new(self.core.id, e);
         self.state.restore(snapshots).map_err(fail)?;
-        for snapshot in snapshots {
-            self.timers.event.restore_from(EVENT_TIMERS, snapshot).map_err(fail)?;
-            self.timers.processing.restore_from(PROCESSING_TIMERS, snapshot).map_err(fail)?;
-        }
+        self.timers.event.restore_from(EVENT_TIMERS, snapshots).map_err(fail)?;
+        self.timers.processing.restore_from(PROCESSING_TIMERS, snapshots).map_err(fail)?;
         self.timers.reschedule(i64::MIN);
+        if let Some(broadcast) = &mut self.broadcast {
+            broadcast.restore(snapshots, self.subtask);
+        }
         Ok(())
     }
 
@@ -765,18 +804,51 @@ where
 /// What non-keyed process operators share.
 pub(crate) struct PlainCore<O> {
     pub core: OperatorCore,
-    clock: SharedClock,
-    watermark: i64,
-    out: Output<O>,
-    scratch: RecordBatch<O>,
+    pub(crate) clock: SharedClock,
+    pub(crate) watermark: i64,
+    pub(crate) out: Output<O>,
+    pub(crate) scratch: RecordBatch<O>,
+    /// The broadcast state, if the operator has a broadcast input.
+    pub broadcast: Option<BroadcastStore>,
+    subtask: usize,
+    max_parallelism: usize,
 }
 
 impl<O: Clone> PlainCore<O> {
     pub fn new(env: &ShardEnv, core: OperatorCore, out: Output<O>) -> PlainCore<O> {
-        PlainCore { core, clock: env.clock.clone(), watermark: i64::MIN, out, scratch: RecordBatch::new() }
+        PlainCore {
+            core,
+            clock: env.clock.clone(),
+            watermark: i64::MIN,
+            out,
+            scratch: RecordBatch::new(),
+            broadcast: None,
+            subtask: env.shard,
+            max_parallelism: env.max_parallelism,
+        }
     }
 
-    fn process_batch<I>(
+    pub fn emit(&mut self) -> OpResult {
+        emit(&self.core, &mut self.out, &mut self.scratch)
+    }
+
+    /// The broadcast state (the only state of a non-keyed operator), in the canonical format.
+    pub fn snapshot(&self) -> Result<KeyedSnapshot, OpError> {
+        let mut snapshot = KeyedSnapshot::new(self.max_parallelism);
+        if let Some(broadcast) = &self.broadcast {
+            broadcast.snapshot_into(&mut snapshot).map_err(|e| OpError::new(self.core.id, e))?;
+        }
+        Ok(snapshot)
+    }
+
+    /// Takes the broadcast state back from the snapshots of the instances before a restart.
+    pub fn restore(&mut self, snapshots: &[&KeyedSnapshot]) {
+        if let Some(broadcast) = &mut self.broadcast {
+            broadcast.restore(snapshots, self.subtask);
+        }
+    }
+
+    pub(crate) fn process_batch<I>(
         &mut self,
         batch: &mut RecordBatch<I>,
         mut call: impl FnMut(I, &mut ProcessContext<'_>, &mut Collector<'_, O>) -> Result<(), BoxError>,
@@ -786,8 +858,13 @@ impl<O: Clone> PlainCore<O> {
         let timestamps = std::mem::take(&mut batch.timestamps);
         for (index, value) in batch.values.drain(..).enumerate() {
             let timestamp = timestamp_at(&timestamps, index);
-            let mut ctx =
-                ProcessContext { timestamp, watermark: self.watermark, clock: &*self.clock, sides: self.out.sides() };
+            let mut ctx = ProcessContext {
+                timestamp,
+                watermark: self.watermark,
+                clock: &*self.clock,
+                sides: self.out.sides(),
+                broadcast: self.broadcast.as_mut(),
+            };
             let mut collector = Collector::with_timestamp(&mut self.scratch, timestamp);
             call(value, &mut ctx, &mut collector).map_err(|e| OpError::new(self.core.id, e))?;
             if self.scratch.len() >= EMIT_EVERY {
@@ -798,7 +875,7 @@ impl<O: Clone> PlainCore<O> {
         emit(&self.core, &mut self.out, &mut self.scratch)
     }
 
-    fn on_control(&mut self, control: Control) -> OpResult {
+    pub(crate) fn on_control(&mut self, control: Control) -> OpResult {
         if let Control::Watermark(Watermark(watermark)) = control {
             self.watermark = watermark;
         }

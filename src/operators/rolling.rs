@@ -12,8 +12,10 @@ use std::ops::Add;
 
 use super::batch::RecordBatch;
 use super::context::OperatorCore;
-use super::input::{Input, Lifecycle, OpResult, Output};
+use super::input::{Input, Lifecycle, OpError, OpResult, Output};
+use crate::api::{Data, Key};
 use crate::exchange::Control;
+use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot};
 use crate::state::{KeyGroupRange, KeyGroupedMap};
 
 /// How a rolling aggregation folds a new record into a key's aggregate (in place: the key's first
@@ -171,7 +173,7 @@ where
     }
 }
 
-impl<T, K, S, A> Lifecycle for RollingOp<T, K, S, A> {
+impl<T: Data, K: Key, S, A> Lifecycle for RollingOp<T, K, S, A> {
     fn open(&mut self) -> OpResult {
         Ok(())
     }
@@ -180,10 +182,24 @@ impl<T, K, S, A> Lifecycle for RollingOp<T, K, S, A> {
         Ok(())
     }
 
-    fn snapshot_state(&mut self) -> Result<crate::state::snapshot::OperatorSnapshot, crate::operators::input::OpError> {
-        Err(crate::operators::input::snapshot_unsupported(self.core.id, "rolling aggregation"))
+    fn state_entries(&self) -> usize {
+        self.state.len()
+    }
+
+    fn snapshot_state(&mut self) -> Result<OperatorSnapshot, OpError> {
+        let mut snapshot = KeyedSnapshot::new(self.state.max_parallelism());
+        self.state.snapshot_into(ROLLING_STATE, &mut snapshot).map_err(|e| OpError::new(self.core.id, e))?;
+        Ok(OperatorSnapshot::keyed(snapshot))
+    }
+
+    fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
+        let keyed: Vec<&KeyedSnapshot> = snapshots.iter().map(|s| s.keyed_state()).collect();
+        self.state.restore_from(ROLLING_STATE, &keyed).map_err(|e| OpError::new(self.core.id, e))
     }
 }
+
+/// The name a rolling aggregation's per-key aggregate is saved under.
+const ROLLING_STATE: &str = "$rolling";
 
 #[cfg(test)]
 mod tests {

@@ -423,13 +423,15 @@ pub(crate) struct RowRef<'a, K, N> {
 }
 
 /// What the backend needs of a table without knowing its types.
-trait ErasedTable {
+trait ErasedTable<K> {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn len(&self) -> usize;
+    /// The keys of the rows, with their key groups.
+    fn keys(&self) -> Vec<(K, usize)>;
     fn section(&self, name: &str, key_group: usize, now: i64, codec: &mut Codec) -> Result<Section, StateError>;
 }
 
-impl<K, N, S> ErasedTable for Table<K, N, S>
+impl<K, N, S> ErasedTable<K> for Table<K, N, S>
 where
     K: ExchangeData + Hash + Eq + Clone,
     N: Namespace,
@@ -443,15 +445,20 @@ where
         self.len
     }
 
+    fn keys(&self) -> Vec<(K, usize)> {
+        let groups = self.groups.iter().enumerate();
+        groups.flat_map(|(i, g)| g.rows.iter().map(move |r| (r.key.clone(), self.range.start + i))).collect()
+    }
+
     fn section(&self, name: &str, key_group: usize, now: i64, codec: &mut Codec) -> Result<Section, StateError> {
         Table::section(self, name, key_group, now, codec)
     }
 }
 
-struct Registered {
+struct Registered<K> {
     meta: StateMeta,
     type_id: TypeId,
-    table: Box<dyn ErasedTable>,
+    table: Box<dyn ErasedTable<K>>,
 }
 
 /// The first character of the names of the runtime's own state (timers, window contents).
@@ -466,7 +473,7 @@ pub struct KeyedStateBackend<K> {
     max_parallelism: usize,
     range: KeyGroupRange,
     clock: SharedClock,
-    states: Vec<Registered>,
+    states: Vec<Registered<K>>,
     restored: KeyedSnapshot,
     _key: std::marker::PhantomData<fn() -> K>,
 }
@@ -570,6 +577,12 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
         Ok(self.states.len() - 1)
     }
 
+    /// The keys holding rows of the declared state `name` (none if it is not declared), with their key
+    /// groups.
+    pub(crate) fn keys_of(&self, name: &str) -> Vec<(K, usize)> {
+        self.states.iter().find(|s| s.meta.name == name).map(|s| s.table.keys()).unwrap_or_default()
+    }
+
     /// Writes every state into `snapshot` (the states a restore brought back and nobody declared
     /// since, unchanged).
     pub(crate) fn snapshot_into(&self, snapshot: &mut KeyedSnapshot) -> Result<(), StateError> {
@@ -590,6 +603,17 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
     pub(crate) fn restore(&mut self, snapshots: &[&KeyedSnapshot]) -> Result<(), StateError> {
         for snapshot in snapshots {
             self.restored.merge_from(snapshot, self.range)?;
+        }
+        // The runtime's own state (timers) is restored by its owner, not kept here.
+        let reserved: Vec<String> = self
+            .restored
+            .states()
+            .iter()
+            .filter(|meta| meta.name.starts_with(RESERVED_PREFIX))
+            .map(|meta| meta.name.clone())
+            .collect();
+        for name in reserved {
+            self.restored.remove_state(&name);
         }
         Ok(())
     }

@@ -51,6 +51,9 @@ pub trait StateDescriptor {
         &'a self,
         scope: StateScope<'a, K, N>,
     ) -> Result<Self::State<'a, K, N>, StateError>;
+    /// Declares the state (per key, namespace `()`) without binding it to a key.
+    #[doc(hidden)]
+    fn declare<K: Key>(&self, backend: &mut KeyedStateBackend<K>) -> Result<(), StateError>;
 }
 
 /// What every descriptor holds: name, TTL, and where its state was found last.
@@ -71,6 +74,16 @@ impl Clone for Common {
 impl Common {
     fn new(name: impl Into<String>) -> Common {
         Common { name: name.into(), ttl: None, cache: Cell::new(0) }
+    }
+
+    fn declare<K: Key, S: Stored + Clone>(
+        &self,
+        backend: &mut KeyedStateBackend<K>,
+        kind: StateKind,
+        types: impl FnOnce() -> String,
+    ) -> Result<(), StateError> {
+        let meta = || StateMeta { name: self.name.clone(), kind, types: types(), ttl: self.ttl.is_some() };
+        backend.table::<(), S>(&self.cache, meta, self.ttl).map(|_| ())
     }
 
     fn bind<'a, K: Key, N: Namespace, S: Stored + Clone>(
@@ -186,6 +199,10 @@ impl<T: Data> StateDescriptor for ValueStateDescriptor<T> {
     ) -> Result<ValueState<'a, K, N, T>, StateError> {
         Ok(ValueState { row: self.common.bind(scope, StateKind::Value, types_of::<(K, N, T)>)? })
     }
+
+    fn declare<K: Key>(&self, backend: &mut KeyedStateBackend<K>) -> Result<(), StateError> {
+        self.common.declare::<K, Stamped<T>>(backend, StateKind::Value, types_of::<(K, (), T)>)
+    }
 }
 
 /// The value of the current key (Flink's `ValueState`).
@@ -266,6 +283,10 @@ impl<T: Data> StateDescriptor for ListStateDescriptor<T> {
         scope: StateScope<'a, K, N>,
     ) -> Result<ListState<'a, K, N, T>, StateError> {
         Ok(ListState { row: self.common.bind(scope, StateKind::List, types_of::<(K, N, T)>)? })
+    }
+
+    fn declare<K: Key>(&self, backend: &mut KeyedStateBackend<K>) -> Result<(), StateError> {
+        self.common.declare::<K, Vec<Stamped<T>>>(backend, StateKind::List, types_of::<(K, (), T)>)
     }
 }
 
@@ -359,6 +380,10 @@ impl<UK: Key, UV: Data> StateDescriptor for MapStateDescriptor<UK, UV> {
         scope: StateScope<'a, K, N>,
     ) -> Result<MapState<'a, K, N, UK, UV>, StateError> {
         Ok(MapState { row: self.common.bind(scope, StateKind::Map, types_of::<(K, N, UK, UV)>)? })
+    }
+
+    fn declare<K: Key>(&self, backend: &mut KeyedStateBackend<K>) -> Result<(), StateError> {
+        self.common.declare::<K, MapEntries<UK, UV>>(backend, StateKind::Map, types_of::<(K, (), UK, UV)>)
     }
 }
 
@@ -512,6 +537,10 @@ impl<T: Data, F: Fn(T, T) -> T> StateDescriptor for ReducingStateDescriptor<T, F
         let row = self.common.bind(scope, StateKind::Reducing, types_of::<(K, N, T)>)?;
         Ok(ReducingState { row, reduce: &self.reduce })
     }
+
+    fn declare<K: Key>(&self, backend: &mut KeyedStateBackend<K>) -> Result<(), StateError> {
+        self.common.declare::<K, Stamped<T>>(backend, StateKind::Reducing, types_of::<(K, (), T)>)
+    }
 }
 
 /// The reduced value of the current key (Flink's `ReducingState`).
@@ -610,6 +639,10 @@ where
     ) -> Result<AggregatingState<'a, K, N, IN, OUT, F>, StateError> {
         let row = self.common.bind(scope, StateKind::Aggregating, types_of::<(K, N, F::Acc)>)?;
         Ok(AggregatingState { row, function: &self.function, _value: PhantomData })
+    }
+
+    fn declare<K: Key>(&self, backend: &mut KeyedStateBackend<K>) -> Result<(), StateError> {
+        self.common.declare::<K, Stamped<F::Acc>>(backend, StateKind::Aggregating, types_of::<(K, (), F::Acc)>)
     }
 }
 

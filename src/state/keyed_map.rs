@@ -5,7 +5,10 @@ use std::hash::Hash;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
+use super::heap::Codec;
 use super::key_group::{KeyGroupRange, key_group_for_hash};
+use super::snapshot::{KeyedSnapshot, Section, StateError, StateKind, StateMeta};
+use crate::codec::ExchangeData;
 use crate::util::hash::stable_hash;
 
 /// Values per key, held per key group of the shard's range, so that state can be snapshotted and moved
@@ -105,6 +108,72 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
         }
     }
 
+    /// Writes the map into `snapshot` as the value state `name` (namespace `()`, no TTL), the layout a
+    /// `ValueState` of the same types has.
+    pub(crate) fn snapshot_into(&self, name: &str, snapshot: &mut KeyedSnapshot) -> Result<(), StateError>
+    where
+        K: ExchangeData + Clone,
+        V: ExchangeData + Clone,
+    {
+        let state = snapshot.add_state(value_meta::<K, V>(name));
+        let mut codec = Codec::default();
+        for (offset, table) in self.groups.iter().enumerate() {
+            if table.is_empty() {
+                continue;
+            }
+            let keys: Vec<K> = table.iter().map(|(k, _)| k.clone()).collect();
+            let values: Vec<V> = table.iter().map(|(_, v)| v.clone()).collect();
+            let columns = vec![
+                codec.encode(name, &keys)?,
+                codec.encode(name, &vec![(); keys.len()])?,
+                codec.encode(name, &values)?,
+                codec.encode(name, &vec![0i64; keys.len()])?,
+            ];
+            snapshot.add_section(self.range.start + offset, state, Section { rows: keys.len() as u32, columns });
+        }
+        Ok(())
+    }
+
+    /// Takes back the keys of this map's key groups that `snapshots` hold as the value state `name`.
+    pub(crate) fn restore_from(&mut self, name: &str, snapshots: &[&KeyedSnapshot]) -> Result<(), StateError>
+    where
+        K: ExchangeData,
+        V: ExchangeData,
+    {
+        let declared = value_meta::<K, V>(name);
+        let mut codec = Codec::default();
+        for snapshot in snapshots {
+            if snapshot.states().is_empty() {
+                continue;
+            }
+            if snapshot.max_parallelism() != self.max_parallelism {
+                return Err(StateError::MaxParallelism {
+                    expected: self.max_parallelism,
+                    found: snapshot.max_parallelism(),
+                });
+            }
+            for (saved, key_group, section) in snapshot.sections_of(name, self.range) {
+                saved.check_compatible(&declared)?;
+                let rows = section.rows as usize;
+                let keys: Vec<K> = codec.decode(name, section, 0, rows)?;
+                let values: Vec<V> = codec.decode(name, section, 2, rows)?;
+                for (key, value) in keys.into_iter().zip(values) {
+                    if key_group_for_hash(stable_hash(&key), self.max_parallelism) != key_group {
+                        let reason = format!("a key saved in key group {key_group} hashes to another key group");
+                        return Err(StateError::Mismatch { state: name.to_string(), reason });
+                    }
+                    self.insert(key, value);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of key groups of the job (its max parallelism).
+    pub fn max_parallelism(&self) -> usize {
+        self.max_parallelism
+    }
+
     /// Number of keys held.
     pub fn len(&self) -> usize {
         self.groups.iter().map(HashTable::len).sum()
@@ -113,6 +182,15 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
     /// True if no key is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+fn value_meta<K, V>(name: &str) -> StateMeta {
+    StateMeta {
+        name: name.to_string(),
+        kind: StateKind::Value,
+        types: std::any::type_name::<(K, (), V)>().to_string(),
+        ttl: false,
     }
 }
 

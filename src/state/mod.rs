@@ -4,6 +4,7 @@
 //! the canonical snapshot format they are saved in.
 
 pub mod aggregate;
+pub mod broadcast;
 pub mod heap;
 pub mod key_group;
 pub mod keyed;
@@ -13,6 +14,7 @@ pub mod timers;
 pub mod ttl;
 
 pub use aggregate::AggregateFunction;
+pub use broadcast::{BroadcastState, ReadOnlyBroadcastState};
 pub use heap::{KeyedStateBackend, Namespace};
 pub use key_group::{KeyGroupRange, default_max_parallelism, key_group_for_hash, key_group_of};
 pub use keyed::{

@@ -106,6 +106,8 @@ pub enum StateKind {
     Aggregating = 5,
     /// Timers of one time domain.
     Timers = 6,
+    /// Broadcast state: one map per operator instance, the same on every instance.
+    Broadcast = 7,
 }
 
 impl StateKind {
@@ -117,6 +119,7 @@ impl StateKind {
             4 => StateKind::Reducing,
             5 => StateKind::Aggregating,
             6 => StateKind::Timers,
+            7 => StateKind::Broadcast,
             _ => return None,
         })
     }
@@ -130,6 +133,7 @@ impl StateKind {
             StateKind::Reducing => "ReducingState",
             StateKind::Aggregating => "AggregatingState",
             StateKind::Timers => "timers",
+            StateKind::Broadcast => "BroadcastState",
         }
     }
 }
@@ -192,12 +196,14 @@ pub struct KeyedSnapshot {
     states: Vec<StateMeta>,
     /// Key group → (state index, section).
     groups: BTreeMap<u32, Vec<(u32, Section)>>,
+    /// State of the instance as a whole, not split by key group: (state index, section).
+    operator: Vec<(u32, Section)>,
 }
 
 impl KeyedSnapshot {
     /// An empty snapshot of a job with `max_parallelism` key groups.
     pub fn new(max_parallelism: usize) -> KeyedSnapshot {
-        KeyedSnapshot { max_parallelism, states: Vec::new(), groups: BTreeMap::new() }
+        KeyedSnapshot { max_parallelism, states: Vec::new(), groups: BTreeMap::new(), operator: Vec::new() }
     }
 
     /// The number of key groups of the job that wrote it.
@@ -213,6 +219,29 @@ impl KeyedSnapshot {
     /// True if it holds no rows at all.
     pub fn is_empty(&self) -> bool {
         self.groups.values().all(|sections| sections.iter().all(|(_, s)| s.rows == 0))
+            && self.operator.iter().all(|(_, s)| s.rows == 0)
+    }
+
+    /// Adds a section of the instance's non-keyed state `state` (kept even if empty: an empty
+    /// broadcast map is state too).
+    pub fn add_operator_section(&mut self, state: u32, section: Section) {
+        self.operator.push((state, section));
+    }
+
+    /// The non-keyed sections of the state named `name`.
+    pub fn operator_sections_of<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = (&'a StateMeta, &'a Section)> + 'a {
+        self.operator.iter().filter_map(move |(state, section)| {
+            let meta = &self.states[*state as usize];
+            (meta.name == name).then_some((meta, section))
+        })
+    }
+
+    /// True if it holds a non-keyed section of some state of `kind`.
+    pub fn has_operator_state(&self, kind: StateKind) -> bool {
+        self.operator.iter().any(|(state, _)| self.states[*state as usize].kind == kind)
     }
 
     /// Declares a state (or finds it, if declared alike); returns its index.
@@ -257,6 +286,9 @@ impl KeyedSnapshot {
 
     /// Merges `other` (of the same max parallelism) into this one, keeping only key groups in `range`.
     pub fn merge_from(&mut self, other: &KeyedSnapshot, range: KeyGroupRange) -> Result<(), StateError> {
+        if other.groups.is_empty() {
+            return Ok(()); // Nothing keyed (an empty snapshot has no max parallelism to match).
+        }
         if other.max_parallelism != self.max_parallelism {
             return Err(StateError::MaxParallelism { expected: self.max_parallelism, found: other.max_parallelism });
         }
@@ -286,13 +318,13 @@ impl KeyedSnapshot {
             put_u32(&mut body, sections.len() as u32);
             for (state, section) in sections {
                 put_u32(&mut body, *state);
-                put_u32(&mut body, section.rows);
-                put_u32(&mut body, section.columns.len() as u32);
-                for column in &section.columns {
-                    put_u64(&mut body, column.len() as u64);
-                    body.extend_from_slice(column);
-                }
+                put_section(&mut body, section);
             }
+        }
+        put_u32(&mut body, self.operator.len() as u32);
+        for (state, section) in &self.operator {
+            put_u32(&mut body, *state);
+            put_section(&mut body, section);
         }
         let mut bytes = Vec::with_capacity(HEADER_LEN + body.len());
         bytes.extend_from_slice(MAGIC);
@@ -356,22 +388,14 @@ impl KeyedSnapshot {
             let n_sections = r.u32("a section count")?;
             let mut sections = Vec::new();
             for _ in 0..n_sections {
-                let at = r.at;
-                let state = r.u32("a state index")?;
-                if state >= n_states {
-                    return Err(StateError::Corrupt { offset: at, reason: format!("unknown state index {state}") });
-                }
-                let rows = r.u32("a row count")?;
-                let n_columns = r.u32("a column count")?;
-                let mut columns = Vec::new();
-                for _ in 0..n_columns {
-                    let len = r.u64("a column length")?;
-                    let len = usize::try_from(len).unwrap_or(usize::MAX);
-                    columns.push(r.take(len, "a column")?.to_vec());
-                }
-                sections.push((state, Section { rows, columns }));
+                sections.push(r.section(n_states)?);
             }
             groups.insert(key_group, sections);
+        }
+        let n_operator = r.u32("the number of operator sections")?;
+        let mut operator = Vec::new();
+        for _ in 0..n_operator {
+            operator.push(r.section(n_states)?);
         }
         if r.at != bytes.len() {
             return Err(StateError::Corrupt {
@@ -379,7 +403,7 @@ impl KeyedSnapshot {
                 reason: "bytes left over after the last key group".into(),
             });
         }
-        Ok(KeyedSnapshot { max_parallelism, states, groups })
+        Ok(KeyedSnapshot { max_parallelism, states, groups, operator })
     }
 }
 
@@ -431,6 +455,15 @@ impl OperatorSnapshot {
     }
 }
 
+fn put_section(out: &mut Vec<u8>, section: &Section) {
+    put_u32(out, section.rows);
+    put_u32(out, section.columns.len() as u32);
+    for column in &section.columns {
+        put_u64(out, column.len() as u64);
+        out.extend_from_slice(column);
+    }
+}
+
 fn put_u32(out: &mut Vec<u8>, value: u32) {
     out.extend_from_slice(&value.to_le_bytes());
 }
@@ -475,6 +508,23 @@ impl<'a> Reader<'a> {
 
     fn u64(&mut self, what: &str) -> Result<u64, StateError> {
         Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    fn section(&mut self, n_states: u32) -> Result<(u32, Section), StateError> {
+        let at = self.at;
+        let state = self.u32("a state index")?;
+        if state >= n_states {
+            return Err(StateError::Corrupt { offset: at, reason: format!("unknown state index {state}") });
+        }
+        let rows = self.u32("a row count")?;
+        let n_columns = self.u32("a column count")?;
+        let mut columns = Vec::new();
+        for _ in 0..n_columns {
+            let len = self.u64("a column length")?;
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            columns.push(self.take(len, "a column")?.to_vec());
+        }
+        Ok((state, Section { rows, columns }))
     }
 
     fn string(&mut self, what: &str) -> Result<String, StateError> {
@@ -533,6 +583,13 @@ mod tests {
         snapshot.add_section(3, a, Section { rows: 2, columns: vec![vec![1, 2, 3], vec![]] });
         snapshot.add_section(3, b, Section { rows: 1, columns: vec![vec![9; 40]] });
         snapshot.add_section(100, a, Section { rows: 5, columns: vec![vec![7; 17]] });
+        let c = snapshot.add_state(StateMeta {
+            name: "c".into(),
+            kind: StateKind::Broadcast,
+            types: "x".into(),
+            ttl: false,
+        });
+        snapshot.add_operator_section(c, Section { rows: 1, columns: vec![vec![5; 3], vec![6]] });
         snapshot
     }
 

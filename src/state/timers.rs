@@ -13,9 +13,9 @@
 use std::collections::BTreeMap;
 use std::hash::Hash;
 
-use super::KeyGroupRange;
 use super::heap::Codec;
 use super::snapshot::{KeyedSnapshot, Section, StateError, StateKind, StateMeta};
+use super::{KeyGroupRange, key_group_of};
 use crate::codec::ExchangeData;
 use crate::util::hash::BuildStableHasher;
 
@@ -213,19 +213,14 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         map.into_iter().flat_map(|m| m.keys().map(|(k, n, ts)| (k, n, *ts)))
     }
 
-    /// Writes the timers into `snapshot` as the state `name`: per key group, in firing order.
+    /// Writes the timers into `snapshot` as the state `name`: per key group, in firing order, with
+    /// their registration sequence so that a restore keeps the order of timers of one timestamp.
     pub(crate) fn snapshot_into(&self, name: &str, snapshot: &mut KeyedSnapshot) -> Result<(), StateError>
     where
         K: ExchangeData,
         N: ExchangeData,
     {
-        let meta = StateMeta {
-            name: name.to_string(),
-            kind: StateKind::Timers,
-            types: std::any::type_name::<(K, N)>().to_string(),
-            ttl: false,
-        };
-        let state = snapshot.add_state(meta);
+        let state = snapshot.add_state(timers_meta::<K, N>(name));
         let mut codec = Codec::default();
         for key_group in self.range.start..=self.range.end {
             let map = &self.by_key_group[key_group - self.range.start];
@@ -237,35 +232,53 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
             let keys: Vec<K> = timers.iter().map(|t| t.2.clone()).collect();
             let namespaces: Vec<N> = timers.iter().map(|t| t.3.clone()).collect();
             let timestamps: Vec<i64> = timers.iter().map(|t| t.0).collect();
-            let columns =
-                vec![codec.encode(name, &keys)?, codec.encode(name, &namespaces)?, codec.encode(name, &timestamps)?];
+            let sequence: Vec<u64> = timers.iter().map(|t| t.1).collect();
+            let columns = vec![
+                codec.encode(name, &keys)?,
+                codec.encode(name, &namespaces)?,
+                codec.encode(name, &timestamps)?,
+                codec.encode(name, &sequence)?,
+            ];
             snapshot.add_section(key_group, state, Section { rows: timers.len() as u32, columns });
         }
         Ok(())
     }
 
-    /// Registers the timers `snapshot` holds as the state `name` in this queue's key groups.
-    pub(crate) fn restore_from(&mut self, name: &str, snapshot: &KeyedSnapshot) -> Result<(), StateError>
+    /// Registers the timers `snapshots` hold as the state `name` in this queue's key groups: in
+    /// timestamp order, and timers of one timestamp in the order they were registered (across key
+    /// groups; across snapshots of different instances, in the order of the snapshots).
+    pub(crate) fn restore_from(&mut self, name: &str, snapshots: &[&KeyedSnapshot]) -> Result<(), StateError>
     where
         K: ExchangeData,
         N: ExchangeData,
     {
-        let declared = StateMeta {
-            name: name.to_string(),
-            kind: StateKind::Timers,
-            types: std::any::type_name::<(K, N)>().to_string(),
-            ttl: false,
-        };
+        let declared = timers_meta::<K, N>(name);
         let mut codec = Codec::default();
-        for (saved, key_group, section) in snapshot.sections_of(name, self.range) {
-            saved.check_compatible(&declared)?;
-            let rows = section.rows as usize;
-            let keys: Vec<K> = codec.decode(name, section, 0, rows)?;
-            let namespaces: Vec<N> = codec.decode(name, section, 1, rows)?;
-            let timestamps: Vec<i64> = codec.decode(name, section, 2, rows)?;
-            for ((key, namespace), timestamp) in keys.iter().zip(&namespaces).zip(timestamps) {
-                self.register(key_group, key, namespace, timestamp);
+        let mut timers = Vec::new();
+        for (instance, snapshot) in snapshots.iter().enumerate() {
+            for (saved, key_group, section) in snapshot.sections_of(name, self.range) {
+                saved.check_compatible(&declared)?;
+                let rows = section.rows as usize;
+                let keys: Vec<K> = codec.decode(name, section, 0, rows)?;
+                let namespaces: Vec<N> = codec.decode(name, section, 1, rows)?;
+                let timestamps: Vec<i64> = codec.decode(name, section, 2, rows)?;
+                let sequence: Vec<u64> = codec.decode(name, section, 3, rows)?;
+                for (((key, namespace), timestamp), seq) in
+                    keys.into_iter().zip(namespaces).zip(timestamps).zip(sequence)
+                {
+                    if key_group_of(&key, snapshot.max_parallelism()) != key_group {
+                        return Err(StateError::Mismatch {
+                            state: name.to_string(),
+                            reason: format!("a timer saved in key group {key_group} is of a key of another key group"),
+                        });
+                    }
+                    timers.push((timestamp, instance, seq, key_group, key, namespace));
+                }
             }
+        }
+        timers.sort_by_key(|t| (t.0, t.1, t.2));
+        for (timestamp, _, _, key_group, key, namespace) in timers {
+            self.register(key_group, &key, &namespace, timestamp);
         }
         Ok(())
     }
@@ -298,6 +311,15 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         });
         self.buckets = buckets;
         self.queued = queued;
+    }
+}
+
+fn timers_meta<K, N>(name: &str) -> StateMeta {
+    StateMeta {
+        name: name.to_string(),
+        kind: StateKind::Timers,
+        types: std::any::type_name::<(K, N)>().to_string(),
+        ttl: false,
     }
 }
 

@@ -45,6 +45,7 @@ use std::time::Duration;
 use crate::api::{Data, DataStream, Key, StreamEnv};
 use crate::exchange::Control;
 use crate::operators::batch::RecordBatch;
+use crate::operators::broadcast::{BroadcastProcessOp, KeyedBroadcastOp};
 use crate::operators::co_flat_map::CoFlatMapOp;
 use crate::operators::context::{ExecConfig, OperatorCore, OperatorInfo, ShardEnv, detached_env};
 use crate::operators::filter::FilterOp;
@@ -56,8 +57,9 @@ use crate::operators::side_output::{CapturedSide, SideOutputs};
 use crate::operators::timestamps::TimestampsAndWatermarksOp;
 use crate::operators::two_input::TwoInputOperator;
 use crate::operators::{
-    BoxError, CoProcessFunction, KeyedCoProcessFunction, KeyedProcessFunction, OutputTag, ProcessFunction,
-    RichCoFlatMapFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction,
+    BoxError, BroadcastProcessFunction, CoProcessFunction, KeyedBroadcastProcessFunction, KeyedCoProcessFunction,
+    KeyedProcessFunction, OutputTag, ProcessFunction, RichCoFlatMapFunction, RichFilterFunction, RichFlatMapFunction,
+    RichMapFunction,
 };
 use crate::state::snapshot::OperatorSnapshot;
 use crate::time::{Clock, ManualClock, Watermark, WatermarkStatus, WatermarkStrategy};
@@ -543,6 +545,16 @@ impl<I: Clone + 'static, O: Clone + 'static> OneInputHarness<I, O> {
         input.borrow_mut().process_control(control).map_err(user_error)
     }
 
+    /// Moves processing time (see [`Harness::set_processing_time`]); after
+    /// [`initialize_state`](Harness::initialize_state) it opens the operator first, so that restored
+    /// timers the new time reaches fire.
+    pub fn set_processing_time(&mut self, ms: i64) -> Result<(), BoxError> {
+        if !self.harness.restored.is_empty() {
+            self.open()?;
+        }
+        self.harness.set_processing_time(ms)
+    }
+
     /// Pushes a record with an event timestamp.
     pub fn process_element(&mut self, value: I, timestamp: i64) -> Result<(), BoxError> {
         self.push(value, Some(timestamp))
@@ -734,6 +746,31 @@ impl<A: Clone + 'static, B: Clone + 'static, O: Clone + 'static> TwoInputHarness
         }))
     }
 
+    /// A harness around a [`BroadcastProcessFunction`]: input 1 is the non-broadcast input, input 2
+    /// the broadcast one.
+    pub fn broadcast_process<F: BroadcastProcessFunction<A, B, O>>(function: F) -> TwoInputHarness<A, B, O> {
+        TwoInputHarness::from_make(Box::new(move |env, info, out| {
+            let op = BroadcastProcessOp::new(PlainCore::new(env, OperatorCore::new(env, info), out), function);
+            let op = Rc::new(RefCell::new(op));
+            Ok(BuiltTwo { op: op.clone(), lifecycle: op })
+        }))
+    }
+
+    /// A harness around a [`KeyedBroadcastProcessFunction`]: input 1 is keyed by `key_selector`,
+    /// input 2 is the broadcast one.
+    pub fn keyed_broadcast_process<K, S, F>(function: F, key_selector: S) -> TwoInputHarness<A, B, O>
+    where
+        K: Key,
+        S: Fn(&A) -> K + 'static,
+        F: KeyedBroadcastProcessFunction<K, A, B, O>,
+    {
+        TwoInputHarness::from_make(Box::new(move |env, info, out| {
+            let keyed = KeyedCore::new(env, OperatorCore::new(env, info), info.parallelism, out);
+            let op = Rc::new(RefCell::new(KeyedBroadcastOp::new(keyed, key_selector, function)));
+            Ok(BuiltTwo { op: op.clone(), lifecycle: op })
+        }))
+    }
+
     /// Runs the operator as subtask `subtask` of `parallelism` over `max_parallelism` key groups.
     pub fn on_subtask(mut self, max_parallelism: usize, parallelism: usize, subtask: usize) -> Self {
         self.harness.place(max_parallelism, parallelism, subtask);
@@ -752,6 +789,16 @@ impl<A: Clone + 'static, B: Clone + 'static, O: Clone + 'static> TwoInputHarness
     fn op(&mut self) -> Result<Rc<RefCell<dyn TwoInputOperator<A, B>>>, BoxError> {
         self.open()?;
         Ok(self.op.clone().expect("opened"))
+    }
+
+    /// Moves processing time (see [`Harness::set_processing_time`]); after
+    /// [`initialize_state`](Harness::initialize_state) it opens the operator first, so that restored
+    /// timers the new time reaches fire.
+    pub fn set_processing_time(&mut self, ms: i64) -> Result<(), BoxError> {
+        if !self.harness.restored.is_empty() {
+            self.open()?;
+        }
+        self.harness.set_processing_time(ms)
     }
 
     /// Pushes a record with a timestamp into the first input.
