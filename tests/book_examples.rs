@@ -4,7 +4,9 @@
 //! harness and as a job over its built-in readings. The window examples
 //! (`examples/average_sensor_readings.rs`, `examples/min_max_temperature.rs`,
 //! `examples/late_readings.rs`) run their window operators under the harness, built by the examples'
-//! own functions, and their jobs over their built-in readings.
+//! own functions, and their jobs over their built-in readings. Chapter 7's broadcast state example
+//! (`examples/broadcast_rules.rs`) runs under the keyed broadcast harness, rules and readings fed in a
+//! fixed order.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +42,10 @@ mod min_max_temperature;
 #[allow(dead_code, clippy::duplicate_mod)]
 #[path = "../examples/late_readings.rs"]
 mod late_readings;
+
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../examples/broadcast_rules.rs"]
+mod broadcast_rules_example;
 
 mod temp_increase {
     use super::*;
@@ -647,5 +653,102 @@ mod late {
             assert_eq!(updates, expected_updates, "on {shards} shards");
             assert_eq!(late, expected_late, "on {shards} shards");
         }
+    }
+}
+
+mod broadcast_rules {
+    use super::*;
+    use broadcast_rules_example::{
+        Alert, SensorReading, ThresholdUpdate, UpdatableTemperatureAlert, reading, rules, temperature,
+    };
+
+    type Harness = TwoInputHarness<SensorReading, ThresholdUpdate, Alert>;
+
+    fn harness() -> Harness {
+        TwoInputHarness::keyed_broadcast_process(UpdatableTemperatureAlert::default(), |r: &SensorReading| r.id.clone())
+    }
+
+    fn rule(id: &str, threshold: f64) -> ThresholdUpdate {
+        ThresholdUpdate { id: id.to_string(), threshold }
+    }
+
+    fn at(id: &str, timestamp_ms: i64, temperature: f64) -> SensorReading {
+        SensorReading { id: id.to_string(), timestamp_ms, temperature }
+    }
+
+    /// Feeds the example's readings `indices` of 3 sensors, each with its own timestamp.
+    fn feed(h: &mut Harness, indices: std::ops::Range<u64>) -> Result<(), BoxError> {
+        for r in indices.map(|i| reading(i, 3)) {
+            let timestamp = r.timestamp_ms;
+            h.process_element1(r, timestamp)?;
+        }
+        Ok(())
+    }
+
+    /// An alert as emitted: (sensor, temperature, change), with the reading's timestamp.
+    fn alert(id: &str, step: i64, temperature: f64, change: f64) -> Emitted<Alert> {
+        Emitted::Record((id.to_string(), temperature, change), Some(1_700_000_000_000 + step * 100))
+    }
+
+    #[test]
+    fn the_alert_function_applies_the_broadcast_thresholds_per_sensor() -> Result<(), BoxError> {
+        // What makes the expectations below: every sensor drifts by 0.5 a step and jumps by 8 every
+        // seventh step (a change of 8.5 up, then 7.5 down); sensor_2 jumps at step 5.
+        assert_eq!(temperature(1, 5) - temperature(1, 4), 8.5);
+        assert_eq!(temperature(1, 6) - temperature(1, 5), -7.5);
+
+        let mut h = harness();
+        // The rules first: sensor_1 5.0, sensor_2 2.0, sensor_3 7.0, then sensor_2's removed.
+        for update in rules() {
+            h.process_element2(update, 0)?;
+        }
+        feed(&mut h, 0..27)?; // steps 0 to 8 of sensor_1..sensor_3
+        assert_eq!(
+            h.take_output(),
+            vec![
+                alert("sensor_3", 4, 80.0, 8.5),
+                alert("sensor_3", 5, 72.5, 7.5),
+                alert("sensor_1", 6, 61.0, 8.5),
+                alert("sensor_1", 7, 53.5, 7.5),
+            ],
+            "both jumps of sensor_1 (threshold 5) and sensor_3 (threshold 7); none for sensor_2, whose rule \
+             was removed; none for the first readings (a Scala-style 0.0 last temperature would alert)"
+        );
+        assert_eq!(h.num_state_entries(), 3, "one last temperature per sensor");
+
+        // Thresholds change mid-stream: sensor_3's up to 8.0 (the 8.5 jump still alerts, the 7.5 drop
+        // no longer does), sensor_1's up to 10.0 (neither does).
+        h.process_element2(rule("sensor_3", 8.0), 0)?;
+        h.process_element2(rule("sensor_1", 10.0), 0)?;
+        feed(&mut h, 27..51)?; // steps 9 to 16
+        assert_eq!(
+            h.take_output(),
+            vec![alert("sensor_3", 11, 83.5, 8.5)],
+            "the new thresholds apply to the readings after them"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_first_reading_of_a_sensor_never_alerts_and_a_rule_can_come_back() -> Result<(), BoxError> {
+        let mut h = harness();
+        h.process_element2(rule("sensor_7", 1.0), 0)?;
+        h.process_element1(at("sensor_7", 1, 100.0), 1)?; // first reading: nothing to compare with
+        h.process_element1(at("sensor_7", 2, 100.5), 2)?; // within the threshold
+        h.process_element1(at("sensor_7", 3, 102.0), 3)?; // 1.5 > 1.0
+        h.process_element2(rule("sensor_7", 0.0), 4)?; // removed
+        h.process_element1(at("sensor_7", 5, 90.0), 5)?;
+        h.process_element2(rule("sensor_7", 0.5), 6)?; // back, with a lower threshold
+        h.process_element1(at("sensor_7", 7, 90.75), 7)?; // compared with 90.0, the last reading
+        h.process_element1(at("sensor_8", 8, 0.0), 8)?; // another sensor, no rule
+        assert_eq!(
+            h.take_output(),
+            vec![
+                Emitted::Record(("sensor_7".to_string(), 102.0, 1.5), Some(3)),
+                Emitted::Record(("sensor_7".to_string(), 90.75, 0.75), Some(7)),
+            ],
+            "no alert for the first reading, nor while the rule was removed"
+        );
+        Ok(())
     }
 }

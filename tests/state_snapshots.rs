@@ -612,7 +612,7 @@ fn rescale(stages: &[usize], timers: bool) {
             assert_eq!(watermarks, watermarks_of(part), "stage {stage}: subtask {i} passes every watermark on");
             per_key(&mut actual, &output);
         }
-        snapshots = subtasks.iter().map(|h| through_bytes(h.snapshot().unwrap())).collect();
+        snapshots = subtasks.iter_mut().map(|h| through_bytes(h.snapshot().unwrap())).collect();
     }
     for key in expected.keys() {
         assert_eq!(actual.get(key), expected.get(key), "key {key}: what it emitted across placements {stages:?}");
@@ -929,7 +929,7 @@ fn a_stateless_operator_rejects_a_snapshot_with_state() {
     let mut harness = OneInputHarness::map(Double);
     harness.initialize_state(&[value_snapshot(ValueStateDescriptor::new("s"))]).unwrap();
     let error = harness.process_element(1, 0).expect_err("a map keeps no state");
-    assert!(error.to_string().contains("keeps no state"), "{error}");
+    assert!(error.to_string().contains("keeps no keyed state"), "{error}");
     assert!(harness.records().is_empty(), "nothing was emitted");
 }
 

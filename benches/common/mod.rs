@@ -18,7 +18,7 @@ pub struct Args {
     pub skip_latency: bool,
     /// Buffer timeout of the throughput table.
     pub buffer_timeout: Duration,
-    /// Which job, for benchmarks with several (`job=NAME`).
+    /// Which job, for benchmarks with several (`job=NAME`, or `op=NAME`).
     pub job: String,
 }
 
@@ -46,9 +46,9 @@ impl Args {
                 "latency_secs" => args.latency_secs = number(),
                 "latency" => args.skip_latency = value == "off",
                 "buffer_timeout_us" => args.buffer_timeout = Duration::from_micros(number() as u64),
-                "job" => args.job = value.to_string(),
+                "job" | "op" => args.job = value.to_string(),
                 other => panic!(
-                    "unknown argument {other} (events, keys, runs, shards, latency_secs, latency=off, buffer_timeout_us, job)"
+                    "unknown argument {other} (events, keys, runs, shards, latency_secs, latency=off, buffer_timeout_us, job/op)"
                 ),
             }
         }

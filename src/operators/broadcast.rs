@@ -296,7 +296,7 @@ where
         self.keyed.state.len()
     }
 
-    fn snapshot_state(&mut self) -> Result<OperatorSnapshot, OpError> {
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
         self.keyed.snapshot().map(OperatorSnapshot::keyed)
     }
 
@@ -374,7 +374,7 @@ impl<A, B, O: Clone, F: BroadcastProcessFunction<A, B, O>> Lifecycle for Broadca
         self.plain.core.close_function(|| self.function.close())
     }
 
-    fn snapshot_state(&mut self) -> Result<OperatorSnapshot, OpError> {
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
         self.plain.snapshot().map(OperatorSnapshot::keyed)
     }
 

@@ -10,6 +10,8 @@ use super::processing_time::ProcessingTimeService;
 use crate::exchange::Control;
 use crate::metrics::{Counter, LatencyRecorder, LatencyStats, MetricGroup, MetricRegistry, names};
 use crate::runtime::{JobSignal, ShardParker};
+use crate::state::operator::{FunctionInitializationContext, FunctionSnapshotContext, OperatorStateStore};
+use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot};
 use crate::time::SharedClock;
 
 /// Settings of the data path, fixed for a job.
@@ -65,6 +67,8 @@ pub(crate) struct OperatorCore {
     pub records_out: Counter,
     pub latency: LatencyRecorder,
     pub context: RuntimeContext,
+    /// The operator state of the instance's function (lists written at snapshots).
+    pub operator_state: OperatorStateStore,
 }
 
 impl OperatorCore {
@@ -75,6 +79,7 @@ impl OperatorCore {
             records_in: group.counter(names::RECORDS_IN),
             records_out: group.counter(names::RECORDS_OUT),
             latency: LatencyRecorder::new(env.latency.clone(), info.id, env.clock.clone()),
+            operator_state: OperatorStateStore::new(env.shard, info.parallelism),
             context: RuntimeContext {
                 shard_index: env.shard,
                 num_shards: env.n_shards,
@@ -97,6 +102,42 @@ impl OperatorCore {
     pub fn open_function(&self, open: impl FnOnce(&RuntimeContext) -> Result<(), BoxError>) -> OpResult {
         self.enter();
         open(&self.context).map_err(|e| OpError::new(self.id, e))
+    }
+
+    /// Runs a user function's `initialize_state` (with the operator state a restore brought back) as
+    /// this operator; `open` follows.
+    pub fn initialize_function(
+        &mut self,
+        initialize: impl FnOnce(&mut FunctionInitializationContext<'_>) -> Result<(), BoxError>,
+    ) -> OpResult {
+        self.enter();
+        initialize(&mut FunctionInitializationContext::new(&mut self.operator_state))
+            .map_err(|e| OpError::new(self.id, e))
+    }
+
+    /// Runs a user function's `snapshot_state` and returns the operator state it wrote.
+    pub fn snapshot_function(
+        &mut self,
+        checkpoint_id: u64,
+        snapshot: impl FnOnce(&mut FunctionSnapshotContext<'_>) -> Result<(), BoxError>,
+    ) -> Result<OperatorSnapshot, OpError> {
+        self.enter();
+        snapshot(&mut FunctionSnapshotContext::new(&mut self.operator_state, checkpoint_id))
+            .map_err(|e| OpError::new(self.id, e))?;
+        let mut state = KeyedSnapshot::new(self.context.max_parallelism);
+        self.operator_state.snapshot_into(&mut state).map_err(|e| OpError::new(self.id, e))?;
+        Ok(OperatorSnapshot::keyed(state))
+    }
+
+    /// Keeps the snapshots of the instances before a restart for `initialize_state`. Keyed state in
+    /// them is an error: this operator has nowhere to put it.
+    pub fn restore_operator_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
+        if snapshots.iter().any(|s| s.keyed_state().has_keyed_state()) {
+            return Err(OpError::new(self.id, "this operator keeps no keyed state, but the snapshot holds some"));
+        }
+        let all: Vec<&KeyedSnapshot> = snapshots.iter().map(|s| s.keyed_state()).collect();
+        self.operator_state.restore(&all);
+        Ok(())
     }
 
     /// Runs a user function's `close` as this operator.

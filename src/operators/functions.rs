@@ -7,6 +7,7 @@
 use super::batch::RecordBatch;
 use super::context::RuntimeContext;
 use super::input::BoxError;
+use crate::state::{FunctionInitializationContext, FunctionSnapshotContext};
 
 /// Flink's `RichMapFunction`: one record in, one record out.
 pub trait RichMapFunction<T, U>: Send + 'static {
@@ -16,6 +17,16 @@ pub trait RichMapFunction<T, U>: Send + 'static {
     }
     /// Transforms one record.
     fn map(&mut self, value: T) -> U;
+    /// Called before `open`, on a fresh start and after a restore: take operator state back from
+    /// `ctx` (Flink's `CheckpointedFunction.initializeState`).
+    fn initialize_state(&mut self, _ctx: &mut FunctionInitializationContext<'_>) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// A snapshot is being taken: write the operator state into `ctx` (Flink's
+    /// `CheckpointedFunction.snapshotState`).
+    fn snapshot_state(&mut self, _ctx: &mut FunctionSnapshotContext<'_>) -> Result<(), BoxError> {
+        Ok(())
+    }
     /// Called once per instance after the last record (or when the job stops).
     fn close(&mut self) -> Result<(), BoxError> {
         Ok(())
@@ -44,6 +55,16 @@ pub trait RichFlatMapFunction<T, U>: Send + 'static {
     }
     /// Emits zero or more records for `value`.
     fn flat_map(&mut self, value: T, out: &mut Collector<'_, U>);
+    /// Called before `open`, on a fresh start and after a restore: take operator state back from
+    /// `ctx` (Flink's `CheckpointedFunction.initializeState`).
+    fn initialize_state(&mut self, _ctx: &mut FunctionInitializationContext<'_>) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// A snapshot is being taken: write the operator state into `ctx` (Flink's
+    /// `CheckpointedFunction.snapshotState`).
+    fn snapshot_state(&mut self, _ctx: &mut FunctionSnapshotContext<'_>) -> Result<(), BoxError> {
+        Ok(())
+    }
     /// Called once per instance after the last record.
     fn close(&mut self) -> Result<(), BoxError> {
         Ok(())

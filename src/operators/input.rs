@@ -148,7 +148,7 @@ pub(crate) trait Lifecycle {
         0
     }
     /// The instance's state, in the canonical format (empty for a stateless operator).
-    fn snapshot_state(&mut self) -> Result<OperatorSnapshot, OpError> {
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
         Ok(OperatorSnapshot::default())
     }
     /// Takes state back from snapshots, before `open`. A stateless operator accepts only empty ones.

@@ -374,7 +374,7 @@ where
         join.core.close_function(|| join.function.close())
     }
 
-    fn snapshot_state(&mut self) -> Result<crate::state::snapshot::OperatorSnapshot, OpError> {
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<crate::state::snapshot::OperatorSnapshot, OpError> {
         Err(crate::operators::input::snapshot_unsupported(self.join.core.id, "interval join"))
     }
 
@@ -489,8 +489,8 @@ impl<Op: Lifecycle> Lifecycle for CoGroupOp<Op> {
         self.inner.state_entries()
     }
 
-    fn snapshot_state(&mut self) -> Result<crate::state::snapshot::OperatorSnapshot, OpError> {
-        self.inner.snapshot_state()
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<crate::state::snapshot::OperatorSnapshot, OpError> {
+        self.inner.snapshot_state(checkpoint_id)
     }
 
     fn restore_state(&mut self, snapshots: &[&crate::state::snapshot::OperatorSnapshot]) -> OpResult {

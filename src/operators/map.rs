@@ -5,8 +5,9 @@ use std::marker::PhantomData;
 use super::batch::RecordBatch;
 use super::context::OperatorCore;
 use super::functions::RichMapFunction;
-use super::input::{Input, Lifecycle, OpResult, Output};
+use super::input::{Input, Lifecycle, OpError, OpResult, Output};
 use crate::exchange::Control;
+use crate::state::snapshot::OperatorSnapshot;
 
 pub(crate) struct MapOp<T, U, F> {
     core: OperatorCore,
@@ -45,10 +46,21 @@ impl<T, U: Clone, F: RichMapFunction<T, U>> Input<T> for MapOp<T, U, F> {
 
 impl<T, U: Clone, F: RichMapFunction<T, U>> Lifecycle for MapOp<T, U, F> {
     fn open(&mut self) -> OpResult {
-        self.core.open_function(|ctx| self.function.open(ctx))
+        let function = &mut self.function;
+        self.core.initialize_function(|ctx| function.initialize_state(ctx))?;
+        self.core.open_function(|ctx| function.open(ctx))
     }
 
     fn close(&mut self) -> OpResult {
         self.core.close_function(|| self.function.close())
+    }
+
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
+        let function = &mut self.function;
+        self.core.snapshot_function(checkpoint_id, |ctx| function.snapshot_state(ctx))
+    }
+
+    fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
+        self.core.restore_operator_state(snapshots)
     }
 }

@@ -30,9 +30,11 @@ use crate::exchange::Control;
 use crate::state::broadcast::BroadcastStore;
 use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot};
 use crate::state::{
+    FunctionInitializationContext, FunctionSnapshotContext, MapStateDescriptor, ReadOnlyBroadcastState,
+};
+use crate::state::{
     KeyGroupRange, KeyedStateBackend, StateDescriptor, StateError, StateScope, TimerQueue, key_group_for_hash,
 };
-use crate::state::{MapStateDescriptor, ReadOnlyBroadcastState};
 use crate::time::{Clock, SharedClock, Watermark};
 use crate::util::hash::stable_hash;
 
@@ -89,7 +91,10 @@ impl ProcessContext<'_> {
             Some(store) => store.read_only(descriptor),
             None => Err(StateError::Usage {
                 state: StateDescriptor::name(descriptor).to_string(),
-                reason: "broadcast state exists only in functions of a stream connected with a broadcast stream".into(),
+                reason: "broadcast state is read through this context only on the non-broadcast side of a function \
+                         of a stream connected with a broadcast stream (the broadcast side writes it through its \
+                         BroadcastContext)"
+                    .into(),
             }),
         }
     }
@@ -127,6 +132,16 @@ pub trait ProcessFunction<I, O>: Send + 'static {
         ctx: &mut ProcessContext<'_>,
         out: &mut Collector<'_, O>,
     ) -> Result<(), BoxError>;
+    /// Called before `open`, on a fresh start and after a restore: take operator state back from
+    /// `ctx` (Flink's `CheckpointedFunction.initializeState`).
+    fn initialize_state(&mut self, _ctx: &mut FunctionInitializationContext<'_>) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// A snapshot is being taken: write the operator state into `ctx` (Flink's
+    /// `CheckpointedFunction.snapshotState`).
+    fn snapshot_state(&mut self, _ctx: &mut FunctionSnapshotContext<'_>) -> Result<(), BoxError> {
+        Ok(())
+    }
     /// Called once per instance after the last record.
     fn close(&mut self) -> Result<(), BoxError> {
         Ok(())
@@ -696,7 +711,7 @@ where
         self.keyed.state.len()
     }
 
-    fn snapshot_state(&mut self) -> Result<OperatorSnapshot, OpError> {
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
         self.keyed.snapshot().map(OperatorSnapshot::keyed)
     }
 
@@ -791,7 +806,7 @@ where
         self.keyed.state.len()
     }
 
-    fn snapshot_state(&mut self) -> Result<OperatorSnapshot, OpError> {
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
         self.keyed.snapshot().map(OperatorSnapshot::keyed)
     }
 
@@ -911,11 +926,22 @@ impl<I, O: Clone, F: ProcessFunction<I, O>> Input<I> for ProcessOp<I, O, F> {
 
 impl<I, O: Clone, F: ProcessFunction<I, O>> Lifecycle for ProcessOp<I, O, F> {
     fn open(&mut self) -> OpResult {
-        self.plain.core.open_function(|ctx| self.function.open(ctx))
+        let function = &mut self.function;
+        self.plain.core.initialize_function(|ctx| function.initialize_state(ctx))?;
+        self.plain.core.open_function(|ctx| function.open(ctx))
     }
 
     fn close(&mut self) -> OpResult {
         self.plain.core.close_function(|| self.function.close())
+    }
+
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
+        let function = &mut self.function;
+        self.plain.core.snapshot_function(checkpoint_id, |ctx| function.snapshot_state(ctx))
+    }
+
+    fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
+        self.plain.core.restore_operator_state(snapshots)
     }
 }
 

@@ -186,7 +186,7 @@ impl<T: Data, K: Key, S, A> Lifecycle for RollingOp<T, K, S, A> {
         self.state.len()
     }
 
-    fn snapshot_state(&mut self) -> Result<OperatorSnapshot, OpError> {
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
         let mut snapshot = KeyedSnapshot::new(self.state.max_parallelism());
         self.state.snapshot_into(ROLLING_STATE, &mut snapshot).map_err(|e| OpError::new(self.core.id, e))?;
         Ok(OperatorSnapshot::keyed(snapshot))

@@ -4,6 +4,8 @@ use super::batch::RecordBatch;
 use super::context::{OperatorCore, RuntimeContext};
 use super::input::{BoxError, Input, Lifecycle, OpError, OpResult};
 use crate::exchange::Control;
+use crate::state::snapshot::OperatorSnapshot;
+use crate::state::{FunctionInitializationContext, FunctionSnapshotContext};
 use crate::time::{SharedClock, Watermark};
 
 /// What a sink knows about the record it is given: Flink's `SinkFunction.Context`.
@@ -76,6 +78,17 @@ pub trait SinkFunction<T>: Send + 'static {
         Ok(())
     }
 
+    /// Called before `open`, on a fresh start and after a restore: take operator state back from
+    /// `ctx` (Flink's `CheckpointedFunction.initializeState`).
+    fn initialize_state(&mut self, _ctx: &mut FunctionInitializationContext<'_>) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// A snapshot is being taken: write the operator state into `ctx` (Flink's
+    /// `CheckpointedFunction.snapshotState`).
+    fn snapshot_state(&mut self, _ctx: &mut FunctionSnapshotContext<'_>) -> Result<(), BoxError> {
+        Ok(())
+    }
+
     /// Writes one record.
     fn invoke(&mut self, value: T, ctx: &SinkContext) -> Result<(), BoxError>;
 
@@ -139,10 +152,21 @@ impl<T, S: SinkFunction<T>> Input<T> for SinkOp<T, S> {
 
 impl<T, S: SinkFunction<T>> Lifecycle for SinkOp<T, S> {
     fn open(&mut self) -> OpResult {
-        self.core.open_function(|ctx| self.sink.open(ctx))
+        let function = &mut self.sink;
+        self.core.initialize_function(|ctx| function.initialize_state(ctx))?;
+        self.core.open_function(|ctx| function.open(ctx))
     }
 
     fn close(&mut self) -> OpResult {
         self.core.close_function(|| self.sink.close())
+    }
+
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
+        let function = &mut self.sink;
+        self.core.snapshot_function(checkpoint_id, |ctx| function.snapshot_state(ctx))
+    }
+
+    fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
+        self.core.restore_operator_state(snapshots)
     }
 }

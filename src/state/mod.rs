@@ -9,6 +9,7 @@ pub mod heap;
 pub mod key_group;
 pub mod keyed;
 pub mod keyed_map;
+pub mod operator;
 pub mod snapshot;
 pub mod timers;
 pub mod ttl;
@@ -22,6 +23,7 @@ pub use keyed::{
     ReducingState, ReducingStateDescriptor, StateDescriptor, StateScope, ValueState, ValueStateDescriptor,
 };
 pub use keyed_map::KeyGroupedMap;
+pub use operator::{FunctionInitializationContext, FunctionSnapshotContext, OperatorListState};
 pub use snapshot::{KeyedSnapshot, StateError};
 pub use timers::{Timer, TimerQueue};
 pub use ttl::{StateTtlConfig, TtlUpdate};

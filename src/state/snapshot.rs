@@ -108,6 +108,10 @@ pub enum StateKind {
     Timers = 6,
     /// Broadcast state: one map per operator instance, the same on every instance.
     Broadcast = 7,
+    /// Operator list state, split evenly over the instances on restore.
+    OperatorList = 8,
+    /// Operator union list state, given whole to every instance on restore.
+    OperatorUnion = 9,
 }
 
 impl StateKind {
@@ -120,6 +124,8 @@ impl StateKind {
             5 => StateKind::Aggregating,
             6 => StateKind::Timers,
             7 => StateKind::Broadcast,
+            8 => StateKind::OperatorList,
+            9 => StateKind::OperatorUnion,
             _ => return None,
         })
     }
@@ -134,6 +140,8 @@ impl StateKind {
             StateKind::Aggregating => "AggregatingState",
             StateKind::Timers => "timers",
             StateKind::Broadcast => "BroadcastState",
+            StateKind::OperatorList => "operator ListState",
+            StateKind::OperatorUnion => "operator union ListState",
         }
     }
 }
@@ -237,6 +245,11 @@ impl KeyedSnapshot {
             let meta = &self.states[*state as usize];
             (meta.name == name).then_some((meta, section))
         })
+    }
+
+    /// True if it holds rows of keyed state.
+    pub fn has_keyed_state(&self) -> bool {
+        self.groups.values().any(|sections| sections.iter().any(|(_, s)| s.rows > 0))
     }
 
     /// True if it holds a non-keyed section of some state of `kind`.

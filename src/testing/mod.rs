@@ -130,6 +130,8 @@ pub struct Harness<O> {
     output: Rc<RefCell<Vec<Emitted<O>>>>,
     sides: Rc<RefCell<Vec<CapturedSide>>>,
     restored: Vec<OperatorSnapshot>,
+    /// Snapshots taken so far (their checkpoint ids).
+    checkpoints: u64,
     ended: bool,
     closed: bool,
 }
@@ -153,6 +155,7 @@ impl<O: Clone + 'static> Harness<O> {
             output: Rc::default(),
             sides: Rc::default(),
             restored: Vec::new(),
+            checkpoints: 0,
             ended: false,
             closed: false,
         }
@@ -248,11 +251,13 @@ impl<O: Clone + 'static> Harness<O> {
         Ok(())
     }
 
-    /// The operator's state now (keyed state and timers), as a checkpoint would take it; empty if the
-    /// operator was not opened yet.
-    pub fn snapshot(&self) -> Result<OperatorSnapshot, BoxError> {
+    /// The operator's state now (keyed state and timers, broadcast and operator state), as a
+    /// checkpoint would take it (the harness numbers them 1, 2, ...); empty if the operator was not
+    /// opened yet.
+    pub fn snapshot(&mut self) -> Result<OperatorSnapshot, BoxError> {
+        self.checkpoints += 1;
         match &self.lifecycle {
-            Some(lifecycle) => lifecycle.borrow_mut().snapshot_state().map_err(user_error),
+            Some(lifecycle) => lifecycle.borrow_mut().snapshot_state(self.checkpoints).map_err(user_error),
             None => Ok(OperatorSnapshot::default()),
         }
     }

@@ -312,7 +312,7 @@ where
         self.base.core.close_function(|| self.function.close())
     }
 
-    fn snapshot_state(&mut self) -> Result<crate::state::snapshot::OperatorSnapshot, OpError> {
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<crate::state::snapshot::OperatorSnapshot, OpError> {
         Err(crate::operators::input::snapshot_unsupported(self.base.core.id, "window"))
     }
 
