@@ -19,7 +19,7 @@ use super::ttl::StateTtlConfig;
 use super::{KeyGroupRange, key_group_for_hash};
 use crate::codec::{Arena, BatchBytes, ExchangeData};
 use crate::time::SharedClock;
-use crate::util::hash::stable_hash;
+use crate::util::hash::{fmix64, stable_hash};
 
 /// A namespace of keyed state: `()` for state per key, the window for per-window state.
 pub trait Namespace: Hash + Eq + Clone + ExchangeData + 'static {}
@@ -33,13 +33,15 @@ pub(crate) struct Stamped<T> {
     pub stamp: i64,
 }
 
-/// The hash of a row: its key's, mixed with its namespace's unless the namespace is `()`.
+/// The hash of a row in its key group's table: its key's, mixed with its namespace's unless the
+/// namespace is `()`. The low bits of a key's hash pick its key group, so they are the same for every
+/// row of a table: the table must not index by them (a rotation moves other bits there).
 #[inline]
 pub(crate) fn row_hash<N: Hash + 'static>(key_hash: u64, namespace: &N) -> u64 {
     if TypeId::of::<N>() == TypeId::of::<()>() {
-        key_hash
+        key_hash.rotate_left(32)
     } else {
-        (key_hash ^ stable_hash(namespace).rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        fmix64(key_hash ^ stable_hash(namespace).rotate_left(29))
     }
 }
 

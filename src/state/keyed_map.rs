@@ -36,11 +36,13 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
         KeyGroupedMap { max_parallelism, range, groups }
     }
 
-    /// The table of `key`'s key group, and the key's hash.
+    /// The table of `key`'s key group, and the key's hash in that table.
     #[inline]
     fn locate(&self, key: &K) -> (usize, u64) {
         let hash = stable_hash(key);
         let key_group = key_group_for_hash(hash, self.max_parallelism);
+        // The low bits picked the key group and are equal for all keys of a table: index by others.
+        let hash = table_hash(hash);
         assert!(
             self.range.contains(key_group),
             "key group {key_group} is not in this shard's range {:?}: a record reached the wrong shard",
@@ -60,7 +62,7 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
     pub fn entry_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
         let (group, hash) = self.locate(&key);
         let table = &mut self.groups[group];
-        let entry = table.entry(hash, |(k, _)| *k == key, |(k, _)| stable_hash(k));
+        let entry = table.entry(hash, |(k, _)| *k == key, |(k, _)| table_hash(stable_hash(k)));
         &mut entry.or_insert_with(|| (key, make())).into_mut().1
     }
 
@@ -69,7 +71,7 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
     #[inline]
     pub fn upsert(&mut self, key: K, value: V, merge: impl FnOnce(&mut V, V)) -> &mut V {
         let (group, hash) = self.locate(&key);
-        match self.groups[group].entry(hash, |(k, _)| *k == key, |(k, _)| stable_hash(k)) {
+        match self.groups[group].entry(hash, |(k, _)| *k == key, |(k, _)| table_hash(stable_hash(k))) {
             Entry::Occupied(entry) => {
                 let current = &mut entry.into_mut().1;
                 merge(current, value);
@@ -90,7 +92,7 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
     #[inline]
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         let (group, hash) = self.locate(&key);
-        match self.groups[group].entry(hash, |(k, _)| *k == key, |(k, _)| stable_hash(k)) {
+        match self.groups[group].entry(hash, |(k, _)| *k == key, |(k, _)| table_hash(stable_hash(k))) {
             Entry::Occupied(mut entry) => Some(std::mem::replace(&mut entry.get_mut().1, value)),
             Entry::Vacant(entry) => {
                 entry.insert((key, value));
@@ -183,6 +185,12 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// A key's hash as its key group's table uses it (see `heap::row_hash`).
+#[inline]
+fn table_hash(key_hash: u64) -> u64 {
+    key_hash.rotate_left(32)
 }
 
 fn value_meta<K, V>(name: &str) -> StateMeta {
