@@ -285,27 +285,32 @@ impl<K: Eq + Clone, N: Eq + Clone, S: Stored> Table<K, N, S> {
         key_group - self.range.start
     }
 
-    /// The state of (key, namespace), if any.
+    /// Where the row of (key, namespace) is in its key group, if it exists. A position stays valid
+    /// until a row of that key group is removed.
     #[inline]
-    pub fn get(&mut self, at: &RowRef<'_, K, N>) -> Option<&mut S> {
-        let group = &mut self.groups[at.key_group - self.range.start];
-        let position = group.find(at.hash, at.key, at.namespace)?;
-        Some(&mut group.rows[position].state)
+    pub fn position(&self, at: &RowRef<'_, K, N>) -> Option<usize> {
+        self.groups[at.key_group - self.range.start].find(at.hash, at.key, at.namespace)
     }
 
-    /// The state of (key, namespace), made by `make` if absent.
+    /// The state of the row at `position` (from [`position`](Self::position)) of `at`'s key group.
     #[inline]
-    pub fn get_or_insert_with(&mut self, at: &RowRef<'_, K, N>, make: impl FnOnce() -> S) -> &mut S {
+    pub fn at_position(&mut self, at: &RowRef<'_, K, N>, position: usize) -> &mut S {
+        let index = self.group(at.key_group);
+        &mut self.groups[index].rows[position].state
+    }
+
+    /// The position of (key, namespace)'s row, made with `make` if absent.
+    #[inline]
+    pub fn position_or_insert_with(&mut self, at: &RowRef<'_, K, N>, make: impl FnOnce() -> S) -> usize {
         let index = self.group(at.key_group);
         let group = &mut self.groups[index];
-        let position = match group.find(at.hash, at.key, at.namespace) {
+        match group.find(at.hash, at.key, at.namespace) {
             Some(position) => position,
             None => {
                 self.len += 1;
                 group.push(Row { hash: at.hash, key: at.key.clone(), namespace: at.namespace.clone(), state: make() })
             }
-        };
-        &mut group.rows[position].state
+        }
     }
 
     /// Removes (key, namespace); returns what it held.

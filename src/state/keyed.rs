@@ -100,15 +100,18 @@ impl Common {
                 table.cleanup_step(ttl.incremental, now);
             }
         }
-        Ok(Bound { table, at: scope.at, now })
+        Ok(Bound { table, at: scope.at, now, position: None })
     }
 }
 
-/// A table bound to one (key, namespace) row, with the TTL clock read once.
+/// A table bound to one (key, namespace) row, with the TTL clock read once. It remembers where the row
+/// is once found, so a read followed by a write probes the table once.
 struct Bound<'a, K, N, S> {
     table: &'a mut Table<K, N, S>,
     at: RowRef<'a, K, N>,
     now: i64,
+    /// The row's position in its key group, once known (nothing else changes the table meanwhile).
+    position: Option<usize>,
 }
 
 impl<K: Key, N: Namespace, S: Stored + Clone> Bound<'_, K, N, S> {
@@ -120,20 +123,50 @@ impl<K: Key, N: Namespace, S: Stored + Clone> Bound<'_, K, N, S> {
         self.table.ttl.is_some_and(|ttl| ttl.update == TtlUpdate::OnReadAndWrite)
     }
 
+    /// The row's state, if it exists (expired parts included).
+    #[inline]
+    fn get(&mut self) -> Option<&mut S> {
+        let position = match self.position {
+            Some(position) => position,
+            None => {
+                let position = self.table.position(&self.at)?;
+                self.position = Some(position);
+                position
+            }
+        };
+        Some(self.table.at_position(&self.at, position))
+    }
+
+    /// The row's state, made with `make` if absent.
+    #[inline]
+    fn get_or_insert_with(&mut self, make: impl FnOnce() -> S) -> &mut S {
+        let position = match self.position {
+            Some(position) => position,
+            None => {
+                let position = self.table.position_or_insert_with(&self.at, make);
+                self.position = Some(position);
+                position
+            }
+        };
+        self.table.at_position(&self.at, position)
+    }
+
     /// The row's state without what expired (removed for good); `None` if nothing is left.
     fn live(&mut self) -> Option<&mut S> {
         if let Some(ttl) = self.ttl() {
-            let emptied = self.table.get(&self.at).map(|state| state.expire(&ttl, self.now))?;
+            let now = self.now;
+            let emptied = self.get().map(|state| state.expire(&ttl, now))?;
             if emptied {
-                self.table.remove(&self.at);
+                self.clear();
                 return None;
             }
         }
-        self.table.get(&self.at)
+        self.get()
     }
 
     fn clear(&mut self) {
         self.table.remove(&self.at);
+        self.position = None;
     }
 }
 
@@ -226,10 +259,9 @@ impl<K: Key, N: Namespace, T: Data> ValueState<'_, K, N, T> {
     pub fn update(&mut self, value: T) -> Result<(), StateError> {
         let now = self.row.now;
         let mut value = Some(value);
-        let cell = self.row.table.get_or_insert_with(&self.row.at, || Stamped {
-            value: value.take().expect("make runs at most once"),
-            stamp: now,
-        });
+        let cell = self
+            .row
+            .get_or_insert_with(|| Stamped { value: value.take().expect("make runs at most once"), stamp: now });
         if let Some(value) = value {
             cell.value = value;
         }
@@ -324,15 +356,24 @@ impl<K: Key, N: Namespace, T: Data> ListState<'_, K, N, T> {
         let now = self.row.now;
         let mut values = values.into_iter().map(|value| Stamped { value, stamp: now }).peekable();
         if values.peek().is_some() {
-            self.row.table.get_or_insert_with(&self.row.at, Vec::new).extend(values);
+            self.row.get_or_insert_with(Vec::new).extend(values);
         }
         Ok(())
     }
 
     /// Replaces the list with `values`.
     pub fn update(&mut self, values: impl IntoIterator<Item = T>) -> Result<(), StateError> {
-        self.row.clear();
-        self.add_all(values)
+        let now = self.row.now;
+        let mut values = values.into_iter().map(|value| Stamped { value, stamp: now }).peekable();
+        if values.peek().is_none() {
+            self.row.clear();
+            return Ok(());
+        }
+        // Refill the list in place: its row and allocation stay.
+        let list = self.row.get_or_insert_with(Vec::new);
+        list.clear();
+        list.extend(values);
+        Ok(())
     }
 
     /// Removes the list.
@@ -398,7 +439,7 @@ impl<K: Key, N: Namespace, UK: Key, UV: Data> MapState<'_, K, N, UK, UV> {
     fn entry(&mut self, user_key: &UK) -> Option<&mut Stamped<UV>> {
         let (ttl, now) = (self.row.ttl(), self.row.now);
         if let Some(ttl) = ttl {
-            let map = self.row.table.get(&self.row.at)?;
+            let map = self.row.get()?;
             if map.get(user_key).is_some_and(|entry| ttl.expired(entry.stamp, now)) {
                 map.remove(user_key);
                 if map.is_empty() {
@@ -408,7 +449,7 @@ impl<K: Key, N: Namespace, UK: Key, UV: Data> MapState<'_, K, N, UK, UV> {
             }
         }
         let touch = self.row.touches_on_read();
-        let entry = self.row.table.get(&self.row.at)?.get_mut(user_key)?;
+        let entry = self.row.get()?.get_mut(user_key)?;
         if touch {
             entry.stamp = now;
         }
@@ -428,10 +469,7 @@ impl<K: Key, N: Namespace, UK: Key, UV: Data> MapState<'_, K, N, UK, UV> {
     /// Sets the value of `user_key`.
     pub fn put(&mut self, user_key: UK, value: UV) -> Result<(), StateError> {
         let now = self.row.now;
-        self.row
-            .table
-            .get_or_insert_with(&self.row.at, MapEntries::default)
-            .insert(user_key, Stamped { value, stamp: now });
+        self.row.get_or_insert_with(MapEntries::default).insert(user_key, Stamped { value, stamp: now });
         Ok(())
     }
 
@@ -445,7 +483,7 @@ impl<K: Key, N: Namespace, UK: Key, UV: Data> MapState<'_, K, N, UK, UV> {
 
     /// Removes `user_key`; the map goes when its last entry does.
     pub fn remove(&mut self, user_key: &UK) -> Result<(), StateError> {
-        if let Some(map) = self.row.table.get(&self.row.at) {
+        if let Some(map) = self.row.get() {
             map.remove(user_key);
             if map.is_empty() {
                 self.row.clear();
@@ -570,7 +608,7 @@ impl<K: Key, N: Namespace, T: Data, F: Fn(T, T) -> T> ReducingState<'_, K, N, T,
                 cell.stamp = now;
             }
             None => {
-                self.row.table.get_or_insert_with(&self.row.at, || Stamped { value, stamp: now });
+                self.row.get_or_insert_with(|| Stamped { value, stamp: now });
             }
         }
         Ok(())
@@ -674,11 +712,9 @@ where
         let now = self.row.now;
         let function = self.function;
         if self.row.live().is_none() {
-            self.row
-                .table
-                .get_or_insert_with(&self.row.at, || Stamped { value: function.create_accumulator(), stamp: now });
+            self.row.get_or_insert_with(|| Stamped { value: function.create_accumulator(), stamp: now });
         }
-        if let Some(cell) = self.row.table.get(&self.row.at) {
+        if let Some(cell) = self.row.get() {
             function.add(value, &mut cell.value);
             cell.stamp = now;
         }
