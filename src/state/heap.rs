@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use hashbrown::HashTable;
 
+use super::key_group::table_hash;
 use super::snapshot::{KeyedSnapshot, Section, StateError, StateMeta, decode_column, encode_column};
 use super::ttl::StateTtlConfig;
 use super::{KeyGroupRange, key_group_for_hash};
@@ -39,7 +40,7 @@ pub(crate) struct Stamped<T> {
 #[inline]
 pub(crate) fn row_hash<N: Hash + 'static>(key_hash: u64, namespace: &N) -> u64 {
     if TypeId::of::<N>() == TypeId::of::<()>() {
-        key_hash.rotate_left(32)
+        table_hash(key_hash)
     } else {
         fmix64(key_hash ^ stable_hash(namespace).rotate_left(29))
     }

@@ -35,6 +35,14 @@ pub fn key_group_for_hash(key_hash: u64, max_parallelism: usize) -> usize {
     }
 }
 
+/// A key's stable hash as a hash table of one shard's keys should use it. The low bits of a stable
+/// hash pick the key group, so within a key group they are all equal, and within a shard's range of
+/// key groups some are: a table indexed by them collides. The rotation moves other bits there.
+#[inline]
+pub(crate) fn table_hash(key_hash: u64) -> u64 {
+    key_hash.rotate_left(32)
+}
+
 /// The key group of `key` (through [`stable_hash`]); identical across runs and machines.
 ///
 /// ```

@@ -6,7 +6,7 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
 use super::heap::Codec;
-use super::key_group::{KeyGroupRange, key_group_for_hash};
+use super::key_group::{KeyGroupRange, key_group_for_hash, table_hash};
 use super::snapshot::{KeyedSnapshot, Section, StateError, StateKind, StateMeta};
 use crate::codec::ExchangeData;
 use crate::util::hash::stable_hash;
@@ -185,12 +185,6 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// A key's hash as its key group's table uses it (see `heap::row_hash`).
-#[inline]
-fn table_hash(key_hash: u64) -> u64 {
-    key_hash.rotate_left(32)
 }
 
 fn value_meta<K, V>(name: &str) -> StateMeta {

@@ -204,6 +204,7 @@ where
     fn process_record(&mut self, value: T, timestamp: Option<i64>) -> OpResult {
         let key = (self.key_selector)(&value);
         let (key_hash, _) = self.base.locate(&key)?;
+        let key_hash = crate::state::key_group::table_hash(key_hash);
         let ts = crate::window::assigner::event_timestamp(timestamp).map_err(|e| self.base.error(e))?;
         // Records arrive mostly in time order: the pane used last usually holds this one too.
         let (pane_start, last_start) = match self.last_starts {

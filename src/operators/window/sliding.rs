@@ -123,6 +123,7 @@ where
     fn process_record(&mut self, value: T, timestamp: Option<i64>) -> OpResult {
         let key = (self.key_selector)(&value);
         let (hash, _) = self.base.locate(&key)?;
+        let hash = crate::state::key_group::table_hash(hash);
         let ts = crate::window::assigner::event_timestamp(timestamp).map_err(|e| self.base.error(e))?;
         let (size, slide) = (self.shape.size, self.shape.slide);
         let last = TimeWindow::start_with_offset(ts, self.shape.offset, slide);
