@@ -22,7 +22,7 @@ use super::two_input::TwoInputOperator;
 use crate::api::{Data, Key};
 use crate::exchange::Control;
 use crate::state::broadcast::BroadcastStore;
-use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot};
+use crate::state::snapshot::OperatorSnapshot;
 use crate::state::{BroadcastState, KeyedStateBackend, MapStateDescriptor, StateDescriptor, StateError, StateScope};
 use crate::util::hash::stable_hash;
 
@@ -297,12 +297,11 @@ where
     }
 
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
-        self.keyed.snapshot().map(OperatorSnapshot::keyed)
+        self.keyed.snapshot()
     }
 
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
-        let keyed: Vec<&KeyedSnapshot> = snapshots.iter().map(|s| s.keyed_state()).collect();
-        self.keyed.restore(&keyed)
+        self.keyed.restore(snapshots)
     }
 }
 
@@ -375,12 +374,11 @@ impl<A, B, O: Clone, F: BroadcastProcessFunction<A, B, O>> Lifecycle for Broadca
     }
 
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
-        self.plain.snapshot().map(OperatorSnapshot::keyed)
+        self.plain.snapshot()
     }
 
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
-        let all: Vec<&KeyedSnapshot> = snapshots.iter().map(|s| s.keyed_state()).collect();
-        self.plain.restore(&all);
+        self.plain.restore(snapshots);
         Ok(())
     }
 }

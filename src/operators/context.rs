@@ -135,8 +135,7 @@ impl OperatorCore {
         if snapshots.iter().any(|s| s.keyed_state().has_keyed_state()) {
             return Err(OpError::new(self.id, "this operator keeps no keyed state, but the snapshot holds some"));
         }
-        let all: Vec<&KeyedSnapshot> = snapshots.iter().map(|s| s.keyed_state()).collect();
-        self.operator_state.restore(&all);
+        self.operator_state.restore(&OperatorSnapshot::states(snapshots));
         Ok(())
     }
 

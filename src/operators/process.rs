@@ -599,8 +599,8 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
         self.out.process_control(control)
     }
 
-    /// The keyed state and timers, in the canonical snapshot format.
-    pub fn snapshot(&self) -> Result<KeyedSnapshot, OpError> {
+    /// The keyed state and timers (and broadcast state, if any), in the canonical snapshot format.
+    pub fn snapshot(&self) -> Result<OperatorSnapshot, OpError> {
         let mut snapshot = KeyedSnapshot::new(self.max_parallelism);
         let fail = |e: StateError| OpError::new(self.core.id, e);
         self.state.snapshot_into(&mut snapshot).map_err(fail)?;
@@ -609,19 +609,20 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
         if let Some(broadcast) = &self.broadcast {
             broadcast.snapshot_into(&mut snapshot).map_err(fail)?;
         }
-        Ok(snapshot)
+        Ok(OperatorSnapshot::keyed(snapshot))
     }
 
     /// Takes back keyed state and timers from snapshots (of any key-group ranges; this instance keeps
     /// its own key groups). Before `open`.
-    pub fn restore(&mut self, snapshots: &[&KeyedSnapshot]) -> OpResult {
+    pub fn restore(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
+        let snapshots = OperatorSnapshot::states(snapshots);
         let fail = |e: StateError| OpError::new(self.core.id, e);
-        self.state.restore(snapshots).map_err(fail)?;
-        self.timers.event.restore_from(EVENT_TIMERS, snapshots).map_err(fail)?;
-        self.timers.processing.restore_from(PROCESSING_TIMERS, snapshots).map_err(fail)?;
+        self.state.restore(&snapshots).map_err(fail)?;
+        self.timers.event.restore_from(EVENT_TIMERS, &snapshots).map_err(fail)?;
+        self.timers.processing.restore_from(PROCESSING_TIMERS, &snapshots).map_err(fail)?;
         self.timers.reschedule(i64::MIN);
         if let Some(broadcast) = &mut self.broadcast {
-            broadcast.restore(snapshots, self.subtask);
+            broadcast.restore(&snapshots, self.subtask);
         }
         Ok(())
     }
@@ -712,12 +713,11 @@ where
     }
 
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
-        self.keyed.snapshot().map(OperatorSnapshot::keyed)
+        self.keyed.snapshot()
     }
 
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
-        let keyed: Vec<&KeyedSnapshot> = snapshots.iter().map(|s| s.keyed_state()).collect();
-        self.keyed.restore(&keyed)
+        self.keyed.restore(snapshots)
     }
 }
 
@@ -807,12 +807,11 @@ where
     }
 
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
-        self.keyed.snapshot().map(OperatorSnapshot::keyed)
+        self.keyed.snapshot()
     }
 
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
-        let keyed: Vec<&KeyedSnapshot> = snapshots.iter().map(|s| s.keyed_state()).collect();
-        self.keyed.restore(&keyed)
+        self.keyed.restore(snapshots)
     }
 }
 
@@ -848,18 +847,18 @@ impl<O: Clone> PlainCore<O> {
     }
 
     /// The broadcast state (the only state of a non-keyed operator), in the canonical format.
-    pub fn snapshot(&self) -> Result<KeyedSnapshot, OpError> {
+    pub fn snapshot(&self) -> Result<OperatorSnapshot, OpError> {
         let mut snapshot = KeyedSnapshot::new(self.max_parallelism);
         if let Some(broadcast) = &self.broadcast {
             broadcast.snapshot_into(&mut snapshot).map_err(|e| OpError::new(self.core.id, e))?;
         }
-        Ok(snapshot)
+        Ok(OperatorSnapshot::keyed(snapshot))
     }
 
     /// Takes the broadcast state back from the snapshots of the instances before a restart.
-    pub fn restore(&mut self, snapshots: &[&KeyedSnapshot]) {
+    pub fn restore(&mut self, snapshots: &[&OperatorSnapshot]) {
         if let Some(broadcast) = &mut self.broadcast {
-            broadcast.restore(snapshots, self.subtask);
+            broadcast.restore(&OperatorSnapshot::states(snapshots), self.subtask);
         }
     }
 

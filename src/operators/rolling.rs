@@ -193,8 +193,9 @@ impl<T: Data, K: Key, S, A> Lifecycle for RollingOp<T, K, S, A> {
     }
 
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
-        let keyed: Vec<&KeyedSnapshot> = snapshots.iter().map(|s| s.keyed_state()).collect();
-        self.state.restore_from(ROLLING_STATE, &keyed).map_err(|e| OpError::new(self.core.id, e))
+        self.state
+            .restore_from(ROLLING_STATE, &OperatorSnapshot::states(snapshots))
+            .map_err(|e| OpError::new(self.core.id, e))
     }
 }
 

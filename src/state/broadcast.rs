@@ -8,17 +8,12 @@ use std::any::Any;
 
 use super::heap::Codec;
 use super::keyed::MapStateDescriptor;
+use super::operator::{Declared, write_declared};
 use super::snapshot::{KeyedSnapshot, Section, StateError, StateKind, StateMeta};
 use crate::api::{Data, Key};
 use crate::util::hash::BuildStableHasher;
 
 type Map<UK, UV> = hashbrown::HashMap<UK, UV, BuildStableHasher>;
-
-struct Declared {
-    meta: StateMeta,
-    map: Box<dyn Any>,
-    section: fn(&dyn Any, &str, &mut Codec) -> Result<Section, StateError>,
-}
 
 /// The broadcast state of one operator instance.
 #[derive(Default)]
@@ -65,13 +60,13 @@ impl BroadcastStore {
                         map.extend(keys.into_iter().zip(values));
                     }
                 }
-                self.states.push(Declared { meta, map: Box::new(map), section: section_of::<UK, UV> });
+                self.states.push(Declared { meta, value: Box::new(map), section: section_of::<UK, UV> });
                 self.states.len() - 1
             }
         };
         let declared = &mut self.states[index];
         let name = &declared.meta.name;
-        declared.map.downcast_mut::<Map<UK, UV>>().ok_or_else(|| StateError::Usage {
+        declared.value.downcast_mut::<Map<UK, UV>>().ok_or_else(|| StateError::Usage {
             state: name.clone(),
             reason: format!("declared as a broadcast map of {}, used with other types", declared.meta.types),
         })
@@ -79,12 +74,7 @@ impl BroadcastStore {
 
     /// Writes every map (declared or only restored) into `snapshot`.
     pub fn snapshot_into(&self, snapshot: &mut KeyedSnapshot) -> Result<(), StateError> {
-        let mut codec = Codec::default();
-        for declared in &self.states {
-            let state = snapshot.add_state(declared.meta.clone());
-            let section = (declared.section)(&*declared.map, &declared.meta.name, &mut codec)?;
-            snapshot.add_operator_section(state, section);
-        }
+        write_declared(&self.states, snapshot)?;
         if let Some(restored) = &self.restored {
             for meta in restored.states().iter().filter(|m| m.kind == StateKind::Broadcast) {
                 if self.states.iter().any(|d| d.meta.name == meta.name) {

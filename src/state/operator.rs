@@ -30,10 +30,23 @@ impl Mode {
     }
 }
 
-struct Declared {
-    meta: StateMeta,
-    list: Box<dyn Any>,
-    section: fn(&dyn Any, &str, &mut Codec) -> Result<Section, StateError>,
+/// A declared state of an operator instance that is not keyed (an operator list, a broadcast map):
+/// its value, type-erased, and how to write it as one snapshot section.
+pub(crate) struct Declared {
+    pub meta: StateMeta,
+    pub value: Box<dyn Any>,
+    pub section: fn(&dyn Any, &str, &mut Codec) -> Result<Section, StateError>,
+}
+
+/// Writes `states` into `snapshot`, one non-keyed section each.
+pub(crate) fn write_declared(states: &[Declared], snapshot: &mut KeyedSnapshot) -> Result<(), StateError> {
+    let mut codec = Codec::default();
+    for declared in states {
+        let state = snapshot.add_state(declared.meta.clone());
+        let section = (declared.section)(&*declared.value, &declared.meta.name, &mut codec)?;
+        snapshot.add_operator_section(state, section);
+    }
+    Ok(())
 }
 
 fn section_of<T: Data>(list: &dyn Any, name: &str, codec: &mut Codec) -> Result<Section, StateError> {
@@ -95,14 +108,14 @@ impl OperatorStateStore {
             }
             None => {
                 let list = self.restored_list::<T>(&meta, mode)?;
-                self.states.push(Declared { meta, list: Box::new(list), section: section_of::<T> });
+                self.states.push(Declared { meta, value: Box::new(list), section: section_of::<T> });
                 self.states.len() - 1
             }
         };
         let declared = &mut self.states[index];
         let name = &declared.meta.name;
         declared
-            .list
+            .value
             .downcast_mut::<Vec<T>>()
             .ok_or_else(|| StateError::Usage { state: name.clone(), reason: "list of an unexpected type".into() })
     }
@@ -128,13 +141,7 @@ impl OperatorStateStore {
 
     /// Writes every declared list into `snapshot`.
     pub fn snapshot_into(&self, snapshot: &mut KeyedSnapshot) -> Result<(), StateError> {
-        let mut codec = Codec::default();
-        for declared in &self.states {
-            let state = snapshot.add_state(declared.meta.clone());
-            let section = (declared.section)(&*declared.list, &declared.meta.name, &mut codec)?;
-            snapshot.add_operator_section(state, section);
-        }
-        Ok(())
+        write_declared(&self.states, snapshot)
     }
 }
 

@@ -452,6 +452,11 @@ impl OperatorSnapshot {
         &self.keyed
     }
 
+    /// The state of each of `snapshots`, as restores read it.
+    pub(crate) fn states<'a>(snapshots: &[&'a OperatorSnapshot]) -> Vec<&'a KeyedSnapshot> {
+        snapshots.iter().map(|s| &s.keyed).collect()
+    }
+
     /// True if nothing was saved.
     pub fn is_empty(&self) -> bool {
         self.keyed.is_empty()
