@@ -1,10 +1,12 @@
 //! `StreamEnv::builder()`: the job-wide settings, validated before anything runs.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::env::StreamEnv;
 use super::error::ConfigError;
+use crate::checkpoint::{CheckpointConfig, RestartStrategy};
 use crate::state::default_max_parallelism;
 use crate::state::key_group::MAX_PARALLELISM_UPPER_BOUND;
 use crate::time::{RealClock, SharedClock};
@@ -24,6 +26,11 @@ pub(crate) struct JobConfig {
     pub idle_spin: Duration,
     pub io_memory_bytes: usize,
     pub clock: SharedClock,
+    pub checkpointing: Option<CheckpointConfig>,
+    pub restart_strategy: RestartStrategy,
+    pub restore_from: Option<PathBuf>,
+    pub allow_non_restored_state: bool,
+    pub data_dir: PathBuf,
 }
 
 impl JobConfig {
@@ -59,6 +66,11 @@ pub struct StreamEnvBuilder {
     idle_spin: Option<Duration>,
     io_memory_bytes: usize,
     clock: Option<SharedClock>,
+    checkpointing: Option<CheckpointConfig>,
+    restart_strategy: Option<RestartStrategy>,
+    restore_from: Option<PathBuf>,
+    allow_non_restored_state: bool,
+    data_dir: Option<PathBuf>,
 }
 
 impl Default for StreamEnvBuilder {
@@ -76,6 +88,11 @@ impl Default for StreamEnvBuilder {
             idle_spin: None,
             io_memory_bytes: 1 << 20,
             clock: None,
+            checkpointing: None,
+            restart_strategy: None,
+            restore_from: None,
+            allow_non_restored_state: false,
+            data_dir: None,
         }
     }
 }
@@ -160,6 +177,48 @@ impl StreamEnvBuilder {
         self
     }
 
+    /// Takes periodic checkpoints as `config` says (Flink's `enableCheckpointing` and its
+    /// `CheckpointConfig`).
+    pub fn checkpointing(mut self, config: CheckpointConfig) -> Self {
+        self.checkpointing = Some(config);
+        self
+    }
+
+    /// Takes an exactly-once checkpoint every `interval`, with the other settings at their defaults.
+    pub fn enable_checkpointing(self, interval: Duration) -> Self {
+        self.checkpointing(CheckpointConfig::every(interval))
+    }
+
+    /// What happens when the job fails (default: restart every 1 s without limit if the job
+    /// checkpoints, else fail).
+    pub fn restart_strategy(mut self, strategy: RestartStrategy) -> Self {
+        self.restart_strategy = Some(strategy);
+        self
+    }
+
+    /// Starts the job from a savepoint or retained checkpoint: a `chk-<id>` directory, or a
+    /// directory of them (the newest complete one is taken). Operators find their state by `uid`
+    /// (or, without one, by their place and name in the job); the number of shards may differ.
+    pub fn restore_from(mut self, path: impl Into<PathBuf>) -> Self {
+        self.restore_from = Some(path.into());
+        self
+    }
+
+    /// Drops the state of operators the savepoint has but the job does not, instead of failing
+    /// (Flink's `--allowNonRestoredState`).
+    pub fn allow_non_restored_state(mut self, allow: bool) -> Self {
+        self.allow_non_restored_state = allow;
+        self
+    }
+
+    /// The directory the job keeps its files under (checkpoints go to `checkpoints/<job id>` in it,
+    /// unless the checkpoint config names another). Default: `rill` in the system's temporary
+    /// directory.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
     /// Validates the settings and creates the environment.
     pub fn build(self) -> Result<StreamEnv, crate::Error> {
         Ok(StreamEnv::new(self.resolve()?))
@@ -208,6 +267,13 @@ impl StreamEnvBuilder {
                 reason: format!("{} is below the minimum of 64 KiB", self.io_memory_bytes),
             });
         }
+        if let Some(checkpointing) = &self.checkpointing {
+            checkpointing.validate().map_err(|reason| ConfigError::Setting { setting: "checkpointing", reason })?;
+        }
+        let restart_strategy = self.restart_strategy.unwrap_or(match self.checkpointing {
+            Some(_) => RestartStrategy::fixed_delay(u32::MAX, Duration::from_secs(1)),
+            None => RestartStrategy::None,
+        });
         let default_spin = if self.pinned { Duration::from_micros(100) } else { Duration::ZERO };
         Ok(JobConfig {
             cpus,
@@ -221,6 +287,11 @@ impl StreamEnvBuilder {
             idle_spin: self.idle_spin.unwrap_or(default_spin),
             io_memory_bytes: self.io_memory_bytes,
             clock: self.clock.unwrap_or_else(|| Arc::new(RealClock::new())),
+            checkpointing: self.checkpointing,
+            restart_strategy,
+            restore_from: self.restore_from,
+            allow_non_restored_state: self.allow_non_restored_state,
+            data_dir: self.data_dir.unwrap_or_else(|| std::env::temp_dir().join("rill")),
         })
     }
 }

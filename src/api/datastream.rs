@@ -141,7 +141,7 @@ fn operator_node(
     name: &str,
     parallelism: usize,
     n_inputs: usize,
-    factory: impl FnMut(usize) -> ShardMake + 'static,
+    factory: impl FnMut(usize) -> ShardMake + Send + 'static,
 ) -> Node {
     Node {
         name: name.to_string(),
@@ -533,6 +533,10 @@ struct SinkFactory<T, S> {
 impl<T: Data, S: SinkFunction<T>> NodeFactory for SinkFactory<T, S> {
     fn prepare(&mut self) -> Result<(), BoxError> {
         self.prototype.as_mut().expect("prepared before being handed out").prepare()
+    }
+
+    fn can_restart(&self) -> bool {
+        self.clone.is_some()
     }
 
     fn for_shard(&mut self, _shard: usize) -> ShardMake {

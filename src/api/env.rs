@@ -146,8 +146,9 @@ impl StreamEnv {
         name: &str,
         source: S,
         clone: Option<fn(&S) -> S>,
+        parallel: bool,
     ) -> DataStream<T> {
-        let parallelism = if clone.is_some() { self.parallelism() } else { 1 };
+        let parallelism = if parallel { self.parallelism() } else { 1 };
         let node = self.add_node(Node {
             name: name.to_string(),
             uid: None,
@@ -164,13 +165,13 @@ impl StreamEnv {
 
     /// A source with one instance, on shard 0 (Flink's non-parallel `SourceFunction`).
     pub fn add_source<T: Data, S: SourceFunction<T>>(&self, source: S) -> DataStream<T> {
-        self.add_source_node("Source: Custom Source", source, None)
+        self.add_source_node("Source: Custom Source", source, None, false)
     }
 
     /// A source with one instance per shard, each a clone of `source` (Flink's
     /// `ParallelSourceFunction`); each instance learns its shard in `open`.
     pub fn add_parallel_source<T: Data, S: SourceFunction<T> + Clone>(&self, source: S) -> DataStream<T> {
-        self.add_source_node("Source: Custom Source", source, Some(S::clone))
+        self.add_source_node("Source: Custom Source", source, Some(S::clone), true)
     }
 
     /// A source whose records get timestamps and watermarks from `strategy` right at the source, on
@@ -192,7 +193,26 @@ impl StreamEnv {
         I::IntoIter: Send + 'static,
         I::Item: Data,
     {
-        self.add_source_node("Source: Collection Source", FromIterSource::new(items.into_iter()), None)
+        self.add_source_node("Source: Collection Source", FromIterSource::new(items.into_iter()), None, false)
+    }
+
+    /// The items of `items`, in order, from one instance (Flink's `fromCollection`). Unlike
+    /// [`from_iter`](Self::from_iter) the source keeps the items, so a job that restarts from a
+    /// checkpoint rewinds it to where the checkpoint was taken.
+    ///
+    /// ```
+    /// use rill::prelude::*;
+    /// let env = StreamEnv::builder().cores(2).pinned(false).build()?;
+    /// let out = env.from_collection(vec![1, 2, 3]).map(|x| x * 10).collect();
+    /// env.execute()?;
+    /// let mut out = out.take();
+    /// out.sort();
+    /// assert_eq!(out, vec![10, 20, 30]);
+    /// # Ok::<(), rill::Error>(())
+    /// ```
+    pub fn from_collection<T: Data + Send + Sync>(&self, items: Vec<T>) -> DataStream<T> {
+        let source = crate::operators::sources::CollectionSource::new(items);
+        self.add_source_node("Source: Collection Source", source, Some(Clone::clone), false)
     }
 
     /// Records `generate(i)` for the indices `spec` describes, spread over every shard, optionally
@@ -212,7 +232,7 @@ impl StreamEnv {
         F: FnMut(u64) -> T + Clone + Send + 'static,
     {
         let source = GeneratorSource::new(spec.count, spec.events_per_second, generate);
-        self.add_source_node("Source: Generator", source, Some(GeneratorSource::clone))
+        self.add_source_node("Source: Generator", source, Some(GeneratorSource::clone), true)
     }
 
     /// The lines of a text file, split over every shard by byte ranges (Flink's `readTextFile`). A
@@ -220,21 +240,21 @@ impl StreamEnv {
     /// file and line.
     pub fn read_text_file(&self, path: impl AsRef<std::path::Path>) -> DataStream<String> {
         let source = crate::connectors::file::FileSource::new(path.as_ref());
-        self.add_source_node("Source: Text File", source, Some(crate::connectors::file::FileSource::clone))
+        self.add_source_node("Source: Text File", source, Some(crate::connectors::file::FileSource::clone), true)
     }
 
     /// Lines from a TCP socket (Flink's `socketTextStream`): connects to `address`, and reads until the
     /// peer closes. A refused connection is an error of `execute()`.
     pub fn socket_text_stream(&self, address: impl Into<String>) -> DataStream<String> {
         let source = crate::connectors::socket::SocketSource::connect(address.into());
-        self.add_source_node("Source: Socket Stream", source, None)
+        self.add_source_node("Source: Socket Stream", source, None, false)
     }
 
     /// Lines from the first client that connects to `address` (a port this job listens on). A port in
     /// use is an error of `execute()`.
     pub fn socket_text_stream_listening(&self, address: impl Into<String>) -> DataStream<String> {
         let source = crate::connectors::socket::SocketSource::listen(address.into());
-        self.add_source_node("Source: Socket Server", source, None)
+        self.add_source_node("Source: Socket Server", source, None, false)
     }
 
     /// Runs the job and waits until every bounded source is exhausted and every record reached its
@@ -262,6 +282,10 @@ struct SourceFactory<T, S> {
 impl<T: Data, S: SourceFunction<T>> NodeFactory for SourceFactory<T, S> {
     fn prepare(&mut self) -> Result<(), BoxError> {
         self.prototype.as_mut().expect("prepared before being handed out").prepare()
+    }
+
+    fn can_restart(&self) -> bool {
+        self.clone.is_some()
     }
 
     fn for_shard(&mut self, _shard: usize) -> ShardMake {

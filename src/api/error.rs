@@ -96,7 +96,18 @@ pub enum ConfigError {
         /// What went wrong.
         source: crate::operators::BoxError,
     },
-    /// The runtime's resources could not be created.
+    /// A savepoint or checkpoint does not fit the job.
+    #[error("cannot restore from {path}: {reason}")]
+    Restore {
+        /// The savepoint or checkpoint.
+        path: std::path::PathBuf,
+        /// What does not fit.
+        reason: String,
+    },
+    /// A savepoint or checkpoint to start from could not be read.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// The runtime could not be set up.
     #[error("could not set up the runtime: {0}")]
     Runtime(String),
 }

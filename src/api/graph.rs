@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::codec::ExchangeData;
 use crate::exchange::{ChannelReceiver, ChannelSender};
 use crate::operators::BoxError;
+use crate::operators::barrier::{Tap, TapCore};
 use crate::operators::context::{OperatorInfo, ShardEnv};
 use crate::operators::driver::{Driver, Outlets};
 use crate::operators::input::{InputRef, Lifecycle, Output};
@@ -54,19 +55,24 @@ pub(crate) type MakeDriver = Box<dyn FnOnce(&ShardEnv, Outlets) -> Box<dyn Drive
 pub(crate) type ShardMake = Box<dyn FnOnce(&ShardEnv, &OperatorInfo, Option<Box<dyn Any>>) -> Built + Send>;
 
 /// Makes a node's per-shard instances; lives on the caller's thread.
-pub(crate) trait NodeFactory {
+pub(crate) trait NodeFactory: Send {
     /// Before the job runs (check inputs, connect or bind sockets).
     fn prepare(&mut self) -> Result<(), BoxError> {
         Ok(())
     }
     /// The maker of the instance on `shard`, moved to that shard.
     fn for_shard(&mut self, shard: usize) -> ShardMake;
+    /// Whether `for_shard` can make the instances again, for a restart (a source or sink that is
+    /// not `Clone` has one instance, used up by the first start).
+    fn can_restart(&self) -> bool {
+        true
+    }
 }
 
 /// A node factory from a closure (operators whose only per-shard step is cloning a function).
 pub(crate) struct FnFactory<F>(pub F);
 
-impl<F: FnMut(usize) -> ShardMake> NodeFactory for FnFactory<F> {
+impl<F: FnMut(usize) -> ShardMake + Send> NodeFactory for FnFactory<F> {
     fn for_shard(&mut self, shard: usize) -> ShardMake {
         (self.0)(shard)
     }
@@ -77,6 +83,8 @@ pub(crate) trait OutputFactory: Send + Sync {
     fn make(&self, consumers: Vec<Box<dyn Any>>, sides: SideOutputs) -> Box<dyn Any>;
     /// A side output of this record type over `consumers`.
     fn make_side(&self, consumers: Vec<Box<dyn Any>>) -> Box<dyn SidePort>;
+    /// Puts the barrier tap `core` in front of `port` (an input of this record type), as input `index`.
+    fn tap(&self, port: Box<dyn Any>, core: Rc<TapCore>, index: usize) -> Box<dyn Any>;
 }
 
 pub(crate) struct TypedOutput<T>(PhantomData<fn() -> T>);
@@ -99,6 +107,10 @@ impl<T: Clone + 'static> OutputFactory for TypedOutput<T> {
     fn make_side(&self, consumers: Vec<Box<dyn Any>>) -> Box<dyn SidePort> {
         let targets = consumers.into_iter().map(|c| downcast::<InputRef<T>>(c, "a side output's consumer")).collect();
         Box::new(TypedSide::<T>::new(Output::new(targets)))
+    }
+
+    fn tap(&self, port: Box<dyn Any>, core: Rc<TapCore>, index: usize) -> Box<dyn Any> {
+        Box::new(Tap::wrap(core, index, downcast::<InputRef<T>>(port, "a tapped input")))
     }
 }
 

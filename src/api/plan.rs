@@ -15,10 +15,14 @@ use super::config::JobConfig;
 use super::error::{ConfigError, Error};
 use super::graph::{EdgeFactory, Graph, OutputFactory, PartitionKind, ShardMake};
 use super::job::JobHandle;
+use crate::checkpoint::coordinator::{Coordinator, JobLinks, OperatorMeta, TaskId};
+use crate::checkpoint::{CompletedCheckpoint, RestoreSet};
 use crate::exchange::{ChannelReceiver, ChannelSender, channel, rescale_channels};
 use crate::metrics::{LatencyStats, MetricRegistry};
+use crate::operators::barrier::{ShardCheckpoints, TapCore};
 use crate::operators::context::{ExecConfig, OperatorInfo, ShardEnv};
 use crate::operators::driver::{Driver, Outlets, guarded};
+use crate::operators::input::OpError;
 use crate::operators::network::SenderRef;
 use crate::operators::processing_time::{ProcessingTimeService, run_timer_task};
 use crate::operators::side_output::SideOutputs;
@@ -70,6 +74,70 @@ pub(crate) struct JobShared {
     doorbells: Doorbells,
     config: JobConfig,
     shape: PlanShape,
+    /// The checkpoint coordinator, if the job checkpoints.
+    pub coordinator: Option<Arc<Coordinator>>,
+    restore: Option<Arc<RestoreSet>>,
+}
+
+/// What a start of the job restores and where it checkpoints.
+pub(crate) struct Launch<'a> {
+    /// The checkpoint or savepoint to start from.
+    pub restore: Option<&'a CompletedCheckpoint>,
+    /// Where checkpoints go (required if the job checkpoints).
+    pub checkpoint_root: Option<std::path::PathBuf>,
+    /// Whether `prepare` runs (only on the first start).
+    pub prepare: bool,
+    /// The job's metrics, kept across restarts.
+    pub metrics: MetricRegistry,
+}
+
+/// A started job: its shards, what they share, and the coordinator's thread.
+pub(crate) struct Attempt {
+    pub shards: Vec<crate::runtime::ShardHandle<Option<bool>>>,
+    pub shared: Arc<JobShared>,
+    pub coordinator_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The key an operator's state is stored under in checkpoints: its uid, or one derived from its place
+/// and name in the job.
+pub(crate) fn operator_key(id: usize, node: &super::graph::Node) -> String {
+    node.uid.clone().unwrap_or_else(|| format!("auto-{id}-{}", node.name))
+}
+
+/// Matches a checkpoint's operators to the job's nodes by key; state no node takes is an error unless
+/// `allow_non_restored` is set.
+pub(crate) fn restore_set(
+    graph: &Graph,
+    checkpoint: &CompletedCheckpoint,
+    allow_non_restored: bool,
+) -> Result<RestoreSet, ConfigError> {
+    let mut taken = vec![false; checkpoint.operators.len()];
+    let nodes = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(id, node)| {
+            let key = operator_key(id, node);
+            let at = checkpoint.operators.iter().position(|o| o.key == key)?;
+            taken[at] = true;
+            Some(checkpoint.operators[at].subtasks.clone())
+        })
+        .collect();
+    if !allow_non_restored {
+        for (operator, taken) in checkpoint.operators.iter().zip(taken) {
+            if !taken && operator.subtasks.iter().any(|s| !s.is_empty()) {
+                return Err(ConfigError::Restore {
+                    path: checkpoint.path.clone(),
+                    reason: format!(
+                        "the state of operator '{}' (key '{}') matches no operator of this job; give the operator \
+                         its uid back, or allow non-restored state to drop it",
+                        operator.name, operator.key
+                    ),
+                });
+            }
+        }
+    }
+    Ok(RestoreSet { nodes })
 }
 
 fn validate(graph: &Graph, config: &JobConfig) -> Result<(), ConfigError> {
@@ -135,11 +203,22 @@ fn channel_pairs(kind: PartitionKind, n_senders: usize, n_receivers: usize) -> V
 }
 
 /// Validates and starts a job.
-pub(crate) fn start(mut graph: Graph, config: &JobConfig) -> Result<JobHandle, Error> {
-    validate(&graph, config)?;
-    for node in &mut graph.nodes {
-        node.factory.prepare().map_err(|source| ConfigError::Prepare { operator: node.name.clone(), source })?;
+pub(crate) fn start(graph: Graph, config: &JobConfig) -> Result<JobHandle, Error> {
+    JobHandle::start(graph, config.clone())
+}
+
+/// Validates and starts the shards of a job (again, after a failure).
+pub(crate) fn launch(graph: &mut Graph, config: &JobConfig, launch: Launch<'_>) -> Result<Attempt, Error> {
+    validate(graph, config)?;
+    if launch.prepare {
+        for node in &mut graph.nodes {
+            node.factory.prepare().map_err(|source| ConfigError::Prepare { operator: node.name.clone(), source })?;
+        }
     }
+    let restore = match launch.restore {
+        Some(checkpoint) => Some(Arc::new(restore_set(graph, checkpoint, config.allow_non_restored_state)?)),
+        None => None,
+    };
     let n_shards = config.n_shards();
     let n_nodes = graph.nodes.len();
     let n_edges = graph.edges.len();
@@ -215,16 +294,49 @@ pub(crate) fn start(mut graph: Graph, config: &JobConfig) -> Result<JobHandle, E
     }
 
     let doorbells = Doorbells::new(n_shards).map_err(|e| ConfigError::Runtime(format!("doorbell sockets: {e}")))?;
+    let signal = Arc::new(JobSignal::new(doorbells.clone()));
+    let coordinator = config.checkpointing.as_ref().map(|checkpointing| {
+        let operators = graph
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(id, node)| OperatorMeta {
+                key: operator_key(id, node),
+                name: node.name.clone(),
+                parallelism: node.parallelism,
+            })
+            .collect();
+        let root = launch.checkpoint_root.clone().expect("a checkpointing job has a checkpoint directory");
+        let last_id = launch.restore.map_or(0, |c| c.id);
+        Arc::new(Coordinator::new(
+            checkpointing.clone(),
+            root,
+            operators,
+            n_shards,
+            last_id,
+            JobLinks { doorbells: doorbells.clone(), signal: signal.clone(), clock: config.clock.clone() },
+        ))
+    });
     let shared = Arc::new(JobShared {
-        signal: Arc::new(JobSignal::new(doorbells.clone())),
-        metrics: MetricRegistry::new(),
+        signal,
+        metrics: launch.metrics.clone(),
         latency: (0..n_shards).map(|_| Arc::new(LatencyStats::default())).collect(),
         operator_names: graph.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>().into(),
         doorbells,
         config: config.clone(),
         shape: PlanShape { nodes, edges },
+        coordinator: coordinator.clone(),
+        restore,
     });
-    drop(graph);
+    let coordinator_thread = match coordinator {
+        Some(coordinator) => Some(
+            std::thread::Builder::new()
+                .name("rill-checkpoints".into())
+                .spawn(move || coordinator.run())
+                .map_err(|e| ConfigError::Runtime(format!("checkpoint coordinator thread: {e}")))?,
+        ),
+        None => None,
+    };
 
     let gate = StartGate::new();
     let mut handles = Vec::with_capacity(n_shards);
@@ -237,6 +349,9 @@ pub(crate) fn start(mut graph: Graph, config: &JobConfig) -> Result<JobHandle, E
             Ok(handle) => handles.push(handle),
             Err(reason) => {
                 gate.open(false);
+                if let Some(coordinator) = &shared.coordinator {
+                    coordinator.stop();
+                }
                 for handle in handles {
                     let _ = handle.join();
                 }
@@ -245,7 +360,7 @@ pub(crate) fn start(mut graph: Graph, config: &JobConfig) -> Result<JobHandle, E
         }
     }
     gate.open(true);
-    Ok(JobHandle::new(handles, shared))
+    Ok(Attempt { shards: handles, shared, coordinator_thread })
 }
 
 /// Runs one shard's part of the job: instantiate, open, run the drivers, close. True if every input
@@ -273,7 +388,7 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: Shard
         metrics: job.metrics.clone(),
         latency: job.latency[shard].clone(),
         signal: job.signal.clone(),
-        parker,
+        parker: parker.clone(),
         timers: Rc::new(ProcessingTimeService::new(job.config.clock.clone())),
         config: ExecConfig {
             buffer_timeout: job.config.buffer_timeout,
@@ -283,20 +398,28 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: Shard
             auto_watermark_interval: job.config.auto_watermark_interval,
         },
         operator_names: job.operator_names.clone(),
+        checkpoints: job.coordinator.as_ref().map(|c| Rc::new(ShardCheckpoints::new(c.clone(), parker.clone()))),
+        restore: job.restore.clone(),
     });
 
-    let (lifecycles, drivers, timer_outlets) = match guarded(&env, || Ok(instantiate(&mut package, &job.shape, &env))) {
-        Ok(built) => built,
-        Err(error) => {
-            job.signal.fail(error);
-            doorbell.cancel().await;
-            return false;
-        }
-    };
+    let (lifecycles, drivers, timer_outlets, tasks) =
+        match guarded(&env, || instantiate(&mut package, &job.shape, &env)) {
+            Ok(built) => built,
+            Err(error) => {
+                job.signal.fail(error);
+                doorbell.cancel().await;
+                return false;
+            }
+        };
+
+    if let Some(coordinator) = &job.coordinator {
+        coordinator.register(tasks);
+    }
+    let lifecycles = Rc::new(lifecycles);
 
     // Open from the sinks up (the build order), as Flink opens a chain from its tail.
     let mut opened = 0;
-    for lifecycle in &lifecycles {
+    for lifecycle in lifecycles.iter() {
         if let Err(error) = guarded(&env, || lifecycle.borrow_mut().open()) {
             job.signal.fail(error);
             break;
@@ -316,6 +439,10 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: Shard
                 }
             })
         };
+        let notifier = env.checkpoints.as_ref().map(|checkpoints| {
+            let (env, lifecycles, checkpoints) = (env.clone(), lifecycles.clone(), checkpoints.clone());
+            glommio::spawn_local(async move { notify_checkpoints(&env, &checkpoints, &lifecycles).await })
+        });
         let tasks: Vec<_> = drivers
             .into_iter()
             .map(|driver| {
@@ -349,6 +476,10 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: Shard
             all_ended &= task.await;
         }
         timer_task.await;
+        if let Some(notifier) = notifier {
+            // A finished job closes only after its final checkpoint was notified.
+            notifier.await;
+        }
     }
     // Close in the reverse order of opening.
     for lifecycle in lifecycles[..opened].iter().rev() {
@@ -360,7 +491,37 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: Shard
     all_ended && !job.signal.has_failed()
 }
 
+/// A shard's operator instances, drivers, the timer task's outlets, and its checkpointing tasks.
+type Instantiated = (Lifecycles, Vec<Box<dyn Driver>>, Outlets, Vec<TaskId>);
+
 type Lifecycles = Vec<Rc<std::cell::RefCell<dyn crate::operators::input::Lifecycle>>>;
+
+/// Tells the shard's operators which checkpoints completed, until the final one (after every task
+/// finished) or until the job stops.
+async fn notify_checkpoints(env: &Rc<ShardEnv>, checkpoints: &Rc<ShardCheckpoints>, lifecycles: &Lifecycles) {
+    let coordinator = &checkpoints.coordinator;
+    let mut notified = 0;
+    loop {
+        let signal = &env.signal;
+        env.parker.wait_until(|| signal.is_stopped() || coordinator.completed_id() > notified).await;
+        if env.signal.is_stopped() {
+            return;
+        }
+        let is_final = coordinator.final_done();
+        notified = coordinator.completed_id();
+        // The final checkpoint is notified as u64::MAX: it covers everything each task snapshotted.
+        let id = if is_final { u64::MAX } else { notified };
+        for lifecycle in lifecycles.iter() {
+            if let Err(error) = guarded(env, || lifecycle.borrow_mut().notify_checkpoint_complete(id)) {
+                env.signal.fail(error);
+                return;
+            }
+        }
+        if is_final {
+            return;
+        }
+    }
+}
 
 /// Counts a driver out when its task ends, however it ends, and wakes the timer task to notice.
 struct DriverDone(Rc<Cell<usize>>, Rc<ShardEnv>);
@@ -373,11 +534,8 @@ impl Drop for DriverDone {
 }
 
 /// Builds this shard's operator instances and drivers.
-fn instantiate(
-    package: &mut ShardPackage,
-    shape: &PlanShape,
-    env: &Rc<ShardEnv>,
-) -> (Lifecycles, Vec<Box<dyn Driver>>, Outlets) {
+fn instantiate(package: &mut ShardPackage, shape: &PlanShape, env: &Rc<ShardEnv>) -> Result<Instantiated, OpError> {
+    let mut tasks = Vec::new();
     let n_nodes = shape.nodes.len();
     let mut ports: Vec<Vec<Option<Box<dyn Any>>>> = (0..n_nodes).map(|_| Vec::new()).collect();
     let mut sender_refs: Vec<Option<SenderRef>> = (0..shape.edges.len()).map(|_| None).collect();
@@ -420,12 +578,33 @@ fn instantiate(
             "one input per edge into '{}'",
             node.info.name
         );
-        ports[id] = built.inputs.into_iter().map(Some).collect();
+        let task = (id as u32, package.shard as u32);
+        let mut inputs = built.inputs;
+        if let (Some(lifecycle), Some(checkpoints)) = (&built.lifecycle, &env.checkpoints) {
+            if !inputs.is_empty() {
+                let n_inputs = inputs.len();
+                let tap = TapCore::new(task, node.info.name.clone(), n_inputs, lifecycle.clone(), checkpoints.clone());
+                inputs = inputs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(port, input)| producer_output(shape, id, port).tap(input, tap.clone(), port))
+                    .collect();
+                tasks.push(task);
+            }
+        }
+        ports[id] = inputs.into_iter().map(Some).collect();
         if let Some(lifecycle) = built.lifecycle {
+            if let Some(snapshots) = env.restored_state(id as u32) {
+                crate::operators::input::enter_operator(id as u32);
+                lifecycle.borrow_mut().restore_state(&snapshots)?;
+            }
             env.timers.set_target(id as u32, &lifecycle);
             lifecycles.push(lifecycle);
         }
         if let Some(make_driver) = built.source {
+            if env.checkpoints.is_some() {
+                tasks.push(task);
+            }
             sources.push((id, make_driver));
         }
     }
@@ -466,7 +645,17 @@ fn instantiate(
     }
     // Processing-time callbacks may emit from any operator: the timer task ships to every sender.
     let all_senders = sender_refs.iter().flatten().cloned().collect();
-    (lifecycles, drivers, Outlets::new(all_senders, env))
+    Ok((lifecycles, drivers, Outlets::new(all_senders, env), tasks))
+}
+
+/// The output factory of whatever feeds input `port` of node `id` (it knows the record type).
+fn producer_output(shape: &PlanShape, id: usize, port: usize) -> Arc<dyn OutputFactory> {
+    let edge = shape.edges.iter().find(|e| e.to == id && e.to_port == port).expect("every input port has an edge");
+    let producer = &shape.nodes[edge.from];
+    match edge.from_output {
+        0 => producer.output.clone().expect("a node with consumers has an output"),
+        side => producer.side_outputs[side - 1].1.clone(),
+    }
 }
 
 impl std::fmt::Debug for JobShared {

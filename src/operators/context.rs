@@ -44,11 +44,26 @@ pub(crate) struct ShardEnv {
     pub config: ExecConfig,
     /// Operator names by id, for error messages.
     pub operator_names: Arc<[String]>,
+    /// Checkpointing on this shard (`None` if the job does not checkpoint).
+    pub checkpoints: Option<Rc<super::barrier::ShardCheckpoints>>,
+    /// The state each operator restores, by node id (`None` on a fresh start).
+    pub restore: Option<Arc<crate::checkpoint::RestoreSet>>,
 }
 
 impl ShardEnv {
     pub fn operator_name(&self, id: u32) -> &str {
         self.operator_names.get(id as usize).map(String::as_str).unwrap_or("<runtime>")
+    }
+
+    /// True if a driver that last delivered barrier `delivered` must take no input for now.
+    #[inline]
+    pub fn held_by_alignment(&self, delivered: u64) -> bool {
+        self.checkpoints.as_ref().is_some_and(|c| c.blocks(delivered))
+    }
+
+    /// The snapshots (one per instance before the restore) operator `id` restores from, if any.
+    pub fn restored_state(&self, id: u32) -> Option<Vec<&OperatorSnapshot>> {
+        self.restore.as_ref().and_then(|r| r.for_node(id))
     }
 }
 
@@ -274,5 +289,33 @@ pub(crate) fn detached_env(
         parker: ShardParker::new(shard, doorbells, 0),
         config,
         operator_names: operator_names.into(),
+        checkpoints: None,
+        restore: None,
     }))
+}
+
+/// An operator core outside a job, for unit tests of functions driven by hand: instance `subtask` of
+/// `parallelism` on a manual clock at 0, restored from `restored` (every old instance's snapshot, in
+/// instance order) unless it is empty. The environment must outlive the core.
+#[cfg(test)]
+pub(crate) fn test_core(
+    name: &str,
+    subtask: usize,
+    parallelism: usize,
+    restored: &[OperatorSnapshot],
+) -> Result<(Rc<ShardEnv>, OperatorCore), BoxError> {
+    let config = ExecConfig {
+        buffer_timeout: Duration::ZERO,
+        batch_records_max: 1024,
+        source_batch_max: 1024,
+        latency_tracking_interval: None,
+        auto_watermark_interval: Duration::ZERO,
+    };
+    let clock = Arc::new(crate::time::ManualClock::new(0));
+    let env = detached_env(clock, config, vec![name.to_string()], (subtask, parallelism, 128))?;
+    let mut core = OperatorCore::new(&env, &OperatorInfo { id: 0, name: name.to_string(), parallelism });
+    if !restored.is_empty() {
+        core.restore_operator_state(&restored.iter().collect::<Vec<_>>()).map_err(|e| e.source)?;
+    }
+    Ok((env, core))
 }

@@ -16,7 +16,7 @@ use super::context::{OperatorCore, ShardEnv};
 use super::input::{OpError, OpResult, Output, current_operator};
 use super::network::SenderRef;
 use super::source::{SourceFunction, SourceOutput, SourceStatus};
-use crate::exchange::Control;
+use crate::exchange::{CheckpointBarrier, Control};
 use crate::metrics::LatencyMarker;
 use crate::runtime::JobError;
 use crate::runtime::error::panic_message;
@@ -132,6 +132,8 @@ pub(crate) struct SourceDriver<T, S> {
     batch: RecordBatch<T>,
     marker_interval_ns: Option<u64>,
     next_marker_ns: u64,
+    /// The newest checkpoint barrier this source emitted.
+    last_barrier: u64,
 }
 
 enum Step {
@@ -151,7 +153,55 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
             batch: RecordBatch::with_capacity(env.config.source_batch_max),
             marker_interval_ns,
             next_marker_ns: env.clock.now_ns(),
+            last_barrier: 0,
         }
+    }
+
+    /// The checkpoint a barrier is due for, if the coordinator triggered one this source has not
+    /// emitted yet.
+    #[inline]
+    fn barrier_due(&self, env: &ShardEnv) -> Option<u64> {
+        let id = env.checkpoints.as_ref()?.coordinator.trigger_id();
+        (id > self.last_barrier).then_some(id)
+    }
+
+    /// Snapshots the source's position and emits the barrier of checkpoint `id` after everything it
+    /// emitted so far.
+    fn emit_barrier(&mut self, env: &ShardEnv, id: u64) -> Result<(), JobError> {
+        self.last_barrier = id;
+        let checkpoints = env.checkpoints.as_ref().expect("a barrier is due only with checkpointing");
+        let source = &mut self.source;
+        let snapshot = guarded(env, || self.core.snapshot_function(id, |ctx| source.snapshot_state(ctx)));
+        let task = (self.core.id, env.shard as u32);
+        match snapshot {
+            Ok(snapshot) => checkpoints.coordinator.acknowledge(task, id, Ok(snapshot)),
+            Err(error) => checkpoints.coordinator.acknowledge(task, id, Err(error.to_string())),
+        }
+        let barrier = CheckpointBarrier { checkpoint_id: id, timestamp_ms: env.clock.now_ms() };
+        let out = &mut self.out;
+        guarded(env, || out.process_control(Control::Barrier(barrier)))
+    }
+
+    /// Waits while an operator of this shard aligns the barrier this source emitted last, shipping
+    /// what waits downstream meanwhile.
+    async fn wait_for_alignment(&mut self, env: &ShardEnv) -> Result<(), JobError> {
+        while env.held_by_alignment(self.last_barrier) && !env.signal.is_stopped() {
+            guarded(env, || self.outlets.flush())?;
+            let (signal, outlets, last) = (&env.signal, &self.outlets, self.last_barrier);
+            env.parker
+                .wait_until(|| signal.is_stopped() || !env.held_by_alignment(last) || outlets.can_progress())
+                .await;
+        }
+        Ok(())
+    }
+
+    /// The source's final state, once it emitted its end of input.
+    fn finish_checkpointing(&mut self, env: &ShardEnv) -> Result<(), JobError> {
+        let Some(checkpoints) = env.checkpoints.as_ref() else { return Ok(()) };
+        let source = &mut self.source;
+        let snapshot = guarded(env, || self.core.snapshot_function(u64::MAX, |ctx| source.snapshot_state(ctx)))?;
+        checkpoints.coordinator.finish((self.core.id, env.shard as u32), Ok(snapshot));
+        Ok(())
     }
 
     /// Polls the source once; `Pending` (parked on I/O, a stop, or the next latency marker) only if
@@ -164,6 +214,9 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
     ) -> Poll<Step> {
         if env.signal.is_stopped() {
             return Poll::Ready(Step::Stopped);
+        }
+        if self.barrier_due(env).is_some() {
+            return Poll::Ready(Step::Status(SourceStatus::More));
         }
         let capacity = env.config.source_batch_max;
         let source_id = self.core.id;
@@ -224,8 +277,11 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
         loop {
             let signal = &env.signal;
             let outlets = &self.outlets;
-            env.parker.wait_until_deadline(&*env.clock, target, || signal.is_stopped() || outlets.can_progress()).await;
-            if env.signal.is_stopped() || env.clock.now_ns() >= target {
+            let due = || self.barrier_due(env).is_some();
+            env.parker
+                .wait_until_deadline(&*env.clock, target, || signal.is_stopped() || outlets.can_progress() || due())
+                .await;
+            if env.signal.is_stopped() || env.clock.now_ns() >= target || self.barrier_due(env).is_some() {
                 return Ok(());
             }
             guarded(env, || self.outlets.flush())?;
@@ -233,6 +289,11 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
     }
 
     async fn run(mut self, env: Rc<ShardEnv>) -> Result<bool, JobError> {
+        if let Some(snapshots) = env.restored_state(self.core.id) {
+            guarded(&env, || self.core.restore_operator_state(&snapshots))?;
+        }
+        let source = &mut self.source;
+        guarded(&env, || self.core.initialize_function(|ctx| source.initialize_state(ctx)))?;
         guarded(&env, || self.core.open_function(|ctx| self.source.open(ctx)))?;
         let result = self.run_loop(&env).await;
         let closed = guarded(&env, || self.core.close_function(|| self.source.close()));
@@ -259,6 +320,12 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
                 self.batch.clear();
                 result?;
             }
+            if let Some(id) = self.barrier_due(env) {
+                if status != SourceStatus::Finished {
+                    self.emit_barrier(env, id)?;
+                    self.wait_for_alignment(env).await?;
+                }
+            }
             self.emit_marker_if_due(env)?;
             self.outlets.after_input(env).await?;
             match status {
@@ -274,6 +341,7 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
                         out.process_control(Control::Watermark(Watermark::MAX))?;
                         out.process_control(Control::EndOfInput)
                     })?;
+                    self.finish_checkpointing(env)?;
                     return self.outlets.drain(env).await;
                 }
             }

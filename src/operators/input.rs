@@ -151,6 +151,10 @@ pub(crate) trait Lifecycle {
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
         Ok(OperatorSnapshot::default())
     }
+    /// Checkpoint `checkpoint_id` completed (every instance's state of it is stored).
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> OpResult {
+        Ok(())
+    }
     /// Takes state back from snapshots, before `open`. A stateless operator accepts only empty ones.
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
         match snapshots.iter().any(|s| !s.is_empty()) {

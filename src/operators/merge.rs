@@ -1,10 +1,11 @@
 //! Merging the control events of several input channels into one stream of control events: the
 //! watermark is the minimum over channels, end of input comes when every channel ended, a barrier
-//! passes once per checkpoint. Used by exchange receivers (one channel per sending shard) and by
+//! passes once every channel delivered it (or ended): the alignment of exactly-once checkpoints. Which
+//! channels are held back meanwhile is the caller's business ([`ControlMerger::is_aligning`]). Used by exchange receivers (one channel per sending shard) and by
 //! operators with several inputs (union, two-input operators).
 
 use super::input::OpResult;
-use crate::exchange::Control;
+use crate::exchange::{CheckpointBarrier, Control};
 use crate::time::valve::CombinedWatermark;
 use crate::time::{ValveOutput, WatermarkValve};
 
@@ -20,7 +21,10 @@ pub(crate) struct ControlMerger {
     valve: Watermarks,
     ended: Vec<bool>,
     n_ended: usize,
-    last_barrier_id: Option<u64>,
+    /// The barrier being aligned and the channels that delivered it.
+    aligning: Option<(CheckpointBarrier, Vec<bool>)>,
+    /// The newest barrier passed on.
+    last_barrier_id: u64,
 }
 
 impl ControlMerger {
@@ -35,7 +39,7 @@ impl ControlMerger {
     }
 
     fn with(n_channels: usize, valve: Watermarks) -> ControlMerger {
-        ControlMerger { valve, ended: vec![false; n_channels], n_ended: 0, last_barrier_id: None }
+        ControlMerger { valve, ended: vec![false; n_channels], n_ended: 0, aligning: None, last_barrier_id: 0 }
     }
 
     /// True once every channel ended.
@@ -46,6 +50,30 @@ impl ControlMerger {
     /// True if `channel` ended.
     pub fn is_ended(&self, channel: usize) -> bool {
         self.ended[channel]
+    }
+
+    /// True if `channel` delivered the barrier being aligned (an exactly-once reader holds it back
+    /// until the others deliver theirs).
+    #[inline]
+    pub fn is_aligning(&self, channel: usize) -> bool {
+        self.aligning.as_ref().is_some_and(|(_, seen)| seen[channel])
+    }
+
+    /// The newest barrier passed on (0: none).
+    pub fn last_barrier_id(&self) -> u64 {
+        self.last_barrier_id
+    }
+
+    /// Passes the barrier on if every channel delivered it or ended.
+    fn complete_alignment(&mut self, emit: &mut impl FnMut(Control) -> OpResult) -> OpResult {
+        let Some((barrier, seen)) = &self.aligning else { return Ok(()) };
+        if !seen.iter().zip(&self.ended).all(|(seen, ended)| *seen || *ended) {
+            return Ok(());
+        }
+        let barrier = *barrier;
+        self.aligning = None;
+        self.last_barrier_id = barrier.checkpoint_id;
+        emit(Control::Barrier(barrier))
     }
 
     /// Handles `control` from `channel`, passing to `emit` what goes downstream, in order.
@@ -72,17 +100,27 @@ impl ControlMerger {
             }
             Control::LatencyMarker(_) => emit(control),
             Control::Barrier(barrier) => {
-                // Forwarded once per checkpoint; alignment belongs to the checkpoint layer.
-                if self.last_barrier_id.is_none_or(|last| barrier.checkpoint_id > last) {
-                    self.last_barrier_id = Some(barrier.checkpoint_id);
-                    emit(control)?;
+                let id = barrier.checkpoint_id;
+                if id <= self.last_barrier_id {
+                    return Ok(());
                 }
-                Ok(())
+                match &mut self.aligning {
+                    Some((current, seen)) if current.checkpoint_id == id => seen[channel] = true,
+                    // A newer barrier subsumes one still being aligned (its checkpoint cannot complete).
+                    aligning => {
+                        let mut seen = vec![false; self.ended.len()];
+                        seen[channel] = true;
+                        *aligning = Some((barrier, seen));
+                    }
+                }
+                self.complete_alignment(&mut emit)
             }
             Control::EndOfInput => {
                 assert!(!self.ended[channel], "channel {channel} ended twice");
                 self.ended[channel] = true;
                 self.n_ended += 1;
+                // An ended channel delivers no barrier: the alignment may be complete without it.
+                self.complete_alignment(&mut emit)?;
                 let out = match &mut self.valve {
                     Watermarks::Channels(valve) => valve.on_end_of_input(channel),
                     Watermarks::Inputs(inputs) => inputs.on_end_of_input(channel),
@@ -147,12 +185,36 @@ mod tests {
     }
 
     #[test]
-    fn a_barrier_passes_once() {
+    fn a_barrier_passes_once_every_channel_delivered_it() {
         use crate::exchange::CheckpointBarrier;
         let mut m = ControlMerger::new(3);
         let b = Control::Barrier(CheckpointBarrier { checkpoint_id: 1, timestamp_ms: 0 });
-        assert_eq!(feed(&mut m, 0, b), vec![b]);
+        assert_eq!(feed(&mut m, 0, b), vec![]);
+        assert!(m.is_aligning(0) && !m.is_aligning(1));
         assert_eq!(feed(&mut m, 1, b), vec![]);
-        assert_eq!(feed(&mut m, 2, b), vec![]);
+        assert_eq!(feed(&mut m, 2, b), vec![b]);
+        assert!(!m.is_aligning(0));
+        assert_eq!(feed(&mut m, 2, b), vec![], "an old barrier does not pass again");
+    }
+
+    #[test]
+    fn an_ended_channel_counts_as_aligned() {
+        use crate::exchange::CheckpointBarrier;
+        let mut m = ControlMerger::new(2);
+        let b = |id| Control::Barrier(CheckpointBarrier { checkpoint_id: id, timestamp_ms: 0 });
+        assert_eq!(feed(&mut m, 0, b(1)), vec![]);
+        assert_eq!(feed(&mut m, 1, Control::EndOfInput), vec![b(1)]);
+        assert_eq!(feed(&mut m, 0, b(2)), vec![b(2)], "one live channel: no alignment");
+    }
+
+    #[test]
+    fn a_newer_barrier_subsumes_an_unfinished_alignment() {
+        use crate::exchange::CheckpointBarrier;
+        let mut m = ControlMerger::new(2);
+        let b = |id| Control::Barrier(CheckpointBarrier { checkpoint_id: id, timestamp_ms: 0 });
+        assert_eq!(feed(&mut m, 0, b(1)), vec![]);
+        assert_eq!(feed(&mut m, 1, b(2)), vec![]);
+        assert_eq!(feed(&mut m, 0, b(2)), vec![b(2)]);
+        assert_eq!(feed(&mut m, 1, b(1)), vec![], "checkpoint 1 was subsumed");
     }
 }

@@ -2,6 +2,7 @@
 //! user function traits, the built-in operators (one per file), sources and sinks, the typed ends of
 //! the exchange, and the drivers (a shard's tasks).
 
+pub(crate) mod barrier;
 pub(crate) mod batch;
 pub(crate) mod broadcast;
 pub(crate) mod co_flat_map;

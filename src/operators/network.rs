@@ -356,6 +356,11 @@ impl<T: ExchangeData + Clone, P: Partition<T>> SenderControl for ExchangeSender<
 
 /// The receiving end of one exchange edge on one shard: a driver task that reads every sending
 /// shard's channel in turn and feeds the downstream chain.
+///
+/// With exactly-once checkpoints it aligns barriers: once a channel delivered barrier `n`, what
+/// follows on that channel is held back (the rest of the batch is parked, and the ring is not read)
+/// until every channel delivered `n`; and after passing `n` downstream the receiver takes no input
+/// while an operator of this shard still aligns `n` (see `operators::barrier`).
 pub(crate) struct ExchangeReceiver<T> {
     /// The downstream operator (errors in decoding name it).
     operator_id: u32,
@@ -366,7 +371,18 @@ pub(crate) struct ExchangeReceiver<T> {
     downstream: InputRef<T>,
     decoded: RecordBatch<T>,
     segment: RecordBatch<T>,
+    /// Per channel, what follows a barrier that had to wait (records and control events).
+    parked: Vec<Option<Parked<T>>>,
     outlets: Outlets,
+}
+
+/// The rest of a batch held back by a barrier: `batch` starts at record `consumed` of the original,
+/// `controls[next..]` are still to come (indices into the original).
+struct Parked<T> {
+    batch: RecordBatch<T>,
+    controls: Vec<(u32, Control)>,
+    next: usize,
+    consumed: usize,
 }
 
 impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
@@ -381,6 +397,7 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
         ExchangeReceiver {
             operator_id,
             merger: ControlMerger::new(channels.len()),
+            parked: channels.iter().map(|_| None).collect(),
             channels,
             upstream_shards,
             downstream,
@@ -390,8 +407,20 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
         }
     }
 
-    /// Decodes one batch from `channel` and passes its records and control events downstream in order.
-    fn handle(&mut self, channel: usize, buf: &BatchBuf) -> OpResult {
+    /// True if the receiver takes no input at all now: it passed a barrier that an operator of this
+    /// shard still aligns.
+    fn held(&self, env: &ShardEnv) -> bool {
+        env.held_by_alignment(self.merger.last_barrier_id())
+    }
+
+    /// True if `channel` must not be read now (exactly once: it delivered the barrier being aligned).
+    fn channel_held(&self, env: &ShardEnv, channel: usize) -> bool {
+        env.checkpoints.as_ref().is_some_and(|c| c.exactly_once()) && self.merger.is_aligning(channel)
+    }
+
+    /// Decodes one batch from `channel` and passes its records and control events downstream in order,
+    /// parking what follows a barrier that must wait.
+    fn handle(&mut self, env: &ShardEnv, channel: usize, buf: &BatchBuf) -> OpResult {
         if let Err(broken) = buf.check() {
             return Err(OpError::new(
                 self.operator_id,
@@ -404,42 +433,81 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
                 .map_err(|e| OpError::new(self.operator_id, e))?;
             self.decoded.timestamps.extend_from_slice(&buf.timestamps);
         }
-        let mut downstream = self.downstream.borrow_mut();
         if buf.controls.is_empty() {
-            let result = downstream.process_batch(&mut self.decoded);
+            let result = self.downstream.borrow_mut().process_batch(&mut self.decoded);
             self.decoded.clear();
             return result;
         }
-        // Replay in order: the records before each control event, then the event. One pass over the
-        // decoded records (each segment is moved once), whatever the number of events.
-        let has_timestamps = !self.decoded.timestamps.is_empty();
-        let mut records = self.decoded.values.drain(..);
-        let mut consumed = 0usize;
-        for &(at, control) in &buf.controls {
+        let batch = std::mem::take(&mut self.decoded);
+        let parked = Parked { batch, controls: buf.controls.clone(), next: 0, consumed: 0 };
+        self.replay(env, channel, parked)
+    }
+
+    /// Passes on the records and control events of `parked` in order, until a barrier makes the
+    /// channel wait: then the rest is parked again.
+    fn replay(&mut self, env: &ShardEnv, channel: usize, mut parked: Parked<T>) -> OpResult {
+        let downstream_ref = self.downstream.clone();
+        let mut downstream = downstream_ref.borrow_mut();
+        let has_timestamps = !parked.batch.timestamps.is_empty();
+        while parked.next < parked.controls.len() {
+            let (at, control) = parked.controls[parked.next];
             let at = at as usize;
-            if at > consumed {
-                self.segment.values.extend(records.by_ref().take(at - consumed));
+            if at > parked.consumed {
+                let n = at - parked.consumed;
+                self.segment.values.extend(parked.batch.values.drain(..n));
                 if has_timestamps {
-                    self.segment.timestamps.extend_from_slice(&self.decoded.timestamps[consumed..at]);
+                    self.segment.timestamps.extend(parked.batch.timestamps.drain(..n));
                 }
                 let result = downstream.process_batch(&mut self.segment);
                 self.segment.clear();
                 result?;
-                consumed = at;
+                parked.consumed = at;
             }
+            parked.next += 1;
             self.merger.on_control(channel, control, |c| downstream.process_control(c))?;
-        }
-        self.segment.values.extend(records);
-        if !self.segment.is_empty() {
-            if has_timestamps {
-                self.segment.timestamps.extend_from_slice(&self.decoded.timestamps[consumed..]);
+            if matches!(control, Control::Barrier(_))
+                && (self.channel_held(env, channel) || env.held_by_alignment(self.merger.last_barrier_id()))
+            {
+                drop(downstream);
+                if !parked.batch.is_empty() || parked.next < parked.controls.len() {
+                    self.parked[channel] = Some(parked);
+                } else {
+                    self.recycle_parked(parked);
+                }
+                return Ok(());
             }
-            let result = downstream.process_batch(&mut self.segment);
-            self.segment.clear();
-            result?;
         }
-        self.decoded.clear();
+        if !parked.batch.is_empty() {
+            downstream.process_batch(&mut parked.batch)?;
+        }
+        drop(downstream);
+        self.recycle_parked(parked);
         Ok(())
+    }
+
+    /// Keeps a parked batch's allocation for the next decode.
+    fn recycle_parked(&mut self, mut parked: Parked<T>) {
+        parked.batch.clear();
+        if self.decoded.values.capacity() < parked.batch.values.capacity() {
+            self.decoded = parked.batch;
+        }
+    }
+
+    /// Replays a parked channel that may go on now; true if one did.
+    fn resume_parked(&mut self, env: &ShardEnv) -> Result<bool, JobError> {
+        for channel in 0..self.channels.len() {
+            if self.parked[channel].is_some() && !self.channel_held(env, channel) {
+                let parked = self.parked[channel].take().expect("checked above");
+                guarded(env, || self.replay(env, channel, parked))?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// True if `channel`'s ring may be read now.
+    fn readable(&self, env: &ShardEnv, channel: usize) -> bool {
+        !self.merger.is_ended(channel) && self.parked[channel].is_none() && !self.channel_held(env, channel)
     }
 
     async fn run(mut self, env: Rc<ShardEnv>) -> Result<bool, JobError> {
@@ -449,13 +517,27 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
             if env.signal.is_stopped() {
                 return Ok(false);
             }
+            if self.held(&env) {
+                guarded(&env, || self.outlets.flush())?;
+                let signal = &env.signal;
+                let (this, env_ref) = (&self, &*env);
+                env.parker
+                    .wait_until(|| signal.is_stopped() || !this.held(env_ref) || this.outlets.can_progress())
+                    .await;
+                continue;
+            }
+            if self.resume_parked(&env)? {
+                self.outlets.after_input(&env).await?;
+                env.parker.yield_point().await;
+                continue;
+            }
             if self.merger.all_ended() {
                 return self.outlets.drain(&env).await;
             }
             let mut received = None;
             for offset in 0..n_channels {
                 let channel = (next_channel + offset) % n_channels;
-                if self.merger.is_ended(channel) {
+                if !self.readable(&env, channel) {
                     continue;
                 }
                 if let Some(buf) = self.channels[channel].recv() {
@@ -466,7 +548,7 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
             }
             match received {
                 Some((channel, buf)) => {
-                    let outcome = guarded(&env, || self.handle(channel, &buf));
+                    let outcome = guarded(&env, || self.handle(&env, channel, &buf));
                     self.channels[channel].recycle(buf);
                     env.parker.notify(self.upstream_shards[channel]);
                     outcome?;
@@ -475,15 +557,14 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
                 }
                 None => {
                     guarded(&env, || self.outlets.flush())?;
-                    let channels = &mut self.channels;
-                    let merger = &self.merger;
-                    let outlets = &self.outlets;
                     let signal = &env.signal;
+                    let this = &mut self;
+                    let env_ref = &*env;
                     env.parker
                         .wait_until(|| {
                             signal.is_stopped()
-                                || channels.iter_mut().enumerate().any(|(i, c)| !merger.is_ended(i) && c.has_data())
-                                || outlets.can_progress()
+                                || (0..n_channels).any(|i| this.readable(env_ref, i) && this.channels[i].has_data())
+                                || this.outlets.can_progress()
                         })
                         .await;
                 }

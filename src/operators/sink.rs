@@ -89,6 +89,15 @@ pub trait SinkFunction<T>: Send + 'static {
         Ok(())
     }
 
+    /// Checkpoint `checkpoint_id` is complete: every operator's state of it is stored (Flink's
+    /// `CheckpointListener.notifyCheckpointComplete`). A transactional sink commits what it
+    /// pre-committed in `snapshot_state` for this checkpoint or an older one. Notifications may skip
+    /// checkpoints (a newer one subsumes the older); after every instance finished, a final
+    /// checkpoint completes and is notified too.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
+        Ok(())
+    }
+
     /// Writes one record.
     fn invoke(&mut self, value: T, ctx: &SinkContext) -> Result<(), BoxError>;
 
@@ -168,5 +177,10 @@ impl<T, S: SinkFunction<T>> Lifecycle for SinkOp<T, S> {
 
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
         self.core.restore_operator_state(snapshots)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> OpResult {
+        self.core.enter();
+        self.sink.notify_checkpoint_complete(checkpoint_id).map_err(|e| OpError::new(self.core.id, e))
     }
 }

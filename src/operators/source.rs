@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 use super::batch::RecordBatch;
 use super::context::RuntimeContext;
 use super::input::BoxError;
+use crate::state::{FunctionInitializationContext, FunctionSnapshotContext};
 
 /// What a source tells its driver after a poll.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +105,20 @@ pub trait SourceFunction<T>: Send + 'static {
     /// each shard): check that inputs exist, connect or bind sockets. An error here fails
     /// `execute()` before anything runs.
     fn prepare(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Called before `open`, on a fresh start and after a restore: take the source's position back
+    /// from `ctx` (Flink's `CheckpointedFunction.initializeState`). A source that keeps its position
+    /// here rewinds to it when the job restarts from a checkpoint.
+    fn initialize_state(&mut self, _ctx: &mut FunctionInitializationContext<'_>) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// A checkpoint barrier is about to leave this source: write its position into `ctx` (Flink's
+    /// `CheckpointedFunction.snapshotState`). Every record emitted before this call is before the
+    /// barrier; every one after, after it.
+    fn snapshot_state(&mut self, _ctx: &mut FunctionSnapshotContext<'_>) -> Result<(), BoxError> {
         Ok(())
     }
 

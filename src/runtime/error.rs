@@ -24,6 +24,12 @@ pub enum JobError {
         /// What went wrong.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Checkpointing failed more often than tolerated, or a final checkpoint could not be written.
+    #[error("checkpointing failed: {reason}")]
+    Checkpoint {
+        /// What failed.
+        reason: String,
+    },
     /// A shard's thread ended without reporting (it panicked outside any operator).
     #[error("shard {shard} ended abnormally: {reason}")]
     ShardCrashed {

@@ -1,0 +1,396 @@
+//! The checkpoint coordinator: a thread beside the shards that triggers checkpoints, collects every
+//! task's acknowledgement (its snapshot, or its final snapshot once it finished), writes complete
+//! checkpoints to storage, and tells the shards which checkpoint completed.
+//!
+//! A task is an operator instance with state (or a source instance): `(node, subtask)`. Checkpoint `n`
+//! completes when every task acknowledged `n` or finished (a finished task's state no longer changes,
+//! so its final snapshot belongs to every later checkpoint). Once every task finished, the coordinator
+//! writes a final checkpoint with those snapshots, so that a bounded job's last results commit too.
+//!
+//! Shards see the coordinator through two counters: `trigger` (the newest checkpoint sources should
+//! inject a barrier for) and `completed` (the newest complete one); a change rings every shard's
+//! doorbell.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::config::CheckpointConfig;
+use super::storage::{OperatorState, checkpoint_dir, list_checkpoints, write_checkpoint};
+use crate::runtime::{Doorbells, JobError, JobSignal};
+use crate::state::snapshot::OperatorSnapshot;
+use crate::time::SharedClock;
+use crate::time::clock::monotonic_ns;
+
+/// An operator instance that takes part in checkpoints: `(node, subtask)`.
+pub(crate) type TaskId = (u32, u32);
+
+/// What the coordinator knows of an operator of the job.
+#[derive(Clone, Debug)]
+pub(crate) struct OperatorMeta {
+    pub key: String,
+    pub name: String,
+    pub parallelism: usize,
+}
+
+struct Pending {
+    /// On the job's clock, in nanoseconds (as every time here).
+    started: u64,
+    acks: HashMap<TaskId, OperatorSnapshot>,
+    declined: Option<String>,
+}
+
+struct Inner {
+    tasks: HashSet<TaskId>,
+    registered_shards: usize,
+    pending: BTreeMap<u64, Pending>,
+    finished: HashMap<TaskId, OperatorSnapshot>,
+    next_id: u64,
+    last_trigger: u64,
+    last_done: Option<u64>,
+    consecutive_failures: u32,
+    requested: bool,
+    final_id: Option<u64>,
+    stopped: bool,
+    completed: Vec<(u64, PathBuf)>,
+}
+
+/// How the coordinator reaches the job: the shards' doorbells, the stop signal, the job's clock.
+pub(crate) struct JobLinks {
+    pub doorbells: Doorbells,
+    pub signal: Arc<JobSignal>,
+    pub clock: SharedClock,
+}
+
+/// The coordinator's shared state; its thread runs [`Coordinator::run`].
+pub(crate) struct Coordinator {
+    config: CheckpointConfig,
+    root: PathBuf,
+    operators: Vec<OperatorMeta>,
+    n_shards: usize,
+    trigger: AtomicU64,
+    completed: AtomicU64,
+    final_done: AtomicBool,
+    inner: Mutex<Inner>,
+    wake: Condvar,
+    done: Condvar,
+    doorbells: Doorbells,
+    signal: Arc<JobSignal>,
+    /// The job's clock: intervals, pauses and timeouts are measured on it.
+    clock: SharedClock,
+}
+
+impl Coordinator {
+    /// A coordinator for a job of `operators` (by node id) on `n_shards`, writing under `root`;
+    /// checkpoint ids continue after `last_id`.
+    pub fn new(
+        config: CheckpointConfig,
+        root: PathBuf,
+        operators: Vec<OperatorMeta>,
+        n_shards: usize,
+        last_id: u64,
+        job: JobLinks,
+    ) -> Coordinator {
+        let JobLinks { doorbells, signal, clock } = job;
+        Coordinator {
+            config,
+            root,
+            operators,
+            n_shards,
+            trigger: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            final_done: AtomicBool::new(false),
+            inner: Mutex::new(Inner {
+                tasks: HashSet::new(),
+                registered_shards: 0,
+                pending: BTreeMap::new(),
+                finished: HashMap::new(),
+                next_id: last_id + 1,
+                last_trigger: clock.now_ns(),
+                last_done: None,
+                consecutive_failures: 0,
+                requested: false,
+                final_id: None,
+                stopped: false,
+                completed: Vec::new(),
+            }),
+            wake: Condvar::new(),
+            done: Condvar::new(),
+            doorbells,
+            signal,
+            clock,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn config(&self) -> &CheckpointConfig {
+        &self.config
+    }
+
+    /// The newest checkpoint sources should inject a barrier for (0: none yet).
+    #[inline]
+    pub fn trigger_id(&self) -> u64 {
+        self.trigger.load(Ordering::Acquire)
+    }
+
+    /// The newest complete checkpoint (0: none yet).
+    #[inline]
+    pub fn completed_id(&self) -> u64 {
+        self.completed.load(Ordering::Acquire)
+    }
+
+    /// True once the final checkpoint (after every task finished) is complete.
+    pub fn final_done(&self) -> bool {
+        self.final_done.load(Ordering::Acquire)
+    }
+
+    /// A shard declares the tasks it runs; checkpoints start once every shard did.
+    pub fn register(&self, tasks: impl IntoIterator<Item = TaskId>) {
+        let mut inner = self.lock();
+        inner.tasks.extend(tasks);
+        inner.registered_shards += 1;
+        if inner.registered_shards == self.n_shards {
+            inner.last_trigger = self.clock.now_ns();
+        }
+        self.wake.notify_all();
+    }
+
+    /// A task's snapshot for checkpoint `id`, or why it could not take one.
+    pub fn acknowledge(&self, task: TaskId, id: u64, snapshot: Result<OperatorSnapshot, String>) {
+        let mut inner = self.lock();
+        if let Some(pending) = inner.pending.get_mut(&id) {
+            match snapshot {
+                Ok(snapshot) => {
+                    pending.acks.insert(task, snapshot);
+                }
+                Err(reason) => {
+                    pending.declined.get_or_insert(reason);
+                }
+            }
+            self.wake.notify_all();
+        }
+    }
+
+    /// A task ended its input: `snapshot` is its final state.
+    pub fn finish(&self, task: TaskId, snapshot: Result<OperatorSnapshot, String>) {
+        let mut inner = self.lock();
+        match snapshot {
+            Ok(snapshot) => {
+                inner.finished.insert(task, snapshot);
+            }
+            Err(reason) => {
+                drop(inner);
+                self.fail(format!("the final snapshot failed: {reason}"));
+                return;
+            }
+        }
+        self.wake.notify_all();
+    }
+
+    /// Asks for a checkpoint now (not waiting for the interval).
+    pub fn request(&self) {
+        self.lock().requested = true;
+        self.wake.notify_all();
+    }
+
+    /// Waits until a checkpoint newer than `after` completes, the job stops, or `timeout` passes.
+    pub fn wait_completed(&self, after: u64, timeout: Duration) -> Option<u64> {
+        let deadline = monotonic_ns().saturating_add(timeout.as_nanos() as u64);
+        let mut inner = self.lock();
+        loop {
+            if let Some(&(id, _)) = inner.completed.last() {
+                if id > after {
+                    return Some(id);
+                }
+            }
+            let now = monotonic_ns();
+            if inner.stopped || self.signal.is_stopped() || now >= deadline {
+                return None;
+            }
+            let wait = Duration::from_nanos(deadline - now).min(Duration::from_millis(50));
+            inner = self.done.wait_timeout(inner, wait).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    /// The checkpoints completed in this run, oldest first.
+    pub fn completed(&self) -> Vec<(u64, PathBuf)> {
+        self.lock().completed.clone()
+    }
+
+    /// Stops the coordinator thread.
+    pub fn stop(&self) {
+        self.lock().stopped = true;
+        self.wake.notify_all();
+        self.done.notify_all();
+    }
+
+    fn fail(&self, reason: String) {
+        self.signal.fail(JobError::Checkpoint { reason });
+    }
+
+    /// The coordinator thread: triggers, completes, aborts, until stopped or the job stops.
+    pub fn run(&self) {
+        let mut inner = self.lock();
+        loop {
+            if inner.stopped || self.signal.is_stopped() {
+                return;
+            }
+            let now = self.clock.now_ns();
+            let since = |t: u64| Duration::from_nanos(now.saturating_sub(t));
+            let all_registered = inner.registered_shards == self.n_shards;
+
+            // Aborts: declined or timed out.
+            let failed: Vec<(u64, String)> = inner
+                .pending
+                .iter()
+                .filter_map(|(&id, p)| match &p.declined {
+                    Some(reason) => Some((id, reason.clone())),
+                    None if since(p.started) >= self.config.timeout => {
+                        Some((id, format!("it did not complete within {:?}", self.config.timeout)))
+                    }
+                    None => None,
+                })
+                .collect();
+            for (id, reason) in failed {
+                inner.pending.remove(&id);
+                inner.consecutive_failures += 1;
+                inner.last_done = Some(now);
+                if inner.consecutive_failures > self.config.tolerable_failures {
+                    drop(inner);
+                    self.fail(format!("checkpoint {id} failed: {reason}"));
+                    return;
+                }
+            }
+
+            // Completions, oldest first.
+            let complete = inner.pending.iter().find_map(|(&id, p)| {
+                let acked = inner.tasks.iter().all(|t| p.acks.contains_key(t) || inner.finished.contains_key(t));
+                acked.then_some(id)
+            });
+            if let Some(id) = complete {
+                let pending = inner.pending.remove(&id).expect("found above");
+                // Older ones can no longer complete: this one subsumes them.
+                inner.pending.retain(|&older, _| older > id);
+                let snapshots = self.assemble(&inner, pending.acks);
+                inner = self.complete(inner, id, snapshots, false);
+                continue;
+            }
+
+            // The final checkpoint, once every task finished.
+            if all_registered && inner.final_id.is_none() && inner.finished.len() == inner.tasks.len() {
+                let id = inner.next_id;
+                inner.next_id += 1;
+                inner.final_id = Some(id);
+                inner.pending.clear();
+                let snapshots = self.assemble(&inner, HashMap::new());
+                inner = self.complete(inner, id, snapshots, true);
+                continue;
+            }
+
+            // Triggering.
+            let due = inner.requested || since(inner.last_trigger) >= self.config.interval;
+            let paused = inner.last_done.is_some_and(|done| since(done) < self.config.min_pause) && !inner.requested;
+            if all_registered
+                && inner.final_id.is_none()
+                && due
+                && !paused
+                && inner.pending.len() < self.config.max_concurrent
+            {
+                let id = inner.next_id;
+                inner.next_id += 1;
+                inner.requested = false;
+                inner.last_trigger = now;
+                inner.pending.insert(id, Pending { started: now, acks: HashMap::new(), declined: None });
+                self.trigger.store(id, Ordering::Release);
+                self.doorbells.ring_all();
+                continue;
+            }
+
+            let next_trigger = self.config.interval.saturating_sub(since(inner.last_trigger));
+            let wait = next_trigger.clamp(Duration::from_millis(1), Duration::from_millis(50));
+            inner = self.wake.wait_timeout(inner, wait).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    /// Every task's snapshot for a checkpoint, by operator: the acknowledgements, and the final
+    /// snapshots of tasks that finished.
+    fn assemble(&self, inner: &Inner, mut acks: HashMap<TaskId, OperatorSnapshot>) -> Vec<OperatorState> {
+        let mut nodes: Vec<u32> = inner.tasks.iter().map(|t| t.0).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes
+            .into_iter()
+            .map(|node| {
+                let meta = &self.operators[node as usize];
+                let subtasks = (0..meta.parallelism as u32)
+                    .map(|subtask| {
+                        let task = (node, subtask);
+                        acks.remove(&task).or_else(|| inner.finished.get(&task).cloned()).unwrap_or_default()
+                    })
+                    .collect();
+                OperatorState { key: meta.key.clone(), name: meta.name.clone(), subtasks }
+            })
+            .collect()
+    }
+
+    /// Writes checkpoint `id` (without holding the lock), then publishes it.
+    fn complete<'a>(
+        &'a self,
+        inner: MutexGuard<'a, Inner>,
+        id: u64,
+        operators: Vec<OperatorState>,
+        is_final: bool,
+    ) -> MutexGuard<'a, Inner> {
+        drop(inner);
+        let dir = checkpoint_dir(&self.root, id);
+        let written = write_checkpoint(&dir, id, &operators);
+        let mut inner = self.lock();
+        inner.last_done = Some(self.clock.now_ns());
+        match written {
+            Ok(()) => {
+                inner.consecutive_failures = 0;
+                inner.completed.push((id, dir));
+                self.completed.store(id, Ordering::Release);
+                if is_final {
+                    self.final_done.store(true, Ordering::Release);
+                }
+                self.retain(&self.root);
+                self.doorbells.ring_all();
+                self.done.notify_all();
+            }
+            Err(error) => {
+                inner.consecutive_failures += 1;
+                let _ = std::fs::remove_dir_all(&dir);
+                if is_final || inner.consecutive_failures > self.config.tolerable_failures {
+                    drop(inner);
+                    self.fail(format!("checkpoint {id} could not be written: {error}"));
+                    return self.lock();
+                }
+            }
+        }
+        inner
+    }
+
+    /// Deletes the oldest complete checkpoints beyond `max_retained`.
+    fn retain(&self, root: &Path) {
+        let all = list_checkpoints(root);
+        let excess = all.len().saturating_sub(self.config.max_retained);
+        for (_, dir) in &all[..excess] {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    /// Deletes every checkpoint of the job (when it was cancelled or finished and they are not to be
+    /// retained).
+    pub fn discard_all(&self) {
+        for (_, dir) in list_checkpoints(&self.root) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let _ = std::fs::remove_dir(&self.root);
+    }
+}

@@ -1,0 +1,328 @@
+//! Checkpoint storage in a local directory: `chk-<id>/` holds one file per operator instance with
+//! state (the canonical snapshot format, checksummed) and `_metadata`, written last and atomically
+//! (write, fsync, rename, fsync the directory). A directory without `_metadata` is not a checkpoint.
+//!
+//! `_metadata` is text, one item per line, ending with the CRC-32 of everything before it:
+//!
+//! ```text
+//! RILLCHK 1
+//! checkpoint 7
+//! operators 2
+//! operator <parallelism> <key> <name>
+//! subtask <index> <file or -> <length> <crc32>
+//! ...
+//! end <crc32>
+//! ```
+//!
+//! Keys and names are percent-escaped (`%`, space, tab, CR, LF), so every line splits on spaces.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::state::snapshot::OperatorSnapshot;
+
+const MAGIC: &str = "RILLCHK";
+const VERSION: u32 = 1;
+/// The name of the file that makes a directory a complete checkpoint.
+pub const METADATA: &str = "_metadata";
+
+/// A checkpoint or savepoint that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// A file could not be read or written.
+    #[error("checkpoint file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The metadata file is damaged or not a checkpoint's.
+    #[error("checkpoint metadata {path}, line {line}: {reason}")]
+    Metadata {
+        /// The file.
+        path: PathBuf,
+        /// The line (1-based; 0 for the file as a whole).
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A state file is damaged.
+    #[error("checkpoint state file {path}: {reason}")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No complete checkpoint in a directory.
+    #[error("no complete checkpoint in {0}")]
+    NoCheckpoint(PathBuf),
+    /// The checkpoint does not fit the job.
+    #[error("cannot restore from {path}: {reason}")]
+    Mismatch {
+        /// The checkpoint.
+        path: PathBuf,
+        /// What does not fit.
+        reason: String,
+    },
+}
+
+/// The state of one operator in a checkpoint: one snapshot per instance (subtask) it ran as.
+#[derive(Debug, Clone)]
+pub struct OperatorState {
+    /// The operator's `uid`, or the key rill derived from its place in the job.
+    pub key: String,
+    /// The operator's name when the checkpoint was taken.
+    pub name: String,
+    /// One snapshot per instance, by subtask index.
+    pub subtasks: Vec<OperatorSnapshot>,
+}
+
+/// A complete checkpoint, read back.
+#[derive(Debug, Clone)]
+pub struct CompletedCheckpoint {
+    /// Its id.
+    pub id: u64,
+    /// Its directory.
+    pub path: PathBuf,
+    /// Every operator's state.
+    pub operators: Vec<OperatorState>,
+}
+
+impl CompletedCheckpoint {
+    /// The state of the operator with `key`.
+    pub fn operator(&self, key: &str) -> Option<&OperatorState> {
+        self.operators.iter().find(|o| o.key == key)
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            ' ' => out.push_str("%20"),
+            '\t' => out.push_str("%09"),
+            '\n' => out.push_str("%0A"),
+            '\r' => out.push_str("%0D"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn unescape(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at + 1..at + 3)?;
+        out.push(match code {
+            "25" => '%',
+            "20" => ' ',
+            "09" => '\t',
+            "0A" => '\n',
+            "0D" => '\r',
+            _ => return None,
+        });
+        rest = &rest[at + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let mut file = fs::File::create(path).map_err(io(path))?;
+    file.write_all(bytes).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// The directory of checkpoint `id` under `root`.
+pub fn checkpoint_dir(root: &Path, id: u64) -> PathBuf {
+    root.join(format!("chk-{id}"))
+}
+
+/// Writes a checkpoint into `dir` (created; it must not hold a checkpoint yet): the state files,
+/// then `_metadata` atomically.
+pub fn write_checkpoint(dir: &Path, id: u64, operators: &[OperatorState]) -> Result<(), CheckpointError> {
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let mut meta = format!("{MAGIC} {VERSION}\ncheckpoint {id}\noperators {}\n", operators.len());
+    for (index, operator) in operators.iter().enumerate() {
+        meta.push_str(&format!(
+            "operator {} {} {}\n",
+            operator.subtasks.len(),
+            escape(&operator.key),
+            escape(&operator.name)
+        ));
+        for (subtask, snapshot) in operator.subtasks.iter().enumerate() {
+            if snapshot.is_empty() {
+                meta.push_str(&format!("subtask {subtask} - 0 0\n"));
+                continue;
+            }
+            let bytes = snapshot.to_bytes();
+            let file = format!("op{index}-{subtask}.snap");
+            write_synced(&dir.join(&file), &bytes)?;
+            meta.push_str(&format!("subtask {subtask} {file} {} {:08x}\n", bytes.len(), crc32fast::hash(&bytes)));
+        }
+    }
+    meta.push_str(&format!("end {:08x}\n", crc32fast::hash(meta.as_bytes())));
+    let tmp = dir.join("_metadata.tmp");
+    write_synced(&tmp, meta.as_bytes())?;
+    let target = dir.join(METADATA);
+    fs::rename(&tmp, &target).map_err(io(&target))?;
+    sync_dir(dir)?;
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Reads and validates the checkpoint in `dir` (every file: lengths, checksums, formats).
+pub fn read_checkpoint(dir: &Path) -> Result<CompletedCheckpoint, CheckpointError> {
+    let path = dir.join(METADATA);
+    let bytes = fs::read(&path).map_err(io(&path))?;
+    let bad = |line: usize, reason: String| CheckpointError::Metadata { path: path.clone(), line, reason };
+    let text = std::str::from_utf8(&bytes).map_err(|_| bad(0, "not UTF-8 text".into()))?;
+    let Some(end_at) = text.rfind("end ") else { return Err(bad(0, "truncated: no end line".into())) };
+    let expected = crc32fast::hash(&bytes[..end_at]);
+    let stated = &text[end_at + 4..];
+    if stated != format!("{expected:08x}\n") {
+        return Err(bad(0, format!("checksum mismatch (stated {stated:?}, computed {expected:08x})")));
+    }
+    let mut lines = text[..end_at].lines().enumerate().map(|(i, l)| (i + 1, l));
+    let mut next = |what: &str| -> Result<(usize, Vec<&str>), CheckpointError> {
+        match lines.next() {
+            Some((n, line)) => Ok((n, line.split(' ').collect())),
+            None => Err(bad(0, format!("truncated: expected {what}"))),
+        }
+    };
+    let number = |line: usize, s: &str| -> Result<u64, CheckpointError> {
+        s.parse().map_err(|_| bad(line, format!("{s:?} is not a number")))
+    };
+    let (n, header) = next("the header")?;
+    if header.first() != Some(&MAGIC) || header.len() != 2 {
+        return Err(bad(n, "not a rill checkpoint".into()));
+    }
+    if number(n, header[1])? != VERSION as u64 {
+        return Err(bad(n, format!("format version {} is not supported (this build reads {VERSION})", header[1])));
+    }
+    let (n, line) = next("the checkpoint id")?;
+    if line.len() != 2 || line[0] != "checkpoint" {
+        return Err(bad(n, "expected 'checkpoint <id>'".into()));
+    }
+    let id = number(n, line[1])?;
+    let (n, line) = next("the operator count")?;
+    if line.len() != 2 || line[0] != "operators" {
+        return Err(bad(n, "expected 'operators <count>'".into()));
+    }
+    let n_operators = number(n, line[1])?;
+    let mut operators = Vec::new();
+    for _ in 0..n_operators {
+        let (n, line) = next("an operator")?;
+        if line.len() != 4 || line[0] != "operator" {
+            return Err(bad(n, "expected 'operator <parallelism> <key> <name>'".into()));
+        }
+        let parallelism = number(n, line[1])?;
+        let key = unescape(line[2]).ok_or_else(|| bad(n, "bad escape in the key".into()))?;
+        let name = unescape(line[3]).ok_or_else(|| bad(n, "bad escape in the name".into()))?;
+        let mut subtasks = Vec::new();
+        for index in 0..parallelism {
+            let (n, line) = next("a subtask")?;
+            if line.len() != 5 || line[0] != "subtask" || number(n, line[1])? != index {
+                return Err(bad(n, format!("expected 'subtask {index} <file> <length> <crc32>'")));
+            }
+            if line[2] == "-" {
+                subtasks.push(OperatorSnapshot::default());
+                continue;
+            }
+            let file = line[2];
+            if file.contains('/') || file.starts_with('.') {
+                return Err(bad(n, format!("file name {file:?} leaves the checkpoint directory")));
+            }
+            let length = number(n, line[3])?;
+            let crc = u32::from_str_radix(line[4], 16).map_err(|_| bad(n, format!("{:?} is not a CRC", line[4])))?;
+            let file_path = dir.join(file);
+            let data = fs::read(&file_path).map_err(io(&file_path))?;
+            let damaged = |reason: String| CheckpointError::State { path: file_path.clone(), reason };
+            if data.len() as u64 != length {
+                return Err(damaged(format!("{} bytes, but the metadata says {length}", data.len())));
+            }
+            if crc32fast::hash(&data) != crc {
+                return Err(damaged("checksum mismatch".into()));
+            }
+            subtasks.push(OperatorSnapshot::from_bytes(&data).map_err(|e| damaged(e.to_string()))?);
+        }
+        operators.push(OperatorState { key, name, subtasks });
+    }
+    if let Some((n, _)) = lines.next() {
+        return Err(bad(n, "unexpected line after the last operator".into()));
+    }
+    Ok(CompletedCheckpoint { id, path: dir.to_path_buf(), operators })
+}
+
+/// The complete checkpoints under `root` (directories `chk-<id>` with a `_metadata`), by id.
+pub fn list_checkpoints(root: &Path) -> Vec<(u64, PathBuf)> {
+    let Ok(entries) = fs::read_dir(root) else { return Vec::new() };
+    let mut found: Vec<(u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let id = name.strip_prefix("chk-")?.parse().ok()?;
+            entry.path().join(METADATA).is_file().then(|| (id, entry.path()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The newest checkpoint under `root` that reads back whole, and the errors of newer ones that did
+/// not (a damaged checkpoint is skipped for the previous one).
+pub fn latest_checkpoint(root: &Path) -> (Option<CompletedCheckpoint>, Vec<CheckpointError>) {
+    let mut skipped = Vec::new();
+    for (_, dir) in list_checkpoints(root).into_iter().rev() {
+        match read_checkpoint(&dir) {
+            Ok(checkpoint) => return (Some(checkpoint), skipped),
+            Err(error) => skipped.push(error),
+        }
+    }
+    (None, skipped)
+}
+
+/// Reads a checkpoint or savepoint given by the user: a checkpoint directory (with `_metadata`), or a
+/// directory of checkpoints (the newest complete one is taken).
+pub fn resolve(path: &Path) -> Result<CompletedCheckpoint, CheckpointError> {
+    if path.join(METADATA).is_file() {
+        return read_checkpoint(path);
+    }
+    match latest_checkpoint(path) {
+        (Some(checkpoint), _) => Ok(checkpoint),
+        (None, mut errors) if !errors.is_empty() => Err(errors.remove(0)),
+        (None, _) => Err(CheckpointError::NoCheckpoint(path.to_path_buf())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_round_trip() {
+        for s in ["plain", "with space", "100%", "tab\tand\nnewline\r", "%20"] {
+            let escaped = escape(s);
+            assert!(!escaped.contains([' ', '\t', '\n', '\r']));
+            assert_eq!(unescape(&escaped).as_deref(), Some(s));
+        }
+        assert_eq!(unescape("%zz"), None);
+        assert_eq!(unescape("%2"), None);
+    }
+}

@@ -1,0 +1,225 @@
+//! Checkpoints in running jobs: barriers, alignment, storage, recovery after failures.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rill::checkpoint::{CheckpointConfig, CheckpointingMode, RestartStrategy};
+use rill::prelude::*;
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rill-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A map that panics once, when it sees the `at`-th record of its instance on shard 0.
+#[derive(Clone)]
+struct FailOnce {
+    seen: u64,
+    at: u64,
+    fired: Arc<AtomicU64>,
+}
+
+impl RichMapFunction<(u64, u64), (u64, u64)> for FailOnce {
+    fn map(&mut self, value: (u64, u64)) -> (u64, u64) {
+        self.seen += 1;
+        if self.seen == self.at && self.fired.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("injected failure");
+        }
+        value
+    }
+}
+
+fn last_per_key(records: Vec<(u64, u64)>) -> HashMap<u64, u64> {
+    let mut last = HashMap::new();
+    for (k, v) in records {
+        last.insert(k, v);
+    }
+    last
+}
+
+fn run(cores: usize, mode: CheckpointingMode, fail_at: u64, name: &str) -> (HashMap<u64, u64>, JobResult) {
+    let dir = temp_dir(name);
+    let env = StreamEnv::builder()
+        .cores(cores)
+        .pinned(false)
+        .checkpointing(CheckpointConfig::every(Duration::from_millis(20)).mode(mode).directory(&dir))
+        .restart_strategy(RestartStrategy::fixed_delay(3, Duration::from_millis(10)))
+        .build()
+        .unwrap();
+    let fired = Arc::new(AtomicU64::new(0));
+    let out = env
+        .generator(Generator::bounded(200_000).per_second(1_000_000.0), |i| (i % 100, 1u64))
+        .map_rich(FailOnce { seen: 0, at: if fail_at == 0 { u64::MAX } else { fail_at }, fired })
+        .key_by(|r: &(u64, u64)| r.0)
+        .sum(|r| &mut r.1)
+        .collect();
+    let result = env.execute().unwrap();
+    (last_per_key(out.take()), result)
+}
+
+#[test]
+fn a_job_that_checkpoints_gives_the_same_results() {
+    let (last, result) = run(2, CheckpointingMode::ExactlyOnce, 0, "plain");
+    assert_eq!(result.status, JobStatus::Finished);
+    assert!(result.checkpoints.len() >= 2, "checkpoints completed: {:?}", result.checkpoints);
+    assert_eq!(last.len(), 100);
+    assert!(last.values().all(|&v| v == 2_000), "{last:?}");
+}
+
+#[test]
+fn a_failed_job_restarts_from_its_checkpoint_with_exactly_once_state() {
+    let (last, result) = run(2, CheckpointingMode::ExactlyOnce, 60_000, "restart");
+    assert_eq!(result.status, JobStatus::Finished);
+    assert_eq!(result.restarts, 1);
+    assert_eq!(last.len(), 100);
+    assert!(last.values().all(|&v| v == 2_000), "{last:?}");
+}
+
+#[test]
+fn at_least_once_checkpoints_lose_nothing() {
+    let (last, result) = run(2, CheckpointingMode::AtLeastOnce, 50_000, "at-least-once");
+    assert_eq!(result.status, JobStatus::Finished);
+    assert_eq!(result.restarts, 1);
+    assert_eq!(last.len(), 100);
+    assert!(last.values().all(|&v| v >= 2_000), "{last:?}");
+}
+
+#[test]
+fn without_restarts_a_failure_fails_the_job_and_keeps_its_checkpoints() {
+    let dir = temp_dir("no-restart");
+    let env = StreamEnv::builder()
+        .cores(1)
+        .checkpointing(CheckpointConfig::every(Duration::from_millis(10)).directory(&dir))
+        .restart_strategy(RestartStrategy::None)
+        .build()
+        .unwrap();
+    let fired = Arc::new(AtomicU64::new(0));
+    env.generator(Generator::bounded(100_000).per_second(500_000.0), |i| (i % 10, 1u64))
+        .map_rich(FailOnce { seen: 0, at: 50_000, fired })
+        .key_by(|r: &(u64, u64)| r.0)
+        .sum(|r| &mut r.1)
+        .add_sink(DiscardingSink);
+    let error = env.execute().unwrap_err();
+    assert!(error.to_string().contains("injected failure"), "{error}");
+    let (newest, skipped) = rill::checkpoint::storage::latest_checkpoint(&dir);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let newest = newest.expect("a checkpoint completed before the failure");
+    assert!(newest.operator("auto-3-Keyed Aggregation").is_some() || newest.operators.len() >= 2, "{newest:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A keyed running count whose state lives under a uid, fed by a slow generator; cancelled after a
+/// savepoint.
+fn counting_job(env: &StreamEnv, uid: &str, count: u64, rate: f64) -> CollectHandle<(u64, u64)> {
+    env.generator(Generator::bounded(count).per_second(rate), |i| (i % 50, 1u64))
+        .key_by(|r: &(u64, u64)| r.0)
+        .sum(|r| &mut r.1)
+        .uid(uid)
+        .collect()
+}
+
+#[test]
+fn a_savepoint_restores_on_a_different_number_of_shards() {
+    let root = temp_dir("savepoint");
+    for (from, to) in [(2usize, 1usize), (1, 2)] {
+        let savepoint = root.join(format!("sp-{from}-{to}"));
+        let env = StreamEnv::builder()
+            .cores(from)
+            .pinned(false)
+            .checkpointing(
+                CheckpointConfig::every(Duration::from_secs(3600)).directory(root.join(format!("chk-{from}"))),
+            )
+            .build()
+            .unwrap();
+        let before = counting_job(&env, "counts", 20_000, 20_000.0);
+        let job = env.execute_async().unwrap();
+        while before.len() < 2_000 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (path, result) = job.stop_with_savepoint(&savepoint, Duration::from_secs(30)).unwrap();
+        assert_eq!(result.status, JobStatus::Cancelled);
+        assert!(path.join("_metadata").is_file());
+
+        let env = StreamEnv::builder().cores(to).pinned(false).restore_from(&savepoint).build().unwrap();
+        let after = counting_job(&env, "counts", 20_000, 1e9);
+        env.execute().unwrap();
+        let last = last_per_key(after.take());
+        assert_eq!(last.len(), 50, "{from} -> {to} shards");
+        assert!(last.values().all(|&v| v == 400), "{from} -> {to} shards: {last:?}");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn state_that_matches_no_operator_is_an_error_unless_allowed() {
+    let root = temp_dir("uid");
+    let savepoint = root.join("sp");
+    let env = StreamEnv::builder()
+        .cores(1)
+        .checkpointing(CheckpointConfig::every(Duration::from_secs(3600)).directory(root.join("chk")))
+        .build()
+        .unwrap();
+    let out = counting_job(&env, "counts", 20_000, 10_000.0);
+    let job = env.execute_async().unwrap();
+    while out.len() < 100 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    job.stop_with_savepoint(&savepoint, Duration::from_secs(30)).unwrap();
+
+    let env = StreamEnv::builder().cores(1).restore_from(&savepoint).build().unwrap();
+    counting_job(&env, "renamed", 20_000, 1e9);
+    let error = env.execute().unwrap_err();
+    assert!(error.to_string().contains("key 'counts'"), "{error}");
+
+    let env = StreamEnv::builder().cores(1).restore_from(&savepoint).allow_non_restored_state(true).build().unwrap();
+    let out = counting_job(&env, "renamed", 20_000, 1e9);
+    env.execute().unwrap();
+    let records = out.take();
+    let n = records.len() as u64;
+    assert!(n > 0 && n < 20_000, "the source resumed where the savepoint left it: {n} records");
+    let last = last_per_key(records);
+    assert_eq!(last.values().sum::<u64>(), n, "the renamed operator counted from zero");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_damaged_checkpoint_is_an_error_naming_the_file_and_the_previous_one_is_used() {
+    use rill::checkpoint::storage::{
+        OperatorState, checkpoint_dir, latest_checkpoint, read_checkpoint, write_checkpoint,
+    };
+    use rill::state::snapshot::OperatorSnapshot;
+    let root = temp_dir("damaged");
+    let operators = vec![OperatorState {
+        key: "op with spaces".into(),
+        name: "Map %1".into(),
+        subtasks: vec![OperatorSnapshot::default(), OperatorSnapshot::default()],
+    }];
+    write_checkpoint(&checkpoint_dir(&root, 1), 1, &operators).unwrap();
+    write_checkpoint(&checkpoint_dir(&root, 2), 2, &operators).unwrap();
+    let read = read_checkpoint(&checkpoint_dir(&root, 2)).unwrap();
+    assert_eq!(
+        (read.id, read.operators[0].key.as_str(), read.operators[0].name.as_str()),
+        (2, "op with spaces", "Map %1")
+    );
+
+    let metadata = checkpoint_dir(&root, 2).join("_metadata");
+    let bytes = std::fs::read(&metadata).unwrap();
+    for cut in [0, 5, bytes.len() / 2, bytes.len() - 1] {
+        std::fs::write(&metadata, &bytes[..cut]).unwrap();
+        let error = read_checkpoint(&checkpoint_dir(&root, 2)).unwrap_err();
+        assert!(error.to_string().contains("_metadata"), "{error}");
+        let (newest, skipped) = latest_checkpoint(&root);
+        assert_eq!(newest.map(|c| c.id), Some(1));
+        assert_eq!(skipped.len(), 1);
+    }
+    for at in 0..bytes.len() {
+        let mut damaged = bytes.clone();
+        damaged[at] ^= 0x20;
+        std::fs::write(&metadata, &damaged).unwrap();
+        assert!(read_checkpoint(&checkpoint_dir(&root, 2)).is_err(), "flipped byte {at}");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
