@@ -72,6 +72,78 @@ fn run(name: &str, mode: CheckpointingMode, thresholds: Vec<u64>) -> (Vec<String
     (lines, result, fired.load(Ordering::SeqCst))
 }
 
+/// Like `run`, with event-time session windows (counting records per key and session) between the
+/// failures and the sink.
+fn run_windowed(name: &str, thresholds: Vec<u64>) -> (Vec<String>, JobResult, usize) {
+    let root = std::env::temp_dir().join(format!("rill-eo-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let out = root.join("out");
+    let env = StreamEnv::builder()
+        .cores(2)
+        .pinned(false)
+        .checkpointing(CheckpointConfig::every(Duration::from_millis(10)).directory(root.join("chk")))
+        .restart_strategy(RestartStrategy::fixed_delay(thresholds.len() as u32, Duration::ZERO))
+        .build()
+        .unwrap();
+    let fired = Arc::new(AtomicUsize::new(0));
+    let injector = Injector { seen: 0, thresholds: Arc::new(thresholds), fired: fired.clone() };
+    // Every 500 records time jumps by a second, so every key's session closes.
+    env.generator(Generator::bounded(30_000).per_second(300_000.0), |i| (i % 37, i + (i / 500) * 1_000))
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|r: &(u64, u64), _| r.1 as i64),
+        )
+        .map_rich(injector)
+        .key_by(|r: &(u64, u64)| r.0)
+        .window(EventTimeSessionWindows::with_gap(Duration::from_millis(100)))
+        .aggregate(Count)
+        .map(|(k, n)| format!("{k},{n}"))
+        .add_sink(two_phase_commit(TransactionalFileSink::<String>::new(&out)));
+    let result = env.execute().unwrap();
+    let lines = committed_lines(&out);
+    let _ = std::fs::remove_dir_all(&root);
+    (lines, result, fired.load(Ordering::SeqCst))
+}
+
+/// Records per key and window: (key, count).
+#[derive(Clone)]
+struct Count;
+
+impl AggregateFunction<(u64, u64), (u64, u64)> for Count {
+    type Acc = (u64, u64);
+    fn create_accumulator(&self) -> (u64, u64) {
+        (0, 0)
+    }
+    fn add(&self, value: (u64, u64), acc: &mut (u64, u64)) {
+        *acc = (value.0, acc.1 + 1);
+    }
+    fn get_result(&self, acc: &(u64, u64)) -> (u64, u64) {
+        *acc
+    }
+    fn merge(&self, a: (u64, u64), b: (u64, u64)) -> (u64, u64) {
+        (a.0, a.1 + b.1)
+    }
+}
+
+#[test]
+fn a_windowed_job_with_seeded_failures_commits_exactly_the_output_of_a_run_without_failures() {
+    let (expected, _, _) = run_windowed("win-clean", Vec::new());
+    assert!(!expected.is_empty());
+    let total: u64 = expected.iter().map(|l| l.split(',').nth(1).unwrap().parse::<u64>().unwrap()).sum();
+    assert_eq!(total, 30_000, "every record is in one session");
+    for seed in 0..2u64 {
+        let mut rng = SplitMix64::new(100 + seed);
+        let thresholds: Vec<u64> = (0..3).map(|_| 200 + rng.next_u64() % 3_000).collect();
+        let (got, result, fired) = run_windowed(&format!("win-seed{seed}"), thresholds.clone());
+        assert!(fired >= 1 && (1..=fired).contains(&(result.restarts as usize)), "seed {seed}: {thresholds:?}");
+        assert!(
+            got == expected,
+            "seed {seed}: the committed output differs ({} vs {} lines)",
+            got.len(),
+            expected.len()
+        );
+    }
+}
+
 #[test]
 fn seeded_failures_commit_exactly_the_output_of_a_run_without_failures() {
     let (expected, clean, _) = run("clean", CheckpointingMode::ExactlyOnce, Vec::new());

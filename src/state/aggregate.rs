@@ -26,7 +26,7 @@
 /// ```
 pub trait AggregateFunction<IN, OUT>: Send + 'static {
     /// The accumulator.
-    type Acc: Clone + Send + 'static;
+    type Acc: crate::api::Data + Send;
     /// A new, empty accumulator.
     fn create_accumulator(&self) -> Self::Acc;
     /// Adds `value` to `acc`.

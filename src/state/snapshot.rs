@@ -112,6 +112,8 @@ pub enum StateKind {
     OperatorList = 8,
     /// Operator union list state, given whole to every instance on restore.
     OperatorUnion = 9,
+    /// The runtime state of a window operator (contents, trigger state, panes, merging windows).
+    Window = 10,
 }
 
 impl StateKind {
@@ -126,6 +128,7 @@ impl StateKind {
             7 => StateKind::Broadcast,
             8 => StateKind::OperatorList,
             9 => StateKind::OperatorUnion,
+            10 => StateKind::Window,
             _ => return None,
         })
     }
@@ -142,6 +145,7 @@ impl StateKind {
             StateKind::Broadcast => "BroadcastState",
             StateKind::OperatorList => "operator ListState",
             StateKind::OperatorUnion => "operator union ListState",
+            StateKind::Window => "window state",
         }
     }
 }

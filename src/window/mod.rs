@@ -25,7 +25,7 @@ pub use trigger::{
 };
 
 /// A window: a group of records that a window function sees together.
-pub trait Window: Clone + Eq + Hash + Debug + Send + 'static {
+pub trait Window: Clone + Eq + Hash + Debug + Send + crate::codec::ExchangeData + 'static {
     /// The last instant (ms) that belongs to the window: its results carry this timestamp, and its
     /// state is cleaned up once time passes it (plus the allowed lateness, in event time).
     fn max_timestamp(&self) -> i64;

@@ -82,8 +82,9 @@ pub trait TriggerContext<S> {
 /// }
 /// ```
 pub trait Trigger<T, W: Window>: Clone + Send + 'static {
-    /// The state the trigger keeps per key and window (`()` for none).
-    type State: Clone + 'static;
+    /// The state the trigger keeps per key and window (`()` for none). It is part of checkpoints, so
+    /// it is encodable (rkyv), as records are.
+    type State: crate::api::Data;
 
     /// A record was added to `window`.
     fn on_element(

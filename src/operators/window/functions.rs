@@ -3,6 +3,9 @@
 //! window function (reduce, aggregate, process, each optionally behind an evictor) keeps a window's
 //! contents and turns them into results.
 
+use super::columns::{Columns, decode_lists, encode_lists};
+use crate::state::heap::Codec;
+use crate::state::snapshot::Section;
 use std::marker::PhantomData;
 
 use crate::api::Key;
@@ -277,6 +280,23 @@ pub(crate) trait WindowFn<K, T, W: Window, O>: 'static {
     /// Adds a record to a window's contents.
     fn add(&mut self, acc: &mut Option<Self::Acc>, value: T, timestamp: Option<i64>) -> Result<(), BoxError>;
 
+    /// Writes window contents as columns of a snapshot section (appended to `out`).
+    fn encode_contents(
+        codec: &mut Codec,
+        state: &str,
+        contents: &[&Self::Acc],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), StateError>;
+
+    /// Reads `rows` window contents from the columns of `section` starting at `*at`.
+    fn decode_contents(
+        codec: &mut Codec,
+        state: &str,
+        section: &Section,
+        at: &mut usize,
+        rows: usize,
+    ) -> Result<Vec<Self::Acc>, StateError>;
+
     /// Merges the contents of a merged window into those of the window it merged into.
     fn merge(&mut self, into: &mut Option<Self::Acc>, from: Self::Acc) -> Result<(), BoxError>;
 
@@ -390,13 +410,31 @@ pub(crate) struct ReduceFn<R, E> {
 
 impl<K, T, W, O, R, E> WindowFn<K, T, W, O> for ReduceFn<R, E>
 where
-    T: Clone + 'static,
+    T: Columns + Clone + 'static,
     W: Window,
     R: FnMut(T, T) -> T + Send + 'static,
     E: Emit<K, T, W, O>,
 {
     type Acc = T;
 
+    fn encode_contents(
+        codec: &mut Codec,
+        state: &str,
+        contents: &[&Self::Acc],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), StateError> {
+        T::encode(codec, state, contents, out)
+    }
+
+    fn decode_contents(
+        codec: &mut Codec,
+        state: &str,
+        section: &Section,
+        at: &mut usize,
+        rows: usize,
+    ) -> Result<Vec<Self::Acc>, StateError> {
+        T::decode(codec, state, section, at, rows)
+    }
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), BoxError> {
         self.emit.open(ctx)
     }
@@ -458,6 +496,24 @@ where
 {
     type Acc = A::Acc;
 
+    fn encode_contents(
+        codec: &mut Codec,
+        state: &str,
+        contents: &[&Self::Acc],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), StateError> {
+        A::Acc::encode(codec, state, contents, out)
+    }
+
+    fn decode_contents(
+        codec: &mut Codec,
+        state: &str,
+        section: &Section,
+        at: &mut usize,
+        rows: usize,
+    ) -> Result<Vec<Self::Acc>, StateError> {
+        A::Acc::decode(codec, state, section, at, rows)
+    }
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), BoxError> {
         self.emit.open(ctx)
     }
@@ -635,12 +691,30 @@ pub(crate) struct ListFn<F>(pub F);
 
 impl<K, T, W, O, F> WindowFn<K, T, W, O> for ListFn<F>
 where
-    T: Clone + 'static,
+    T: Columns + Clone + 'static,
     W: Window,
     F: ApplyAll<K, T, W, O>,
 {
     type Acc = Vec<T>;
 
+    fn encode_contents(
+        codec: &mut Codec,
+        state: &str,
+        contents: &[&Self::Acc],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), StateError> {
+        encode_lists(codec, state, contents, out)
+    }
+
+    fn decode_contents(
+        codec: &mut Codec,
+        state: &str,
+        section: &Section,
+        at: &mut usize,
+        rows: usize,
+    ) -> Result<Vec<Self::Acc>, StateError> {
+        decode_lists(codec, state, section, at, rows)
+    }
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), BoxError> {
         self.0.open(ctx)
     }
@@ -688,13 +762,31 @@ pub(crate) struct EvictingFn<Ev, F> {
 
 impl<K, T, W, O, Ev, F> WindowFn<K, T, W, O> for EvictingFn<Ev, F>
 where
-    T: Clone + 'static,
+    T: Columns + Clone + 'static,
     W: Window,
     Ev: Evictor<T, W>,
     F: ApplyAll<K, T, W, O>,
 {
     type Acc = Vec<TimestampedValue<T>>;
 
+    fn encode_contents(
+        codec: &mut Codec,
+        state: &str,
+        contents: &[&Self::Acc],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), StateError> {
+        encode_lists(codec, state, contents, out)
+    }
+
+    fn decode_contents(
+        codec: &mut Codec,
+        state: &str,
+        section: &Section,
+        at: &mut usize,
+        rows: usize,
+    ) -> Result<Vec<Self::Acc>, StateError> {
+        decode_lists(codec, state, section, at, rows)
+    }
     fn open(&mut self, ctx: &RuntimeContext) -> Result<(), BoxError> {
         self.function.open(ctx)
     }

@@ -16,6 +16,7 @@
 //!   stored under, merge contents and trigger state, and clear the merged windows' timers.
 
 pub(crate) mod aligned;
+pub(crate) mod columns;
 pub(crate) mod functions;
 pub(crate) mod sliding;
 
@@ -32,6 +33,8 @@ use super::process::KeyedTimers;
 use super::side_output::OutputTag;
 use crate::exchange::Control;
 use crate::metrics::{Counter, Gauge};
+use crate::state::heap::Codec;
+use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot, Section, StateError, StateKind, StateMeta};
 use crate::state::{KeyGroupRange, KeyGroupedMap, KeyedStateBackend, key_group_for_hash};
 use crate::time::{Clock, SharedClock, Watermark};
 use crate::util::hash::{fmix64, stable_hash};
@@ -368,6 +371,12 @@ impl<T: 'static, O: Clone> WindowBase<T, O> {
     }
 }
 
+/// The state names of a window operator's own state in snapshots.
+const CONTENTS: &str = "$window/contents";
+const MERGING: &str = "$window/merging";
+const EVENT_TIMERS: &str = "$timers/event";
+const PROCESSING_TIMERS: &str = "$timers/processing";
+
 /// The window operator of a keyed stream (and, with the unit key on one shard, of `window_all`).
 pub(crate) struct WindowOp<K, T, O, S, A: WindowAssigner<T>, Tr: Trigger<T, A::W>, F: WindowFn<K, T, A::W, O>> {
     base: WindowBase<T, O>,
@@ -419,6 +428,149 @@ where
             base: WindowBase::new(env, core, parallelism, (settings.allowed_lateness, settings.late_tag), out),
             ended: false,
         }
+    }
+
+    /// The state names and declarations of the operator's own state in snapshots.
+    fn window_metas() -> (StateMeta, StateMeta) {
+        let contents = StateMeta {
+            name: CONTENTS.into(),
+            kind: StateKind::Window,
+            types: format!(
+                "{}, {}, {}, {}",
+                std::any::type_name::<K>(),
+                std::any::type_name::<A::W>(),
+                std::any::type_name::<F::Acc>(),
+                std::any::type_name::<Tr::State>()
+            ),
+            ttl: false,
+        };
+        let merging = StateMeta {
+            name: MERGING.into(),
+            kind: StateKind::Window,
+            types: format!("{}, {}", std::any::type_name::<K>(), std::any::type_name::<A::W>()),
+            ttl: false,
+        };
+        (contents, merging)
+    }
+
+    /// Everything the operator keeps, in the canonical format: per key group its windows (key,
+    /// window, contents, trigger state), the merging-window sets, the timers and the function's state.
+    fn snapshot(&self) -> Result<OperatorSnapshot, StateError> {
+        let mut snapshot = KeyedSnapshot::new(self.merging.max_parallelism());
+        let (contents_meta, merging_meta) = Self::window_metas();
+        let mut codec = Codec::default();
+        let contents_state = snapshot.add_state(contents_meta);
+        for (offset, table) in self.slots.groups.iter().enumerate() {
+            if table.is_empty() {
+                continue;
+            }
+            let slots: Vec<&Slot<_, _, _, _>> = table.iter().collect();
+            let keys: Vec<K> = slots.iter().map(|s| s.key.clone()).collect();
+            let windows: Vec<A::W> = slots.iter().map(|s| s.window.clone()).collect();
+            let has_contents: Vec<bool> = slots.iter().map(|s| s.contents.is_some()).collect();
+            let has_trigger: Vec<bool> = slots.iter().map(|s| s.trigger.is_some()).collect();
+            let triggers: Vec<Tr::State> = slots.iter().filter_map(|s| s.trigger.clone()).collect();
+            let contents: Vec<&F::Acc> = slots.iter().filter_map(|s| s.contents.as_ref()).collect();
+            let mut columns = vec![
+                codec.encode(CONTENTS, &keys)?,
+                codec.encode(CONTENTS, &windows)?,
+                codec.encode(CONTENTS, &has_contents)?,
+                codec.encode(CONTENTS, &has_trigger)?,
+                codec.encode(CONTENTS, &triggers)?,
+            ];
+            F::encode_contents(&mut codec, CONTENTS, &contents, &mut columns)?;
+            let key_group = self.slots.range.start + offset;
+            snapshot.add_section(key_group, contents_state, Section { rows: slots.len() as u32, columns });
+        }
+        let merging_state = snapshot.add_state(merging_meta);
+        for (key_group, entries) in self.merging.groups() {
+            let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
+            let lengths: Vec<u32> = entries.iter().map(|(_, set)| set.mapping.len() as u32).collect();
+            let windows: Vec<A::W> =
+                entries.iter().flat_map(|(_, set)| set.mapping.iter().map(|m| m.0.clone())).collect();
+            let states: Vec<A::W> =
+                entries.iter().flat_map(|(_, set)| set.mapping.iter().map(|m| m.1.clone())).collect();
+            let columns = vec![
+                codec.encode(MERGING, &keys)?,
+                codec.encode(MERGING, &lengths)?,
+                codec.encode(MERGING, &windows)?,
+                codec.encode(MERGING, &states)?,
+            ];
+            snapshot.add_section(key_group, merging_state, Section { rows: keys.len() as u32, columns });
+        }
+        self.timers.event.snapshot_into(EVENT_TIMERS, &mut snapshot)?;
+        self.timers.processing.snapshot_into(PROCESSING_TIMERS, &mut snapshot)?;
+        self.state.snapshot_into(&mut snapshot)?;
+        Ok(OperatorSnapshot::keyed(snapshot))
+    }
+
+    /// Takes back this instance's key groups from the snapshots of any instances. Before `open`.
+    fn restore(&mut self, snapshots: &[&OperatorSnapshot]) -> Result<(), StateError> {
+        let snapshots = OperatorSnapshot::states(snapshots);
+        let max_parallelism = self.merging.max_parallelism();
+        let (contents_meta, merging_meta) = Self::window_metas();
+        let mut codec = Codec::default();
+        let wrong_group = |state: &str, key_group: usize| StateError::Mismatch {
+            state: state.to_string(),
+            reason: format!("a key saved in key group {key_group} hashes to another key group"),
+        };
+        for snapshot in &snapshots {
+            if snapshot.states().is_empty() {
+                continue;
+            }
+            if snapshot.max_parallelism() != max_parallelism {
+                return Err(StateError::MaxParallelism {
+                    expected: max_parallelism,
+                    found: snapshot.max_parallelism(),
+                });
+            }
+            for (saved, key_group, section) in snapshot.sections_of(CONTENTS, self.slots.range) {
+                saved.check_compatible(&contents_meta)?;
+                let rows = section.rows as usize;
+                let keys: Vec<K> = codec.decode(CONTENTS, section, 0, rows)?;
+                let windows: Vec<A::W> = codec.decode(CONTENTS, section, 1, rows)?;
+                let has_contents: Vec<bool> = codec.decode(CONTENTS, section, 2, rows)?;
+                let has_trigger: Vec<bool> = codec.decode(CONTENTS, section, 3, rows)?;
+                let n_triggers = has_trigger.iter().filter(|h| **h).count();
+                let mut triggers = codec.decode::<Tr::State>(CONTENTS, section, 4, n_triggers)?.into_iter();
+                let n_contents = has_contents.iter().filter(|h| **h).count();
+                let mut at = 5;
+                let mut contents = F::decode_contents(&mut codec, CONTENTS, section, &mut at, n_contents)?.into_iter();
+                for (((key, window), has_contents), has_trigger) in
+                    keys.into_iter().zip(windows).zip(has_contents).zip(has_trigger)
+                {
+                    let key_hash = stable_hash(&key);
+                    if key_group_for_hash(key_hash, max_parallelism) != key_group {
+                        return Err(wrong_group(CONTENTS, key_group));
+                    }
+                    let slot = self.slots.get_or_insert(key_group, slot_hash(key_hash, &window), &key, &window);
+                    slot.contents = if has_contents { contents.next() } else { None };
+                    slot.trigger = if has_trigger { triggers.next() } else { None };
+                }
+            }
+            for (saved, key_group, section) in snapshot.sections_of(MERGING, self.slots.range) {
+                saved.check_compatible(&merging_meta)?;
+                let rows = section.rows as usize;
+                let keys: Vec<K> = codec.decode(MERGING, section, 0, rows)?;
+                let lengths: Vec<u32> = codec.decode(MERGING, section, 1, rows)?;
+                let Some(total) = lengths.iter().try_fold(0usize, |sum, &n| sum.checked_add(n as usize)) else {
+                    return Err(wrong_group(MERGING, key_group));
+                };
+                let mut windows = codec.decode::<A::W>(MERGING, section, 2, total)?.into_iter();
+                let mut states = codec.decode::<A::W>(MERGING, section, 3, total)?.into_iter();
+                for (key, n) in keys.into_iter().zip(lengths) {
+                    if key_group_for_hash(stable_hash(&key), max_parallelism) != key_group {
+                        return Err(wrong_group(MERGING, key_group));
+                    }
+                    let mapping = windows.by_ref().take(n as usize).zip(states.by_ref().take(n as usize)).collect();
+                    self.merging.insert(key, MergingWindowSet { mapping });
+                }
+            }
+        }
+        self.timers.event.restore_from(EVENT_TIMERS, &snapshots)?;
+        self.timers.processing.restore_from(PROCESSING_TIMERS, &snapshots)?;
+        self.timers.reschedule(i64::MIN);
+        self.state.restore(&snapshots)
     }
 
     /// Windows (contents or trigger state), merging-window sets, and the rows of the function's keyed
@@ -842,8 +994,12 @@ where
         self.base.core.close_function(|| self.function.close())
     }
 
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<crate::state::snapshot::OperatorSnapshot, OpError> {
-        Err(crate::operators::input::snapshot_unsupported(self.base.core.id, "window"))
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
+        self.snapshot().map_err(|e| OpError::new(self.base.core.id, e))
+    }
+
+    fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
+        self.restore(snapshots).map_err(|e| OpError::new(self.base.core.id, e))
     }
 
     fn on_processing_time(&mut self, now_ms: i64) -> OpResult {
