@@ -20,6 +20,8 @@ pub struct Args {
     pub buffer_timeout: Duration,
     /// Which job, for benchmarks with several (`job=NAME`, or `op=NAME`).
     pub job: String,
+    /// Checkpoint interval, for benchmarks that checkpoint (`interval_ms=`).
+    pub interval_ms: u64,
 }
 
 impl Args {
@@ -33,6 +35,7 @@ impl Args {
             skip_latency: false,
             buffer_timeout: Duration::from_millis(1),
             job: String::new(),
+            interval_ms: 1_000,
         };
         let available = core_affinity::get_core_ids().map(|c| c.len()).unwrap_or(1);
         for arg in std::env::args().skip(1) {
@@ -47,8 +50,10 @@ impl Args {
                 "latency" => args.skip_latency = value == "off",
                 "buffer_timeout_us" => args.buffer_timeout = Duration::from_micros(number() as u64),
                 "job" | "op" => args.job = value.to_string(),
+                "interval_ms" => args.interval_ms = number() as u64,
                 other => panic!(
-                    "unknown argument {other} (events, keys, runs, shards, latency_secs, latency=off, buffer_timeout_us, job/op)"
+                    "unknown argument {other} (events, keys, runs, shards, latency_secs, latency=off, buffer_timeout_us, \
+                     job/op, interval_ms)"
                 ),
             }
         }

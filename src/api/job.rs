@@ -12,6 +12,7 @@ use super::config::JobConfig;
 use super::error::{ConfigError, Error};
 use super::graph::Graph;
 use super::plan::{Attempt, JobShared, Launch, launch};
+use crate::checkpoint::CheckpointStats;
 use crate::checkpoint::storage::{self, CompletedCheckpoint, latest_checkpoint};
 use crate::metrics::{LatencyReport, MetricRegistry, MetricsSnapshot};
 use crate::runtime::JobError;
@@ -39,9 +40,9 @@ pub struct JobResult {
     pub latency: LatencyReport,
     /// How often the job restarted after a failure.
     pub restarts: u32,
-    /// The checkpoints that completed in the job's last run, oldest first (their directories may
-    /// have been deleted since, as the retention settings say).
-    pub checkpoints: Vec<u64>,
+    /// The checkpoints that completed in the job's last run, oldest first, with what they took (their
+    /// directories may have been deleted since, as the retention settings say).
+    pub checkpoints: Vec<CheckpointStats>,
 }
 
 /// What the handle and the supervisor share.
@@ -255,7 +256,7 @@ fn copy_checkpoint(source: &Path, target: &Path) -> Result<(), crate::checkpoint
 }
 
 /// Waits for an attempt's shards and coordinator; whether every shard's input ended.
-fn finish_attempt(attempt: Attempt) -> (Result<bool, Error>, Vec<u64>) {
+fn finish_attempt(attempt: Attempt) -> (Result<bool, Error>, Vec<CheckpointStats>) {
     let mut crashed = None;
     let mut all_ended = true;
     for (shard, handle) in attempt.shards.into_iter().enumerate() {
@@ -269,7 +270,7 @@ fn finish_attempt(attempt: Attempt) -> (Result<bool, Error>, Vec<u64>) {
     let mut completed = Vec::new();
     if let Some(coordinator) = &attempt.shared.coordinator {
         coordinator.stop();
-        completed = coordinator.completed().into_iter().map(|(id, _)| id).collect();
+        completed = coordinator.stats();
     }
     if let Some(thread) = attempt.coordinator_thread {
         let _ = thread.join();

@@ -55,6 +55,21 @@ struct Inner {
     final_id: Option<u64>,
     stopped: bool,
     completed: Vec<(u64, PathBuf)>,
+    stats: Vec<CheckpointStats>,
+}
+
+/// What one completed checkpoint took.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointStats {
+    /// Its id.
+    pub id: u64,
+    /// From its trigger until it was stored, on the job's clock (for the final checkpoint: from the
+    /// moment the last task finished).
+    pub duration: Duration,
+    /// Bytes of state written.
+    pub bytes: u64,
+    /// True for the final checkpoint of a bounded job.
+    pub is_final: bool,
 }
 
 /// How the coordinator reaches the job: the shards' doorbells, the stop signal, the job's clock.
@@ -115,6 +130,7 @@ impl Coordinator {
                 final_id: None,
                 stopped: false,
                 completed: Vec::new(),
+                stats: Vec::new(),
             }),
             wake: Condvar::new(),
             done: Condvar::new(),
@@ -217,9 +233,9 @@ impl Coordinator {
         }
     }
 
-    /// The checkpoints completed in this run, oldest first.
-    pub fn completed(&self) -> Vec<(u64, PathBuf)> {
-        self.lock().completed.clone()
+    /// What the checkpoints completed in this run took, oldest first.
+    pub fn stats(&self) -> Vec<CheckpointStats> {
+        self.lock().stats.clone()
     }
 
     /// Stops the coordinator thread.
@@ -277,7 +293,7 @@ impl Coordinator {
                 // Older ones can no longer complete: this one subsumes them.
                 inner.pending.retain(|&older, _| older > id);
                 let snapshots = self.assemble(&inner, pending.acks);
-                inner = self.complete(inner, id, snapshots, false);
+                inner = self.complete(inner, (id, pending.started), snapshots, false);
                 continue;
             }
 
@@ -288,7 +304,7 @@ impl Coordinator {
                 inner.final_id = Some(id);
                 inner.pending.clear();
                 let snapshots = self.assemble(&inner, HashMap::new());
-                inner = self.complete(inner, id, snapshots, true);
+                inner = self.complete(inner, (id, now), snapshots, true);
                 continue;
             }
 
@@ -342,7 +358,7 @@ impl Coordinator {
     fn complete<'a>(
         &'a self,
         inner: MutexGuard<'a, Inner>,
-        id: u64,
+        (id, started): (u64, u64),
         operators: Vec<OperatorState>,
         is_final: bool,
     ) -> MutexGuard<'a, Inner> {
@@ -352,8 +368,10 @@ impl Coordinator {
         let mut inner = self.lock();
         inner.last_done = Some(self.clock.now_ns());
         match written {
-            Ok(()) => {
+            Ok(bytes) => {
                 inner.consecutive_failures = 0;
+                let duration = Duration::from_nanos(self.clock.now_ns().saturating_sub(started));
+                inner.stats.push(CheckpointStats { id, duration, bytes, is_final });
                 inner.completed.push((id, dir));
                 self.completed.store(id, Ordering::Release);
                 if is_final {

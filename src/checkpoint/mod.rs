@@ -7,6 +7,8 @@
 
 pub mod config;
 pub(crate) mod coordinator;
+
+pub use coordinator::CheckpointStats;
 pub mod storage;
 
 pub use config::{CheckpointConfig, CheckpointingMode, RestartStrategy};

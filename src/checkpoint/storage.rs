@@ -153,9 +153,10 @@ pub fn checkpoint_dir(root: &Path, id: u64) -> PathBuf {
 }
 
 /// Writes a checkpoint into `dir` (created; it must not hold a checkpoint yet): the state files,
-/// then `_metadata` atomically.
-pub fn write_checkpoint(dir: &Path, id: u64, operators: &[OperatorState]) -> Result<(), CheckpointError> {
+/// then `_metadata` atomically. Returns the bytes of state written.
+pub fn write_checkpoint(dir: &Path, id: u64, operators: &[OperatorState]) -> Result<u64, CheckpointError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
+    let mut state_bytes = 0u64;
     let mut meta = format!("{MAGIC} {VERSION}\ncheckpoint {id}\noperators {}\n", operators.len());
     for (index, operator) in operators.iter().enumerate() {
         meta.push_str(&format!(
@@ -170,6 +171,7 @@ pub fn write_checkpoint(dir: &Path, id: u64, operators: &[OperatorState]) -> Res
                 continue;
             }
             let bytes = snapshot.to_bytes();
+            state_bytes += bytes.len() as u64;
             let file = format!("op{index}-{subtask}.snap");
             write_synced(&dir.join(&file), &bytes)?;
             meta.push_str(&format!("subtask {subtask} {file} {} {:08x}\n", bytes.len(), crc32fast::hash(&bytes)));
@@ -184,7 +186,7 @@ pub fn write_checkpoint(dir: &Path, id: u64, operators: &[OperatorState]) -> Res
     if let Some(parent) = dir.parent() {
         sync_dir(parent)?;
     }
-    Ok(())
+    Ok(state_bytes)
 }
 
 /// Reads and validates the checkpoint in `dir` (every file: lengths, checksums, formats).
