@@ -373,6 +373,8 @@ pub(crate) struct ExchangeReceiver<T> {
     segment: RecordBatch<T>,
     /// Per channel, what follows a barrier that had to wait (records and control events).
     parked: Vec<Option<Parked<T>>>,
+    /// An empty control list with capacity, swapped into each buffer whose list is taken.
+    spare_controls: Vec<(u32, Control)>,
     outlets: Outlets,
 }
 
@@ -398,6 +400,7 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
             operator_id,
             merger: ControlMerger::new(channels.len()),
             parked: channels.iter().map(|_| None).collect(),
+            spare_controls: Vec::new(),
             channels,
             upstream_shards,
             downstream,
@@ -420,7 +423,7 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
 
     /// Decodes one batch from `channel` and passes its records and control events downstream in order,
     /// parking what follows a barrier that must wait.
-    fn handle(&mut self, env: &ShardEnv, channel: usize, buf: &BatchBuf) -> OpResult {
+    fn handle(&mut self, env: &ShardEnv, channel: usize, buf: &mut BatchBuf) -> OpResult {
         if let Err(broken) = buf.check() {
             return Err(OpError::new(
                 self.operator_id,
@@ -439,7 +442,9 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
             return result;
         }
         let batch = std::mem::take(&mut self.decoded);
-        let parked = Parked { batch, controls: buf.controls.clone(), next: 0, consumed: 0 };
+        // The control list moves here; the buffer goes back with an empty one of the same capacity.
+        let controls = std::mem::replace(&mut buf.controls, std::mem::take(&mut self.spare_controls));
+        let parked = Parked { batch, controls, next: 0, consumed: 0 };
         self.replay(env, channel, parked)
     }
 
@@ -487,6 +492,10 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
 
     /// Keeps a parked batch's allocation for the next decode.
     fn recycle_parked(&mut self, mut parked: Parked<T>) {
+        parked.controls.clear();
+        if self.spare_controls.capacity() < parked.controls.capacity() {
+            self.spare_controls = parked.controls;
+        }
         parked.batch.clear();
         if self.decoded.values.capacity() < parked.batch.values.capacity() {
             self.decoded = parked.batch;
@@ -548,7 +557,8 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
             }
             match received {
                 Some((channel, buf)) => {
-                    let outcome = guarded(&env, || self.handle(&env, channel, &buf));
+                    let mut buf = buf;
+                    let outcome = guarded(&env, || self.handle(&env, channel, &mut buf));
                     self.channels[channel].recycle(buf);
                     env.parker.notify(self.upstream_shards[channel]);
                     outcome?;
