@@ -12,6 +12,25 @@ use rill::state::snapshot::{OperatorSnapshot, StateKind};
 use rill::state::{KeyGroupRange, KeyedSnapshot, StateError, key_group_of};
 use rill::testing::{Emitted, OneInputHarness, TwoInputHarness};
 
+/// Rows per keyed state (not timers) of a snapshot.
+fn rows_per_state(snapshot: &OperatorSnapshot) -> Vec<(String, usize)> {
+    let keyed = snapshot.keyed_state();
+    keyed
+        .states()
+        .iter()
+        .filter(|meta| !meta.name.starts_with('$'))
+        .map(|meta| {
+            let range = KeyGroupRange::for_subtask(keyed.max_parallelism(), 1, 0);
+            (meta.name.clone(), keyed.sections_of(&meta.name, range).map(|(_, _, s)| s.rows as usize).sum())
+        })
+        .collect()
+}
+
+/// The rows of every state but `count`.
+fn full_rows_except_count(rows: &[(String, usize)]) -> usize {
+    rows.iter().filter(|(name, _)| name != "count").map(|(_, n)| n).sum()
+}
+
 // ---------------------------------------------------------------------------------------------
 // A keyed process function with every kind of state and both kinds of timers.
 // ---------------------------------------------------------------------------------------------
@@ -760,13 +779,19 @@ fn states_the_restored_function_does_not_declare_are_carried_into_its_next_snaps
     let mut full = tracker_harness();
     run(&mut full, part);
     let first = full.snapshot().unwrap();
+    let first_rows: Vec<(String, usize)> = rows_per_state(&first);
 
     let mut partial = OneInputHarness::keyed_process(CountOnly { count: ValueStateDescriptor::new("count") }, cmd_key);
     partial.initialize_state(&[first]).unwrap();
     for cmd in &bumps {
         partial.process_element(cmd.clone(), 0).unwrap();
     }
-    assert_eq!(partial.num_state_entries(), keys as usize, "the partial function declared one state: counts only");
+    let carried = full_rows_except_count(&first_rows);
+    assert_eq!(
+        partial.num_state_entries(),
+        keys as usize + carried,
+        "the partial function declared one state (counts); the rows of the others are held and counted"
+    );
     let second = through_bytes(partial.snapshot().unwrap());
     let names: Vec<&str> = second.keyed_state().states().iter().map(|m| m.name.as_str()).collect();
     for name in ["count", "recent", "buckets", "max", "mean"] {

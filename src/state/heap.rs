@@ -510,9 +510,9 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
         self.clock.now_ms()
     }
 
-    /// Rows held over all states.
+    /// Rows held over all states, those a restore brought back for states not declared yet included.
     pub fn len(&self) -> usize {
-        self.states.iter().map(|s| s.table.len()).sum()
+        self.states.iter().map(|s| s.table.len()).sum::<usize>() + self.restored.keyed_rows()
     }
 
     /// True if no state holds a row.

@@ -251,6 +251,11 @@ impl KeyedSnapshot {
         })
     }
 
+    /// The rows of keyed state it holds, over every state and key group.
+    pub(crate) fn keyed_rows(&self) -> usize {
+        self.groups.values().flatten().map(|(_, section)| section.rows as usize).sum()
+    }
+
     /// True if it holds rows of keyed state.
     pub fn has_keyed_state(&self) -> bool {
         self.groups.values().any(|sections| sections.iter().any(|(_, s)| s.rows > 0))

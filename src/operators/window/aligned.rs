@@ -18,6 +18,13 @@
 //! accumulators of session windows: equal to adding every record in arrival order for aggregates that
 //! do not depend on order (counts, sums, averages, extremes). Sliding windows with `reduce` keep
 //! Flink's record-by-record order instead (`window::sliding`).
+//!
+//! A snapshot holds, per key group, the rows of state `$window/panes`: key, pane start, the key's
+//! arrival rank in the pane and its contents (see [`ContentRows`]); and for the instance as a whole
+//! the ends of the windows that have not fired (`$window/pending`) and the watermark
+//! (`$window/watermark`). A restore merges the key groups of every old instance back into each
+//! pane's arrival order, so that windows fire their keys in the order an uninterrupted run does.
+//! The helpers of this layout serve `window::sliding` too.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,11 +32,17 @@ use hashbrown::HashTable;
 
 use super::functions::WindowFn;
 use super::{WindowBase, WindowSettings};
+use crate::codec::ExchangeData;
 use crate::exchange::Control;
 use crate::operators::batch::RecordBatch;
 use crate::operators::context::{OperatorCore, ShardEnv};
 use crate::operators::input::{Input, Lifecycle, OpError, OpResult, Output};
+use crate::state::heap::Codec;
+use crate::state::key_group::table_hash;
+use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot, Section, StateError, StateKind, StateMeta};
+use crate::state::{KeyGroupRange, key_group_for_hash};
 use crate::time::Watermark;
+use crate::util::hash::stable_hash;
 use crate::window::assigner::AlignedWindows;
 use crate::window::{TimeWindow, Window, WindowAssigner};
 
@@ -179,14 +192,7 @@ where
         let slot = match self.panes.get(&pane_start) {
             Some(&slot) => slot,
             None => {
-                let slot = match self.free.pop() {
-                    Some(slot) => slot,
-                    None => {
-                        self.slab.push(Pane::new());
-                        self.slab.len() - 1
-                    }
-                };
-                self.panes.insert(pane_start, slot);
+                let slot = self.insert_pane(pane_start);
                 let watermark = self.watermark;
                 let ends: Vec<i64> = self
                     .window_starts(pane_start)
@@ -198,6 +204,19 @@ where
             }
         };
         self.last = Some((pane_start, slot));
+        slot
+    }
+
+    /// Makes an empty pane at `pane_start` (which has none); returns its slab index.
+    fn insert_pane(&mut self, pane_start: i64) -> usize {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slab.push(Pane::new());
+                self.slab.len() - 1
+            }
+        };
+        self.panes.insert(pane_start, slot);
         slot
     }
 
@@ -331,6 +350,80 @@ where
         self.panes.values().map(|&slot| self.slab[slot].entries.len()).sum()
     }
 
+    /// Everything that decides what the operator emits next: the panes' contents in arrival order,
+    /// the windows not fired yet, and the watermark.
+    fn snapshot(&self) -> Result<OperatorSnapshot, StateError> {
+        let max_parallelism = self.base.max_parallelism;
+        let mut snapshot = KeyedSnapshot::new(max_parallelism);
+        let mut codec = Codec::default();
+        let mut groups: BTreeMap<usize, ContentRows<'_, K, F::Acc>> = BTreeMap::new();
+        for (&start, &slot) in &self.panes {
+            for (order, entry) in self.slab[slot].entries.iter().enumerate() {
+                // An entry without contents is left by a function that failed to add to it.
+                let Some(contents) = &entry.acc else { continue };
+                let key_group = key_group_for_hash(stable_hash(&entry.key), max_parallelism);
+                groups.entry(key_group).or_insert_with(ContentRows::new).push(&entry.key, start, order, contents);
+            }
+        }
+        write_contents(&mut snapshot, &mut codec, contents_meta::<K, F::Acc>(PANES), groups, F::encode_contents)?;
+        let pending: Vec<i64> = self.pending.iter().copied().collect();
+        write_times(&mut snapshot, &mut codec, PENDING, &pending)?;
+        write_times(&mut snapshot, &mut codec, WATERMARK, &[self.watermark])?;
+        Ok(OperatorSnapshot::keyed(snapshot))
+    }
+
+    /// Takes back the key groups of this instance from the snapshots of any old instances. Before
+    /// `open`, into an operator that has seen nothing.
+    fn restore(&mut self, snapshots: &[&OperatorSnapshot]) -> Result<(), StateError> {
+        let snapshots = OperatorSnapshot::states(snapshots);
+        let (max_parallelism, range) = (self.base.max_parallelism, self.base.key_groups);
+        check_snapshots(&snapshots, max_parallelism, &[PANES, PENDING, WATERMARK])?;
+        let mut codec = Codec::default();
+        let meta = contents_meta::<K, F::Acc>(PANES);
+        let mut rows = read_contents(&snapshots, &meta, (range, max_parallelism), &mut codec, F::decode_contents)?;
+        // Instances snapshotted at one aligned barrier had the same watermark; of differing ones the
+        // lowest is kept, so that no record a former instance would have taken is dropped as late.
+        if let Some(watermark) = read_times(&snapshots, WATERMARK, &mut codec)?.into_iter().min() {
+            self.watermark = watermark;
+        }
+        // The windows not fired on any former instance: those without contents here fire nothing.
+        for end in read_times(&snapshots, PENDING, &mut codec)? {
+            let start = end.checked_sub(self.shape.size - 1).filter(|&s| self.is_window_start(s));
+            if start.is_none() {
+                return Err(mismatch(PENDING, format!("{end} is not the end of a window of this operator")));
+            }
+            self.pending.insert(end);
+        }
+        // Each pane's keys in the order they arrived in it (ties only between old instances).
+        rows.sort_by_key(|row| (row.start, row.order, row.source));
+        for row in rows {
+            let aligned = TimeWindow::start_with_offset(row.start, self.shape.offset, self.pane_size) == row.start;
+            if !aligned || self.last_window_start(row.start).checked_add(self.shape.size).is_none() {
+                return Err(mismatch(PANES, format!("{} is not the start of a pane of this operator", row.start)));
+            }
+            if self.cleanup_time(self.last_window_start(row.start)) <= self.watermark {
+                let reason = format!("the pane at {} was due for cleanup at the saved watermark", row.start);
+                return Err(mismatch(PANES, reason));
+            }
+            let slot = match self.panes.get(&row.start) {
+                Some(&slot) => slot,
+                None => self.insert_pane(row.start),
+            };
+            let hash = table_hash(row.hash);
+            let pane = &mut self.slab[slot];
+            if pane.find(hash, &row.key).is_some() {
+                return Err(mismatch(PANES, format!("a key is saved twice in the pane at {}", row.start)));
+            }
+            pane.entry(hash, &row.key).acc = Some(row.contents);
+        }
+        Ok(())
+    }
+
+    /// True if a window of this operator starts at `start`.
+    fn is_window_start(&self, start: i64) -> bool {
+        TimeWindow::start_with_offset(start, self.shape.offset, self.shape.slide) == start
+    }
+
     /// The timers the general operator would hold: per key and window not cleaned up, one at the
     /// window's end (until it fires) and one at its cleanup time (the same one without lateness).
     fn implied_timers(&self) -> usize {
@@ -400,8 +493,12 @@ where
         self.base.core.close_function(|| self.function.close())
     }
 
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<crate::state::snapshot::OperatorSnapshot, OpError> {
-        Err(crate::operators::input::snapshot_unsupported(self.base.core.id, "window"))
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
+        self.snapshot().map_err(|e| OpError::new(self.base.core.id, e))
+    }
+
+    fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
+        self.restore(snapshots).map_err(|e| OpError::new(self.base.core.id, e))
     }
 
     fn timer_counts(&self) -> (usize, usize) {
@@ -411,4 +508,182 @@ where
     fn state_entries(&self) -> usize {
         self.entries()
     }
+}
+
+/// The state names of the aligned operator's snapshots.
+const PANES: &str = "$window/panes";
+const PENDING: &str = "$window/pending";
+/// The watermark an instance of either fast window operator had reached.
+pub(super) const WATERMARK: &str = "$window/watermark";
+
+/// The declaration of window contents saved as [`ContentRows`] under `name`.
+pub(super) fn contents_meta<K, A>(name: &str) -> StateMeta {
+    StateMeta {
+        name: name.to_string(),
+        kind: StateKind::Window,
+        types: format!("{}, i64, u32, {}", std::any::type_name::<K>(), std::any::type_name::<A>()),
+        ttl: false,
+    }
+}
+
+/// The declaration of a list of times the instance as a whole keeps.
+fn times_meta(name: &str) -> StateMeta {
+    StateMeta { name: name.to_string(), kind: StateKind::Window, types: "i64".to_string(), ttl: false }
+}
+
+pub(super) fn mismatch(state: &str, reason: String) -> StateError {
+    StateError::Mismatch { state: state.to_string(), reason }
+}
+
+/// Window contents of one key group, as both fast window operators save them: per row the key, the
+/// start of the pane (aligned windows) or window (sliding windows) holding the contents, the key's
+/// arrival rank there (the order in which the keys of a pane or window got their first record), and
+/// the contents. Columns: keys, starts, ranks, then the contents as the window function writes them.
+pub(super) struct ContentRows<'a, K, A> {
+    keys: Vec<K>,
+    starts: Vec<i64>,
+    orders: Vec<u32>,
+    contents: Vec<&'a A>,
+}
+
+impl<'a, K: Clone, A> ContentRows<'a, K, A> {
+    pub(super) fn new() -> Self {
+        ContentRows { keys: Vec::new(), starts: Vec::new(), orders: Vec::new(), contents: Vec::new() }
+    }
+
+    pub(super) fn push(&mut self, key: &K, start: i64, order: usize, contents: &'a A) {
+        self.keys.push(key.clone());
+        self.starts.push(start);
+        self.orders.push(order as u32);
+        self.contents.push(contents);
+    }
+}
+
+/// Writes rows by key group as the sections of state `meta`.
+pub(super) fn write_contents<K: ExchangeData, A>(
+    snapshot: &mut KeyedSnapshot,
+    codec: &mut Codec,
+    meta: StateMeta,
+    groups: BTreeMap<usize, ContentRows<'_, K, A>>,
+    encode: impl Fn(&mut Codec, &str, &[&A], &mut Vec<Vec<u8>>) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    let name = meta.name.clone();
+    let state = snapshot.add_state(meta);
+    for (key_group, rows) in groups {
+        let mut columns = vec![
+            codec.encode(&name, &rows.keys)?,
+            codec.encode(&name, &rows.starts)?,
+            codec.encode(&name, &rows.orders)?,
+        ];
+        encode(codec, &name, &rows.contents, &mut columns)?;
+        snapshot.add_section(key_group, state, Section { rows: rows.keys.len() as u32, columns });
+    }
+    Ok(())
+}
+
+/// A row of window contents read back (see [`ContentRows`]).
+pub(super) struct RestoredRow<K, A> {
+    pub key: K,
+    /// The key's stable hash.
+    pub hash: u64,
+    pub start: i64,
+    /// The key's arrival rank in its pane or window, among the keys of the same old instance.
+    pub order: u32,
+    /// The index of the snapshot it came from.
+    pub source: usize,
+    pub contents: A,
+}
+
+/// Reads the rows of state `meta` in the key groups of `range` from every snapshot, checking that
+/// each key belongs to the key group it was saved in.
+pub(super) fn read_contents<K: crate::api::Key, A>(
+    snapshots: &[&KeyedSnapshot],
+    meta: &StateMeta,
+    (range, max_parallelism): (KeyGroupRange, usize),
+    codec: &mut Codec,
+    decode: impl Fn(&mut Codec, &str, &Section, &mut usize, usize) -> Result<Vec<A>, StateError>,
+) -> Result<Vec<RestoredRow<K, A>>, StateError> {
+    let name = meta.name.as_str();
+    let mut restored = Vec::new();
+    for (source, snapshot) in snapshots.iter().enumerate() {
+        for (saved, key_group, section) in snapshot.sections_of(name, range) {
+            saved.check_compatible(meta)?;
+            let rows = section.rows as usize;
+            let keys: Vec<K> = codec.decode(name, section, 0, rows)?;
+            let starts: Vec<i64> = codec.decode(name, section, 1, rows)?;
+            let orders: Vec<u32> = codec.decode(name, section, 2, rows)?;
+            let mut at = 3;
+            let contents = decode(codec, name, section, &mut at, rows)?;
+            if contents.len() != rows {
+                return Err(mismatch(name, format!("a section of {rows} rows holds {} contents", contents.len())));
+            }
+            for (((key, start), order), contents) in keys.into_iter().zip(starts).zip(orders).zip(contents) {
+                let hash = stable_hash(&key);
+                if key_group_for_hash(hash, max_parallelism) != key_group {
+                    return Err(mismatch(
+                        name,
+                        format!("a key saved in key group {key_group} hashes to another key group"),
+                    ));
+                }
+                restored.push(RestoredRow { key, hash, start, order, source, contents });
+            }
+        }
+    }
+    Ok(restored)
+}
+
+/// Writes times the instance as a whole keeps (the watermark, windows not fired) as state `name`.
+pub(super) fn write_times(
+    snapshot: &mut KeyedSnapshot,
+    codec: &mut Codec,
+    name: &str,
+    times: &[i64],
+) -> Result<(), StateError> {
+    let state = snapshot.add_state(times_meta(name));
+    let columns = vec![codec.encode(name, times)?];
+    snapshot.add_operator_section(state, Section { rows: times.len() as u32, columns });
+    Ok(())
+}
+
+/// The times of state `name` of every snapshot, together.
+pub(super) fn read_times(snapshots: &[&KeyedSnapshot], name: &str, codec: &mut Codec) -> Result<Vec<i64>, StateError> {
+    let declared = times_meta(name);
+    let mut times = Vec::new();
+    for snapshot in snapshots {
+        for (saved, section) in snapshot.operator_sections_of(name) {
+            saved.check_compatible(&declared)?;
+            times.extend(codec.decode::<i64>(name, section, 0, section.rows as usize)?);
+        }
+    }
+    Ok(times)
+}
+
+/// Checks that every snapshot holding state was written with this job's number of key groups and
+/// holds no state but the operator's own (`known`): the state of another kind of window operator would
+/// otherwise be silently lost.
+pub(super) fn check_snapshots(
+    snapshots: &[&KeyedSnapshot],
+    max_parallelism: usize,
+    known: &[&str],
+) -> Result<(), StateError> {
+    for snapshot in snapshots {
+        if snapshot.states().is_empty() {
+            continue;
+        }
+        if snapshot.max_parallelism() != max_parallelism {
+            return Err(StateError::MaxParallelism { expected: max_parallelism, found: snapshot.max_parallelism() });
+        }
+        let all = KeyGroupRange { start: 0, end: max_parallelism - 1 };
+        for meta in snapshot.states() {
+            let name = meta.name.as_str();
+            let holds_rows = snapshot.sections_of(name, all).next().is_some()
+                || snapshot.operator_sections_of(name).next().is_some();
+            if holds_rows && !known.contains(&name) {
+                let reason = "the snapshot holds state this window operator does not keep (was it taken of \
+                              another kind of window operator?)";
+                return Err(mismatch(name, reason.to_string()));
+            }
+        }
+    }
+    Ok(())
 }

@@ -500,6 +500,7 @@ where
         }
         self.timers.event.snapshot_into(EVENT_TIMERS, &mut snapshot)?;
         self.timers.processing.snapshot_into(PROCESSING_TIMERS, &mut snapshot)?;
+        aligned::write_times(&mut snapshot, &mut codec, aligned::WATERMARK, &[self.timers.watermark])?;
         self.state.snapshot_into(&mut snapshot)?;
         Ok(OperatorSnapshot::keyed(snapshot))
     }
@@ -570,6 +571,11 @@ where
         self.timers.event.restore_from(EVENT_TIMERS, &snapshots)?;
         self.timers.processing.restore_from(PROCESSING_TIMERS, &snapshots)?;
         self.timers.reschedule(i64::MIN);
+        // Instances snapshotted at one aligned barrier had the same watermark; of differing ones the
+        // smallest never makes late what an old instance took as on time.
+        if let Some(watermark) = aligned::read_times(&snapshots, aligned::WATERMARK, &mut codec)?.into_iter().min() {
+            self.timers.watermark = watermark;
+        }
         self.state.restore(&snapshots)
     }
 
@@ -964,6 +970,9 @@ where
         self.base.core.observe_control(&control);
         match control {
             Control::Watermark(Watermark(watermark)) => {
+                // After a restore the operator keeps the watermark it had (an input starting over
+                // sends smaller ones first): records late before the restore stay late after it.
+                let watermark = watermark.max(self.timers.watermark);
                 self.timers.watermark = watermark;
                 self.fire_event_timers(watermark)?;
                 self.base.state_gauge.set(self.entries() as i64);

@@ -13,20 +13,38 @@
 //! watermark passes it; a record added to a window the watermark has passed (within the allowed
 //! lateness) fires it for its key at once; a window is cleaned up at `max_timestamp +
 //! allowed_lateness`, after which records for it are late (side output, or dropped and counted).
+//!
+//! A snapshot holds, per key group, the rows of state `$window/sliding`: key, window start, the key's
+//! rank in the window's firing order and the window's contents (the layout of `window::aligned`'s
+//! panes), and for the instance the watermark (`$window/watermark`), which tells the windows that
+//! fired from those that have not. A restore rebuilds each key's ring from its rows and each window's
+//! key list in the saved order, merging the key groups of every old instance.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use hashbrown::HashTable;
 
+use super::aligned::{
+    ContentRows, WATERMARK, check_snapshots, contents_meta, mismatch, read_contents, read_times, write_contents,
+    write_times,
+};
 use super::functions::WindowFn;
 use super::{WindowBase, WindowSettings};
 use crate::exchange::Control;
 use crate::operators::batch::RecordBatch;
 use crate::operators::context::{OperatorCore, ShardEnv};
 use crate::operators::input::{Input, Lifecycle, OpError, OpResult, Output};
+use crate::state::heap::Codec;
+use crate::state::key_group::table_hash;
+use crate::state::key_group_for_hash;
+use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot, StateError};
 use crate::time::Watermark;
+use crate::util::hash::stable_hash;
 use crate::window::assigner::AlignedWindows;
 use crate::window::{TimeWindow, Window, WindowAssigner};
+
+/// The state name of the sliding operator's window contents in snapshots.
+const SLIDING: &str = "$window/sliding";
 
 /// A key's open windows: `accs[i]` is the contents of the window starting at `first + i * slide`.
 struct KeyWindows<K, A> {
@@ -256,6 +274,81 @@ where
         self.windows.values().map(Vec::len).sum()
     }
 
+    /// Everything that decides what the operator emits next: each window's contents per key, in the
+    /// order the window fires its keys, and the watermark.
+    fn snapshot(&self) -> Result<OperatorSnapshot, StateError> {
+        let max_parallelism = self.base.max_parallelism;
+        let mut snapshot = KeyedSnapshot::new(max_parallelism);
+        let mut codec = Codec::default();
+        let mut groups: BTreeMap<usize, ContentRows<'_, K, F::Acc>> = BTreeMap::new();
+        for (&start, slots) in &self.windows {
+            for (order, &slot) in slots.iter().enumerate() {
+                let entry = &self.slab[slot as usize];
+                let position = ((start - entry.first) / self.shape.slide) as usize;
+                let Some(Some(contents)) = entry.accs.get(position) else { continue };
+                let key_group = key_group_for_hash(stable_hash(&entry.key), max_parallelism);
+                groups.entry(key_group).or_insert_with(ContentRows::new).push(&entry.key, start, order, contents);
+            }
+        }
+        write_contents(&mut snapshot, &mut codec, contents_meta::<K, F::Acc>(SLIDING), groups, F::encode_contents)?;
+        write_times(&mut snapshot, &mut codec, WATERMARK, &[self.watermark])?;
+        Ok(OperatorSnapshot::keyed(snapshot))
+    }
+
+    /// Takes back the key groups of this instance from the snapshots of any old instances. Before
+    /// `open`, into an operator that has seen nothing.
+    fn restore(&mut self, snapshots: &[&OperatorSnapshot]) -> Result<(), StateError> {
+        let snapshots = OperatorSnapshot::states(snapshots);
+        let (max_parallelism, range) = (self.base.max_parallelism, self.base.key_groups);
+        check_snapshots(&snapshots, max_parallelism, &[SLIDING, WATERMARK])?;
+        let mut codec = Codec::default();
+        let meta = contents_meta::<K, F::Acc>(SLIDING);
+        let mut rows = read_contents(&snapshots, &meta, (range, max_parallelism), &mut codec, F::decode_contents)?;
+        // Instances snapshotted at one aligned barrier had the same watermark; of differing ones the
+        // lowest is kept, so that no record a former instance would have taken is dropped as late.
+        if let Some(watermark) = read_times(&snapshots, WATERMARK, &mut codec)?.into_iter().min() {
+            self.watermark = watermark;
+        }
+        // Windows in order of their start, each window's keys in its firing order (ties only between
+        // old instances): every key's windows then come in ring order.
+        rows.sort_by_key(|row| (row.start, row.order, row.source));
+        let slide = self.shape.slide;
+        for row in rows {
+            let start = row.start;
+            let aligned = TimeWindow::start_with_offset(start, self.shape.offset, slide) == start;
+            if !aligned || start.checked_add(self.shape.size).is_none() {
+                return Err(mismatch(SLIDING, format!("{start} is not the start of a window of this operator")));
+            }
+            if self.cleanup_time(start) <= self.watermark {
+                let reason = format!("the window at {start} was due for cleanup at the saved watermark");
+                return Err(mismatch(SLIDING, reason));
+            }
+            // The key's ring gets a slot per slide from its first window to this one, as records that
+            // far apart give it; a span that cannot be allocated is an error.
+            let slot = self.entry(table_hash(row.hash), &row.key, start);
+            let entry = &mut self.slab[slot as usize];
+            if entry.accs.is_empty() {
+                entry.first = start;
+            }
+            let position = start
+                .checked_sub(entry.first)
+                .and_then(|distance| usize::try_from(distance / slide).ok())
+                .ok_or_else(|| mismatch(SLIDING, "a key's windows span more than time holds".to_string()))?;
+            if position < entry.accs.len() {
+                return Err(mismatch(SLIDING, format!("a key is saved twice in the window at {start}")));
+            }
+            entry
+                .accs
+                .try_reserve(position + 1 - entry.accs.len())
+                .map_err(|e| mismatch(SLIDING, format!("a key's windows span too many slides: {e}")))?;
+            entry.accs.resize_with(position, || None);
+            entry.accs.push_back(Some(row.contents));
+            entry.live += 1;
+            self.windows.entry(start).or_default().push(slot);
+        }
+        Ok(())
+    }
+
     /// The timers the general operator would hold (see `AlignedWindowOp::implied_timers`).
     fn implied_timers(&self) -> usize {
         self.windows
@@ -313,8 +406,12 @@ where
         self.base.core.close_function(|| self.function.close())
     }
 
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<crate::state::snapshot::OperatorSnapshot, OpError> {
-        Err(crate::operators::input::snapshot_unsupported(self.base.core.id, "window"))
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
+        self.snapshot().map_err(|e| OpError::new(self.base.core.id, e))
+    }
+
+    fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
+        self.restore(snapshots).map_err(|e| OpError::new(self.base.core.id, e))
     }
 
     fn timer_counts(&self) -> (usize, usize) {
