@@ -223,3 +223,36 @@ fn a_damaged_checkpoint_is_an_error_naming_the_file_and_the_previous_one_is_used
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn a_job_rescaled_one_two_four_one_through_savepoints_gives_exact_results() {
+    let root = temp_dir("rescale-chain");
+    let mut restore: Option<std::path::PathBuf> = None;
+    let mut seen = 0usize;
+    for (stage, cores) in [1usize, 2, 4].into_iter().enumerate() {
+        let mut builder = StreamEnv::builder().cores(cores).pinned(false).checkpointing(
+            CheckpointConfig::every(Duration::from_secs(3600)).directory(root.join(format!("chk-{stage}"))),
+        );
+        if let Some(path) = &restore {
+            builder = builder.restore_from(path);
+        }
+        let env = builder.build().unwrap();
+        let out = counting_job(&env, "counts", 30_000, 20_000.0);
+        let job = env.execute_async().unwrap();
+        while out.len() < 1_500 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let savepoint = root.join(format!("sp-{stage}"));
+        job.stop_with_savepoint(&savepoint, Duration::from_secs(30)).unwrap();
+        seen += out.len();
+        restore = Some(savepoint);
+    }
+    let env = StreamEnv::builder().cores(1).restore_from(restore.unwrap()).build().unwrap();
+    let out = counting_job(&env, "counts", 30_000, 1e9);
+    env.execute().unwrap();
+    let last = last_per_key(out.take());
+    assert!(seen < 30_000, "every stage stopped midway ({seen} records before the last)");
+    assert_eq!(last.len(), 50);
+    assert!(last.values().all(|&v| v == 600), "1 -> 2 -> 4 -> 1 shards: {last:?}");
+    let _ = std::fs::remove_dir_all(&root);
+}
