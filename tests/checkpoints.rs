@@ -256,3 +256,40 @@ fn a_job_rescaled_one_two_four_one_through_savepoints_gives_exact_results() {
     assert!(last.values().all(|&v| v == 600), "1 -> 2 -> 4 -> 1 shards: {last:?}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Records the checkpoints it is told of.
+#[derive(Clone)]
+struct Listener(Arc<std::sync::Mutex<Vec<u64>>>);
+
+impl RichMapFunction<u64, u64> for Listener {
+    fn map(&mut self, value: u64) -> u64 {
+        value
+    }
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), BoxError> {
+        self.0.lock().unwrap().push(checkpoint_id);
+        Ok(())
+    }
+}
+
+#[test]
+fn functions_hear_of_completed_checkpoints_in_order_and_of_the_final_one() {
+    let dir = temp_dir("listener");
+    let env = StreamEnv::builder()
+        .cores(1)
+        .checkpointing(CheckpointConfig::every(Duration::from_millis(10)).directory(&dir))
+        .build()
+        .unwrap();
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    env.generator(Generator::bounded(50_000).per_second(500_000.0), |i| i)
+        .map_rich(Listener(heard.clone()))
+        .add_sink(DiscardingSink);
+    let result = env.execute().unwrap();
+    let heard = heard.lock().unwrap().clone();
+    assert_eq!(heard.last(), Some(&u64::MAX), "the final checkpoint is told last: {heard:?}");
+    assert!(heard.windows(2).all(|w| w[0] < w[1]), "in increasing order: {heard:?}");
+    let periodic: Vec<u64> = result.checkpoints.iter().filter(|c| !c.is_final).map(|c| c.id).collect();
+    assert!(
+        heard.len() >= 2 && heard[..heard.len() - 1].iter().all(|id| periodic.contains(id)),
+        "{heard:?} vs {periodic:?}"
+    );
+}

@@ -27,6 +27,12 @@ pub trait RichMapFunction<T, U>: Send + 'static {
     fn snapshot_state(&mut self, _ctx: &mut FunctionSnapshotContext<'_>) -> Result<(), BoxError> {
         Ok(())
     }
+    /// Checkpoint `checkpoint_id` is complete (Flink's `CheckpointListener.notifyCheckpointComplete`):
+    /// every operator's state of it is stored. Notifications may skip checkpoints; the final one of a
+    /// bounded job is `u64::MAX`.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
+        Ok(())
+    }
     /// Called once per instance after the last record (or when the job stops).
     fn close(&mut self) -> Result<(), BoxError> {
         Ok(())
@@ -63,6 +69,12 @@ pub trait RichFlatMapFunction<T, U>: Send + 'static {
     /// A snapshot is being taken: write the operator state into `ctx` (Flink's
     /// `CheckpointedFunction.snapshotState`).
     fn snapshot_state(&mut self, _ctx: &mut FunctionSnapshotContext<'_>) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` is complete (Flink's `CheckpointListener.notifyCheckpointComplete`):
+    /// every operator's state of it is stored. Notifications may skip checkpoints; the final one of a
+    /// bounded job is `u64::MAX`.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
         Ok(())
     }
     /// Called once per instance after the last record.

@@ -63,4 +63,10 @@ impl<T, U: Clone, F: RichMapFunction<T, U>> Lifecycle for MapOp<T, U, F> {
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
         self.core.restore_operator_state(snapshots)
     }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> OpResult {
+        self.core.enter();
+        let id = self.core.id;
+        self.function.notify_checkpoint_complete(checkpoint_id).map_err(|e| OpError::new(id, e))
+    }
 }

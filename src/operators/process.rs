@@ -142,6 +142,12 @@ pub trait ProcessFunction<I, O>: Send + 'static {
     fn snapshot_state(&mut self, _ctx: &mut FunctionSnapshotContext<'_>) -> Result<(), BoxError> {
         Ok(())
     }
+    /// Checkpoint `checkpoint_id` is complete (Flink's `CheckpointListener.notifyCheckpointComplete`):
+    /// every operator's state of it is stored. Notifications may skip checkpoints; the final one of a
+    /// bounded job is `u64::MAX`.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
+        Ok(())
+    }
     /// Called once per instance after the last record.
     fn close(&mut self) -> Result<(), BoxError> {
         Ok(())
@@ -941,6 +947,12 @@ impl<I, O: Clone, F: ProcessFunction<I, O>> Lifecycle for ProcessOp<I, O, F> {
 
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
         self.plain.core.restore_operator_state(snapshots)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> OpResult {
+        self.plain.core.enter();
+        let id = self.plain.core.id;
+        self.function.notify_checkpoint_complete(checkpoint_id).map_err(|e| OpError::new(id, e))
     }
 }
 
