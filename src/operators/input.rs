@@ -125,11 +125,6 @@ pub(crate) fn current_operator() -> u32 {
     CURRENT_OPERATOR.with(Cell::get)
 }
 
-/// The error of an operator whose state cannot be snapshotted yet.
-pub(crate) fn snapshot_unsupported(operator_id: u32, what: &str) -> OpError {
-    OpError::new(operator_id, format!("snapshots of {what} state are not supported yet"))
-}
-
 /// Open and close: what a shard calls on every operator instance, once each.
 pub(crate) trait Lifecycle {
     fn open(&mut self) -> OpResult;

@@ -21,9 +21,12 @@ use super::two_input::TwoInputOperator;
 use super::window::functions::{ApplyAll, Elements, WindowContext};
 use crate::exchange::Control;
 use crate::metrics::Counter;
-use crate::state::{KeyGroupRange, KeyGroupedMap, TimerQueue, key_group_of};
+use crate::state::heap::Codec;
+use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot, Section, StateError, StateKind, StateMeta};
+use crate::state::{KeyGroupRange, KeyGroupedMap, TimerQueue, key_group_for_hash, key_group_of};
 use crate::time::Watermark;
 use crate::util::BoxError;
+use crate::util::hash::stable_hash;
 use crate::window::Window;
 
 /// What a join function knows about the pair at hand.
@@ -123,6 +126,11 @@ const RIGHT: u8 = 1;
 
 /// Emits early when a burst of pairs grows past a batch.
 const EMIT_EVERY: usize = 1024;
+
+/// The state names of an interval join in snapshots.
+const BUFFERS: &str = "$join/buffers";
+const CLEANUP_TIMERS: &str = "$join/timers";
+const WATERMARK: &str = "$join/watermark";
 
 /// The interval join's state and output (the operator minus its watermark merging).
 pub(crate) struct IntervalJoin<K, L, R, O, S1, S2, F> {
@@ -298,7 +306,9 @@ where
 
     fn on_control(&mut self, control: Control) -> OpResult {
         if let Control::Watermark(Watermark(watermark)) = control {
-            self.on_watermark(watermark);
+            // After a restore the operator keeps the watermark it had (an input starting over sends
+            // smaller ones first): records late before the restore stay late after it.
+            self.on_watermark(watermark.max(self.watermark));
         }
         self.flush()?;
         self.out.process_control(control)
@@ -314,6 +324,167 @@ where
         batch.drain_each(|value, timestamp| each(self, value, timestamp))?;
         self.flush()
     }
+}
+
+impl<K, L, R, O, S1, S2, F> IntervalJoin<K, L, R, O, S1, S2, F>
+where
+    K: crate::api::Key,
+    L: crate::api::Data,
+    R: crate::api::Data,
+{
+    /// The declarations of the operator's own state in snapshots: the buffered records, the
+    /// watermark.
+    fn metas() -> (StateMeta, StateMeta) {
+        let buffers = StateMeta {
+            name: BUFFERS.into(),
+            kind: StateKind::Window,
+            types: format!(
+                "{}, {}, {}",
+                std::any::type_name::<K>(),
+                std::any::type_name::<L>(),
+                std::any::type_name::<R>()
+            ),
+            ttl: false,
+        };
+        let watermark = StateMeta { name: WATERMARK.into(), kind: StateKind::Window, types: "i64".into(), ttl: false };
+        (buffers, watermark)
+    }
+
+    /// Everything the join keeps, in the canonical format: per key group its keys with both sides'
+    /// buffered records (by timestamp, those of one timestamp in the order they arrived), the
+    /// cleanup timers, and the watermark.
+    ///
+    /// Columns of a buffers section (one row per key): keys, left counts, right counts, then the
+    /// left timestamps and records of every key, then the right ones.
+    fn snapshot(&self) -> Result<OperatorSnapshot, StateError> {
+        let mut snapshot = KeyedSnapshot::new(self.max_parallelism);
+        let (buffers_meta, watermark_meta) = Self::metas();
+        let mut codec = Codec::default();
+        let buffers_state = snapshot.add_state(buffers_meta);
+        for (key_group, entries) in self.buffers.groups() {
+            let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
+            let count = |n: usize| u32::try_from(n).map_err(|_| too_many(BUFFERS));
+            let mut left_counts = Vec::with_capacity(entries.len());
+            let mut right_counts = Vec::with_capacity(entries.len());
+            let (mut left_times, mut lefts) = (Vec::new(), Vec::new());
+            let (mut right_times, mut rights) = (Vec::new(), Vec::new());
+            for (_, buffers) in &entries {
+                let before = lefts.len();
+                for (&ts, records) in &buffers.left {
+                    left_times.extend(std::iter::repeat_n(ts, records.len()));
+                    lefts.extend(records.iter().cloned());
+                }
+                left_counts.push(count(lefts.len() - before)?);
+                let before = rights.len();
+                for (&ts, records) in &buffers.right {
+                    right_times.extend(std::iter::repeat_n(ts, records.len()));
+                    rights.extend(records.iter().cloned());
+                }
+                right_counts.push(count(rights.len() - before)?);
+            }
+            let columns = vec![
+                codec.encode(BUFFERS, &keys)?,
+                codec.encode(BUFFERS, &left_counts)?,
+                codec.encode(BUFFERS, &right_counts)?,
+                codec.encode(BUFFERS, &left_times)?,
+                codec.encode(BUFFERS, &lefts)?,
+                codec.encode(BUFFERS, &right_times)?,
+                codec.encode(BUFFERS, &rights)?,
+            ];
+            snapshot.add_section(key_group, buffers_state, Section { rows: count(keys.len())?, columns });
+        }
+        self.timers.snapshot_into(CLEANUP_TIMERS, &mut snapshot)?;
+        let watermark_state = snapshot.add_state(watermark_meta);
+        let columns = vec![codec.encode(WATERMARK, &[self.watermark])?];
+        snapshot.add_operator_section(watermark_state, Section { rows: 1, columns });
+        Ok(OperatorSnapshot::keyed(snapshot))
+    }
+
+    /// Takes back this instance's key groups from the snapshots of any instances. Before `open`,
+    /// into a join that has seen nothing.
+    fn restore(&mut self, snapshots: &[&OperatorSnapshot]) -> Result<(), StateError> {
+        let snapshots = OperatorSnapshot::states(snapshots);
+        let max_parallelism = self.max_parallelism;
+        let (buffers_meta, watermark_meta) = Self::metas();
+        let mut codec = Codec::default();
+        let mismatch = |reason: String| StateError::Mismatch { state: BUFFERS.to_string(), reason };
+        let all = KeyGroupRange { start: 0, end: max_parallelism.saturating_sub(1) };
+        let mut watermarks = Vec::new();
+        for snapshot in &snapshots {
+            if snapshot.states().is_empty() {
+                continue;
+            }
+            if snapshot.max_parallelism() != max_parallelism {
+                return Err(StateError::MaxParallelism {
+                    expected: max_parallelism,
+                    found: snapshot.max_parallelism(),
+                });
+            }
+            // State of another kind of operator would otherwise be silently lost.
+            for meta in snapshot.states() {
+                let name = meta.name.as_str();
+                let holds_rows = snapshot.sections_of(name, all).next().is_some()
+                    || snapshot.operator_sections_of(name).next().is_some();
+                if holds_rows && ![BUFFERS, CLEANUP_TIMERS, WATERMARK].contains(&name) {
+                    return Err(StateError::Mismatch {
+                        state: name.to_string(),
+                        reason: "the snapshot holds state an interval join does not keep".to_string(),
+                    });
+                }
+            }
+            for (saved, key_group, section) in snapshot.sections_of(BUFFERS, self.key_groups) {
+                saved.check_compatible(&buffers_meta)?;
+                let rows = section.rows as usize;
+                let keys: Vec<K> = codec.decode(BUFFERS, section, 0, rows)?;
+                let left_counts: Vec<u32> = codec.decode(BUFFERS, section, 1, rows)?;
+                let right_counts: Vec<u32> = codec.decode(BUFFERS, section, 2, rows)?;
+                let total = |counts: &[u32]| counts.iter().try_fold(0usize, |sum, &n| sum.checked_add(n as usize));
+                let (Some(n_left), Some(n_right)) = (total(&left_counts), total(&right_counts)) else {
+                    return Err(mismatch(format!("the record counts of key group {key_group} overflow")));
+                };
+                let left_times: Vec<i64> = codec.decode(BUFFERS, section, 3, n_left)?;
+                let lefts: Vec<L> = codec.decode(BUFFERS, section, 4, n_left)?;
+                let right_times: Vec<i64> = codec.decode(BUFFERS, section, 5, n_right)?;
+                let rights: Vec<R> = codec.decode(BUFFERS, section, 6, n_right)?;
+                let mut lefts = left_times.into_iter().zip(lefts);
+                let mut rights = right_times.into_iter().zip(rights);
+                for ((key, n_left), n_right) in keys.into_iter().zip(left_counts).zip(right_counts) {
+                    if key_group_for_hash(stable_hash(&key), max_parallelism) != key_group {
+                        return Err(mismatch(format!(
+                            "a key saved in key group {key_group} hashes to another key group"
+                        )));
+                    }
+                    if n_left == 0 && n_right == 0 {
+                        continue;
+                    }
+                    let buffers = self
+                        .buffers
+                        .entry_or_insert_with(key, || Buffers { left: BTreeMap::new(), right: BTreeMap::new() });
+                    for (ts, value) in lefts.by_ref().take(n_left as usize) {
+                        buffers.left.entry(ts).or_default().push(value);
+                    }
+                    for (ts, value) in rights.by_ref().take(n_right as usize) {
+                        buffers.right.entry(ts).or_default().push(value);
+                    }
+                }
+            }
+            for (saved, section) in snapshot.operator_sections_of(WATERMARK) {
+                saved.check_compatible(&watermark_meta)?;
+                watermarks.extend(codec.decode::<i64>(WATERMARK, section, 0, section.rows as usize)?);
+            }
+        }
+        self.timers.restore_from(CLEANUP_TIMERS, &snapshots)?;
+        // Instances snapshotted at one aligned barrier had the same watermark; of differing ones the
+        // smallest never makes late what an old instance took as on time.
+        if let Some(watermark) = watermarks.into_iter().min() {
+            self.watermark = self.watermark.max(watermark);
+        }
+        Ok(())
+    }
+}
+
+fn too_many(state: &str) -> StateError {
+    StateError::Mismatch { state: state.to_string(), reason: "more than u32::MAX rows in one key group".to_string() }
 }
 
 /// The interval join operator: the join behind a merger of both inputs' watermarks.
@@ -357,8 +528,8 @@ where
 impl<K, L, R, O, S1, S2, F> Lifecycle for IntervalJoinOp<K, L, R, O, S1, S2, F>
 where
     K: crate::api::Key,
-    L: 'static,
-    R: 'static,
+    L: crate::api::Data,
+    R: crate::api::Data,
     O: Clone,
     S1: Fn(&L) -> K,
     S2: Fn(&R) -> K,
@@ -374,8 +545,12 @@ where
         join.core.close_function(|| join.function.close())
     }
 
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<crate::state::snapshot::OperatorSnapshot, OpError> {
-        Err(crate::operators::input::snapshot_unsupported(self.join.core.id, "interval join"))
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
+        self.join.snapshot().map_err(|e| OpError::new(self.join.core.id, e))
+    }
+
+    fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
+        self.join.restore(snapshots).map_err(|e| OpError::new(self.join.core.id, e))
     }
 
     fn timer_counts(&self) -> (usize, usize) {
@@ -489,11 +664,11 @@ impl<Op: Lifecycle> Lifecycle for CoGroupOp<Op> {
         self.inner.state_entries()
     }
 
-    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<crate::state::snapshot::OperatorSnapshot, OpError> {
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
         self.inner.snapshot_state(checkpoint_id)
     }
 
-    fn restore_state(&mut self, snapshots: &[&crate::state::snapshot::OperatorSnapshot]) -> OpResult {
+    fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
         self.inner.restore_state(snapshots)
     }
 }
