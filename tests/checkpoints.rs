@@ -293,3 +293,37 @@ fn functions_hear_of_completed_checkpoints_in_order_and_of_the_final_one() {
         "{heard:?} vs {periodic:?}"
     );
 }
+
+#[test]
+fn jobs_sharing_a_checkpoint_directory_keep_to_their_own_checkpoints() {
+    let root = temp_dir("shared-dir");
+    let dir = root.join("chk");
+    let run = |retain: bool| {
+        let env = StreamEnv::builder()
+            .cores(1)
+            .checkpointing(CheckpointConfig::every(Duration::from_secs(3600)).directory(&dir).retain_on_cancel(retain))
+            .build()
+            .unwrap();
+        let out = counting_job(&env, "counts", 1_000_000, 50_000.0);
+        let job = env.execute_async().unwrap();
+        while out.len() < 100 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let ids: Vec<u64> = (0..3).map(|_| job.checkpoint(Duration::from_secs(30)).unwrap()).collect();
+        let saved = job.savepoint(root.join(format!("sp-{retain}")), Duration::from_secs(30)).unwrap();
+        job.cancel();
+        job.join().unwrap();
+        (ids, saved)
+    };
+    let (first, _) = run(true);
+    let (second, saved) = run(false);
+    assert!(second[0] > *first.last().unwrap(), "ids go on after those in the directory: {first:?} then {second:?}");
+    assert!(saved.join("_metadata").is_file());
+    let left: Vec<u64> = rill::checkpoint::storage::list_checkpoints(&dir).into_iter().map(|(id, _)| id).collect();
+    assert!(
+        !left.is_empty() && left.iter().all(|id| *id < second[0]),
+        "the first job's retained checkpoints stay; the second deleted its own only: {left:?}"
+    );
+    assert!(left.contains(&(first.last().unwrap() + 1)), "the first job's savepoint checkpoint was kept: {left:?}");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -13,7 +13,7 @@ use super::error::{ConfigError, Error};
 use super::graph::Graph;
 use super::plan::{Attempt, JobShared, Launch, launch};
 use crate::checkpoint::CheckpointStats;
-use crate::checkpoint::storage::{self, CompletedCheckpoint, latest_checkpoint};
+use crate::checkpoint::storage::{self, CompletedCheckpoint, highest_checkpoint_id, latest_checkpoint_since};
 use crate::metrics::{LatencyReport, MetricRegistry, MetricsSnapshot};
 use crate::runtime::JobError;
 use crate::time::clock::monotonic_ns;
@@ -47,6 +47,8 @@ pub struct JobResult {
 
 /// What the handle and the supervisor share.
 struct Control {
+    /// The id of the job's first checkpoint: those before it in the directory are not the job's.
+    first_checkpoint_id: u64,
     current: Mutex<Arc<JobShared>>,
     cancelled: AtomicBool,
     restarts: AtomicU32,
@@ -98,6 +100,10 @@ impl JobHandle {
             None => config.data_dir.join("checkpoints").join(job_id(&config)),
         });
         let metrics = MetricRegistry::new();
+        // Ids continue after the restored checkpoint and after anything already in the directory,
+        // so that no checkpoint of this job lands on another's.
+        let last_id =
+            restore.as_ref().map_or(0, |c| c.id).max(checkpoint_root.as_deref().map_or(0, highest_checkpoint_id));
         let first = launch(
             &mut graph,
             &config,
@@ -106,9 +112,11 @@ impl JobHandle {
                 checkpoint_root: checkpoint_root.clone(),
                 prepare: true,
                 metrics: metrics.clone(),
+                checkpoint_ids: (last_id, last_id + 1),
             },
         )?;
         let control = Arc::new(Control {
+            first_checkpoint_id: last_id + 1,
             current: Mutex::new(first.shared.clone()),
             cancelled: AtomicBool::new(false),
             restarts: AtomicU32::new(0),
@@ -180,12 +188,21 @@ impl JobHandle {
     /// [`StreamEnvBuilder::restore_from`](crate::StreamEnvBuilder::restore_from), on any number of
     /// shards.
     pub fn savepoint(&self, dir: impl AsRef<Path>, timeout: Duration) -> Result<PathBuf, Error> {
-        let id = self.checkpoint(timeout)?;
-        let root = self.control.checkpoint_root.as_ref().expect("a checkpointing job has a checkpoint directory");
-        let source = storage::checkpoint_dir(root, id);
-        let target = dir.as_ref().to_path_buf();
-        copy_checkpoint(&source, &target).map_err(ConfigError::from)?;
-        Ok(target)
+        let shared = self.control.current();
+        // Retention must not delete the checkpoint before it is copied.
+        if let Some(coordinator) = &shared.coordinator {
+            coordinator.pin_newer(true);
+        }
+        let copied = self.checkpoint(timeout).and_then(|id| {
+            let root = self.control.checkpoint_root.as_ref().expect("a checkpointing job has a checkpoint directory");
+            let target = dir.as_ref().to_path_buf();
+            copy_checkpoint(&storage::checkpoint_dir(root, id), &target).map_err(ConfigError::from)?;
+            Ok(target)
+        });
+        if let Some(coordinator) = &shared.coordinator {
+            coordinator.pin_newer(false);
+        }
+        copied
     }
 
     /// Takes a savepoint into `dir`, then cancels the job (Flink's stop-with-savepoint). Returns the
@@ -302,7 +319,10 @@ fn supervise(
         let (outcome, completed) = finish_attempt(attempt);
         let error = match outcome {
             Ok(all_ended) => {
-                let status = if all_ended { JobStatus::Finished } else { JobStatus::Cancelled };
+                // A job that checkpoints has finished once its final checkpoint is stored (its last
+                // transactions commit then); a cancel before that is a cancel.
+                let final_stored = shared.coordinator.as_ref().is_none_or(|c| c.final_done());
+                let status = if all_ended && final_stored { JobStatus::Finished } else { JobStatus::Cancelled };
                 let retain = config.checkpointing.as_ref().is_some_and(|c| c.retain_on_cancel);
                 if let Some(coordinator) = &shared.coordinator {
                     if status == JobStatus::Finished || !retain {
@@ -345,8 +365,10 @@ fn supervise(
             }
             std::thread::sleep(Duration::from_nanos(left).min(Duration::from_millis(10)));
         }
-        let newest = control.checkpoint_root.as_deref().and_then(|root| latest_checkpoint(root).0);
+        let root = control.checkpoint_root.as_deref();
+        let newest = root.and_then(|root| latest_checkpoint_since(root, control.first_checkpoint_id).0);
         let restore = newest.as_ref().or(initial.as_ref());
+        let last_id = root.map_or(0, highest_checkpoint_id).max(restore.map_or(0, |c| c.id));
         attempt = launch(
             &mut graph,
             &config,
@@ -355,6 +377,7 @@ fn supervise(
                 checkpoint_root: control.checkpoint_root.clone(),
                 prepare: false,
                 metrics: metrics.clone(),
+                checkpoint_ids: (last_id, control.first_checkpoint_id),
             },
         )?;
         control.restarts.fetch_add(1, Ordering::AcqRel);

@@ -87,6 +87,8 @@ pub(crate) struct Launch<'a> {
     pub checkpoint_root: Option<std::path::PathBuf>,
     /// Whether `prepare` runs (only on the first start).
     pub prepare: bool,
+    /// Checkpoint ids: the last one before this start, and the job's first (see `Coordinator::new`).
+    pub checkpoint_ids: (u64, u64),
     /// The job's metrics, kept across restarts.
     pub metrics: MetricRegistry,
 }
@@ -307,13 +309,12 @@ pub(crate) fn launch(graph: &mut Graph, config: &JobConfig, launch: Launch<'_>) 
             })
             .collect();
         let root = launch.checkpoint_root.clone().expect("a checkpointing job has a checkpoint directory");
-        let last_id = launch.restore.map_or(0, |c| c.id);
         Arc::new(Coordinator::new(
             checkpointing.clone(),
             root,
             operators,
             n_shards,
-            last_id,
+            launch.checkpoint_ids,
             JobLinks { doorbells: doorbells.clone(), signal: signal.clone(), clock: config.clock.clone() },
         ))
     });
@@ -507,8 +508,8 @@ async fn notify_checkpoints(env: &Rc<ShardEnv>, checkpoints: &Rc<ShardCheckpoint
         if env.signal.is_stopped() {
             return;
         }
-        let is_final = coordinator.final_done();
         notified = coordinator.completed_id();
+        let is_final = coordinator.is_final(notified);
         // The final checkpoint is notified as u64::MAX: it covers everything each task snapshotted.
         let id = if is_final { u64::MAX } else { notified };
         for lifecycle in lifecycles.iter() {

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -56,6 +56,8 @@ struct Inner {
     stopped: bool,
     completed: Vec<(u64, PathBuf)>,
     stats: Vec<CheckpointStats>,
+    /// Retention keeps every checkpoint from this id on (while a savepoint copies one).
+    pinned_from: Option<u64>,
 }
 
 /// What one completed checkpoint took.
@@ -81,13 +83,16 @@ pub(crate) struct JobLinks {
 
 /// The coordinator's shared state; its thread runs [`Coordinator::run`].
 pub(crate) struct Coordinator {
+    /// The first checkpoint id of this job (across its restarts).
+    own_from: u64,
     config: CheckpointConfig,
     root: PathBuf,
     operators: Vec<OperatorMeta>,
     n_shards: usize,
     trigger: AtomicU64,
     completed: AtomicU64,
-    final_done: AtomicBool,
+    /// The final checkpoint's id once it is stored (0 before); published before `completed`.
+    final_id: AtomicU64,
     inner: Mutex<Inner>,
     wake: Condvar,
     done: Condvar,
@@ -99,24 +104,26 @@ pub(crate) struct Coordinator {
 
 impl Coordinator {
     /// A coordinator for a job of `operators` (by node id) on `n_shards`, writing under `root`;
-    /// checkpoint ids continue after `last_id`.
+    /// checkpoint ids continue after `last_id`. The job's own checkpoints are those from `own_from`
+    /// on: retention and discarding leave others in `root` alone.
     pub fn new(
         config: CheckpointConfig,
         root: PathBuf,
         operators: Vec<OperatorMeta>,
         n_shards: usize,
-        last_id: u64,
+        (last_id, own_from): (u64, u64),
         job: JobLinks,
     ) -> Coordinator {
         let JobLinks { doorbells, signal, clock } = job;
         Coordinator {
+            own_from,
             config,
             root,
             operators,
             n_shards,
             trigger: AtomicU64::new(0),
             completed: AtomicU64::new(0),
-            final_done: AtomicBool::new(false),
+            final_id: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 tasks: HashSet::new(),
                 registered_shards: 0,
@@ -131,6 +138,7 @@ impl Coordinator {
                 stopped: false,
                 completed: Vec::new(),
                 stats: Vec::new(),
+                pinned_from: None,
             }),
             wake: Condvar::new(),
             done: Condvar::new(),
@@ -162,7 +170,14 @@ impl Coordinator {
 
     /// True once the final checkpoint (after every task finished) is complete.
     pub fn final_done(&self) -> bool {
-        self.final_done.load(Ordering::Acquire)
+        self.is_final(self.completed_id())
+    }
+
+    /// True if `completed` (a value of `completed_id`, read before) is the final checkpoint. The final
+    /// id is published before `completed`, so a reader that saw it completed sees it final.
+    pub fn is_final(&self, completed: u64) -> bool {
+        let final_id = self.final_id.load(Ordering::Acquire);
+        final_id != 0 && completed >= final_id
     }
 
     /// A shard declares the tasks it runs; checkpoints start once every shard did.
@@ -236,6 +251,13 @@ impl Coordinator {
     /// What the checkpoints completed in this run took, oldest first.
     pub fn stats(&self) -> Vec<CheckpointStats> {
         self.lock().stats.clone()
+    }
+
+    /// Keeps every checkpoint newer than the newest complete one from retention (`true`), or lets
+    /// retention delete them again (`false`).
+    pub fn pin_newer(&self, pin: bool) {
+        let mut inner = self.lock();
+        inner.pinned_from = pin.then(|| self.completed_id() + 1);
     }
 
     /// Stops the coordinator thread.
@@ -373,11 +395,11 @@ impl Coordinator {
                 let duration = Duration::from_nanos(self.clock.now_ns().saturating_sub(started));
                 inner.stats.push(CheckpointStats { id, duration, bytes, is_final });
                 inner.completed.push((id, dir));
-                self.completed.store(id, Ordering::Release);
                 if is_final {
-                    self.final_done.store(true, Ordering::Release);
+                    self.final_id.store(id, Ordering::Release);
                 }
-                self.retain(&self.root);
+                self.completed.store(id, Ordering::Release);
+                self.retain(&self.root, inner.pinned_from);
                 self.doorbells.ring_all();
                 self.done.notify_all();
             }
@@ -394,9 +416,12 @@ impl Coordinator {
         inner
     }
 
-    /// Deletes the oldest complete checkpoints beyond `max_retained`.
-    fn retain(&self, root: &Path) {
-        let all = list_checkpoints(root);
+    /// Deletes the job's oldest complete checkpoints beyond `max_retained`.
+    fn retain(&self, root: &Path, pinned_from: Option<u64>) {
+        let all: Vec<_> = list_checkpoints(root)
+            .into_iter()
+            .filter(|(id, _)| *id >= self.own_from && pinned_from.is_none_or(|pinned| *id < pinned))
+            .collect();
         let excess = all.len().saturating_sub(self.config.max_retained);
         for (_, dir) in &all[..excess] {
             let _ = std::fs::remove_dir_all(dir);
@@ -406,9 +431,10 @@ impl Coordinator {
     /// Deletes every checkpoint of the job (when it was cancelled or finished and they are not to be
     /// retained).
     pub fn discard_all(&self) {
-        for (_, dir) in list_checkpoints(&self.root) {
+        for (_, dir) in list_checkpoints(&self.root).into_iter().filter(|(id, _)| *id >= self.own_from) {
             let _ = std::fs::remove_dir_all(dir);
         }
+        // Only if nothing else is left in it.
         let _ = std::fs::remove_dir(&self.root);
     }
 }

@@ -287,11 +287,27 @@ pub fn list_checkpoints(root: &Path) -> Vec<(u64, PathBuf)> {
     found
 }
 
+/// The highest id of any `chk-<id>` directory under `root`, complete or not (0 if none).
+pub fn highest_checkpoint_id(root: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(root) else { return 0 };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok()?.strip_prefix("chk-")?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
+}
+
 /// The newest checkpoint under `root` that reads back whole, and the errors of newer ones that did
 /// not (a damaged checkpoint is skipped for the previous one).
 pub fn latest_checkpoint(root: &Path) -> (Option<CompletedCheckpoint>, Vec<CheckpointError>) {
+    latest_checkpoint_since(root, 0)
+}
+
+/// As [`latest_checkpoint`], among the checkpoints with an id of at least `min_id` (those of one
+/// job, when several wrote into the same directory).
+pub fn latest_checkpoint_since(root: &Path, min_id: u64) -> (Option<CompletedCheckpoint>, Vec<CheckpointError>) {
     let mut skipped = Vec::new();
-    for (_, dir) in list_checkpoints(root).into_iter().rev() {
+    for (_, dir) in list_checkpoints(root).into_iter().rev().filter(|(id, _)| *id >= min_id) {
         match read_checkpoint(&dir) {
             Ok(checkpoint) => return (Some(checkpoint), skipped),
             Err(error) => skipped.push(error),

@@ -50,6 +50,12 @@ impl ShardCheckpoints {
         delivered > 0 && self.exactly_once() && self.open.borrow().iter().any(|&id| id <= delivered)
     }
 
+    /// True if an operator of this shard aligns a barrier now (exactly once only).
+    #[inline]
+    pub fn is_aligning(&self) -> bool {
+        self.exactly_once() && !self.open.borrow().is_empty()
+    }
+
     fn open_alignment(&self, id: u64) {
         self.open.borrow_mut().push(id);
     }
@@ -134,6 +140,8 @@ impl TapCore {
                     *count += 1;
                 }
             }
+            // An older barrier than the one being aligned: its checkpoint is subsumed already.
+            Some((current, _, _)) if *current > id => return,
             aligning => {
                 // A newer barrier: the older alignment will not complete (its checkpoint is subsumed).
                 if let Some((older, seen, _)) = aligning.take() {

@@ -175,6 +175,8 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
         let task = (self.core.id, env.shard as u32);
         match snapshot {
             Ok(snapshot) => checkpoints.coordinator.acknowledge(task, id, Ok(snapshot)),
+            // A panic fails the job (as anywhere else); an error only declines the checkpoint.
+            Err(panic @ JobError::UserPanic { .. }) => return Err(panic),
             Err(error) => checkpoints.coordinator.acknowledge(task, id, Err(error.to_string())),
         }
         let barrier = CheckpointBarrier { checkpoint_id: id, timestamp_ms: env.clock.now_ms() };

@@ -106,6 +106,8 @@ impl ControlMerger {
                 }
                 match &mut self.aligning {
                     Some((current, seen)) if current.checkpoint_id == id => seen[channel] = true,
+                    // An older barrier than the one being aligned: its checkpoint is subsumed already.
+                    Some((current, _)) if current.checkpoint_id > id => return Ok(()),
                     // A newer barrier subsumes one still being aligned (its checkpoint cannot complete).
                     aligning => {
                         let mut seen = vec![false; self.ended.len()];
@@ -205,6 +207,17 @@ mod tests {
         assert_eq!(feed(&mut m, 0, b(1)), vec![]);
         assert_eq!(feed(&mut m, 1, Control::EndOfInput), vec![b(1)]);
         assert_eq!(feed(&mut m, 0, b(2)), vec![b(2)], "one live channel: no alignment");
+    }
+
+    #[test]
+    fn an_older_barrier_does_not_disturb_the_alignment_of_a_newer_one() {
+        use crate::exchange::CheckpointBarrier;
+        let mut m = ControlMerger::new(2);
+        let b = |id| Control::Barrier(CheckpointBarrier { checkpoint_id: id, timestamp_ms: 0 });
+        assert_eq!(feed(&mut m, 0, b(2)), vec![]);
+        assert_eq!(feed(&mut m, 1, b(1)), vec![], "checkpoint 1 is subsumed by 2");
+        assert!(m.is_aligning(0), "channel 0 still waits for barrier 2 of channel 1");
+        assert_eq!(feed(&mut m, 1, b(2)), vec![b(2)]);
     }
 
     #[test]

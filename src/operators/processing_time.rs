@@ -148,6 +148,14 @@ pub(crate) async fn run_timer_task(
         if finished() {
             return Ok(());
         }
+        // While an operator of this shard aligns a barrier (exactly once), operators before it have
+        // been snapshotted already: what their timers emitted now would reach it before its snapshot
+        // and again after a restore. The callbacks wait for the alignment.
+        let aligning = || env.checkpoints.as_ref().is_some_and(|c| c.is_aligning());
+        if aligning() {
+            env.parker.wait_until(|| finished() || !aligning()).await;
+            continue;
+        }
         let now = env.clock.now_ms();
         if service.next_deadline_ms().is_some_and(|d| d <= now) {
             guarded(&env, || service.fire_due(now))?;
