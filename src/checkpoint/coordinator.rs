@@ -54,7 +54,6 @@ struct Inner {
     requested: bool,
     final_id: Option<u64>,
     stopped: bool,
-    completed: Vec<(u64, PathBuf)>,
     stats: Vec<CheckpointStats>,
     /// Retention keeps every checkpoint from this id on (while a savepoint copies one).
     pinned_from: Option<u64>,
@@ -136,7 +135,6 @@ impl Coordinator {
                 requested: false,
                 final_id: None,
                 stopped: false,
-                completed: Vec::new(),
                 stats: Vec::new(),
                 pinned_from: None,
             }),
@@ -234,9 +232,9 @@ impl Coordinator {
         let deadline = monotonic_ns().saturating_add(timeout.as_nanos() as u64);
         let mut inner = self.lock();
         loop {
-            if let Some(&(id, _)) = inner.completed.last() {
-                if id > after {
-                    return Some(id);
+            if let Some(stats) = inner.stats.last() {
+                if stats.id > after {
+                    return Some(stats.id);
                 }
             }
             let now = monotonic_ns();
@@ -394,7 +392,6 @@ impl Coordinator {
                 inner.consecutive_failures = 0;
                 let duration = Duration::from_nanos(self.clock.now_ns().saturating_sub(started));
                 inner.stats.push(CheckpointStats { id, duration, bytes, is_final });
-                inner.completed.push((id, dir));
                 if is_final {
                     self.final_id.store(id, Ordering::Release);
                 }

@@ -272,29 +272,25 @@ pub fn read_checkpoint(dir: &Path) -> Result<CompletedCheckpoint, CheckpointErro
     Ok(CompletedCheckpoint { id, path: dir.to_path_buf(), operators })
 }
 
+/// Every `chk-<id>` directory under `root`, complete or not: (id, path).
+fn checkpoint_dirs(root: &Path) -> impl Iterator<Item = (u64, PathBuf)> {
+    fs::read_dir(root).into_iter().flatten().flatten().filter_map(|entry| {
+        let id = entry.file_name().into_string().ok()?.strip_prefix("chk-")?.parse().ok()?;
+        Some((id, entry.path()))
+    })
+}
+
 /// The complete checkpoints under `root` (directories `chk-<id>` with a `_metadata`), by id.
 pub fn list_checkpoints(root: &Path) -> Vec<(u64, PathBuf)> {
-    let Ok(entries) = fs::read_dir(root) else { return Vec::new() };
-    let mut found: Vec<(u64, PathBuf)> = entries
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            let id = name.strip_prefix("chk-")?.parse().ok()?;
-            entry.path().join(METADATA).is_file().then(|| (id, entry.path()))
-        })
-        .collect();
+    let mut found: Vec<(u64, PathBuf)> =
+        checkpoint_dirs(root).filter(|(_, dir)| dir.join(METADATA).is_file()).collect();
     found.sort();
     found
 }
 
 /// The highest id of any `chk-<id>` directory under `root`, complete or not (0 if none).
 pub fn highest_checkpoint_id(root: &Path) -> u64 {
-    let Ok(entries) = fs::read_dir(root) else { return 0 };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok()?.strip_prefix("chk-")?.parse::<u64>().ok())
-        .max()
-        .unwrap_or(0)
+    checkpoint_dirs(root).map(|(id, _)| id).max().unwrap_or(0)
 }
 
 /// The newest checkpoint under `root` that reads back whole, and the errors of newer ones that did

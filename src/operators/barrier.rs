@@ -17,9 +17,10 @@ use std::sync::Arc;
 
 use super::RecordBatch;
 use super::input::{Input, InputRef, Lifecycle, OpResult};
+use super::merge::BarrierAlignment;
 use crate::checkpoint::CheckpointingMode;
 use crate::checkpoint::coordinator::{Coordinator, TaskId};
-use crate::exchange::Control;
+use crate::exchange::{CheckpointBarrier, Control};
 use crate::runtime::ShardParker;
 
 /// What the drivers and taps of one shard share.
@@ -71,22 +72,14 @@ impl ShardCheckpoints {
     }
 }
 
-struct TapState {
-    ended: Vec<bool>,
-    n_ended: usize,
-    /// The barrier being aligned, which inputs delivered it, and how many.
-    aligning: Option<(u64, Vec<bool>, usize)>,
-    /// The newest barrier the operator was snapshotted for.
-    last_id: u64,
-}
-
 /// The tap of one operator instance, shared by its ports.
 pub(crate) struct TapCore {
     task: TaskId,
     name: String,
     lifecycle: Rc<RefCell<dyn Lifecycle>>,
     shard: Rc<ShardCheckpoints>,
-    state: RefCell<TapState>,
+    /// The barriers of the instance's inputs (one channel per input).
+    alignment: RefCell<BarrierAlignment>,
 }
 
 impl TapCore {
@@ -97,94 +90,48 @@ impl TapCore {
         lifecycle: Rc<RefCell<dyn Lifecycle>>,
         shard: Rc<ShardCheckpoints>,
     ) -> Rc<TapCore> {
-        Rc::new(TapCore {
-            task,
-            name,
-            lifecycle,
-            shard,
-            state: RefCell::new(TapState { ended: vec![false; n_inputs], n_ended: 0, aligning: None, last_id: 0 }),
-        })
+        Rc::new(TapCore { task, name, lifecycle, shard, alignment: RefCell::new(BarrierAlignment::new(n_inputs)) })
     }
 
-    fn snapshot(&self, id: u64) {
+    fn snapshot_state(&self, id: u64) -> Result<crate::state::snapshot::OperatorSnapshot, String> {
         let result = self.lifecycle.borrow_mut().snapshot_state(id);
-        let result = result.map_err(|e| format!("operator '{}' could not snapshot its state: {}", self.name, e.source));
-        self.shard.coordinator.acknowledge(self.task, id, result);
+        result.map_err(|e| format!("operator '{}' could not snapshot its state: {}", self.name, e.source))
     }
 
-    /// Completes the alignment if every input delivered its barrier or ended; true if it did.
-    fn try_complete(&self, state: &mut TapState) -> Option<u64> {
-        let (id, seen, _) = state.aligning.as_ref()?;
-        if !seen.iter().zip(&state.ended).all(|(seen, ended)| *seen || *ended) {
-            return None;
+    /// Runs `step` on the alignment, keeps the shard's open alignments in step with it (the one in
+    /// progress at this operator, if any), and snapshots the operator if a barrier completed.
+    fn align(&self, step: impl FnOnce(&mut BarrierAlignment) -> Option<CheckpointBarrier>) {
+        let mut alignment = self.alignment.borrow_mut();
+        let before = alignment.aligning_id();
+        let completed = step(&mut alignment);
+        let after = alignment.aligning_id();
+        drop(alignment);
+        if before != after {
+            if let Some(id) = before {
+                self.shard.close_alignment(id);
+            }
+            if let Some(id) = after {
+                self.shard.open_alignment(id);
+            }
         }
-        let id = *id;
-        let was_open = seen.len() > 1;
-        state.aligning = None;
-        state.last_id = id;
-        if was_open {
-            self.shard.close_alignment(id);
+        if let Some(barrier) = completed {
+            let id = barrier.checkpoint_id;
+            self.shard.coordinator.acknowledge(self.task, id, self.snapshot_state(id));
         }
-        Some(id)
     }
 
-    fn on_barrier(&self, port: usize, id: u64) {
-        let mut state = self.state.borrow_mut();
-        if id <= state.last_id {
-            return;
-        }
-        let n_inputs = state.ended.len();
-        match &mut state.aligning {
-            Some((current, seen, count)) if *current == id => {
-                if !std::mem::replace(&mut seen[port], true) {
-                    *count += 1;
-                }
-            }
-            // An older barrier than the one being aligned: its checkpoint is subsumed already.
-            Some((current, _, _)) if *current > id => return,
-            aligning => {
-                // A newer barrier: the older alignment will not complete (its checkpoint is subsumed).
-                if let Some((older, seen, _)) = aligning.take() {
-                    if seen.len() > 1 {
-                        self.shard.close_alignment(older);
-                    }
-                }
-                let mut seen = vec![false; n_inputs];
-                seen[port] = true;
-                *aligning = Some((id, seen, 1));
-                if n_inputs > 1 {
-                    self.shard.open_alignment(id);
-                }
-            }
-        }
-        let completed = self.try_complete(&mut state);
-        drop(state);
-        if let Some(id) = completed {
-            self.snapshot(id);
-        }
+    fn on_barrier(&self, port: usize, barrier: CheckpointBarrier) {
+        self.align(|alignment| alignment.on_barrier(port, barrier));
     }
 
     fn before_end(&self, port: usize) {
-        let mut state = self.state.borrow_mut();
-        if !std::mem::replace(&mut state.ended[port], true) {
-            state.n_ended += 1;
-        }
-        let completed = self.try_complete(&mut state);
-        drop(state);
-        if let Some(id) = completed {
-            self.snapshot(id);
-        }
+        self.align(|alignment| alignment.on_end(port));
     }
 
     fn after_end(&self) {
-        let state = self.state.borrow();
-        if state.n_ended < state.ended.len() {
-            return;
+        if self.alignment.borrow().all_ended() {
+            self.shard.coordinator.finish(self.task, self.snapshot_state(u64::MAX));
         }
-        drop(state);
-        let result = self.lifecycle.borrow_mut().snapshot_state(u64::MAX);
-        let result = result.map_err(|e| format!("operator '{}' could not snapshot its state: {}", self.name, e.source));
-        self.shard.coordinator.finish(self.task, result);
     }
 }
 
@@ -210,7 +157,7 @@ impl<T> Input<T> for Tap<T> {
     fn process_control(&mut self, control: Control) -> OpResult {
         match control {
             Control::Barrier(barrier) => {
-                self.core.on_barrier(self.port, barrier.checkpoint_id);
+                self.core.on_barrier(self.port, barrier);
                 self.input.borrow_mut().process_control(control)
             }
             Control::EndOfInput => {

@@ -22,8 +22,11 @@ use super::window::functions::{ApplyAll, Elements, WindowContext};
 use crate::exchange::Control;
 use crate::metrics::Counter;
 use crate::state::heap::Codec;
-use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot, Section, StateError, StateKind, StateMeta};
-use crate::state::{KeyGroupRange, KeyGroupedMap, TimerQueue, key_group_for_hash, key_group_of};
+use crate::state::snapshot::{
+    KeyedSnapshot, OperatorSnapshot, Section, StateError, StateKind, StateMeta, check_key_group, check_snapshots,
+    read_times, total_count, write_times,
+};
+use crate::state::{KeyGroupRange, KeyGroupedMap, TimerQueue, key_group_of};
 use crate::time::Watermark;
 use crate::util::BoxError;
 use crate::util::hash::stable_hash;
@@ -332,10 +335,9 @@ where
     L: crate::api::Data,
     R: crate::api::Data,
 {
-    /// The declarations of the operator's own state in snapshots: the buffered records, the
-    /// watermark.
-    fn metas() -> (StateMeta, StateMeta) {
-        let buffers = StateMeta {
+    /// The declaration of the buffered records in snapshots.
+    fn buffers_meta() -> StateMeta {
+        StateMeta {
             name: BUFFERS.into(),
             kind: StateKind::Window,
             types: format!(
@@ -345,9 +347,7 @@ where
                 std::any::type_name::<R>()
             ),
             ttl: false,
-        };
-        let watermark = StateMeta { name: WATERMARK.into(), kind: StateKind::Window, types: "i64".into(), ttl: false };
-        (buffers, watermark)
+        }
     }
 
     /// Everything the join keeps, in the canonical format: per key group its keys with both sides'
@@ -358,9 +358,8 @@ where
     /// left timestamps and records of every key, then the right ones.
     fn snapshot(&self) -> Result<OperatorSnapshot, StateError> {
         let mut snapshot = KeyedSnapshot::new(self.max_parallelism);
-        let (buffers_meta, watermark_meta) = Self::metas();
         let mut codec = Codec::default();
-        let buffers_state = snapshot.add_state(buffers_meta);
+        let buffers_state = snapshot.add_state(Self::buffers_meta());
         for (key_group, entries) in self.buffers.groups() {
             let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
             let count = |n: usize| u32::try_from(n).map_err(|_| too_many(BUFFERS));
@@ -394,9 +393,7 @@ where
             snapshot.add_section(key_group, buffers_state, Section { rows: count(keys.len())?, columns });
         }
         self.timers.snapshot_into(CLEANUP_TIMERS, &mut snapshot)?;
-        let watermark_state = snapshot.add_state(watermark_meta);
-        let columns = vec![codec.encode(WATERMARK, &[self.watermark])?];
-        snapshot.add_operator_section(watermark_state, Section { rows: 1, columns });
+        write_times(&mut snapshot, &mut codec, WATERMARK, &[self.watermark])?;
         Ok(OperatorSnapshot::keyed(snapshot))
     }
 
@@ -405,43 +402,18 @@ where
     fn restore(&mut self, snapshots: &[&OperatorSnapshot]) -> Result<(), StateError> {
         let snapshots = OperatorSnapshot::states(snapshots);
         let max_parallelism = self.max_parallelism;
-        let (buffers_meta, watermark_meta) = Self::metas();
+        let buffers_meta = Self::buffers_meta();
         let mut codec = Codec::default();
-        let mismatch = |reason: String| StateError::Mismatch { state: BUFFERS.to_string(), reason };
-        let all = KeyGroupRange { start: 0, end: max_parallelism.saturating_sub(1) };
-        let mut watermarks = Vec::new();
+        // State of another kind of operator would otherwise be silently lost.
+        check_snapshots(&snapshots, max_parallelism, &[BUFFERS, CLEANUP_TIMERS, WATERMARK])?;
         for snapshot in &snapshots {
-            if snapshot.states().is_empty() {
-                continue;
-            }
-            if snapshot.max_parallelism() != max_parallelism {
-                return Err(StateError::MaxParallelism {
-                    expected: max_parallelism,
-                    found: snapshot.max_parallelism(),
-                });
-            }
-            // State of another kind of operator would otherwise be silently lost.
-            for meta in snapshot.states() {
-                let name = meta.name.as_str();
-                let holds_rows = snapshot.sections_of(name, all).next().is_some()
-                    || snapshot.operator_sections_of(name).next().is_some();
-                if holds_rows && ![BUFFERS, CLEANUP_TIMERS, WATERMARK].contains(&name) {
-                    return Err(StateError::Mismatch {
-                        state: name.to_string(),
-                        reason: "the snapshot holds state an interval join does not keep".to_string(),
-                    });
-                }
-            }
             for (saved, key_group, section) in snapshot.sections_of(BUFFERS, self.key_groups) {
                 saved.check_compatible(&buffers_meta)?;
                 let rows = section.rows as usize;
                 let keys: Vec<K> = codec.decode(BUFFERS, section, 0, rows)?;
                 let left_counts: Vec<u32> = codec.decode(BUFFERS, section, 1, rows)?;
                 let right_counts: Vec<u32> = codec.decode(BUFFERS, section, 2, rows)?;
-                let total = |counts: &[u32]| counts.iter().try_fold(0usize, |sum, &n| sum.checked_add(n as usize));
-                let (Some(n_left), Some(n_right)) = (total(&left_counts), total(&right_counts)) else {
-                    return Err(mismatch(format!("the record counts of key group {key_group} overflow")));
-                };
+                let (n_left, n_right) = (total_count(BUFFERS, &left_counts)?, total_count(BUFFERS, &right_counts)?);
                 let left_times: Vec<i64> = codec.decode(BUFFERS, section, 3, n_left)?;
                 let lefts: Vec<L> = codec.decode(BUFFERS, section, 4, n_left)?;
                 let right_times: Vec<i64> = codec.decode(BUFFERS, section, 5, n_right)?;
@@ -449,11 +421,7 @@ where
                 let mut lefts = left_times.into_iter().zip(lefts);
                 let mut rights = right_times.into_iter().zip(rights);
                 for ((key, n_left), n_right) in keys.into_iter().zip(left_counts).zip(right_counts) {
-                    if key_group_for_hash(stable_hash(&key), max_parallelism) != key_group {
-                        return Err(mismatch(format!(
-                            "a key saved in key group {key_group} hashes to another key group"
-                        )));
-                    }
+                    check_key_group(BUFFERS, stable_hash(&key), key_group, max_parallelism)?;
                     if n_left == 0 && n_right == 0 {
                         continue;
                     }
@@ -468,15 +436,11 @@ where
                     }
                 }
             }
-            for (saved, section) in snapshot.operator_sections_of(WATERMARK) {
-                saved.check_compatible(&watermark_meta)?;
-                watermarks.extend(codec.decode::<i64>(WATERMARK, section, 0, section.rows as usize)?);
-            }
         }
         self.timers.restore_from(CLEANUP_TIMERS, &snapshots)?;
         // Instances snapshotted at one aligned barrier had the same watermark; of differing ones the
         // smallest never makes late what an old instance took as on time.
-        if let Some(watermark) = watermarks.into_iter().min() {
+        if let Some(watermark) = read_times(&snapshots, WATERMARK, &mut codec)?.into_iter().min() {
             self.watermark = self.watermark.max(watermark);
         }
         Ok(())

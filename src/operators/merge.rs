@@ -17,14 +17,93 @@ enum Watermarks {
     Inputs(CombinedWatermark),
 }
 
-pub(crate) struct ControlMerger {
-    valve: Watermarks,
+/// Which of several channels ended, and the alignment of checkpoint barriers over them: a barrier is
+/// complete once every channel delivered it or ended. A newer barrier subsumes one still being
+/// aligned; an older one than that, or than the last completed, is ignored. Shared by the merger and
+/// by the barrier taps of multi-input operators (`operators::barrier`).
+pub(crate) struct BarrierAlignment {
     ended: Vec<bool>,
     n_ended: usize,
     /// The barrier being aligned and the channels that delivered it.
     aligning: Option<(CheckpointBarrier, Vec<bool>)>,
-    /// The newest barrier passed on.
-    last_barrier_id: u64,
+    /// The newest barrier completed.
+    last_id: u64,
+}
+
+impl BarrierAlignment {
+    pub fn new(n_channels: usize) -> BarrierAlignment {
+        BarrierAlignment { ended: vec![false; n_channels], n_ended: 0, aligning: None, last_id: 0 }
+    }
+
+    /// True once every channel ended.
+    pub fn all_ended(&self) -> bool {
+        self.n_ended == self.ended.len()
+    }
+
+    /// True if `channel` ended.
+    pub fn is_ended(&self, channel: usize) -> bool {
+        self.ended[channel]
+    }
+
+    /// True if `channel` delivered the barrier being aligned.
+    #[inline]
+    pub fn is_aligning(&self, channel: usize) -> bool {
+        self.aligning.as_ref().is_some_and(|(_, seen)| seen[channel])
+    }
+
+    /// The checkpoint being aligned, if any.
+    pub fn aligning_id(&self) -> Option<u64> {
+        self.aligning.as_ref().map(|(barrier, _)| barrier.checkpoint_id)
+    }
+
+    /// The newest barrier completed (0: none).
+    pub fn last_id(&self) -> u64 {
+        self.last_id
+    }
+
+    /// `barrier` arrived on `channel`; the barrier completed by it, if any.
+    pub fn on_barrier(&mut self, channel: usize, barrier: CheckpointBarrier) -> Option<CheckpointBarrier> {
+        let id = barrier.checkpoint_id;
+        if id <= self.last_id {
+            return None;
+        }
+        match &mut self.aligning {
+            Some((current, seen)) if current.checkpoint_id == id => seen[channel] = true,
+            // An older barrier than the one being aligned: its checkpoint is subsumed already.
+            Some((current, _)) if current.checkpoint_id > id => return None,
+            // A newer barrier subsumes one still being aligned (its checkpoint cannot complete).
+            aligning => {
+                let mut seen = vec![false; self.ended.len()];
+                seen[channel] = true;
+                *aligning = Some((barrier, seen));
+            }
+        }
+        self.complete()
+    }
+
+    /// `channel` ended (it delivers no barrier any more); the barrier completed by it, if any.
+    pub fn on_end(&mut self, channel: usize) -> Option<CheckpointBarrier> {
+        assert!(!self.ended[channel], "channel {channel} ended twice");
+        self.ended[channel] = true;
+        self.n_ended += 1;
+        self.complete()
+    }
+
+    fn complete(&mut self) -> Option<CheckpointBarrier> {
+        let (barrier, seen) = self.aligning.as_ref()?;
+        if !seen.iter().zip(&self.ended).all(|(seen, ended)| *seen || *ended) {
+            return None;
+        }
+        let barrier = *barrier;
+        self.aligning = None;
+        self.last_id = barrier.checkpoint_id;
+        Some(barrier)
+    }
+}
+
+pub(crate) struct ControlMerger {
+    valve: Watermarks,
+    alignment: BarrierAlignment,
 }
 
 impl ControlMerger {
@@ -39,41 +118,29 @@ impl ControlMerger {
     }
 
     fn with(n_channels: usize, valve: Watermarks) -> ControlMerger {
-        ControlMerger { valve, ended: vec![false; n_channels], n_ended: 0, aligning: None, last_barrier_id: 0 }
+        ControlMerger { valve, alignment: BarrierAlignment::new(n_channels) }
     }
 
     /// True once every channel ended.
     pub fn all_ended(&self) -> bool {
-        self.n_ended == self.ended.len()
+        self.alignment.all_ended()
     }
 
     /// True if `channel` ended.
     pub fn is_ended(&self, channel: usize) -> bool {
-        self.ended[channel]
+        self.alignment.is_ended(channel)
     }
 
     /// True if `channel` delivered the barrier being aligned (an exactly-once reader holds it back
     /// until the others deliver theirs).
     #[inline]
     pub fn is_aligning(&self, channel: usize) -> bool {
-        self.aligning.as_ref().is_some_and(|(_, seen)| seen[channel])
+        self.alignment.is_aligning(channel)
     }
 
     /// The newest barrier passed on (0: none).
     pub fn last_barrier_id(&self) -> u64 {
-        self.last_barrier_id
-    }
-
-    /// Passes the barrier on if every channel delivered it or ended.
-    fn complete_alignment(&mut self, emit: &mut impl FnMut(Control) -> OpResult) -> OpResult {
-        let Some((barrier, seen)) = &self.aligning else { return Ok(()) };
-        if !seen.iter().zip(&self.ended).all(|(seen, ended)| *seen || *ended) {
-            return Ok(());
-        }
-        let barrier = *barrier;
-        self.aligning = None;
-        self.last_barrier_id = barrier.checkpoint_id;
-        emit(Control::Barrier(barrier))
+        self.alignment.last_id()
     }
 
     /// Handles `control` from `channel`, passing to `emit` what goes downstream, in order.
@@ -99,30 +166,15 @@ impl ControlMerger {
                 emit_valve(out, &mut emit)
             }
             Control::LatencyMarker(_) => emit(control),
-            Control::Barrier(barrier) => {
-                let id = barrier.checkpoint_id;
-                if id <= self.last_barrier_id {
-                    return Ok(());
-                }
-                match &mut self.aligning {
-                    Some((current, seen)) if current.checkpoint_id == id => seen[channel] = true,
-                    // An older barrier than the one being aligned: its checkpoint is subsumed already.
-                    Some((current, _)) if current.checkpoint_id > id => return Ok(()),
-                    // A newer barrier subsumes one still being aligned (its checkpoint cannot complete).
-                    aligning => {
-                        let mut seen = vec![false; self.ended.len()];
-                        seen[channel] = true;
-                        *aligning = Some((barrier, seen));
-                    }
-                }
-                self.complete_alignment(&mut emit)
-            }
+            Control::Barrier(barrier) => match self.alignment.on_barrier(channel, barrier) {
+                Some(complete) => emit(Control::Barrier(complete)),
+                None => Ok(()),
+            },
             Control::EndOfInput => {
-                assert!(!self.ended[channel], "channel {channel} ended twice");
-                self.ended[channel] = true;
-                self.n_ended += 1;
                 // An ended channel delivers no barrier: the alignment may be complete without it.
-                self.complete_alignment(&mut emit)?;
+                if let Some(complete) = self.alignment.on_end(channel) {
+                    emit(Control::Barrier(complete))?;
+                }
                 let out = match &mut self.valve {
                     Watermarks::Channels(valve) => valve.on_end_of_input(channel),
                     Watermarks::Inputs(inputs) => inputs.on_end_of_input(channel),

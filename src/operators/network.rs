@@ -470,9 +470,7 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
             }
             parked.next += 1;
             self.merger.on_control(channel, control, |c| downstream.process_control(c))?;
-            if matches!(control, Control::Barrier(_))
-                && (self.channel_held(env, channel) || env.held_by_alignment(self.merger.last_barrier_id()))
-            {
+            if matches!(control, Control::Barrier(_)) && (self.channel_held(env, channel) || self.held(env)) {
                 drop(downstream);
                 if !parked.batch.is_empty() || parked.next < parked.controls.len() {
                     self.parked[channel] = Some(parked);

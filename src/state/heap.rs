@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use hashbrown::HashTable;
 
+use super::KeyGroupRange;
 use super::key_group::table_hash;
-use super::snapshot::{KeyedSnapshot, Section, StateError, StateMeta, decode_column, encode_column};
+use super::snapshot::{KeyedSnapshot, Section, StateError, StateMeta, check_key_group, decode_column, encode_column};
 use super::ttl::StateTtlConfig;
-use super::{KeyGroupRange, key_group_for_hash};
 use crate::codec::{Arena, BatchBytes, ExchangeData};
 use crate::time::SharedClock;
 use crate::util::hash::{fmix64, stable_hash};
@@ -402,12 +402,7 @@ impl<K: Eq + Clone, N: Eq + Clone, S: Stored> Table<K, N, S> {
         let index = self.group(key_group);
         for ((key, namespace), state) in keys.into_iter().zip(namespaces).zip(states) {
             let key_hash = stable_hash(&key);
-            if key_group_for_hash(key_hash, max_parallelism) != key_group {
-                return Err(StateError::Mismatch {
-                    state: name.to_string(),
-                    reason: format!("a key saved in key group {key_group} hashes to another key group"),
-                });
-            }
+            check_key_group(name, key_hash, key_group, max_parallelism)?;
             let hash = row_hash(key_hash, &namespace);
             let group = &mut self.groups[index];
             match group.find(hash, &key, &namespace) {

@@ -7,7 +7,7 @@ use hashbrown::hash_table::Entry;
 
 use super::heap::Codec;
 use super::key_group::{KeyGroupRange, key_group_for_hash, table_hash};
-use super::snapshot::{KeyedSnapshot, Section, StateError, StateKind, StateMeta};
+use super::snapshot::{KeyedSnapshot, Section, StateError, StateKind, StateMeta, check_key_group};
 use crate::codec::ExchangeData;
 use crate::util::hash::stable_hash;
 
@@ -170,10 +170,7 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
                 let keys: Vec<K> = codec.decode(name, section, 0, rows)?;
                 let values: Vec<V> = codec.decode(name, section, 2, rows)?;
                 for (key, value) in keys.into_iter().zip(values) {
-                    if key_group_for_hash(stable_hash(&key), self.max_parallelism) != key_group {
-                        let reason = format!("a key saved in key group {key_group} hashes to another key group");
-                        return Err(StateError::Mismatch { state: name.to_string(), reason });
-                    }
+                    check_key_group(name, stable_hash(&key), key_group, self.max_parallelism)?;
                     self.insert(key, value);
                 }
             }

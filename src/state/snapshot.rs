@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 
 use crate::codec::{Arena, BatchBytes, CodecError, ExchangeData};
 use crate::state::KeyGroupRange;
+use crate::state::heap::Codec;
 
 const MAGIC: &[u8; 8] = b"RILLSNAP";
 /// The version of the byte format this build writes and reads.
@@ -561,6 +562,95 @@ impl<'a> Reader<'a> {
         String::from_utf8(bytes.to_vec())
             .map_err(|_| StateError::Corrupt { offset: at, reason: format!("{what} is not UTF-8") })
     }
+}
+
+/// Checks that a key saved in `key_group` (its stable hash is `key_hash`) belongs there.
+pub(crate) fn check_key_group(
+    state: &str,
+    key_hash: u64,
+    key_group: usize,
+    max_parallelism: usize,
+) -> Result<(), StateError> {
+    if crate::state::key_group_for_hash(key_hash, max_parallelism) == key_group {
+        return Ok(());
+    }
+    Err(StateError::Mismatch {
+        state: state.to_string(),
+        reason: format!("a key saved in key group {key_group} hashes to another key group"),
+    })
+}
+
+/// The sum of the per-row counts of a section (list lengths, records per key), or an error if it
+/// overflows.
+pub(crate) fn total_count(state: &str, counts: &[u32]) -> Result<usize, StateError> {
+    counts.iter().try_fold(0usize, |sum, &n| sum.checked_add(n as usize)).ok_or_else(|| StateError::Mismatch {
+        state: state.to_string(),
+        reason: "the counts of a section overflow".to_string(),
+    })
+}
+
+/// The declaration of a list of times an operator instance keeps as a whole (its watermark, say).
+fn times_meta(name: &str) -> StateMeta {
+    StateMeta { name: name.to_string(), kind: StateKind::Window, types: "i64".to_string(), ttl: false }
+}
+
+/// Writes times the instance as a whole keeps (a watermark, windows not fired) as state `name`.
+pub(crate) fn write_times(
+    snapshot: &mut KeyedSnapshot,
+    codec: &mut Codec,
+    name: &str,
+    times: &[i64],
+) -> Result<(), StateError> {
+    let state = snapshot.add_state(times_meta(name));
+    let columns = vec![codec.encode(name, times)?];
+    snapshot.add_operator_section(state, Section { rows: times.len() as u32, columns });
+    Ok(())
+}
+
+/// The times of state `name` of every snapshot, together.
+pub(crate) fn read_times(snapshots: &[&KeyedSnapshot], name: &str, codec: &mut Codec) -> Result<Vec<i64>, StateError> {
+    let declared = times_meta(name);
+    let mut times = Vec::new();
+    for snapshot in snapshots {
+        for (saved, section) in snapshot.operator_sections_of(name) {
+            saved.check_compatible(&declared)?;
+            times.extend(codec.decode::<i64>(name, section, 0, section.rows as usize)?);
+        }
+    }
+    Ok(times)
+}
+
+/// Checks that every snapshot holding state was written with this job's number of key groups and
+/// holds no state but the operator's own (`known`): the state of another kind of operator would
+/// otherwise be silently lost.
+pub(crate) fn check_snapshots(
+    snapshots: &[&KeyedSnapshot],
+    max_parallelism: usize,
+    known: &[&str],
+) -> Result<(), StateError> {
+    for snapshot in snapshots {
+        if snapshot.states().is_empty() {
+            continue;
+        }
+        if snapshot.max_parallelism() != max_parallelism {
+            return Err(StateError::MaxParallelism { expected: max_parallelism, found: snapshot.max_parallelism() });
+        }
+        let all = KeyGroupRange { start: 0, end: max_parallelism - 1 };
+        for meta in snapshot.states() {
+            let name = meta.name.as_str();
+            let holds_rows = snapshot.sections_of(name, all).next().is_some()
+                || snapshot.operator_sections_of(name).next().is_some();
+            if holds_rows && !known.contains(&name) {
+                return Err(StateError::Mismatch {
+                    state: name.to_string(),
+                    reason: "the snapshot holds state this operator does not keep (was it taken of another kind \
+                             of operator?)"
+                        .to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Encodes one column.

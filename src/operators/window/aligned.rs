@@ -39,7 +39,10 @@ use crate::operators::context::{OperatorCore, ShardEnv};
 use crate::operators::input::{Input, Lifecycle, OpError, OpResult, Output};
 use crate::state::heap::Codec;
 use crate::state::key_group::table_hash;
-use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot, Section, StateError, StateKind, StateMeta};
+use crate::state::snapshot::{
+    KeyedSnapshot, OperatorSnapshot, Section, StateError, StateKind, StateMeta, check_key_group, check_snapshots,
+    read_times, write_times,
+};
 use crate::state::{KeyGroupRange, key_group_for_hash};
 use crate::time::Watermark;
 use crate::util::hash::stable_hash;
@@ -526,11 +529,6 @@ pub(super) fn contents_meta<K, A>(name: &str) -> StateMeta {
     }
 }
 
-/// The declaration of a list of times the instance as a whole keeps.
-fn times_meta(name: &str) -> StateMeta {
-    StateMeta { name: name.to_string(), kind: StateKind::Window, types: "i64".to_string(), ttl: false }
-}
-
 pub(super) fn mismatch(state: &str, reason: String) -> StateError {
     StateError::Mismatch { state: state.to_string(), reason }
 }
@@ -619,71 +617,10 @@ pub(super) fn read_contents<K: crate::api::Key, A>(
             }
             for (((key, start), order), contents) in keys.into_iter().zip(starts).zip(orders).zip(contents) {
                 let hash = stable_hash(&key);
-                if key_group_for_hash(hash, max_parallelism) != key_group {
-                    return Err(mismatch(
-                        name,
-                        format!("a key saved in key group {key_group} hashes to another key group"),
-                    ));
-                }
+                check_key_group(name, hash, key_group, max_parallelism)?;
                 restored.push(RestoredRow { key, hash, start, order, source, contents });
             }
         }
     }
     Ok(restored)
-}
-
-/// Writes times the instance as a whole keeps (the watermark, windows not fired) as state `name`.
-pub(super) fn write_times(
-    snapshot: &mut KeyedSnapshot,
-    codec: &mut Codec,
-    name: &str,
-    times: &[i64],
-) -> Result<(), StateError> {
-    let state = snapshot.add_state(times_meta(name));
-    let columns = vec![codec.encode(name, times)?];
-    snapshot.add_operator_section(state, Section { rows: times.len() as u32, columns });
-    Ok(())
-}
-
-/// The times of state `name` of every snapshot, together.
-pub(super) fn read_times(snapshots: &[&KeyedSnapshot], name: &str, codec: &mut Codec) -> Result<Vec<i64>, StateError> {
-    let declared = times_meta(name);
-    let mut times = Vec::new();
-    for snapshot in snapshots {
-        for (saved, section) in snapshot.operator_sections_of(name) {
-            saved.check_compatible(&declared)?;
-            times.extend(codec.decode::<i64>(name, section, 0, section.rows as usize)?);
-        }
-    }
-    Ok(times)
-}
-
-/// Checks that every snapshot holding state was written with this job's number of key groups and
-/// holds no state but the operator's own (`known`): the state of another kind of window operator would
-/// otherwise be silently lost.
-pub(super) fn check_snapshots(
-    snapshots: &[&KeyedSnapshot],
-    max_parallelism: usize,
-    known: &[&str],
-) -> Result<(), StateError> {
-    for snapshot in snapshots {
-        if snapshot.states().is_empty() {
-            continue;
-        }
-        if snapshot.max_parallelism() != max_parallelism {
-            return Err(StateError::MaxParallelism { expected: max_parallelism, found: snapshot.max_parallelism() });
-        }
-        let all = KeyGroupRange { start: 0, end: max_parallelism - 1 };
-        for meta in snapshot.states() {
-            let name = meta.name.as_str();
-            let holds_rows = snapshot.sections_of(name, all).next().is_some()
-                || snapshot.operator_sections_of(name).next().is_some();
-            if holds_rows && !known.contains(&name) {
-                let reason = "the snapshot holds state this window operator does not keep (was it taken of \
-                              another kind of window operator?)";
-                return Err(mismatch(name, reason.to_string()));
-            }
-        }
-    }
-    Ok(())
 }

@@ -6,7 +6,7 @@
 use crate::codec::ExchangeData;
 use crate::operators::join::TaggedUnion;
 use crate::state::heap::Codec;
-use crate::state::snapshot::{Section, StateError};
+use crate::state::snapshot::{Section, StateError, total_count};
 use crate::window::evictor::TimestampedValue;
 
 /// A value type a window stores, as columns of a snapshot section.
@@ -101,9 +101,7 @@ pub(crate) fn decode_lists<T: Columns>(
     let lengths: Vec<u32> = codec.decode(state, section, *at, rows)?;
     *at += 1;
     // The element column's own length is checked against the total before anything is allocated.
-    let Some(total) = lengths.iter().try_fold(0usize, |sum, &n| sum.checked_add(n as usize)) else {
-        return Err(StateError::Mismatch { state: state.to_string(), reason: "list lengths overflow".into() });
-    };
+    let total = total_count(state, &lengths)?;
     let mut elements = T::decode(codec, state, section, at, total)?.into_iter();
     Ok(lengths.into_iter().map(|n| elements.by_ref().take(n as usize).collect()).collect())
 }

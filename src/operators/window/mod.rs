@@ -34,7 +34,10 @@ use super::side_output::OutputTag;
 use crate::exchange::Control;
 use crate::metrics::{Counter, Gauge};
 use crate::state::heap::Codec;
-use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot, Section, StateError, StateKind, StateMeta};
+use crate::state::snapshot::{
+    KeyedSnapshot, OperatorSnapshot, Section, StateError, StateKind, StateMeta, check_key_group, read_times,
+    total_count, write_times,
+};
 use crate::state::{KeyGroupRange, KeyGroupedMap, KeyedStateBackend, key_group_for_hash};
 use crate::time::{Clock, SharedClock, Watermark};
 use crate::util::hash::{fmix64, stable_hash};
@@ -500,7 +503,7 @@ where
         }
         self.timers.event.snapshot_into(EVENT_TIMERS, &mut snapshot)?;
         self.timers.processing.snapshot_into(PROCESSING_TIMERS, &mut snapshot)?;
-        aligned::write_times(&mut snapshot, &mut codec, aligned::WATERMARK, &[self.timers.watermark])?;
+        write_times(&mut snapshot, &mut codec, aligned::WATERMARK, &[self.timers.watermark])?;
         self.state.snapshot_into(&mut snapshot)?;
         Ok(OperatorSnapshot::keyed(snapshot))
     }
@@ -511,10 +514,6 @@ where
         let max_parallelism = self.merging.max_parallelism();
         let (contents_meta, merging_meta) = Self::window_metas();
         let mut codec = Codec::default();
-        let wrong_group = |state: &str, key_group: usize| StateError::Mismatch {
-            state: state.to_string(),
-            reason: format!("a key saved in key group {key_group} hashes to another key group"),
-        };
         for snapshot in &snapshots {
             if snapshot.states().is_empty() {
                 continue;
@@ -541,9 +540,7 @@ where
                     keys.into_iter().zip(windows).zip(has_contents).zip(has_trigger)
                 {
                     let key_hash = stable_hash(&key);
-                    if key_group_for_hash(key_hash, max_parallelism) != key_group {
-                        return Err(wrong_group(CONTENTS, key_group));
-                    }
+                    check_key_group(CONTENTS, key_hash, key_group, max_parallelism)?;
                     let slot = self.slots.get_or_insert(key_group, slot_hash(key_hash, &window), &key, &window);
                     slot.contents = if has_contents { contents.next() } else { None };
                     slot.trigger = if has_trigger { triggers.next() } else { None };
@@ -554,15 +551,11 @@ where
                 let rows = section.rows as usize;
                 let keys: Vec<K> = codec.decode(MERGING, section, 0, rows)?;
                 let lengths: Vec<u32> = codec.decode(MERGING, section, 1, rows)?;
-                let Some(total) = lengths.iter().try_fold(0usize, |sum, &n| sum.checked_add(n as usize)) else {
-                    return Err(wrong_group(MERGING, key_group));
-                };
+                let total = total_count(MERGING, &lengths)?;
                 let mut windows = codec.decode::<A::W>(MERGING, section, 2, total)?.into_iter();
                 let mut states = codec.decode::<A::W>(MERGING, section, 3, total)?.into_iter();
                 for (key, n) in keys.into_iter().zip(lengths) {
-                    if key_group_for_hash(stable_hash(&key), max_parallelism) != key_group {
-                        return Err(wrong_group(MERGING, key_group));
-                    }
+                    check_key_group(MERGING, stable_hash(&key), key_group, max_parallelism)?;
                     let mapping = windows.by_ref().take(n as usize).zip(states.by_ref().take(n as usize)).collect();
                     self.merging.insert(key, MergingWindowSet { mapping });
                 }
@@ -573,7 +566,7 @@ where
         self.timers.reschedule(i64::MIN);
         // Instances snapshotted at one aligned barrier had the same watermark; of differing ones the
         // smallest never makes late what an old instance took as on time.
-        if let Some(watermark) = aligned::read_times(&snapshots, aligned::WATERMARK, &mut codec)?.into_iter().min() {
+        if let Some(watermark) = read_times(&snapshots, aligned::WATERMARK, &mut codec)?.into_iter().min() {
             self.timers.watermark = watermark;
         }
         self.state.restore(&snapshots)

@@ -24,10 +24,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use hashbrown::HashTable;
 
-use super::aligned::{
-    ContentRows, WATERMARK, check_snapshots, contents_meta, mismatch, read_contents, read_times, write_contents,
-    write_times,
-};
+use super::aligned::{ContentRows, WATERMARK, contents_meta, mismatch, read_contents, write_contents};
 use super::functions::WindowFn;
 use super::{WindowBase, WindowSettings};
 use crate::exchange::Control;
@@ -37,7 +34,7 @@ use crate::operators::input::{Input, Lifecycle, OpError, OpResult, Output};
 use crate::state::heap::Codec;
 use crate::state::key_group::table_hash;
 use crate::state::key_group_for_hash;
-use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot, StateError};
+use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot, StateError, check_snapshots, read_times, write_times};
 use crate::time::Watermark;
 use crate::util::hash::stable_hash;
 use crate::window::assigner::AlignedWindows;
