@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rill::checkpoint::{CheckpointConfig, CheckpointingMode, RestartStrategy};
 use rill::prelude::*;
+use rill::state::FunctionSnapshotContext;
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("rill-test-{name}-{}", std::process::id()));
@@ -292,6 +293,101 @@ fn functions_hear_of_completed_checkpoints_in_order_and_of_the_final_one() {
         heard.len() >= 2 && heard[..heard.len() - 1].iter().all(|id| periodic.contains(id)),
         "{heard:?} vs {periodic:?}"
     );
+}
+
+/// Declines every third snapshot; records which checkpoints completed and which were aborted.
+#[derive(Clone)]
+struct Decliner {
+    completed: Arc<std::sync::Mutex<Vec<u64>>>,
+    aborted: Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+impl RichMapFunction<u64, u64> for Decliner {
+    fn map(&mut self, value: u64) -> u64 {
+        value
+    }
+    fn snapshot_state(&mut self, ctx: &mut FunctionSnapshotContext<'_>) -> Result<(), BoxError> {
+        match ctx.checkpoint_id() % 3 {
+            0 if ctx.checkpoint_id() != u64::MAX => Err("declined on purpose".into()),
+            _ => Ok(()),
+        }
+    }
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), BoxError> {
+        self.completed.lock().unwrap().push(checkpoint_id);
+        Ok(())
+    }
+    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), BoxError> {
+        self.aborted.lock().unwrap().push(checkpoint_id);
+        Ok(())
+    }
+}
+
+#[test]
+fn functions_hear_of_aborted_checkpoints() {
+    let dir = temp_dir("aborted");
+    let env = StreamEnv::builder()
+        .cores(1)
+        .checkpointing(CheckpointConfig::every(Duration::from_millis(10)).directory(&dir).tolerable_failures(1))
+        .build()
+        .unwrap();
+    let decliner = Decliner { completed: Default::default(), aborted: Default::default() };
+    env.generator(Generator::bounded(50_000).per_second(500_000.0), |i| i)
+        .map_rich(decliner.clone())
+        .add_sink(DiscardingSink);
+    let result = env.execute().unwrap();
+    let (completed, aborted) = (decliner.completed.lock().unwrap().clone(), decliner.aborted.lock().unwrap().clone());
+    let stored: Vec<u64> = result.checkpoints.iter().filter(|c| !c.is_final).map(|c| c.id).collect();
+    assert!(!aborted.is_empty(), "some checkpoint was declined: completed {completed:?}");
+    assert!(aborted.iter().all(|id| id % 3 == 0 && !stored.contains(id)), "{aborted:?} vs stored {stored:?}");
+    assert!(aborted.windows(2).all(|w| w[0] < w[1]), "in increasing order: {aborted:?}");
+    assert!(completed.iter().all(|id| !aborted.contains(id)), "{completed:?} vs {aborted:?}");
+    // Every declined checkpoint before the last stored one was heard of (none subsumed here).
+    let last = *stored.last().expect("some checkpoint completed");
+    let declined = (1..last).filter(|id| id % 3 == 0).count();
+    assert!(aborted.iter().filter(|&&id| id < last).count() == declined, "{aborted:?} below {last}");
+}
+
+/// A keyed process function that records the checkpoints it is told of.
+#[derive(Clone)]
+struct KeyedListener(Arc<std::sync::Mutex<Vec<u64>>>);
+
+impl KeyedProcessFunction<u64, u64, u64> for KeyedListener {
+    fn process_element(
+        &mut self,
+        value: u64,
+        _ctx: &mut KeyedContext<'_, u64>,
+        out: &mut Collector<'_, u64>,
+    ) -> Result<(), BoxError> {
+        out.collect(value);
+        Ok(())
+    }
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), BoxError> {
+        self.0.lock().unwrap().push(checkpoint_id);
+        Ok(())
+    }
+}
+
+#[test]
+fn keyed_process_functions_hear_of_completed_checkpoints() {
+    let dir = temp_dir("keyed-listener");
+    let env = StreamEnv::builder()
+        .cores(2)
+        .pinned(false)
+        .checkpointing(CheckpointConfig::every(Duration::from_millis(10)).directory(&dir))
+        .build()
+        .unwrap();
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    env.generator(Generator::bounded(100_000).per_second(500_000.0), |i| i)
+        .key_by(|v: &u64| v % 7)
+        .process(KeyedListener(heard.clone()))
+        .add_sink(DiscardingSink);
+    let result = env.execute().unwrap();
+    let heard = heard.lock().unwrap().clone();
+    let stored: Vec<u64> = result.checkpoints.iter().filter(|c| !c.is_final).map(|c| c.id).collect();
+    // Both instances hear of the final checkpoint, last, and of stored checkpoints only.
+    assert_eq!(heard.iter().filter(|&&id| id == u64::MAX).count(), 2, "{heard:?}");
+    assert!(heard.iter().all(|id| *id == u64::MAX || stored.contains(id)), "{heard:?} vs {stored:?}");
+    assert!(heard.len() > 2, "periodic checkpoints were heard of too: {heard:?}");
 }
 
 #[test]

@@ -497,16 +497,35 @@ type Instantiated = (Lifecycles, Vec<Box<dyn Driver>>, Outlets, Vec<TaskId>);
 
 type Lifecycles = Vec<Rc<std::cell::RefCell<dyn crate::operators::input::Lifecycle>>>;
 
-/// Tells the shard's operators which checkpoints completed, until the final one (after every task
-/// finished) or until the job stops.
+/// Tells the shard's operators which checkpoints were aborted and which completed, until the final
+/// one (after every task finished) or until the job stops.
 async fn notify_checkpoints(env: &Rc<ShardEnv>, checkpoints: &Rc<ShardCheckpoints>, lifecycles: &Lifecycles) {
     let coordinator = &checkpoints.coordinator;
-    let mut notified = 0;
+    let (mut notified, mut aborts_seen) = (0, 0);
     loop {
         let signal = &env.signal;
-        env.parker.wait_until(|| signal.is_stopped() || coordinator.completed_id() > notified).await;
+        env.parker
+            .wait_until(|| {
+                signal.is_stopped()
+                    || coordinator.completed_id() > notified
+                    || coordinator.aborted_total() > aborts_seen
+            })
+            .await;
         if env.signal.is_stopped() {
             return;
+        }
+        let (aborted, total) = coordinator.aborted_since(aborts_seen);
+        aborts_seen = total;
+        for id in aborted {
+            for lifecycle in lifecycles.iter() {
+                if let Err(error) = guarded(env, || lifecycle.borrow_mut().notify_checkpoint_aborted(id)) {
+                    env.signal.fail(error);
+                    return;
+                }
+            }
+        }
+        if coordinator.completed_id() == notified {
+            continue;
         }
         notified = coordinator.completed_id();
         let is_final = coordinator.is_final(notified);

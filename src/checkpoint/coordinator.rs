@@ -36,10 +36,26 @@ pub(crate) struct OperatorMeta {
 }
 
 struct Pending {
-    /// On the job's clock, in nanoseconds (as every time here).
+    /// On the job's clock, in nanoseconds (as every time here but in `triggered_ns` and `slowest`).
     started: u64,
+    /// When it was triggered, on the monotonic clock the tasks' timings use.
+    triggered_ns: u64,
     acks: HashMap<TaskId, OperatorSnapshot>,
+    /// The slowest task's figures so far, each on its own.
+    slowest: AckTiming,
     declined: Option<String>,
+}
+
+/// What a task's snapshot of one checkpoint took, on the monotonic clock (real time, whatever the
+/// job's clock: these measure the engine).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct AckTiming {
+    /// When the task had the barrier on every input (and its snapshot began).
+    pub barrier_at_ns: u64,
+    /// The synchronous part: the task took no input meanwhile.
+    pub sync_ns: u64,
+    /// The asynchronous part: from the end of the synchronous one until the snapshot was encoded.
+    pub async_ns: u64,
 }
 
 struct Inner {
@@ -55,9 +71,16 @@ struct Inner {
     final_id: Option<u64>,
     stopped: bool,
     stats: Vec<CheckpointStats>,
+    /// The newest aborted checkpoints (at most `ABORTED_KEPT`), oldest first, for the shards'
+    /// notifications; `aborted_total` counts every abort.
+    aborted: std::collections::VecDeque<u64>,
     /// Retention keeps every checkpoint from this id on (while a savepoint copies one).
     pinned_from: Option<u64>,
 }
+
+/// Aborted checkpoint ids kept for the shards to notify: a shard further behind than this misses
+/// the oldest (abort notifications are best effort, as in Flink).
+const ABORTED_KEPT: usize = 64;
 
 /// What one completed checkpoint took.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +92,14 @@ pub struct CheckpointStats {
     pub duration: Duration,
     /// Bytes of state written.
     pub bytes: u64,
+    /// From the trigger until the last task had the barrier on every input: sources' start delay plus
+    /// the time barriers took to travel and align (real time). Zero for the final checkpoint.
+    pub barrier_delay: Duration,
+    /// The longest synchronous part of a task's snapshot, during which it took no input (real time).
+    pub sync_duration: Duration,
+    /// The longest asynchronous part of a task's snapshot: encoding the rows it shared copy-on-write
+    /// while it went on processing (real time).
+    pub async_duration: Duration,
     /// True for the final checkpoint of a bounded job.
     pub is_final: bool,
 }
@@ -90,6 +121,8 @@ pub(crate) struct Coordinator {
     n_shards: usize,
     trigger: AtomicU64,
     completed: AtomicU64,
+    /// Checkpoints aborted so far (declined, timed out, not written, or subsumed by a newer one).
+    aborted_total: AtomicU64,
     /// The final checkpoint's id once it is stored (0 before); published before `completed`.
     final_id: AtomicU64,
     inner: Mutex<Inner>,
@@ -122,6 +155,7 @@ impl Coordinator {
             n_shards,
             trigger: AtomicU64::new(0),
             completed: AtomicU64::new(0),
+            aborted_total: AtomicU64::new(0),
             final_id: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 tasks: HashSet::new(),
@@ -136,6 +170,7 @@ impl Coordinator {
                 final_id: None,
                 stopped: false,
                 stats: Vec::new(),
+                aborted: std::collections::VecDeque::new(),
                 pinned_from: None,
             }),
             wake: Condvar::new(),
@@ -166,6 +201,31 @@ impl Coordinator {
         self.completed.load(Ordering::Acquire)
     }
 
+    /// How many checkpoints were aborted so far.
+    #[inline]
+    pub fn aborted_total(&self) -> u64 {
+        self.aborted_total.load(Ordering::Acquire)
+    }
+
+    /// The ids of the checkpoints aborted after the first `seen` aborts (those still kept), and the
+    /// count to pass next time.
+    pub fn aborted_since(&self, seen: u64) -> (Vec<u64>, u64) {
+        let inner = self.lock();
+        let total = self.aborted_total();
+        let new = (total.saturating_sub(seen) as usize).min(inner.aborted.len());
+        (inner.aborted.iter().skip(inner.aborted.len() - new).copied().collect(), total)
+    }
+
+    /// Records that checkpoint `id` was aborted; rings the shards so they notify their operators.
+    fn record_abort(&self, inner: &mut Inner, id: u64) {
+        if inner.aborted.len() == ABORTED_KEPT {
+            inner.aborted.pop_front();
+        }
+        inner.aborted.push_back(id);
+        self.aborted_total.fetch_add(1, Ordering::AcqRel);
+        self.doorbells.ring_all();
+    }
+
     /// True once the final checkpoint (after every task finished) is complete.
     pub fn final_done(&self) -> bool {
         self.is_final(self.completed_id())
@@ -190,12 +250,16 @@ impl Coordinator {
     }
 
     /// A task's snapshot for checkpoint `id`, or why it could not take one.
-    pub fn acknowledge(&self, task: TaskId, id: u64, snapshot: Result<OperatorSnapshot, String>) {
+    pub fn acknowledge(&self, task: TaskId, id: u64, snapshot: Result<OperatorSnapshot, String>, timing: AckTiming) {
         let mut inner = self.lock();
         if let Some(pending) = inner.pending.get_mut(&id) {
             match snapshot {
                 Ok(snapshot) => {
                     pending.acks.insert(task, snapshot);
+                    let slowest = &mut pending.slowest;
+                    slowest.barrier_at_ns = slowest.barrier_at_ns.max(timing.barrier_at_ns);
+                    slowest.sync_ns = slowest.sync_ns.max(timing.sync_ns);
+                    slowest.async_ns = slowest.async_ns.max(timing.async_ns);
                 }
                 Err(reason) => {
                     pending.declined.get_or_insert(reason);
@@ -294,6 +358,7 @@ impl Coordinator {
                 .collect();
             for (id, reason) in failed {
                 inner.pending.remove(&id);
+                self.record_abort(&mut inner, id);
                 inner.consecutive_failures += 1;
                 inner.last_done = Some(now);
                 if inner.consecutive_failures > self.config.tolerable_failures {
@@ -311,9 +376,17 @@ impl Coordinator {
             if let Some(id) = complete {
                 let pending = inner.pending.remove(&id).expect("found above");
                 // Older ones can no longer complete: this one subsumes them.
-                inner.pending.retain(|&older, _| older > id);
+                let subsumed: Vec<u64> = inner.pending.range(..id).map(|(&older, _)| older).collect();
+                for older in subsumed {
+                    inner.pending.remove(&older);
+                    self.record_abort(&mut inner, older);
+                }
+                let timing = AckTiming {
+                    barrier_at_ns: pending.slowest.barrier_at_ns.saturating_sub(pending.triggered_ns),
+                    ..pending.slowest
+                };
                 let snapshots = self.assemble(&inner, pending.acks);
-                inner = self.complete(inner, (id, pending.started), snapshots, false);
+                inner = self.complete(inner, (id, pending.started, timing), snapshots, false);
                 continue;
             }
 
@@ -324,7 +397,7 @@ impl Coordinator {
                 inner.final_id = Some(id);
                 inner.pending.clear();
                 let snapshots = self.assemble(&inner, HashMap::new());
-                inner = self.complete(inner, (id, now), snapshots, true);
+                inner = self.complete(inner, (id, now, AckTiming::default()), snapshots, true);
                 continue;
             }
 
@@ -341,7 +414,14 @@ impl Coordinator {
                 inner.next_id += 1;
                 inner.requested = false;
                 inner.last_trigger = now;
-                inner.pending.insert(id, Pending { started: now, acks: HashMap::new(), declined: None });
+                let pending = Pending {
+                    started: now,
+                    triggered_ns: monotonic_ns(),
+                    acks: HashMap::new(),
+                    slowest: AckTiming::default(),
+                    declined: None,
+                };
+                inner.pending.insert(id, pending);
                 self.trigger.store(id, Ordering::Release);
                 self.doorbells.ring_all();
                 continue;
@@ -374,11 +454,12 @@ impl Coordinator {
             .collect()
     }
 
-    /// Writes checkpoint `id` (without holding the lock), then publishes it.
+    /// Writes checkpoint `id` (without holding the lock), then publishes it. `timing` holds the
+    /// slowest task's figures, with the barrier delay in place of `barrier_at_ns`.
     fn complete<'a>(
         &'a self,
         inner: MutexGuard<'a, Inner>,
-        (id, started): (u64, u64),
+        (id, started, timing): (u64, u64, AckTiming),
         operators: Vec<OperatorState>,
         is_final: bool,
     ) -> MutexGuard<'a, Inner> {
@@ -391,7 +472,15 @@ impl Coordinator {
             Ok(bytes) => {
                 inner.consecutive_failures = 0;
                 let duration = Duration::from_nanos(self.clock.now_ns().saturating_sub(started));
-                inner.stats.push(CheckpointStats { id, duration, bytes, is_final });
+                inner.stats.push(CheckpointStats {
+                    id,
+                    duration,
+                    bytes,
+                    barrier_delay: Duration::from_nanos(timing.barrier_at_ns),
+                    sync_duration: Duration::from_nanos(timing.sync_ns),
+                    async_duration: Duration::from_nanos(timing.async_ns),
+                    is_final,
+                });
                 if is_final {
                     self.final_id.store(id, Ordering::Release);
                 }
@@ -403,6 +492,9 @@ impl Coordinator {
             Err(error) => {
                 inner.consecutive_failures += 1;
                 let _ = std::fs::remove_dir_all(&dir);
+                if !is_final {
+                    self.record_abort(&mut inner, id);
+                }
                 if is_final || inner.consecutive_failures > self.config.tolerable_failures {
                     drop(inner);
                     self.fail(format!("checkpoint {id} could not be written: {error}"));

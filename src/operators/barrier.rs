@@ -10,8 +10,15 @@
 //! With exactly-once checkpoints an operator with several inputs must not see records that follow
 //! barrier `n` on an input while it waits for `n` on another: a driver that delivered barrier `n` takes
 //! no more input while any alignment of this shard for `n` (or older) is open.
+//!
+//! A snapshot has a synchronous part, taken by the tap at the barrier, and an asynchronous part: rows
+//! the operator shares copy-on-write, encoded afterwards by the shard's snapshot task in slices of
+//! about [`ENCODE_SLICE_NS`] between which the shard's drivers run. The task acknowledges each
+//! snapshot once it is encoded. Before a task's final snapshot, its snapshots still encoding are
+//! finished at once, so the coordinator has every acknowledgement of the task before its final state.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -19,9 +26,23 @@ use super::RecordBatch;
 use super::input::{Input, InputRef, Lifecycle, OpResult};
 use super::merge::BarrierAlignment;
 use crate::checkpoint::CheckpointingMode;
-use crate::checkpoint::coordinator::{Coordinator, TaskId};
+use crate::checkpoint::coordinator::{AckTiming, Coordinator, TaskId};
 use crate::exchange::{CheckpointBarrier, Control};
 use crate::runtime::ShardParker;
+use crate::state::deferred::PendingSnapshot;
+use crate::time::clock::monotonic_ns;
+
+/// How long the snapshot task encodes before it lets the shard's drivers run again.
+pub(crate) const ENCODE_SLICE_NS: u64 = 200_000;
+
+/// A snapshot whose asynchronous part is still encoding on this shard.
+struct InFlight {
+    task: TaskId,
+    checkpoint_id: u64,
+    operator: String,
+    pending: PendingSnapshot,
+    timing: AckTiming,
+}
 
 /// What the drivers and taps of one shard share.
 pub(crate) struct ShardCheckpoints {
@@ -30,12 +51,25 @@ pub(crate) struct ShardCheckpoints {
     parker: Rc<ShardParker>,
     /// The checkpoint id of every alignment in progress at a multi-input operator of this shard.
     open: RefCell<Vec<u64>>,
+    /// Snapshots still encoding, oldest first. Taps add to the back; the snapshot task encodes the
+    /// front one; `finish_in_flight` takes a task's out. At most one per stateful task and checkpoint
+    /// in progress (`max_concurrent` bounds those).
+    in_flight: RefCell<VecDeque<InFlight>>,
+    /// True while the shard's snapshot task runs (it ends when nothing is left in flight).
+    encoding: Cell<bool>,
 }
 
 impl ShardCheckpoints {
     pub fn new(coordinator: Arc<Coordinator>, parker: Rc<ShardParker>) -> ShardCheckpoints {
         let mode = coordinator.config().mode;
-        ShardCheckpoints { coordinator, mode, parker, open: RefCell::new(Vec::new()) }
+        ShardCheckpoints {
+            coordinator,
+            mode,
+            parker,
+            open: RefCell::new(Vec::new()),
+            in_flight: RefCell::new(VecDeque::new()),
+            encoding: Cell::new(false),
+        }
     }
 
     /// True if barriers are aligned.
@@ -70,6 +104,65 @@ impl ShardCheckpoints {
         // Drivers of this shard waiting for the alignment look again.
         self.parker.notify(self.parker.shard());
     }
+
+    /// Acknowledges a snapshot whose synchronous part is taken: at once if nothing is left to encode,
+    /// else once the shard's snapshot task encoded it.
+    fn acknowledge(self: &Rc<Self>, job: InFlight) {
+        if job.pending.is_done() {
+            self.send(job, Ok(()));
+            return;
+        }
+        self.in_flight.borrow_mut().push_back(job);
+        if !self.encoding.replace(true) {
+            let shard = self.clone();
+            glommio::spawn_local(async move { shard.encode_in_flight().await }).detach();
+        }
+    }
+
+    /// The shard's snapshot task: encodes the snapshots in flight, oldest first, a slice at a time.
+    async fn encode_in_flight(&self) {
+        loop {
+            let finished = {
+                let mut in_flight = self.in_flight.borrow_mut();
+                let Some(job) = in_flight.front_mut() else { break };
+                let deadline = monotonic_ns() + ENCODE_SLICE_NS;
+                let outcome = loop {
+                    match job.pending.step() {
+                        Ok(false) if monotonic_ns() < deadline => {}
+                        Ok(false) => break None,
+                        Ok(true) => break Some(Ok(())),
+                        Err(error) => break Some(Err(error.to_string())),
+                    }
+                };
+                outcome.map(|outcome| (in_flight.pop_front().expect("the job encoded above"), outcome))
+            };
+            match finished {
+                Some((job, outcome)) => self.send(job, outcome),
+                None => futures_lite::future::yield_now().await,
+            }
+        }
+        self.encoding.set(false);
+    }
+
+    /// Encodes what is left of `task`'s snapshots in flight now, and acknowledges them.
+    fn finish_in_flight(&self, task: TaskId) {
+        loop {
+            let mut in_flight = self.in_flight.borrow_mut();
+            let Some(at) = in_flight.iter().position(|job| job.task == task) else { return };
+            let job = in_flight.remove(at).expect("found above");
+            drop(in_flight);
+            self.send(job, Ok(()));
+        }
+    }
+
+    /// Finishes `job` (its encoding succeeded so far if `outcome` is `Ok`) and acknowledges it.
+    fn send(&self, mut job: InFlight, outcome: Result<(), String>) {
+        let snapshot = outcome.and_then(|()| job.pending.finish().map_err(|e| e.to_string()));
+        let snapshot = snapshot.map_err(|e| format!("operator '{}' could not snapshot its state: {e}", job.operator));
+        let sync_end = job.timing.barrier_at_ns + job.timing.sync_ns;
+        job.timing.async_ns = monotonic_ns().saturating_sub(sync_end);
+        self.coordinator.acknowledge(job.task, job.checkpoint_id, snapshot, job.timing);
+    }
 }
 
 /// The tap of one operator instance, shared by its ports.
@@ -98,6 +191,26 @@ impl TapCore {
         result.map_err(|e| format!("operator '{}' could not snapshot its state: {}", self.name, e.source))
     }
 
+    /// Takes the synchronous part of the operator's snapshot of checkpoint `id` and hands it on.
+    fn snapshot_async(&self, id: u64) {
+        let barrier_at_ns = monotonic_ns();
+        let result = self.lifecycle.borrow_mut().snapshot_state_async(id);
+        let timing = AckTiming { barrier_at_ns, sync_ns: monotonic_ns() - barrier_at_ns, async_ns: 0 };
+        match result {
+            Ok(pending) => self.shard.acknowledge(InFlight {
+                task: self.task,
+                checkpoint_id: id,
+                operator: self.name.clone(),
+                pending,
+                timing,
+            }),
+            Err(e) => {
+                let declined = format!("operator '{}' could not snapshot its state: {}", self.name, e.source);
+                self.shard.coordinator.acknowledge(self.task, id, Err(declined), timing);
+            }
+        }
+    }
+
     /// Runs `step` on the alignment, keeps the shard's open alignments in step with it (the one in
     /// progress at this operator, if any), and snapshots the operator if a barrier completed.
     fn align(&self, step: impl FnOnce(&mut BarrierAlignment) -> Option<CheckpointBarrier>) {
@@ -115,8 +228,7 @@ impl TapCore {
             }
         }
         if let Some(barrier) = completed {
-            let id = barrier.checkpoint_id;
-            self.shard.coordinator.acknowledge(self.task, id, self.snapshot_state(id));
+            self.snapshot_async(barrier.checkpoint_id);
         }
     }
 
@@ -130,6 +242,7 @@ impl TapCore {
 
     fn after_end(&self) {
         if self.alignment.borrow().all_ended() {
+            self.shard.finish_in_flight(self.task);
             self.shard.coordinator.finish(self.task, self.snapshot_state(u64::MAX));
         }
     }

@@ -16,11 +16,13 @@ use super::context::{OperatorCore, ShardEnv};
 use super::input::{OpError, OpResult, Output, current_operator};
 use super::network::SenderRef;
 use super::source::{SourceFunction, SourceOutput, SourceStatus};
+use crate::checkpoint::coordinator::AckTiming;
 use crate::exchange::{CheckpointBarrier, Control};
 use crate::metrics::LatencyMarker;
 use crate::runtime::JobError;
 use crate::runtime::error::panic_message;
 use crate::time::Watermark;
+use crate::time::clock::monotonic_ns;
 
 /// A task of a shard. It returns `Ok(true)` when its input ended and everything it produced was
 /// shipped, `Ok(false)` when the job stopped it first.
@@ -171,13 +173,15 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
         self.last_barrier = id;
         let checkpoints = env.checkpoints.as_ref().expect("a barrier is due only with checkpointing");
         let source = &mut self.source;
+        let barrier_at_ns = monotonic_ns();
         let snapshot = guarded(env, || self.core.snapshot_function(id, |ctx| source.snapshot_state(ctx)));
+        let timing = AckTiming { barrier_at_ns, sync_ns: monotonic_ns() - barrier_at_ns, async_ns: 0 };
         let task = (self.core.id, env.shard as u32);
         match snapshot {
-            Ok(snapshot) => checkpoints.coordinator.acknowledge(task, id, Ok(snapshot)),
+            Ok(snapshot) => checkpoints.coordinator.acknowledge(task, id, Ok(snapshot), timing),
             // A panic fails the job (as anywhere else); an error only declines the checkpoint.
             Err(panic @ JobError::UserPanic { .. }) => return Err(panic),
-            Err(error) => checkpoints.coordinator.acknowledge(task, id, Err(error.to_string())),
+            Err(error) => checkpoints.coordinator.acknowledge(task, id, Err(error.to_string()), timing),
         }
         let barrier = CheckpointBarrier { checkpoint_id: id, timestamp_ms: env.clock.now_ms() };
         let out = &mut self.out;

@@ -70,4 +70,10 @@ impl<T, U: Clone, F: RichFlatMapFunction<T, U>> Lifecycle for FlatMapOp<T, U, F>
         let id = self.core.id;
         self.function.notify_checkpoint_complete(checkpoint_id).map_err(|e| OpError::new(id, e))
     }
+
+    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> OpResult {
+        self.core.enter();
+        let id = self.core.id;
+        self.function.notify_checkpoint_aborted(checkpoint_id).map_err(|e| OpError::new(id, e))
+    }
 }

@@ -33,6 +33,12 @@ pub trait RichMapFunction<T, U>: Send + 'static {
     fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
         Ok(())
     }
+    /// Checkpoint `checkpoint_id` was aborted (Flink's `CheckpointListener.notifyCheckpointAborted`):
+    /// declined, timed out, not written, or subsumed by a newer one. Nothing is to be undone: the next
+    /// checkpoint that completes covers a longer span. Best effort: a notification may be missed.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
+        Ok(())
+    }
     /// Called once per instance after the last record (or when the job stops).
     fn close(&mut self) -> Result<(), BoxError> {
         Ok(())
@@ -75,6 +81,12 @@ pub trait RichFlatMapFunction<T, U>: Send + 'static {
     /// every operator's state of it is stored. Notifications may skip checkpoints; the final one of a
     /// bounded job is `u64::MAX`.
     fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` was aborted (Flink's `CheckpointListener.notifyCheckpointAborted`):
+    /// declined, timed out, not written, or subsumed by a newer one. Nothing is to be undone: the next
+    /// checkpoint that completes covers a longer span. Best effort: a notification may be missed.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
         Ok(())
     }
     /// Called once per instance after the last record.

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use super::batch::RecordBatch;
 use super::side_output::SideOutputs;
 use crate::exchange::Control;
+use crate::state::deferred::PendingSnapshot;
 use crate::state::snapshot::OperatorSnapshot;
 
 /// An error from user code or I/O, as user functions return it.
@@ -146,8 +147,18 @@ pub(crate) trait Lifecycle {
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
         Ok(OperatorSnapshot::default())
     }
+    /// The instance's state in two parts: what is taken now (the synchronous part, at the barrier) and
+    /// what is encoded afterwards while the instance goes on (rows it shares copy-on-write). The
+    /// default takes everything now.
+    fn snapshot_state_async(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, OpError> {
+        self.snapshot_state(checkpoint_id).map(PendingSnapshot::ready)
+    }
     /// Checkpoint `checkpoint_id` completed (every instance's state of it is stored).
     fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> OpResult {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` was aborted.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> OpResult {
         Ok(())
     }
     /// Takes state back from snapshots, before `open`. A stateless operator accepts only empty ones.

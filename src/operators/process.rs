@@ -28,6 +28,7 @@ use super::two_input::TwoInputOperator;
 use crate::api::{Data, Key};
 use crate::exchange::Control;
 use crate::state::broadcast::BroadcastStore;
+use crate::state::deferred::PendingSnapshot;
 use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot};
 use crate::state::{
     FunctionInitializationContext, FunctionSnapshotContext, MapStateDescriptor, ReadOnlyBroadcastState,
@@ -146,6 +147,12 @@ pub trait ProcessFunction<I, O>: Send + 'static {
     /// every operator's state of it is stored. Notifications may skip checkpoints; the final one of a
     /// bounded job is `u64::MAX`.
     fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` was aborted (Flink's `CheckpointListener.notifyCheckpointAborted`):
+    /// declined, timed out, not written, or subsumed by a newer one. Nothing is to be undone: the next
+    /// checkpoint that completes covers a longer span. Best effort: a notification may be missed.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
         Ok(())
     }
     /// Called once per instance after the last record.
@@ -392,6 +399,18 @@ pub trait KeyedProcessFunction<K, I, O>: Send + 'static {
     ) -> Result<(), BoxError> {
         Ok(())
     }
+    /// Checkpoint `checkpoint_id` is complete (Flink's `CheckpointListener.notifyCheckpointComplete`):
+    /// every operator's state of it is stored. Notifications may skip checkpoints; the final one of a
+    /// bounded job is `u64::MAX`.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` was aborted (Flink's `CheckpointListener.notifyCheckpointAborted`):
+    /// declined, timed out, not written, or subsumed by a newer one. Nothing is to be undone: the next
+    /// checkpoint that completes covers a longer span. Best effort: a notification may be missed.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
+        Ok(())
+    }
     /// Called once per instance after the last record.
     fn close(&mut self) -> Result<(), BoxError> {
         Ok(())
@@ -426,6 +445,18 @@ pub trait KeyedCoProcessFunction<K, A, B, O>: Send + 'static {
         _ctx: &mut OnTimerContext<'_, K>,
         _out: &mut Collector<'_, O>,
     ) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` is complete (Flink's `CheckpointListener.notifyCheckpointComplete`):
+    /// every operator's state of it is stored. Notifications may skip checkpoints; the final one of a
+    /// bounded job is `u64::MAX`.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` was aborted (Flink's `CheckpointListener.notifyCheckpointAborted`):
+    /// declined, timed out, not written, or subsumed by a newer one. Nothing is to be undone: the next
+    /// checkpoint that completes covers a longer span. Best effort: a notification may be missed.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
         Ok(())
     }
     /// Called once per instance after the last record.
@@ -607,15 +638,21 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
 
     /// The keyed state and timers (and broadcast state, if any), in the canonical snapshot format.
     pub fn snapshot(&self) -> Result<OperatorSnapshot, OpError> {
+        self.snapshot_async()?.finish().map_err(|e| OpError::new(self.core.id, e))
+    }
+
+    /// [`snapshot`](Self::snapshot) in two parts: timers and broadcast state now, the keyed state's
+    /// rows shared copy-on-write and encoded afterwards.
+    pub fn snapshot_async(&self) -> Result<PendingSnapshot, OpError> {
         let mut snapshot = KeyedSnapshot::new(self.max_parallelism);
         let fail = |e: StateError| OpError::new(self.core.id, e);
-        self.state.snapshot_into(&mut snapshot).map_err(fail)?;
+        let shared = self.state.snapshot_deferred(&mut snapshot).map_err(fail)?;
         self.timers.event.snapshot_into(EVENT_TIMERS, &mut snapshot).map_err(fail)?;
         self.timers.processing.snapshot_into(PROCESSING_TIMERS, &mut snapshot).map_err(fail)?;
         if let Some(broadcast) = &self.broadcast {
             broadcast.snapshot_into(&mut snapshot).map_err(fail)?;
         }
-        Ok(OperatorSnapshot::keyed(snapshot))
+        Ok(PendingSnapshot::new(snapshot, shared))
     }
 
     /// Takes back keyed state and timers from snapshots (of any key-group ranges; this instance keeps
@@ -722,6 +759,22 @@ where
         self.keyed.snapshot()
     }
 
+    fn snapshot_state_async(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot, OpError> {
+        self.keyed.snapshot_async()
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> OpResult {
+        self.keyed.core.enter();
+        let id = self.keyed.core.id;
+        self.function.notify_checkpoint_complete(checkpoint_id).map_err(|e| OpError::new(id, e))
+    }
+
+    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> OpResult {
+        self.keyed.core.enter();
+        let id = self.keyed.core.id;
+        self.function.notify_checkpoint_aborted(checkpoint_id).map_err(|e| OpError::new(id, e))
+    }
+
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
         self.keyed.restore(snapshots)
     }
@@ -814,6 +867,22 @@ where
 
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
         self.keyed.snapshot()
+    }
+
+    fn snapshot_state_async(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot, OpError> {
+        self.keyed.snapshot_async()
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> OpResult {
+        self.keyed.core.enter();
+        let id = self.keyed.core.id;
+        self.function.notify_checkpoint_complete(checkpoint_id).map_err(|e| OpError::new(id, e))
+    }
+
+    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> OpResult {
+        self.keyed.core.enter();
+        let id = self.keyed.core.id;
+        self.function.notify_checkpoint_aborted(checkpoint_id).map_err(|e| OpError::new(id, e))
     }
 
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
@@ -953,6 +1022,12 @@ impl<I, O: Clone, F: ProcessFunction<I, O>> Lifecycle for ProcessOp<I, O, F> {
         self.plain.core.enter();
         let id = self.plain.core.id;
         self.function.notify_checkpoint_complete(checkpoint_id).map_err(|e| OpError::new(id, e))
+    }
+
+    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> OpResult {
+        self.plain.core.enter();
+        let id = self.plain.core.id;
+        self.function.notify_checkpoint_aborted(checkpoint_id).map_err(|e| OpError::new(id, e))
     }
 }
 

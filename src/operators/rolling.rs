@@ -15,6 +15,7 @@ use super::context::OperatorCore;
 use super::input::{Input, Lifecycle, OpError, OpResult, Output};
 use crate::api::{Data, Key};
 use crate::exchange::Control;
+use crate::state::deferred::PendingSnapshot;
 use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot};
 use crate::state::{KeyGroupRange, KeyGroupedMap};
 
@@ -186,10 +187,15 @@ impl<T: Data, K: Key, S, A> Lifecycle for RollingOp<T, K, S, A> {
         self.state.len()
     }
 
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
+        let pending = self.snapshot_state_async(checkpoint_id)?;
+        pending.finish().map_err(|e| OpError::new(self.core.id, e))
+    }
+
+    fn snapshot_state_async(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot, OpError> {
         let mut snapshot = KeyedSnapshot::new(self.state.max_parallelism());
-        self.state.snapshot_into(ROLLING_STATE, &mut snapshot).map_err(|e| OpError::new(self.core.id, e))?;
-        Ok(OperatorSnapshot::keyed(snapshot))
+        let shared = self.state.snapshot_deferred(ROLLING_STATE, &mut snapshot);
+        Ok(PendingSnapshot::new(snapshot, vec![shared]))
     }
 
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {

@@ -97,6 +97,12 @@ pub trait SinkFunction<T>: Send + 'static {
     fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
         Ok(())
     }
+    /// Checkpoint `checkpoint_id` was aborted (Flink's `CheckpointListener.notifyCheckpointAborted`):
+    /// declined, timed out, not written, or subsumed by a newer one. Nothing is to be undone: the next
+    /// checkpoint that completes covers a longer span. Best effort: a notification may be missed.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
+        Ok(())
+    }
 
     /// Writes one record.
     fn invoke(&mut self, value: T, ctx: &SinkContext) -> Result<(), BoxError>;
@@ -182,5 +188,10 @@ impl<T, S: SinkFunction<T>> Lifecycle for SinkOp<T, S> {
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> OpResult {
         self.core.enter();
         self.sink.notify_checkpoint_complete(checkpoint_id).map_err(|e| OpError::new(self.core.id, e))
+    }
+
+    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> OpResult {
+        self.core.enter();
+        self.sink.notify_checkpoint_aborted(checkpoint_id).map_err(|e| OpError::new(self.core.id, e))
     }
 }

@@ -9,12 +9,15 @@
 
 use std::any::{Any, TypeId};
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::hash::Hash;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use hashbrown::HashTable;
 
 use super::KeyGroupRange;
+use super::deferred::{DeferredState, SECTION_ROWS_MAX};
 use super::key_group::table_hash;
 use super::snapshot::{KeyedSnapshot, Section, StateError, StateMeta, check_key_group, decode_column, encode_column};
 use super::ttl::StateTtlConfig;
@@ -46,6 +49,7 @@ pub(crate) fn row_hash<N: Hash + 'static>(key_hash: u64, namespace: &N) -> u64 {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct Row<K, N, S> {
     pub hash: u64,
     pub key: K,
@@ -55,13 +59,20 @@ pub(crate) struct Row<K, N, S> {
 
 /// The rows of one key group.
 struct Group<K, N, S> {
-    rows: Vec<Row<K, N, S>>,
+    /// Shared with the snapshots still encoding them: the first write while one does copies them.
+    rows: SharedGroup<K, N, S>,
     index: HashTable<u32>,
 }
 
-impl<K: Eq, N: Eq, S> Group<K, N, S> {
+impl<K: Eq + Clone, N: Eq + Clone, S: Clone> Group<K, N, S> {
     fn new() -> Group<K, N, S> {
-        Group { rows: Vec::new(), index: HashTable::new() }
+        Group { rows: Rc::new(Vec::new()), index: HashTable::new() }
+    }
+
+    /// The rows, to change: copied first if a snapshot shares them.
+    #[inline]
+    fn rows_mut(&mut self) -> &mut Vec<Row<K, N, S>> {
+        Rc::make_mut(&mut self.rows)
     }
 
     #[inline]
@@ -79,7 +90,7 @@ impl<K: Eq, N: Eq, S> Group<K, N, S> {
         let position = self.rows.len();
         let rows = &self.rows;
         self.index.insert_unique(row.hash, position as u32, |&i| rows[i as usize].hash);
-        self.rows.push(row);
+        self.rows_mut().push(row);
         position
     }
 
@@ -95,7 +106,7 @@ impl<K: Eq, N: Eq, S> Group<K, N, S> {
                 *slot = position as u32;
             }
         }
-        self.rows.swap_remove(position)
+        self.rows_mut().swap_remove(position)
     }
 }
 
@@ -276,7 +287,7 @@ pub(crate) struct Table<K, N, S> {
     len: usize,
 }
 
-impl<K: Eq + Clone, N: Eq + Clone, S: Stored> Table<K, N, S> {
+impl<K: Eq + Clone, N: Eq + Clone, S: Stored + Clone> Table<K, N, S> {
     fn new(range: KeyGroupRange, ttl: Option<StateTtlConfig>) -> Table<K, N, S> {
         Table { range, groups: (0..range.len()).map(|_| Group::new()).collect(), ttl, cursor: (0, 0), len: 0 }
     }
@@ -297,7 +308,7 @@ impl<K: Eq + Clone, N: Eq + Clone, S: Stored> Table<K, N, S> {
     #[inline]
     pub fn at_position(&mut self, at: &RowRef<'_, K, N>, position: usize) -> &mut S {
         let index = self.group(at.key_group);
-        &mut self.groups[index].rows[position].state
+        &mut self.groups[index].rows_mut()[position].state
     }
 
     /// The position of (key, namespace)'s row, made with `make` if absent.
@@ -344,7 +355,7 @@ impl<K: Eq + Clone, N: Eq + Clone, S: Stored> Table<K, N, S> {
                 continue;
             }
             checked += 1;
-            if rows.rows[row].state.expire(&ttl, now) {
+            if rows.rows_mut()[row].state.expire(&ttl, now) {
                 rows.remove_at(row);
                 self.len -= 1;
             } else {
@@ -354,33 +365,18 @@ impl<K: Eq + Clone, N: Eq + Clone, S: Stored> Table<K, N, S> {
         self.cursor = (group, row);
     }
 
-    /// Rows of one key group into a section: keys, namespaces, then the kind's columns.
-    fn section(&self, name: &str, key_group: usize, now: i64, codec: &mut Codec) -> Result<Section, StateError>
-    where
-        K: ExchangeData,
-        N: ExchangeData,
-        S: Clone,
-    {
-        let rows = &self.groups[self.group(key_group)].rows;
-        let drop_expired = self.ttl.filter(|ttl| ttl.cleanup_full_snapshot);
-        let kept: Vec<(&K, &N, std::borrow::Cow<'_, S>)> = match drop_expired {
-            None => rows.iter().map(|r| (&r.key, &r.namespace, std::borrow::Cow::Borrowed(&r.state))).collect(),
-            Some(ttl) => rows
-                .iter()
-                .filter_map(|r| {
-                    let mut state = r.state.clone();
-                    (!state.expire(&ttl, now)).then(|| (&r.key, &r.namespace, std::borrow::Cow::Owned(state)))
-                })
-                .collect(),
-        };
-        if kept.is_empty() {
-            return Ok(Section::default());
+    /// Shares the rows of every key group that has some with a snapshot that encodes them later as
+    /// state `state` (of `snapshot`), dropping what expired at `now` if the TTL asks for that.
+    fn share(&self, name: &str, state: u32, now: i64) -> SharedRows<K, N, S> {
+        let groups = self.groups.iter().enumerate().filter(|(_, group)| !group.rows.is_empty());
+        SharedRows {
+            name: name.to_string(),
+            state,
+            drop_expired: self.ttl.filter(|ttl| ttl.cleanup_full_snapshot),
+            now,
+            groups: groups.map(|(i, group)| (self.range.start + i, group.rows.clone())).collect(),
+            encoded_rows: 0,
         }
-        let keys: Vec<K> = kept.iter().map(|(k, _, _)| (*k).clone()).collect();
-        let namespaces: Vec<N> = kept.iter().map(|(_, n, _)| (*n).clone()).collect();
-        let mut columns = vec![codec.encode(name, &keys)?, codec.encode(name, &namespaces)?];
-        S::write_columns(name, kept.iter().map(|(_, _, s)| s.as_ref()), &mut columns, codec)?;
-        Ok(Section { rows: kept.len() as u32, columns })
     }
 
     /// Adds the rows of a restored section of `key_group`.
@@ -406,7 +402,7 @@ impl<K: Eq + Clone, N: Eq + Clone, S: Stored> Table<K, N, S> {
             let hash = row_hash(key_hash, &namespace);
             let group = &mut self.groups[index];
             match group.find(hash, &key, &namespace) {
-                Some(position) => group.rows[position].state = state,
+                Some(position) => group.rows_mut()[position].state = state,
                 None => {
                     group.push(Row { hash, key, namespace, state });
                     self.len += 1;
@@ -415,6 +411,79 @@ impl<K: Eq + Clone, N: Eq + Clone, S: Stored> Table<K, N, S> {
         }
         Ok(())
     }
+}
+
+/// A key group's rows, shared by the table and the snapshots still encoding them.
+type SharedGroup<K, N, S> = Rc<Vec<Row<K, N, S>>>;
+
+/// The rows of one state as a snapshot saw them, still to encode.
+struct SharedRows<K, N, S> {
+    name: String,
+    state: u32,
+    drop_expired: Option<StateTtlConfig>,
+    now: i64,
+    /// (key group, its rows), the next to encode in front.
+    groups: VecDeque<(usize, SharedGroup<K, N, S>)>,
+    /// Rows of the front key group already encoded.
+    encoded_rows: usize,
+}
+
+impl<K, N, S> DeferredState for SharedRows<K, N, S>
+where
+    K: ExchangeData + Clone,
+    N: ExchangeData + Clone,
+    S: Stored + Clone,
+{
+    fn encode_next(&mut self, snapshot: &mut KeyedSnapshot, codec: &mut Codec) -> Result<bool, StateError> {
+        while let Some((key_group, rows)) = self.groups.front() {
+            if self.encoded_rows == rows.len() {
+                self.groups.pop_front();
+                self.encoded_rows = 0;
+                continue;
+            }
+            let end = rows.len().min(self.encoded_rows + SECTION_ROWS_MAX);
+            let rows = &rows[self.encoded_rows..end];
+            let section = encode_rows(&self.name, rows, self.drop_expired, self.now, codec)?;
+            snapshot.add_section(*key_group, self.state, section);
+            self.encoded_rows = end;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// Rows into a section: keys, namespaces, then the kind's columns (without what expired at `now`, if
+/// `drop_expired` is set).
+fn encode_rows<K, N, S>(
+    name: &str,
+    rows: &[Row<K, N, S>],
+    drop_expired: Option<StateTtlConfig>,
+    now: i64,
+    codec: &mut Codec,
+) -> Result<Section, StateError>
+where
+    K: ExchangeData + Clone,
+    N: ExchangeData + Clone,
+    S: Stored + Clone,
+{
+    let kept: Vec<(&K, &N, std::borrow::Cow<'_, S>)> = match drop_expired {
+        None => rows.iter().map(|r| (&r.key, &r.namespace, std::borrow::Cow::Borrowed(&r.state))).collect(),
+        Some(ttl) => rows
+            .iter()
+            .filter_map(|r| {
+                let mut state = r.state.clone();
+                (!state.expire(&ttl, now)).then(|| (&r.key, &r.namespace, std::borrow::Cow::Owned(state)))
+            })
+            .collect(),
+    };
+    if kept.is_empty() {
+        return Ok(Section::default());
+    }
+    let keys: Vec<K> = kept.iter().map(|(k, _, _)| (*k).clone()).collect();
+    let namespaces: Vec<N> = kept.iter().map(|(_, n, _)| (*n).clone()).collect();
+    let mut columns = vec![codec.encode(name, &keys)?, codec.encode(name, &namespaces)?];
+    S::write_columns(name, kept.iter().map(|(_, _, s)| s.as_ref()), &mut columns, codec)?;
+    Ok(Section { rows: kept.len() as u32, columns })
 }
 
 /// Where a state access goes: the current key (with its hash and key group) and namespace.
@@ -431,7 +500,8 @@ trait ErasedTable<K> {
     fn len(&self) -> usize;
     /// The keys of the rows, with their key groups.
     fn keys(&self) -> Vec<(K, usize)>;
-    fn section(&self, name: &str, key_group: usize, now: i64, codec: &mut Codec) -> Result<Section, StateError>;
+    /// The rows of every key group, shared with a snapshot that encodes them later as its `state`.
+    fn share(&self, name: &str, state: u32, now: i64) -> Box<dyn DeferredState>;
 }
 
 impl<K, N, S> ErasedTable<K> for Table<K, N, S>
@@ -453,8 +523,8 @@ where
         groups.flat_map(|(i, g)| g.rows.iter().map(move |r| (r.key.clone(), self.range.start + i))).collect()
     }
 
-    fn section(&self, name: &str, key_group: usize, now: i64, codec: &mut Codec) -> Result<Section, StateError> {
-        Table::section(self, name, key_group, now, codec)
+    fn share(&self, name: &str, state: u32, now: i64) -> Box<dyn DeferredState> {
+        Box::new(Table::share(self, name, state, now))
     }
 }
 
@@ -589,16 +659,31 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
     /// Writes every state into `snapshot` (the states a restore brought back and nobody declared
     /// since, unchanged).
     pub(crate) fn snapshot_into(&self, snapshot: &mut KeyedSnapshot) -> Result<(), StateError> {
-        let now = self.now_ms();
         let mut codec = Codec::default();
-        for registered in &self.states {
-            let state = snapshot.add_state(registered.meta.clone());
-            for key_group in self.range.start..=self.range.end {
-                let section = registered.table.section(&registered.meta.name, key_group, now, &mut codec)?;
-                snapshot.add_section(key_group, state, section);
-            }
+        for mut state in self.snapshot_deferred(snapshot)? {
+            while state.encode_next(snapshot, &mut codec)? {}
         }
-        snapshot.merge_from(&self.restored, self.range)
+        Ok(())
+    }
+
+    /// The synchronous part of a snapshot: declares every state in `snapshot`, adds the states a
+    /// restore brought back and nobody declared since, and shares the rows of the declared ones, to be
+    /// encoded afterwards (while the operator goes on: its writes copy the key groups still shared).
+    pub(crate) fn snapshot_deferred(
+        &self,
+        snapshot: &mut KeyedSnapshot,
+    ) -> Result<Vec<Box<dyn DeferredState>>, StateError> {
+        let now = self.now_ms();
+        let deferred = self
+            .states
+            .iter()
+            .map(|registered| {
+                let state = snapshot.add_state(registered.meta.clone());
+                registered.table.share(&registered.meta.name, state, now)
+            })
+            .collect();
+        snapshot.merge_from(&self.restored, self.range)?;
+        Ok(deferred)
     }
 
     /// Takes the rows of `snapshots` in this backend's key groups; they reach their tables when their
@@ -625,5 +710,100 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
 impl<K> std::fmt::Debug for KeyedStateBackend<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedStateBackend").field("range", &self.range).field("states", &self.states.len()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::deferred::PendingSnapshot;
+    use crate::state::key_group_for_hash;
+    use crate::state::snapshot::{OperatorSnapshot, StateKind};
+    use crate::time::clock::ManualClock;
+
+    const MAX_PARALLELISM: usize = 4;
+
+    fn backend() -> KeyedStateBackend<u64> {
+        let range = KeyGroupRange { start: 0, end: MAX_PARALLELISM - 1 };
+        KeyedStateBackend::new(MAX_PARALLELISM, range, std::sync::Arc::new(ManualClock::new(0)))
+    }
+
+    fn meta() -> StateMeta {
+        StateMeta { name: "sum".into(), kind: StateKind::Value, types: "u64".into(), ttl: false }
+    }
+
+    /// Writes `value` for `key` (`None` removes it), as a `ValueState` would.
+    fn write(backend: &mut KeyedStateBackend<u64>, cache: &Cell<u64>, key: u64, value: Option<u64>) {
+        let table = backend.table::<(), Stamped<u64>>(cache, meta, None).expect("declared alike");
+        let key_hash = stable_hash(&key);
+        let key_group = key_group_for_hash(key_hash, MAX_PARALLELISM);
+        let at = RowRef { key: &key, namespace: &(), key_group, hash: row_hash(key_hash, &()) };
+        match value {
+            Some(value) => {
+                let position = table.position_or_insert_with(&at, || Stamped { value: 0, stamp: 0 });
+                table.at_position(&at, position).value = value;
+            }
+            None => {
+                table.remove(&at);
+            }
+        }
+    }
+
+    fn pending(backend: &KeyedStateBackend<u64>) -> PendingSnapshot {
+        let mut snapshot = KeyedSnapshot::new(MAX_PARALLELISM);
+        let shared = backend.snapshot_deferred(&mut snapshot).expect("snapshot");
+        PendingSnapshot::new(snapshot, shared)
+    }
+
+    #[test]
+    fn writes_after_the_barrier_do_not_reach_the_snapshot() {
+        let (mut backend, cache) = (backend(), Cell::new(0));
+        let mut rng = crate::util::SplitMix64::new(11);
+        // Enough rows that key groups split into several sections.
+        for key in 0..(3 * SECTION_ROWS_MAX as u64) {
+            write(&mut backend, &cache, key, Some(key * 3));
+        }
+        let at_barrier = pending(&backend).finish().expect("encodes").to_bytes();
+        let mut in_flight = pending(&backend);
+        // Encode part of it, change every kind of thing, encode the rest (twice over).
+        for round in 0..2 {
+            in_flight.step().expect("encodes");
+            for _ in 0..5_000 {
+                let key = rng.below(4 * SECTION_ROWS_MAX as u64);
+                let value = (rng.below(3) > 0).then(|| rng.next_u64());
+                write(&mut backend, &cache, key, value);
+            }
+            assert!(round == 1 || !in_flight.is_done());
+        }
+        assert_eq!(in_flight.finish().expect("encodes").to_bytes(), at_barrier);
+
+        // The backend kept every write: a snapshot now restores to what it holds.
+        let after = pending(&backend).finish().expect("encodes");
+        let restored = backend_from(&after);
+        let again = pending(&restored).finish().expect("encodes");
+        assert_eq!(again.to_bytes(), after.to_bytes());
+        assert_eq!(restored.len(), backend.len());
+    }
+
+    fn backend_from(snapshot: &OperatorSnapshot) -> KeyedStateBackend<u64> {
+        let mut backend = backend();
+        backend.restore(&[snapshot.keyed_state()]).expect("restores");
+        backend.table::<(), Stamped<u64>>(&Cell::new(0), meta, None).expect("declared alike");
+        backend
+    }
+
+    #[test]
+    fn sections_hold_at_most_the_bound_and_restore_whole() {
+        let (mut backend, cache) = (backend(), Cell::new(0));
+        for key in 0..(2 * MAX_PARALLELISM * SECTION_ROWS_MAX) as u64 + 17 {
+            write(&mut backend, &cache, key, Some(key));
+        }
+        let snapshot = pending(&backend).finish().expect("encodes");
+        let sections: Vec<_> = snapshot.keyed_state().sections_of("sum", backend.key_groups()).collect();
+        assert!(sections.len() > MAX_PARALLELISM, "{} sections", sections.len());
+        assert!(sections.iter().all(|(_, _, s)| s.rows as usize <= SECTION_ROWS_MAX));
+        let rows: usize = sections.iter().map(|(_, _, s)| s.rows as usize).sum();
+        assert_eq!(rows, backend.len());
+        assert_eq!(backend_from(&snapshot).len(), backend.len());
     }
 }

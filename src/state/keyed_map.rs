@@ -1,15 +1,24 @@
 //! A map from key to value split by key group, for keyed operators on one shard.
 
+use std::collections::VecDeque;
 use std::hash::Hash;
+use std::rc::Rc;
 
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
+use super::deferred::{DeferredState, SECTION_ROWS_MAX};
 use super::heap::Codec;
 use super::key_group::{KeyGroupRange, key_group_for_hash, table_hash};
 use super::snapshot::{KeyedSnapshot, Section, StateError, StateKind, StateMeta, check_key_group};
 use crate::codec::ExchangeData;
 use crate::util::hash::stable_hash;
+
+/// The entries of one key group.
+type Table<K, V> = HashTable<(K, V)>;
+
+/// How a shared table is copied before it changes.
+type CopyTable<K, V> = fn(&Table<K, V>) -> Table<K, V>;
 
 /// Values per key, held per key group of the shard's range, so that state can be snapshotted and moved
 /// key group by key group. Each key is hashed once (its stable hash picks both the key group and the
@@ -25,15 +34,36 @@ use crate::util::hash::stable_hash;
 pub struct KeyGroupedMap<K, V> {
     max_parallelism: usize,
     range: KeyGroupRange,
-    groups: Vec<HashTable<(K, V)>>,
+    /// A table per key group, shared with the snapshots still encoding it: the first write while one
+    /// does copies it (with `copy_group`).
+    groups: Vec<Rc<HashTable<(K, V)>>>,
+    /// Copies a shared table; set by the first snapshot that shares tables (which needs `Clone`, as
+    /// the map itself does not).
+    copy_group: Option<CopyTable<K, V>>,
 }
 
 impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
     /// An empty map for the key groups of `range`.
     pub fn new(max_parallelism: usize, range: KeyGroupRange) -> KeyGroupedMap<K, V> {
         assert!(range.end < max_parallelism, "range {range:?} beyond max parallelism {max_parallelism}");
-        let groups = (0..range.len()).map(|_| HashTable::new()).collect();
-        KeyGroupedMap { max_parallelism, range, groups }
+        let groups = (0..range.len()).map(|_| Rc::new(HashTable::new())).collect();
+        KeyGroupedMap { max_parallelism, range, groups, copy_group: None }
+    }
+
+    /// The table of key group `group` (an offset in the range), to change: copied first if a
+    /// snapshot shares it.
+    #[inline]
+    fn group_mut(&mut self, group: usize) -> &mut HashTable<(K, V)> {
+        if Rc::get_mut(&mut self.groups[group]).is_none() {
+            self.unshare(group);
+        }
+        Rc::get_mut(&mut self.groups[group]).expect("a key group's table is unshared before it changes")
+    }
+
+    #[cold]
+    fn unshare(&mut self, group: usize) {
+        let copy = self.copy_group.expect("only a snapshot shares a table, and it sets how to copy one");
+        self.groups[group] = Rc::new(copy(&self.groups[group]));
     }
 
     /// The table of `key`'s key group, and the key's hash in that table.
@@ -61,7 +91,7 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
     #[inline]
     pub fn entry_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
         let (group, hash) = self.locate(&key);
-        let table = &mut self.groups[group];
+        let table = self.group_mut(group);
         let entry = table.entry(hash, |(k, _)| *k == key, |(k, _)| table_hash(stable_hash(k)));
         &mut entry.or_insert_with(|| (key, make())).into_mut().1
     }
@@ -71,7 +101,7 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
     #[inline]
     pub fn upsert(&mut self, key: K, value: V, merge: impl FnOnce(&mut V, V)) -> &mut V {
         let (group, hash) = self.locate(&key);
-        match self.groups[group].entry(hash, |(k, _)| *k == key, |(k, _)| table_hash(stable_hash(k))) {
+        match self.group_mut(group).entry(hash, |(k, _)| *k == key, |(k, _)| table_hash(stable_hash(k))) {
             Entry::Occupied(entry) => {
                 let current = &mut entry.into_mut().1;
                 merge(current, value);
@@ -85,14 +115,14 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
     #[inline]
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let (group, hash) = self.locate(key);
-        self.groups[group].find_mut(hash, |(k, _)| k == key).map(|(_, v)| v)
+        self.group_mut(group).find_mut(hash, |(k, _)| k == key).map(|(_, v)| v)
     }
 
     /// Inserts or replaces the value of `key`; returns the old value.
     #[inline]
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         let (group, hash) = self.locate(&key);
-        match self.groups[group].entry(hash, |(k, _)| *k == key, |(k, _)| table_hash(stable_hash(k))) {
+        match self.group_mut(group).entry(hash, |(k, _)| *k == key, |(k, _)| table_hash(stable_hash(k))) {
             Entry::Occupied(mut entry) => Some(std::mem::replace(&mut entry.get_mut().1, value)),
             Entry::Vacant(entry) => {
                 entry.insert((key, value));
@@ -114,36 +144,34 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
     /// Removes `key`; returns its value.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let (group, hash) = self.locate(key);
-        match self.groups[group].find_entry(hash, |(k, _)| k == key) {
+        match self.group_mut(group).find_entry(hash, |(k, _)| k == key) {
             Ok(entry) => Some(entry.remove().0.1),
             Err(_) => None,
         }
     }
 
-    /// Writes the map into `snapshot` as the value state `name` (namespace `()`, no TTL), the layout a
-    /// `ValueState` of the same types has.
-    pub(crate) fn snapshot_into(&self, name: &str, snapshot: &mut KeyedSnapshot) -> Result<(), StateError>
+    /// The synchronous part of a snapshot: declares the value state `name` in `snapshot` (namespace
+    /// `()`, no TTL: the layout a `ValueState` of the same types has) and shares the tables, to be encoded afterwards (while the operator goes on: its writes copy the tables
+    /// still shared).
+    pub(crate) fn snapshot_deferred(&mut self, name: &str, snapshot: &mut KeyedSnapshot) -> Box<dyn DeferredState>
+    where
+        K: ExchangeData + Clone,
+        V: ExchangeData + Clone,
+    {
+        self.copy_group = Some(HashTable::clone);
+        Box::new(self.share(name, snapshot))
+    }
+
+    /// The tables, shared with a snapshot that encodes them as the value state `name`.
+    fn share(&self, name: &str, snapshot: &mut KeyedSnapshot) -> SharedTables<K, V>
     where
         K: ExchangeData + Clone,
         V: ExchangeData + Clone,
     {
         let state = snapshot.add_state(value_meta::<K, V>(name));
-        let mut codec = Codec::default();
-        for (offset, table) in self.groups.iter().enumerate() {
-            if table.is_empty() {
-                continue;
-            }
-            let keys: Vec<K> = table.iter().map(|(k, _)| k.clone()).collect();
-            let values: Vec<V> = table.iter().map(|(_, v)| v.clone()).collect();
-            let columns = vec![
-                codec.encode(name, &keys)?,
-                codec.encode(name, &vec![(); keys.len()])?,
-                codec.encode(name, &values)?,
-                codec.encode(name, &vec![0i64; keys.len()])?,
-            ];
-            snapshot.add_section(self.range.start + offset, state, Section { rows: keys.len() as u32, columns });
-        }
-        Ok(())
+        let groups = self.groups.iter().enumerate().filter(|(_, table)| !table.is_empty());
+        let groups = groups.map(|(offset, table)| (self.range.start + offset, table.clone())).collect();
+        SharedTables { name: name.to_string(), state, groups, encoded_rows: 0 }
     }
 
     /// Takes back the keys of this map's key groups that `snapshots` hold as the value state `name`.
@@ -185,12 +213,49 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
 
     /// Number of keys held.
     pub fn len(&self) -> usize {
-        self.groups.iter().map(HashTable::len).sum()
+        self.groups.iter().map(|table| table.len()).sum()
     }
 
     /// True if no key is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// A map's tables as a snapshot saw them, still to encode.
+struct SharedTables<K, V> {
+    name: String,
+    state: u32,
+    /// (key group, its table), the next to encode in front.
+    groups: VecDeque<(usize, Rc<Table<K, V>>)>,
+    /// Entries of the front table already encoded.
+    encoded_rows: usize,
+}
+
+impl<K: ExchangeData + Clone, V: ExchangeData + Clone> DeferredState for SharedTables<K, V> {
+    fn encode_next(&mut self, snapshot: &mut KeyedSnapshot, codec: &mut Codec) -> Result<bool, StateError> {
+        while let Some((key_group, table)) = self.groups.front() {
+            if self.encoded_rows == table.len() {
+                self.groups.pop_front();
+                self.encoded_rows = 0;
+                continue;
+            }
+            let n_rows = (table.len() - self.encoded_rows).min(SECTION_ROWS_MAX);
+            let entries = table.iter().skip(self.encoded_rows).take(n_rows);
+            let keys: Vec<K> = entries.clone().map(|(k, _)| k.clone()).collect();
+            let values: Vec<V> = entries.map(|(_, v)| v.clone()).collect();
+            let name = &self.name;
+            let columns = vec![
+                codec.encode(name, &keys)?,
+                codec.encode(name, &vec![(); n_rows])?,
+                codec.encode(name, &values)?,
+                codec.encode(name, &vec![0i64; n_rows])?,
+            ];
+            snapshot.add_section(*key_group, self.state, Section { rows: n_rows as u32, columns });
+            self.encoded_rows += n_rows;
+            return Ok(true);
+        }
+        Ok(false)
     }
 }
 
@@ -207,7 +272,7 @@ impl<K, V> std::fmt::Debug for KeyGroupedMap<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyGroupedMap")
             .field("range", &self.range)
-            .field("keys", &self.groups.iter().map(HashTable::len).sum::<usize>())
+            .field("keys", &self.groups.iter().map(|table| table.len()).sum::<usize>())
             .finish()
     }
 }
@@ -222,6 +287,46 @@ mod tests {
         let mut map: KeyGroupedMap<u64, u64> = KeyGroupedMap::new(128, KeyGroupRange { start: 0, end: 0 });
         for key in 0..1000u64 {
             map.insert(key, key);
+        }
+    }
+
+    #[test]
+    fn writes_after_the_barrier_do_not_reach_the_snapshot() {
+        use crate::state::deferred::PendingSnapshot;
+        let range = KeyGroupRange { start: 0, end: 3 };
+        let mut map: KeyGroupedMap<u64, u64> = KeyGroupedMap::new(4, range);
+        for key in 0..3 * SECTION_ROWS_MAX as u64 {
+            map.insert(key, key);
+        }
+        let snapshot = |map: &mut KeyGroupedMap<u64, u64>| {
+            let mut snapshot = KeyedSnapshot::new(4);
+            let shared = map.snapshot_deferred("sum", &mut snapshot);
+            PendingSnapshot::new(snapshot, vec![shared])
+        };
+        let at_barrier = snapshot(&mut map).finish().expect("encodes").to_bytes();
+        let mut in_flight = snapshot(&mut map);
+        let mut rng = crate::util::SplitMix64::new(3);
+        for _ in 0..2 {
+            in_flight.step().expect("encodes");
+            for _ in 0..5_000 {
+                let key = rng.below(4 * SECTION_ROWS_MAX as u64);
+                match rng.below(4) {
+                    0 => drop(map.remove(&key)),
+                    1 => *map.entry_or_insert_with(key, || 0) += 1,
+                    2 => drop(map.upsert(key, 1, |v, n| *v += n)),
+                    _ => drop(map.insert(key, rng.next_u64())),
+                }
+            }
+        }
+        assert_eq!(in_flight.finish().expect("encodes").to_bytes(), at_barrier);
+
+        // And the map kept the writes: a restore of a snapshot now holds what it holds.
+        let now = snapshot(&mut map).finish().expect("encodes");
+        let mut restored = KeyGroupedMap::new(4, range);
+        restored.restore_from("sum", &[now.keyed_state()]).expect("restores");
+        assert_eq!(restored.len(), map.len());
+        for key in 0..4 * SECTION_ROWS_MAX as u64 {
+            assert_eq!(restored.get(&key), map.get(&key), "key {key}");
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod aggregate;
 pub mod broadcast;
+pub(crate) mod deferred;
 pub mod heap;
 pub mod key_group;
 pub mod keyed;

@@ -276,10 +276,14 @@ impl KeyedSnapshot {
         (self.states.len() - 1) as u32
     }
 
-    /// Adds the rows of state `state` in `key_group`. Empty sections are not kept.
+    /// Adds the rows of state `state` in `key_group`, after the sections of states declared before it
+    /// and of this state already added (so the order does not depend on when sections arrive). Empty
+    /// sections are not kept.
     pub fn add_section(&mut self, key_group: usize, state: u32, section: Section) {
         if section.rows > 0 {
-            self.groups.entry(key_group as u32).or_default().push((state, section));
+            let sections = self.groups.entry(key_group as u32).or_default();
+            let at = sections.partition_point(|(s, _)| *s <= state);
+            sections.insert(at, (state, section));
         }
     }
 
@@ -455,6 +459,10 @@ impl Default for OperatorSnapshot {
 impl OperatorSnapshot {
     pub(crate) fn keyed(keyed: KeyedSnapshot) -> OperatorSnapshot {
         OperatorSnapshot { keyed }
+    }
+
+    pub(crate) fn into_keyed(self) -> KeyedSnapshot {
+        self.keyed
     }
 
     /// The keyed state and timers.
