@@ -26,6 +26,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod connectors;
 pub mod exchange;
+pub mod lsm;
 pub mod metrics;
 pub mod operators;
 pub mod runtime;

@@ -1,0 +1,110 @@
+//! What the LSM stores: an `Entry` is a key and a `Value`, a put or a tombstone. On disk the value's
+//! kind is one byte (`ValueKind`), so that kinds can be added (a range tombstone) without a new layout.
+
+/// The kind byte of a stored value. Codes are part of the file format and never reused.
+///
+/// ```
+/// use rill::lsm::ValueKind;
+/// assert_eq!(ValueKind::from_code(ValueKind::Delete.code()), Some(ValueKind::Delete));
+/// assert_eq!(ValueKind::from_code(0), None);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ValueKind {
+    /// The key has this value.
+    Put = 1,
+    /// The key was deleted (a tombstone); its stored value bytes are empty.
+    Delete = 2,
+    // 3 is reserved for a range tombstone (value = the exclusive end key).
+}
+
+impl ValueKind {
+    /// The byte stored on disk.
+    pub const fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The kind stored as `code`, or `None` for a code this build does not know.
+    pub const fn from_code(code: u8) -> Option<ValueKind> {
+        match code {
+            1 => Some(ValueKind::Put),
+            2 => Some(ValueKind::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// A key's value as the LSM sees it.
+///
+/// ```
+/// use rill::lsm::{Value, ValueKind};
+/// let value = Value::Put(b"v".to_vec());
+/// assert_eq!(value.kind(), ValueKind::Put);
+/// assert_eq!(value.bytes(), b"v");
+/// assert_eq!(Value::Delete.bytes(), b"");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Value {
+    /// The key has these bytes (possibly none).
+    Put(Vec<u8>),
+    /// The key was deleted.
+    Delete,
+}
+
+impl Value {
+    /// The kind byte for this value.
+    pub fn kind(&self) -> ValueKind {
+        match self {
+            Value::Put(_) => ValueKind::Put,
+            Value::Delete => ValueKind::Delete,
+        }
+    }
+
+    /// The value bytes stored on disk (empty for a tombstone).
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Value::Put(bytes) => bytes,
+            Value::Delete => &[],
+        }
+    }
+
+    /// The value of kind `kind` with bytes `bytes`; a tombstone's bytes must be empty.
+    pub(crate) fn from_parts(kind: ValueKind, bytes: &[u8]) -> Value {
+        match kind {
+            ValueKind::Put => Value::Put(bytes.to_vec()),
+            ValueKind::Delete => {
+                debug_assert!(bytes.is_empty());
+                Value::Delete
+            }
+        }
+    }
+}
+
+/// A key and its value.
+///
+/// ```
+/// use rill::lsm::{Entry, Value};
+/// let entry = Entry::put(b"k", b"v");
+/// assert_eq!(entry.key, b"k");
+/// assert_eq!(entry.value, Value::Put(b"v".to_vec()));
+/// assert_eq!(Entry::delete(b"k").value, Value::Delete);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Entry {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Its value or tombstone.
+    pub value: Value,
+}
+
+impl Entry {
+    /// A put of `value` under `key`.
+    pub fn put(key: &[u8], value: &[u8]) -> Entry {
+        Entry { key: key.to_vec(), value: Value::Put(value.to_vec()) }
+    }
+
+    /// A tombstone for `key`.
+    pub fn delete(key: &[u8]) -> Entry {
+        Entry { key: key.to_vec(), value: Value::Delete }
+    }
+}

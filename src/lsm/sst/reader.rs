@@ -1,0 +1,236 @@
+//! `SstReader`: opens an SST file with glommio's DMA API, checks its footer, index, bloom filter and
+//! key range, then serves point reads (one aligned block read each) and ordered scans.
+
+use std::path::{Path, PathBuf};
+
+use glommio::io::{DmaFile, ReadResult};
+
+use super::super::block::{Block, BlockIter};
+use super::super::bloom::BloomFilter;
+use super::super::encoding::corrupt;
+use super::super::entry::Entry;
+use super::super::error::{LsmError, Result};
+use super::format::{FOOTER_BYTES, Footer, IndexEntry, KeyRange, SST_PAGE_BYTES, decode_index, page_align_up};
+
+/// An open SST file. Every block read is checked against its CRC-32 and structure; damage is an
+/// `LsmError` naming the file and offset. Must be used on the glommio executor that opened it.
+///
+/// ```no_run
+/// # async fn example() -> rill::lsm::Result<()> {
+/// let reader = rill::lsm::SstReader::open("/tmp/000001.sst").await?;
+/// let mut scan = reader.iter();
+/// scan.seek(b"b").await?;
+/// while let Some(entry) = scan.next().await? {
+///     println!("{:?} -> {:?}", entry.key, entry.value);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct SstReader {
+    file: DmaFile,
+    path: PathBuf,
+    file_bytes: u64,
+    index: Vec<IndexEntry>,
+    bloom: BloomFilter,
+    key_range: KeyRange,
+    n_entries: u64,
+}
+
+impl SstReader {
+    /// Opens `path` and validates its footer, bloom filter, index and key range.
+    pub async fn open(path: impl Into<PathBuf>) -> Result<SstReader> {
+        let path = path.into();
+        let file = DmaFile::open(&path).await.map_err(|error| LsmError::io(&path, "open", error))?;
+        let opened = SstReader::read_meta(&file, &path).await;
+        match opened {
+            Ok((file_bytes, footer, bloom, index, key_range)) => {
+                Ok(SstReader { file, path, file_bytes, index, bloom, key_range, n_entries: footer.n_entries })
+            }
+            Err(error) => {
+                let _ = file.close().await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn read_meta(file: &DmaFile, path: &Path) -> Result<(u64, Footer, BloomFilter, Vec<IndexEntry>, KeyRange)> {
+        let file_bytes = file.file_size().await.map_err(|error| LsmError::io(path, "stat", error))?;
+        if file_bytes < SST_PAGE_BYTES || file_bytes % SST_PAGE_BYTES != 0 {
+            let reason = format!("an SST of {file_bytes} bytes is not a whole number of 4 KiB pages: truncated?");
+            return Err(corrupt(path, file_bytes, reason));
+        }
+        let last_page = read_exact(file, path, file_bytes - SST_PAGE_BYTES, SST_PAGE_BYTES as usize).await?;
+        let footer_offset = file_bytes - FOOTER_BYTES as u64;
+        let footer_bytes = last_page.get(SST_PAGE_BYTES as usize - FOOTER_BYTES..).unwrap_or_default();
+        let footer = Footer::decode(footer_bytes, path, footer_offset, file_bytes)?;
+        let meta_offset = footer.bloom.offset;
+        let meta = read_exact(file, path, meta_offset, (file_bytes - meta_offset) as usize).await?;
+        let slice_of = |offset: u64, len: u32| {
+            let start = (offset - meta_offset) as usize;
+            meta.get(start..start + len as usize).ok_or_else(|| corrupt(path, offset, "meta block past the end"))
+        };
+        let bloom = BloomFilter::decode(slice_of(footer.bloom.offset, footer.bloom.len)?, path, footer.bloom.offset)?;
+        let index_block = Block::decode(slice_of(footer.index.offset, footer.index.len)?, path, footer.index.offset)?;
+        let index = decode_index(&index_block, footer.bloom.offset)?;
+        let key_range_bytes = slice_of(footer.key_range.offset, footer.key_range.len)?;
+        let key_range = KeyRange::decode(key_range_bytes, path, footer.key_range.offset)?;
+        let first_last_key = index.first().map(|entry| entry.last_key.as_slice());
+        let last_last_key = index.last().map(|entry| entry.last_key.as_slice());
+        let consistent = last_last_key == Some(key_range.largest.as_slice())
+            && first_last_key.is_some_and(|first| key_range.smallest.as_slice() <= first)
+            && footer.n_entries >= index.len() as u64;
+        if !consistent {
+            return Err(corrupt(path, footer.key_range.offset, "the key range disagrees with the index"));
+        }
+        Ok((file_bytes, footer, bloom, index, key_range))
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's size.
+    pub fn file_bytes(&self) -> u64 {
+        self.file_bytes
+    }
+
+    /// Entries in the file (puts and tombstones).
+    pub fn n_entries(&self) -> u64 {
+        self.n_entries
+    }
+
+    /// Data blocks in the file.
+    pub fn n_data_blocks(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The smallest key in the file.
+    pub fn smallest_key(&self) -> &[u8] {
+        &self.key_range.smallest
+    }
+
+    /// The largest key in the file.
+    pub fn largest_key(&self) -> &[u8] {
+        &self.key_range.largest
+    }
+
+    /// False if the bloom filter rules `key` out.
+    pub fn may_contain(&self, key: &[u8]) -> bool {
+        self.bloom.may_contain(key)
+    }
+
+    /// The entry (put or tombstone) stored under `key`, if any: key range and bloom filter first,
+    /// then the index, then one block read.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
+        if key < self.smallest_key() || key > self.largest_key() || !self.bloom.may_contain(key) {
+            return Ok(None);
+        }
+        let block_idx = self.index.partition_point(|entry| entry.last_key.as_slice() < key);
+        if block_idx == self.index.len() {
+            return Ok(None);
+        }
+        let block = self.read_block(block_idx).await?;
+        Ok(block.get(key)?.map(|value| Entry { key: key.to_vec(), value }))
+    }
+
+    /// Reads, checks and decodes data block `block_idx` (below `n_data_blocks`, or this panics).
+    pub async fn read_block(&self, block_idx: usize) -> Result<Block> {
+        assert!(block_idx < self.index.len(), "block {block_idx} of {}", self.index.len());
+        let entry = &self.index[block_idx];
+        let handle = entry.handle;
+        let padded_bytes = page_align_up(u64::from(handle.len)) as usize;
+        let bytes = read_exact(&self.file, &self.path, handle.offset, padded_bytes).await?;
+        let block = Block::decode(&bytes[..handle.len as usize], &self.path, handle.offset)?;
+        if block.last_key() != entry.last_key.as_slice() {
+            return Err(corrupt(&self.path, handle.offset, "the block's last key disagrees with the index"));
+        }
+        Ok(block)
+    }
+
+    /// An iterator over every entry in key order; `seek` to start elsewhere.
+    pub fn iter(&self) -> SstIter<'_> {
+        SstIter { reader: self, next_block_idx: 0, current: None, failed_at_offset: None }
+    }
+
+    /// Closes the file.
+    pub async fn close(self) -> Result<()> {
+        self.file.close().await.map_err(|error| LsmError::io(&self.path, "close", error))
+    }
+}
+
+/// Reads exactly `len` bytes at the page-aligned `offset`; a short read means the file is truncated.
+async fn read_exact(file: &DmaFile, path: &Path, offset: u64, len: usize) -> Result<ReadResult> {
+    debug_assert_eq!(offset % SST_PAGE_BYTES, 0);
+    let bytes = file.read_at_aligned(offset, len).await.map_err(|error| LsmError::io(path, "read", error))?;
+    if bytes.len() < len {
+        let reason = format!("wanted {len} bytes at offset {offset}, the file ends after {}", bytes.len());
+        return Err(corrupt(path, offset + bytes.len() as u64, reason));
+    }
+    Ok(bytes)
+}
+
+/// Iterates an SST's entries in key order, reading one block at a time. After an error every `next`
+/// is an error too (until a successful `seek`), so that a damaged block is never skipped silently.
+pub struct SstIter<'a> {
+    reader: &'a SstReader,
+    next_block_idx: usize,
+    current: Option<BlockIter>,
+    /// The offset of the block that failed, once one did.
+    failed_at_offset: Option<u64>,
+}
+
+impl SstIter<'_> {
+    /// Positions the iterator so that `next` returns the first entry whose key is `>= key`.
+    pub async fn seek(&mut self, key: &[u8]) -> Result<()> {
+        let block_idx = self.reader.index.partition_point(|entry| entry.last_key.as_slice() < key);
+        self.current = None;
+        self.next_block_idx = self.reader.index.len();
+        self.failed_at_offset = None;
+        if block_idx < self.reader.index.len() {
+            let block_offset = self.reader.index[block_idx].handle.offset;
+            let positioned = async {
+                let mut iter = self.reader.read_block(block_idx).await?.iter();
+                iter.seek(key)?;
+                Ok(iter)
+            };
+            match positioned.await {
+                Ok(iter) => self.current = Some(iter),
+                Err(error) => {
+                    self.failed_at_offset = Some(block_offset);
+                    return Err(error);
+                }
+            }
+            self.next_block_idx = block_idx + 1;
+        }
+        Ok(())
+    }
+
+    /// The next entry, or `None` at the end of the file.
+    pub async fn next(&mut self) -> Result<Option<Entry>> {
+        if let Some(offset) = self.failed_at_offset {
+            return Err(corrupt(&self.reader.path, offset, "the scan already failed at this block"));
+        }
+        loop {
+            if let Some(entry) = self.current.as_mut().and_then(Iterator::next) {
+                if entry.is_err() {
+                    self.failed_at_offset = self.current.as_ref().map(|iter| iter.block().offset());
+                }
+                return entry.map(Some);
+            }
+            if self.next_block_idx >= self.reader.index.len() {
+                self.current = None;
+                return Ok(None);
+            }
+            let block_offset = self.reader.index[self.next_block_idx].handle.offset;
+            match self.reader.read_block(self.next_block_idx).await {
+                Ok(block) => self.current = Some(block.iter()),
+                Err(error) => {
+                    self.failed_at_offset = Some(block_offset);
+                    return Err(error);
+                }
+            }
+            self.next_block_idx += 1;
+        }
+    }
+}
