@@ -21,9 +21,15 @@
 //!
 //! Readers of the directory see only committed files, and in them every record the sink was given
 //! exactly once, whatever failures and restores happened in between (the job restarting from its
-//! checkpoints, its sources replaying from them). Hidden in-progress files of transactions begun
-//! after the last completed checkpoint of a failed run are in no checkpoint and stay behind; they are
-//! never renamed and can be deleted once no job writes to the directory.
+//! checkpoints, its sources replaying from them).
+//!
+//! Transactions begun after the restored checkpoint by the attempt that took it are in no checkpoint:
+//! a restore deletes their in-progress files (those of the same instance and attempt as the
+//! checkpoint's open transaction, with a higher sequence number). That attempt is over, so nothing
+//! writes them any more, unless a savepoint of a job still running is restored into a second job
+//! writing the same directory, which is not exactly-once anyway. In-progress files of a run that
+//! failed before its first checkpoint are in no checkpoint at all and stay behind; they are never
+//! renamed and can be deleted once no job writes to the directory.
 
 use std::fmt::Display;
 use std::fs::{File, OpenOptions};
@@ -247,6 +253,32 @@ impl<T> TransactionalFileSink<T> {
         Ok(())
     }
 
+    /// Deletes the in-progress files of the transactions that `txn`'s instance and attempt began after
+    /// it (a higher sequence number).
+    fn delete_begun_after(&mut self, txn: &FileTransaction) -> Result<(), BoxError> {
+        let Some((writer, seq)) = txn.name.rsplit_once('-') else { return Ok(()) };
+        let Ok(seq) = seq.parse::<u64>() else { return Ok(()) };
+        let listing = std::fs::read_dir(&self.dir).map_err(|e| format!("cannot list {}: {e}", self.dir.display()))?;
+        for entry in listing {
+            let entry = entry.map_err(|e| format!("cannot list {}: {e}", self.dir.display()))?;
+            let name = entry.file_name();
+            let Some(hidden) = name.to_str().and_then(|n| n.strip_prefix('.')?.strip_suffix(".inprogress")) else {
+                continue;
+            };
+            let later =
+                hidden.rsplit_once('-').is_some_and(|(w, s)| w == writer && s.parse::<u64>().is_ok_and(|s| s > seq));
+            if later {
+                let path = entry.path();
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => return Err(format!("cannot delete {}: {error}", path.display()).into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes `txn`'s in-progress file; a missing one was deleted already.
     fn delete(&mut self, txn: &FileTransaction) -> Result<(), BoxError> {
         // Dropping the writer may flush into the file about to go; that is harmless.
@@ -377,6 +409,13 @@ impl<T: 'static> TwoPhaseCommitSink<T> for TransactionalFileSink<T> {
 
     fn abort(&mut self, txn: FileTransaction) -> Result<(), BoxError> {
         self.delete(&txn)
+    }
+
+    /// Deletes the file of the transaction open at the restored checkpoint, and the files of the
+    /// transactions the same attempt began after it.
+    fn recover_and_abort(&mut self, txn: FileTransaction) -> Result<(), BoxError> {
+        self.delete(&txn)?;
+        self.delete_begun_after(&txn)
     }
 
     fn recover_and_commit(&mut self, txn: FileTransaction) -> Result<(), BoxError> {
@@ -527,10 +566,14 @@ mod tests {
         let lingering = current(&sink);
         drop(sink);
 
+        // Another attempt's file, begun later, is not this attempt's to delete.
+        let other = FileTransaction { name: "part-1-00000000000000ff-0000000009".into(), bytes: 2 };
+        std::fs::write(dir.join(other.in_progress_name()), "9\n").unwrap();
         let restored = start(&dir, 0, 1, &[first]);
         assert_eq!(committed_lines(&dir), vec![1]);
-        // The transaction begun at checkpoint 2 is in no checkpoint: its file stays hidden.
-        assert_eq!(hidden_files(&dir), vec![lingering.in_progress_name()]);
+        // The transaction begun at checkpoint 2 is in no checkpoint: its file is deleted.
+        assert!(!dir.join(lingering.in_progress_name()).exists());
+        assert_eq!(hidden_files(&dir), vec![other.in_progress_name()]);
         restored.finish_and_close().unwrap();
         assert_eq!(committed_lines(&dir), vec![1]);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -171,7 +171,7 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
         let state = snapshot.add_state(value_meta::<K, V>(name));
         let groups = self.groups.iter().enumerate().filter(|(_, table)| !table.is_empty());
         let groups = groups.map(|(offset, table)| (self.range.start + offset, table.clone())).collect();
-        SharedTables { name: name.to_string(), state, groups, encoded_rows: 0 }
+        SharedTables { name: name.to_string(), state, groups, current: None, encoded_rows: 0 }
     }
 
     /// Takes back the keys of this map's key groups that `snapshots` hold as the value state `name`.
@@ -228,34 +228,39 @@ struct SharedTables<K, V> {
     state: u32,
     /// (key group, its table), the next to encode in front.
     groups: VecDeque<(usize, Rc<Table<K, V>>)>,
-    /// Entries of the front table already encoded.
+    /// The keys and values of the key group being encoded (copied out of its table in one pass: a
+    /// hash table's iteration cannot resume in the middle), and how many are encoded.
+    current: Option<(usize, Vec<K>, Vec<V>)>,
     encoded_rows: usize,
 }
 
 impl<K: ExchangeData + Clone, V: ExchangeData + Clone> DeferredState for SharedTables<K, V> {
     fn encode_next(&mut self, snapshot: &mut KeyedSnapshot, codec: &mut Codec) -> Result<bool, StateError> {
-        while let Some((key_group, table)) = self.groups.front() {
-            if self.encoded_rows == table.len() {
-                self.groups.pop_front();
+        loop {
+            if self.current.as_ref().is_some_and(|(_, keys, _)| self.encoded_rows == keys.len()) {
+                self.current = None;
+            }
+            if self.current.is_none() {
+                let Some((key_group, table)) = self.groups.pop_front() else { return Ok(false) };
+                let (keys, values) = table.iter().map(|(k, v)| (k.clone(), v.clone())).unzip();
+                self.current = Some((key_group, keys, values));
                 self.encoded_rows = 0;
                 continue;
             }
-            let n_rows = (table.len() - self.encoded_rows).min(SECTION_ROWS_MAX);
-            let entries = table.iter().skip(self.encoded_rows).take(n_rows);
-            let keys: Vec<K> = entries.clone().map(|(k, _)| k.clone()).collect();
-            let values: Vec<V> = entries.map(|(_, v)| v.clone()).collect();
+            let (key_group, keys, values) = self.current.as_ref().expect("checked above");
+            let rows = self.encoded_rows..keys.len().min(self.encoded_rows + SECTION_ROWS_MAX);
+            let n_rows = rows.len();
             let name = &self.name;
             let columns = vec![
-                codec.encode(name, &keys)?,
+                codec.encode(name, &keys[rows.clone()])?,
                 codec.encode(name, &vec![(); n_rows])?,
-                codec.encode(name, &values)?,
+                codec.encode(name, &values[rows])?,
                 codec.encode(name, &vec![0i64; n_rows])?,
             ];
             snapshot.add_section(*key_group, self.state, Section { rows: n_rows as u32, columns });
             self.encoded_rows += n_rows;
             return Ok(true);
         }
-        Ok(false)
     }
 }
 
