@@ -37,6 +37,7 @@ mod entry;
 mod error;
 mod memtable;
 mod sst;
+mod store;
 
 #[cfg(test)]
 mod test_support;
@@ -47,3 +48,4 @@ pub use entry::{Entry, Value, ValueKind};
 pub use error::{LsmError, Result};
 pub use memtable::Memtable;
 pub use sst::{SST_FORMAT_VERSION, SST_PAGE_BYTES, SstIter, SstOptions, SstReader, SstSummary, SstWriter};
+pub use store::{LEVELS_MAX, LsmCounters, LsmOptions, LsmStore, MANIFEST_FILE_NAME, MANIFEST_FORMAT_VERSION, ScanPage, SstMeta, prefix_end};
