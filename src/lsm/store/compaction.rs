@@ -36,7 +36,8 @@ fn pick(version: &Version, options: &LsmOptions, cursors: &[Vec<u8>; LEVELS_MAX]
         (0, version.levels[0].clone())
     } else {
         let score = |level: usize| version.level_bytes(level) as f64 / options.level_bytes_max(level) as f64;
-        let level = (1..LEVELS_MAX - 1).filter(|&level| score(level) > 1.0).max_by(|&a, &b| score(a).total_cmp(&score(b)))?;
+        let level =
+            (1..LEVELS_MAX - 1).filter(|&level| score(level) > 1.0).max_by(|&a, &b| score(a).total_cmp(&score(b)))?;
         let files = &version.levels[level];
         let cursor = &cursors[level];
         let file = files.iter().find(|handle| handle.meta.smallest_key > *cursor).unwrap_or(&files[0]);

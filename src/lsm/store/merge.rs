@@ -20,9 +20,7 @@ pub(crate) enum Source<'a> {
 impl<'a> Source<'a> {
     /// A source over `files`, sorted and disjoint, positioned at the first key `>= start`.
     pub(crate) async fn files(files: &'a [Rc<SstHandle>], start: &[u8]) -> Result<Source<'a>> {
-        for pair in files.windows(2) {
-            assert!(pair[0].meta.largest_key < pair[1].meta.smallest_key, "a file run is sorted and disjoint");
-        }
+        debug_assert!(files.windows(2).all(|pair| pair[0].meta.largest_key < pair[1].meta.smallest_key));
         let file_idx = files.partition_point(|handle| handle.meta.largest_key.as_slice() < start);
         let mut current = None;
         if let Some(handle) = files.get(file_idx) {
@@ -82,7 +80,8 @@ impl<'a> MergeIter<'a> {
         let Some(newest_idx) = newest_idx else { return Ok(None) };
         let entry = self.heads[newest_idx].take().expect("the chosen head is present");
         for source_idx in newest_idx..self.heads.len() {
-            let same_key = source_idx == newest_idx || self.heads[source_idx].as_ref().is_some_and(|h| h.key == entry.key);
+            let same_key =
+                source_idx == newest_idx || self.heads[source_idx].as_ref().is_some_and(|h| h.key == entry.key);
             if same_key {
                 let next = self.sources[source_idx].next().await?;
                 debug_assert!(next.as_ref().is_none_or(|next| next.key > entry.key), "sources are sorted");

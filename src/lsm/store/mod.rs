@@ -93,24 +93,30 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 /// A shard's LSM store. See the module docs for its protocol.
 ///
-/// ```no_run
+/// ```
 /// use rill::lsm::{LsmOptions, LsmStore};
-/// # async fn example() -> rill::lsm::Result<()> {
-/// let store = LsmStore::open("/tmp/shard-0", LsmOptions::default()).await?;
-/// store.put(b"a", b"1").await?;
-/// store.delete(b"b").await?;
-/// assert_eq!(store.get(b"a").await?, Some(b"1".to_vec()));
-/// store.flush().await?;
-/// // Compaction in the background, in a low-share task queue:
-/// let queue = glommio::executor().create_task_queue(
-///     glommio::Shares::Static(50), glommio::Latency::NotImportant, "lsm-compaction");
-/// let compactor = store.clone();
-/// glommio::spawn_local_into(async move { compactor.maybe_compact().await }, queue)
-///     .expect("spawn").await?;
-/// let page = store.scan(b"", None, 100).await?;
-/// assert_eq!(page.entries, vec![(b"a".to_vec(), b"1".to_vec())]);
-/// store.close().await
-/// # }
+/// let dir = std::env::temp_dir().join(format!("rill-doc-store-{}", std::process::id()));
+/// let store_dir = dir.clone();
+/// glommio::LocalExecutorBuilder::default().io_memory(1 << 20).spawn(move || async move {
+///     let store = LsmStore::open(&store_dir, LsmOptions::default()).await?;
+///     store.put(b"a", b"1").await?;
+///     store.delete(b"b").await?;
+///     assert_eq!(store.get(b"a").await?, Some(b"1".to_vec()));
+///     store.flush().await?;
+///     // Compaction in the background, in a low-share task queue:
+///     let queue = glommio::executor().create_task_queue(
+///         glommio::Shares::Static(50), glommio::Latency::NotImportant, "lsm-compaction");
+///     let compactor = store.clone();
+///     glommio::spawn_local_into(async move { compactor.maybe_compact().await }, queue)
+///         .expect("spawn the compaction task")
+///         .await?;
+///     let page = store.scan(b"", None, 100).await?;
+///     assert_eq!(page.entries, vec![(b"a".to_vec(), b"1".to_vec())]);
+///     assert_eq!(page.resume_from, None);
+///     store.close().await
+/// }).expect("executor").join().expect("ran")?;
+/// std::fs::remove_dir_all(&dir).expect("remove the example's store");
+/// # Ok::<(), rill::lsm::LsmError>(())
 /// ```
 #[derive(Clone)]
 pub struct LsmStore {
@@ -143,12 +149,13 @@ struct State {
 }
 
 impl LsmStore {
-    /// Stores `value` under `key`. Flushes first if the memtable is full.
+    /// Stores `value` under `key`. If that fills the memtable, flushes it (and compacts L0 if it holds
+    /// twice `l0_files_max` files).
     pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.write(key, Value::Put(value.to_vec())).await
     }
 
-    /// Deletes `key` (writes a tombstone). Flushes first if the memtable is full.
+    /// Deletes `key` (writes a tombstone). Flushes (and compacts) as `put` does.
     pub async fn delete(&self, key: &[u8]) -> Result<()> {
         self.write(key, Value::Delete).await
     }
@@ -160,7 +167,15 @@ impl LsmStore {
             state.memtable.insert(key, value);
             state.memtable.approximate_bytes() >= self.inner.options.memtable_bytes_max
         };
-        if full { self.flush().await } else { Ok(()) }
+        if !full {
+            return Ok(());
+        }
+        self.flush().await?;
+        // A write stall bounds L0 when nobody compacts: compact here until L0 is back under the limit
+        // (a no-op while another task compacts; that task brings L0 down).
+        let l0_files_stall = 2 * self.inner.options.l0_files_max;
+        while self.files_per_level()[0] >= l0_files_stall && self.compact_step().await? {}
+        Ok(())
     }
 
     /// The value stored under `key`, if any.
@@ -275,7 +290,8 @@ impl LsmStore {
     /// are dropped, as in a crash. Other handles (a compaction task) must be finished first.
     pub async fn close(self) -> Result<()> {
         let version = std::mem::take(&mut self.inner.state.borrow_mut().version);
-        let handles: Vec<_> = Rc::try_unwrap(version).map(|v| v.levels.into_iter().flatten().collect()).unwrap_or_default();
+        let handles: Vec<_> =
+            Rc::try_unwrap(version).map(|v| v.levels.into_iter().flatten().collect()).unwrap_or_default();
         let mut closed = Ok(());
         for handle in handles {
             if let Ok(handle) = Rc::try_unwrap(handle) {

@@ -13,7 +13,9 @@ use super::super::error::{LsmError, Result};
 use super::super::memtable::Memtable;
 use super::super::sst::{SstReader, sync_directory};
 use super::faults::Faults;
-use super::manifest::{MANIFEST_FILE_NAME, MANIFEST_TEMP_FILE_NAME, Manifest, read_manifest, sst_file_name, write_manifest};
+use super::manifest::{
+    MANIFEST_FILE_NAME, MANIFEST_TEMP_FILE_NAME, Manifest, read_manifest, sst_file_name, write_manifest,
+};
 use super::version::{SstHandle, Version};
 use super::{Inner, LsmCounters, LsmOptions, LsmStore, State};
 
@@ -80,8 +82,8 @@ async fn remove_unlisted_files(dir: &Path, manifest: &Manifest) -> Result<()> {
         let name = dir_entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let ours = name == MANIFEST_TEMP_FILE_NAME || name.ends_with(".sst") || name.ends_with(".sst.tmp");
-        let listed = name == MANIFEST_FILE_NAME
-            || manifest.files.iter().any(|meta| sst_file_name(meta.file_number) == name);
+        let listed =
+            name == MANIFEST_FILE_NAME || manifest.files.iter().any(|meta| sst_file_name(meta.file_number) == name);
         if ours && !listed {
             let path = dir.join(name);
             glommio::io::remove(&path).await.map_err(|error| LsmError::io(&path, "remove", error))?;

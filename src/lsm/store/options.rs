@@ -19,7 +19,8 @@ pub struct LsmOptions {
     pub memtable_bytes_max: usize,
     /// Compaction cuts an output SST once the keys and values written to it reach this.
     pub sst_bytes_target: u64,
-    /// L0 is compacted into L1 once it holds this many files.
+    /// L0 is compacted into L1 once it holds this many files; writes stall (compact in place) once it
+    /// holds twice as many and no other task compacts.
     pub l0_files_max: usize,
     /// L1 is compacted into L2 once its files pass this size.
     pub l1_bytes_max: u64,

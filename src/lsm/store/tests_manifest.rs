@@ -50,7 +50,10 @@ fn rejects_well_sealed_nonsense() {
     let bad_manifests = [
         Manifest { next_file_number: 5, ..sample_manifest() },
         Manifest { files: sample_manifest().files.into_iter().rev().collect(), ..sample_manifest() },
-        Manifest { files: vec![sample_manifest().files[2].clone(), sample_manifest().files[2].clone()], ..sample_manifest() },
+        Manifest {
+            files: vec![sample_manifest().files[2].clone(), sample_manifest().files[2].clone()],
+            ..sample_manifest()
+        },
     ];
     for manifest in bad_manifests {
         let error = Manifest::decode(&manifest.encode(), path).expect_err("inconsistent");
@@ -96,7 +99,8 @@ fn a_damaged_manifest_is_a_typed_error_and_deletes_nothing() {
         store.close().await.expect("close");
         let manifest_path = dir_path.join(MANIFEST_FILE_NAME);
         let intact = std::fs::read(&manifest_path).expect("read the manifest");
-        let mut damaged_versions: Vec<Vec<u8>> = (0..intact.len()).step_by(7).map(|len| intact[..len].to_vec()).collect();
+        let mut damaged_versions: Vec<Vec<u8>> =
+            (0..intact.len()).step_by(7).map(|len| intact[..len].to_vec()).collect();
         for byte_idx in (0..intact.len()).step_by(5) {
             let mut damaged = intact.clone();
             damaged[byte_idx] ^= 1 << (byte_idx % 8);

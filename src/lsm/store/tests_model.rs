@@ -24,7 +24,12 @@ pub(super) fn tiny_options() -> LsmOptions {
 }
 
 /// Every live entry from `start` to `end`, page by page.
-pub(super) async fn scan_all(store: &LsmStore, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(super) async fn scan_all(
+    store: &LsmStore,
+    start: &[u8],
+    end: Option<&[u8]>,
+    limit: usize,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut entries = Vec::new();
     let mut from = start.to_vec();
     loop {
