@@ -201,3 +201,61 @@ fn a_new_store_is_empty_and_reopens_empty() {
         store.close().await.expect("close");
     });
 }
+
+#[test]
+fn background_compaction_interleaves_with_reads_and_writes() {
+    let dir = TestDir::new("store-background");
+    let dir_path = dir.path.clone();
+    run_in_executor(move || async move {
+        let seed = 5;
+        let store = LsmStore::open(&dir_path, tiny_options()).await.expect("open");
+        let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+        let queue = glommio::executor().create_task_queue(
+            glommio::Shares::Static(50),
+            glommio::Latency::NotImportant,
+            "lsm-compaction",
+        );
+        let (compactor, stop_flag) = (store.clone(), stop.clone());
+        let background = glommio::spawn_local_into(
+            async move {
+                let mut n_steps = 0;
+                while !stop_flag.get() {
+                    n_steps += compactor.maybe_compact().await.expect("background compaction");
+                    glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                n_steps
+            },
+            queue,
+        )
+        .expect("spawn the compaction task");
+        let mut rng = SplitMix64::new(seed);
+        let mut model = Model::new();
+        for op_idx in 0..1500 {
+            let key = random_key(&mut rng);
+            match rng.below(10) {
+                0..=5 => {
+                    let value = random_value(&mut rng);
+                    store.put(&key, &value).await.expect("put");
+                    model.insert(key, value);
+                }
+                6 => {
+                    store.delete(&key).await.expect("delete");
+                    model.remove(&key);
+                }
+                7 | 8 => {
+                    assert_eq!(store.get(&key).await.expect("get"), model.get(&key).cloned(), "seed {seed} op {op_idx}")
+                }
+                _ => {
+                    let page = store.scan(&key, None, 10).await.expect("scan");
+                    let expected = model_range(&model, &key, None);
+                    assert_eq!(page.entries, expected[..page.entries.len()], "seed {seed} op {op_idx}");
+                }
+            }
+        }
+        stop.set(true);
+        let n_steps = background.await;
+        assert!(n_steps > 0, "the background task compacted");
+        assert_eq!(scan_all(&store, b"", None, 100).await, model_range(&model, b"", None), "seed {seed}");
+        store.close().await.expect("close");
+    });
+}
