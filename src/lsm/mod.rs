@@ -1,6 +1,7 @@
 //! The shard's LSM store, bytes in and bytes out: a memtable, immutable SST files written and read
 //! with glommio's DMA files (O_DIRECT), bloom filters, and the block format inside them. It knows
-//! nothing of keys, windows or operators; `state` gives it byte strings ordered as it needs.
+//! nothing of keys, windows or operators; `state` gives it byte strings ordered as it needs. `LsmStore`
+//! (in `store`) ties the pieces together: flushes, the manifest, leveled compaction and merged reads.
 //!
 //! # SST file layout
 //!
@@ -37,6 +38,7 @@ mod entry;
 mod error;
 mod memtable;
 mod sst;
+mod store;
 
 #[cfg(test)]
 mod test_support;
@@ -47,3 +49,7 @@ pub use entry::{Entry, Value, ValueKind};
 pub use error::{LsmError, Result};
 pub use memtable::Memtable;
 pub use sst::{SST_FORMAT_VERSION, SST_PAGE_BYTES, SstIter, SstOptions, SstReader, SstSummary, SstWriter};
+pub use store::{
+    LEVELS_MAX, LsmCounters, LsmOptions, LsmStore, MANIFEST_FILE_NAME, MANIFEST_FORMAT_VERSION, ScanPage, SstMeta,
+    prefix_end,
+};

@@ -13,6 +13,7 @@ use super::bloom::BLOOM_BITS_PER_KEY_DEFAULT;
 pub use format::{SST_FORMAT_VERSION, SST_PAGE_BYTES};
 pub use reader::{SstIter, SstReader};
 pub use writer::SstWriter;
+pub(crate) use writer::sync_directory;
 
 /// How an SST is laid out.
 ///

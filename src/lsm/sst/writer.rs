@@ -221,7 +221,7 @@ async fn rename_into_place(temp_path: &Path, path: &Path) -> Result<()> {
 }
 
 /// Syncs the directory holding `path`, so that a rename into it survives a crash.
-async fn sync_directory(path: &Path) -> Result<()> {
+pub(crate) async fn sync_directory(path: &Path) -> Result<()> {
     let directory = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),

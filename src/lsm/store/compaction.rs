@@ -1,0 +1,187 @@
+//! Leveled compaction: pick the level most over its limit (L0 by file count, deeper levels by bytes),
+//! merge its file(s) with the overlapping files of the next level, write the result as new SSTs of
+//! the next level, install them in one manifest change, then delete the inputs.
+
+use std::rc::Rc;
+
+use super::super::entry::{Entry, Value};
+use super::super::error::{LsmError, Result};
+use super::super::sst::{SstReader, SstWriter};
+use super::manifest::{SstMeta, sst_file_name};
+use super::merge::{MergeIter, Source};
+use super::version::{SstHandle, Version};
+use super::{LEVELS_MAX, LsmOptions, LsmStore};
+
+/// One compaction: its inputs, newest first, and where the output goes.
+struct Plan {
+    inputs: Vec<Rc<SstHandle>>,
+    input_level: usize,
+    output_level: usize,
+    /// True when no level below the output holds data, so that tombstones hide nothing older.
+    drop_tombstones: bool,
+}
+
+/// Clears the compacting flag when the compaction ends, however it ends.
+struct CompactingGuard<'a>(&'a std::cell::Cell<bool>);
+
+impl Drop for CompactingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+/// The compaction `version` needs most, if any. Deeper levels are picked round-robin by `cursors`.
+fn pick(version: &Version, options: &LsmOptions, cursors: &[Vec<u8>; LEVELS_MAX]) -> Option<Plan> {
+    let (input_level, mut inputs) = if version.levels[0].len() >= options.l0_files_max {
+        (0, version.levels[0].clone())
+    } else {
+        let score = |level: usize| version.level_bytes(level) as f64 / options.level_bytes_max(level) as f64;
+        let level =
+            (1..LEVELS_MAX - 1).filter(|&level| score(level) > 1.0).max_by(|&a, &b| score(a).total_cmp(&score(b)))?;
+        let files = &version.levels[level];
+        let cursor = &cursors[level];
+        let file = files.iter().find(|handle| handle.meta.smallest_key > *cursor).unwrap_or(&files[0]);
+        (level, vec![Rc::clone(file)])
+    };
+    assert!(!inputs.is_empty());
+    let smallest = inputs.iter().map(|handle| &handle.meta.smallest_key).min().expect("inputs").clone();
+    let largest = inputs.iter().map(|handle| &handle.meta.largest_key).max().expect("inputs").clone();
+    let output_level = input_level + 1;
+    inputs.extend(version.overlapping(output_level, &smallest, &largest));
+    let drop_tombstones = version.deepest_level_with_files().is_none_or(|deepest| deepest <= output_level);
+    Some(Plan { inputs, input_level, output_level, drop_tombstones })
+}
+
+impl LsmStore {
+    /// True if a level is over its limit.
+    pub fn compaction_due(&self) -> bool {
+        let state = self.inner.state.borrow();
+        pick(&state.version, &self.inner.options, &state.compaction_cursors).is_some()
+    }
+
+    /// Runs one compaction if one is due and none is running; returns whether it ran. Yields to other
+    /// tasks after each output file.
+    pub async fn compact_step(&self) -> Result<bool> {
+        if self.inner.compacting.replace(true) {
+            return Ok(false);
+        }
+        let _guard = CompactingGuard(&self.inner.compacting);
+        let plan = {
+            let state = self.inner.state.borrow();
+            pick(&state.version, &self.inner.options, &state.compaction_cursors)
+        };
+        let Some(plan) = plan else { return Ok(false) };
+        let outputs = self.write_outputs(&plan).await?;
+        let input_numbers: Vec<u64> = plan.inputs.iter().map(|handle| handle.meta.file_number).collect();
+        let bytes_read: u64 = plan.inputs.iter().map(|handle| handle.meta.file_bytes).sum();
+        let bytes_written: u64 = outputs.iter().map(|handle| handle.meta.file_bytes).sum();
+        let cursor = plan.inputs[0].meta.largest_key.clone();
+        self.install(
+            |version| version.with_compacted(&input_numbers, plan.output_level, &outputs),
+            |state| {
+                state.compaction_cursors[plan.input_level] = cursor;
+                state.counters.compaction_bytes_read += bytes_read;
+                state.counters.compaction_bytes_written += bytes_written;
+                state.counters.n_compactions += 1;
+            },
+        )
+        .await?;
+        for handle in plan.inputs {
+            let path = self.inner.dir.join(sst_file_name(handle.meta.file_number));
+            if let Ok(handle) = Rc::try_unwrap(handle) {
+                let _ = handle.reader.close().await;
+            }
+            self.inner.faults.check(&path, "delete a compaction input")?;
+            glommio::io::remove(&path).await.map_err(|error| LsmError::io(&path, "remove", error))?;
+        }
+        Ok(true)
+    }
+
+    /// Runs compaction steps until none is due (or another task is compacting), yielding between them;
+    /// returns how many ran. Spawn it in a low-share task queue to compact in the background.
+    pub async fn maybe_compact(&self) -> Result<usize> {
+        let mut n_steps = 0;
+        while self.compact_step().await? {
+            n_steps += 1;
+            glommio::yield_if_needed().await;
+        }
+        Ok(n_steps)
+    }
+
+    /// Merges the plan's inputs into new files at the output level; on error removes what it wrote.
+    async fn write_outputs(&self, plan: &Plan) -> Result<Vec<Rc<SstHandle>>> {
+        let mut outputs = Vec::new();
+        let written = self.merge_into(plan, &mut outputs).await;
+        if written.is_err() {
+            for handle in outputs.drain(..) {
+                let _ = glommio::io::remove(handle.reader.path()).await;
+            }
+        }
+        written.map(|()| outputs)
+    }
+
+    async fn merge_into(&self, plan: &Plan, outputs: &mut Vec<Rc<SstHandle>>) -> Result<()> {
+        let mut sources = Vec::with_capacity(plan.inputs.len());
+        for handle in &plan.inputs {
+            sources.push(Source::files(std::slice::from_ref(handle), b"").await?);
+        }
+        let mut merge = MergeIter::new(sources).await?;
+        let mut writer: Option<(SstWriter, u64)> = None;
+        let mut written_bytes = 0u64;
+        loop {
+            let entry = merge.next().await;
+            let entry = match entry {
+                Ok(Some(entry)) => entry,
+                Ok(None) => break,
+                Err(error) => return Err(abandon(writer, error).await),
+            };
+            let Entry { key, value } = entry;
+            if plan.drop_tombstones && value == Value::Delete {
+                continue;
+            }
+            if writer.is_none() {
+                let file_number = self.allocate_file_number();
+                let path = self.inner.dir.join(sst_file_name(file_number));
+                self.inner.faults.check(&path, "write an SST")?;
+                writer = Some((SstWriter::create(&path, self.inner.options.sst.clone()).await?, file_number));
+                written_bytes = 0;
+            }
+            let (sst_writer, _) = writer.as_mut().expect("a writer is open");
+            if let Err(error) = sst_writer.add(&key, value.kind(), value.bytes()).await {
+                return Err(abandon(writer, error).await);
+            }
+            written_bytes += (key.len() + value.bytes().len()) as u64;
+            if written_bytes >= self.inner.options.sst_bytes_target {
+                let (sst_writer, file_number) = writer.take().expect("a writer is open");
+                outputs.push(self.finish_output(sst_writer, file_number, plan.output_level).await?);
+                glommio::yield_if_needed().await;
+            }
+        }
+        if let Some((sst_writer, file_number)) = writer {
+            outputs.push(self.finish_output(sst_writer, file_number, plan.output_level).await?);
+        }
+        Ok(())
+    }
+
+    async fn finish_output(&self, writer: SstWriter, file_number: u64, level: usize) -> Result<Rc<SstHandle>> {
+        let summary = writer.finish().await?;
+        let reader = SstReader::open(&summary.path).await?;
+        let meta = SstMeta {
+            file_number,
+            level,
+            file_bytes: summary.file_bytes,
+            n_entries: summary.n_entries,
+            smallest_key: summary.smallest_key,
+            largest_key: summary.largest_key,
+        };
+        Ok(Rc::new(SstHandle { meta, reader }))
+    }
+}
+
+/// Removes the open writer's temporary file and passes `error` on.
+async fn abandon(writer: Option<(SstWriter, u64)>, error: LsmError) -> LsmError {
+    if let Some((writer, _)) = writer {
+        let _ = writer.abandon().await;
+    }
+    error
+}

@@ -1,0 +1,93 @@
+//! `MergeIter`: merges sorted sources (memtable snapshots, L0 files, levels) into one sorted stream in
+//! which each key appears once, with the value of the newest source that holds it (tombstones
+//! included: the caller drops them or keeps them).
+
+use std::rc::Rc;
+
+use super::super::entry::Entry;
+use super::super::error::Result;
+use super::super::sst::SstIter;
+use super::version::SstHandle;
+
+/// One sorted source.
+pub(crate) enum Source<'a> {
+    /// Entries copied out of a memtable, in key order.
+    Memory(std::vec::IntoIter<Entry>),
+    /// A run of files that do not overlap, in key order (one L0 file, or a whole level).
+    Files { files: &'a [Rc<SstHandle>], next_file_idx: usize, current: Option<SstIter<'a>> },
+}
+
+impl<'a> Source<'a> {
+    /// A source over `files`, sorted and disjoint, positioned at the first key `>= start`.
+    pub(crate) async fn files(files: &'a [Rc<SstHandle>], start: &[u8]) -> Result<Source<'a>> {
+        debug_assert!(files.windows(2).all(|pair| pair[0].meta.largest_key < pair[1].meta.smallest_key));
+        let file_idx = files.partition_point(|handle| handle.meta.largest_key.as_slice() < start);
+        let mut current = None;
+        if let Some(handle) = files.get(file_idx) {
+            let mut iter = handle.reader.iter();
+            iter.seek(start).await?;
+            current = Some(iter);
+        }
+        Ok(Source::Files { files, next_file_idx: file_idx + 1, current })
+    }
+
+    async fn next(&mut self) -> Result<Option<Entry>> {
+        match self {
+            Source::Memory(entries) => Ok(entries.next()),
+            Source::Files { files, next_file_idx, current } => loop {
+                let Some(iter) = current.as_mut() else { return Ok(None) };
+                if let Some(entry) = iter.next().await? {
+                    return Ok(Some(entry));
+                }
+                *current = files.get(*next_file_idx).map(|handle| handle.reader.iter());
+                *next_file_idx += 1;
+            },
+        }
+    }
+}
+
+/// Merges sources given newest first. Each call to `next` returns the smallest key not yet returned,
+/// with the value from the newest source holding it; older values of that key are skipped.
+pub(crate) struct MergeIter<'a> {
+    sources: Vec<Source<'a>>,
+    /// The next entry of each source; `None` once the source is exhausted.
+    heads: Vec<Option<Entry>>,
+}
+
+impl<'a> MergeIter<'a> {
+    /// A merge of `sources`, newest first.
+    pub(crate) async fn new(mut sources: Vec<Source<'a>>) -> Result<MergeIter<'a>> {
+        let mut heads = Vec::with_capacity(sources.len());
+        for source in &mut sources {
+            heads.push(source.next().await?);
+        }
+        Ok(MergeIter { sources, heads })
+    }
+
+    /// The next key and its newest value, or `None` once every source is exhausted.
+    pub(crate) async fn next(&mut self) -> Result<Option<Entry>> {
+        let mut newest_idx: Option<usize> = None;
+        for (source_idx, head) in self.heads.iter().enumerate() {
+            let Some(head) = head else { continue };
+            let smaller = match newest_idx.and_then(|idx| self.heads[idx].as_ref()) {
+                Some(best) => head.key < best.key,
+                None => true,
+            };
+            if smaller {
+                newest_idx = Some(source_idx);
+            }
+        }
+        let Some(newest_idx) = newest_idx else { return Ok(None) };
+        let entry = self.heads[newest_idx].take().expect("the chosen head is present");
+        for source_idx in newest_idx..self.heads.len() {
+            let same_key =
+                source_idx == newest_idx || self.heads[source_idx].as_ref().is_some_and(|h| h.key == entry.key);
+            if same_key {
+                let next = self.sources[source_idx].next().await?;
+                debug_assert!(next.as_ref().is_none_or(|next| next.key > entry.key), "sources are sorted");
+                self.heads[source_idx] = next;
+            }
+        }
+        Ok(Some(entry))
+    }
+}

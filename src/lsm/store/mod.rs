@@ -1,0 +1,316 @@
+//! `LsmStore`: one shard's LSM tree. Writes go to the memtable; a full memtable is frozen and flushed
+//! as an L0 SST; the manifest names the live SSTs per level; compaction merges levels down. Reads
+//! merge the memtable, the frozen memtables and every level, newest first.
+//!
+//! Protocol: the store is single-threaded (one per shard, on one glommio executor). `LsmStore` is a
+//! cheap handle (`Rc`); every handle sees the same store. State changes only in synchronous sections
+//! (no `RefCell` borrow is held across an `.await`): a write edits the memtable; a flush freezes it,
+//! writes it as an SST and then, under the install lock, writes the manifest and swaps in the new
+//! `Version` and drops the frozen memtable in one step, so that a frozen memtable stays readable until
+//! its SST is listed. Flushes run one at a time, oldest memtable first; compactions run one at a time.
+//! Readers take the memtables and the current `Version` at once and hold the `Version` (`Rc`) while
+//! they read files.
+//!
+//! Files in the directory: `MANIFEST`, `<number:06>.sst`, and while they are written
+//! `MANIFEST.tmp` and `<number:06>.sst.tmp`. On open every such file the manifest does not list is a
+//! leftover of a crash and is deleted. There is no write-ahead log: writes since the last flush are lost
+//! in a crash (durability is the checkpoint's job).
+
+mod compaction;
+mod faults;
+mod flush;
+mod manifest;
+mod merge;
+mod open;
+mod options;
+mod version;
+
+#[cfg(test)]
+mod tests_crash;
+#[cfg(test)]
+mod tests_manifest;
+#[cfg(test)]
+mod tests_model;
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use glommio::sync::Semaphore;
+
+use super::entry::{Entry, Value};
+use super::error::Result;
+use super::memtable::Memtable;
+use faults::Faults;
+use merge::{MergeIter, Source};
+use version::Version;
+
+pub use manifest::{MANIFEST_FILE_NAME, MANIFEST_FORMAT_VERSION, SstMeta};
+pub use options::{LEVELS_MAX, LsmOptions};
+
+/// What a store has done since it was opened, for write amplification and monitoring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LsmCounters {
+    /// Keys and values given to `put` and `delete`.
+    pub user_bytes_written: u64,
+    /// SST bytes written by flushes.
+    pub flush_bytes_written: u64,
+    /// SST bytes written by compactions.
+    pub compaction_bytes_written: u64,
+    /// SST bytes of compaction inputs.
+    pub compaction_bytes_read: u64,
+    /// Flushes done.
+    pub n_flushes: u64,
+    /// Compactions done.
+    pub n_compactions: u64,
+}
+
+/// One page of a scan: up to `limit` live entries in key order, and where to go on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    /// Keys and values, tombstones left out.
+    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// `Some(key)`: the scan stopped early; scan again from `key` (same end) for the rest. `None`: the
+    /// range is done.
+    pub resume_from: Option<Vec<u8>>,
+}
+
+/// The smallest key greater than every key that starts with `prefix` (`None`: no such key).
+///
+/// ```
+/// assert_eq!(rill::lsm::prefix_end(b"ab"), Some(b"ac".to_vec()));
+/// assert_eq!(rill::lsm::prefix_end(b"a\xff"), Some(b"b".to_vec()));
+/// assert_eq!(rill::lsm::prefix_end(b"\xff"), None);
+/// ```
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last_idx = prefix.iter().rposition(|&byte| byte != 0xff)?;
+    let mut end = prefix[..=last_idx].to_vec();
+    end[last_idx] += 1;
+    Some(end)
+}
+
+/// A shard's LSM store. See the module docs for its protocol.
+///
+/// ```
+/// use rill::lsm::{LsmOptions, LsmStore};
+/// let dir = std::env::temp_dir().join(format!("rill-doc-store-{}", std::process::id()));
+/// let store_dir = dir.clone();
+/// glommio::LocalExecutorBuilder::default().io_memory(1 << 20).spawn(move || async move {
+///     let store = LsmStore::open(&store_dir, LsmOptions::default()).await?;
+///     store.put(b"a", b"1").await?;
+///     store.delete(b"b").await?;
+///     assert_eq!(store.get(b"a").await?, Some(b"1".to_vec()));
+///     store.flush().await?;
+///     // Compaction in the background, in a low-share task queue:
+///     let queue = glommio::executor().create_task_queue(
+///         glommio::Shares::Static(50), glommio::Latency::NotImportant, "lsm-compaction");
+///     let compactor = store.clone();
+///     glommio::spawn_local_into(async move { compactor.maybe_compact().await }, queue)
+///         .expect("spawn the compaction task")
+///         .await?;
+///     let page = store.scan(b"", None, 100).await?;
+///     assert_eq!(page.entries, vec![(b"a".to_vec(), b"1".to_vec())]);
+///     assert_eq!(page.resume_from, None);
+///     store.close().await
+/// }).expect("executor").join().expect("ran")?;
+/// std::fs::remove_dir_all(&dir).expect("remove the example's store");
+/// # Ok::<(), rill::lsm::LsmError>(())
+/// ```
+#[derive(Clone)]
+pub struct LsmStore {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    options: LsmOptions,
+    state: RefCell<State>,
+    /// Flushes run one at a time, so that L0 files are installed oldest first.
+    flush_lock: Semaphore,
+    /// Held from computing a new `Version` to swapping it in (the manifest write in between).
+    install_lock: Semaphore,
+    /// True while a compaction runs (at most one).
+    compacting: Cell<bool>,
+    faults: Faults,
+}
+
+struct State {
+    memtable: Memtable,
+    /// Memtables being flushed, oldest first. Each leaves when its SST is installed.
+    frozen: VecDeque<Rc<Memtable>>,
+    version: Rc<Version>,
+    /// Numbers below this were handed out; the manifest stores it.
+    next_file_number: u64,
+    /// Per level, the largest key of the last file compacted out of it (round-robin picking).
+    compaction_cursors: [Vec<u8>; LEVELS_MAX],
+    counters: LsmCounters,
+}
+
+impl LsmStore {
+    /// Stores `value` under `key`. If that fills the memtable, flushes it (and compacts L0 if it holds
+    /// twice `l0_files_max` files).
+    pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.write(key, Value::Put(value.to_vec())).await
+    }
+
+    /// Deletes `key` (writes a tombstone). Flushes (and compacts) as `put` does.
+    pub async fn delete(&self, key: &[u8]) -> Result<()> {
+        self.write(key, Value::Delete).await
+    }
+
+    async fn write(&self, key: &[u8], value: Value) -> Result<()> {
+        let full = {
+            let mut state = self.inner.state.borrow_mut();
+            state.counters.user_bytes_written += (key.len() + value.bytes().len()) as u64;
+            state.memtable.insert(key, value);
+            state.memtable.approximate_bytes() >= self.inner.options.memtable_bytes_max
+        };
+        if !full {
+            return Ok(());
+        }
+        self.flush().await?;
+        // A write stall bounds L0 when nobody compacts: compact here until L0 is back under the limit
+        // (a no-op while another task compacts; that task brings L0 down).
+        let l0_files_stall = 2 * self.inner.options.l0_files_max;
+        while self.files_per_level()[0] >= l0_files_stall && self.compact_step().await? {}
+        Ok(())
+    }
+
+    /// The value stored under `key`, if any.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let version = {
+            let state = self.inner.state.borrow();
+            let in_memory = std::iter::once(&state.memtable).chain(state.frozen.iter().rev().map(|rc| &**rc));
+            for memtable in in_memory {
+                if let Some(value) = memtable.get(key) {
+                    return Ok(live_bytes(value.clone()));
+                }
+            }
+            Rc::clone(&state.version)
+        };
+        Ok(version.get(key).await?.and_then(|entry| live_bytes(entry.value)))
+    }
+
+    /// Up to `limit` (at least 1) live entries with keys from `start` (inclusive) to `end` (exclusive;
+    /// `None`: no end), in key order: the newest value of each key, deleted keys left out. Memory is
+    /// bounded by `limit` entries per memtable, so a page may end early; `resume_from` says where to
+    /// go on.
+    pub async fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<ScanPage> {
+        assert!(limit >= 1, "a scan returns at least one entry per page");
+        let mut truncated_at: Option<Vec<u8>> = None;
+        let mut sources = Vec::new();
+        let version = {
+            let state = self.inner.state.borrow();
+            let end_bound = end.map_or(Bound::Unbounded, Bound::Excluded);
+            let in_memory = std::iter::once(&state.memtable).chain(state.frozen.iter().rev().map(|rc| &**rc));
+            for memtable in in_memory {
+                let mut range = memtable.range(Bound::Included(start), end_bound);
+                let entries: Vec<Entry> = range
+                    .by_ref()
+                    .take(limit)
+                    .map(|(key, value)| Entry { key: key.to_vec(), value: value.clone() })
+                    .collect();
+                if range.next().is_some() {
+                    let last_key = entries.last().map(|entry| entry.key.clone()).unwrap_or_default();
+                    truncated_at = Some(truncated_at.map_or(last_key.clone(), |at| at.min(last_key)));
+                }
+                sources.push(Source::Memory(entries.into_iter()));
+            }
+            Rc::clone(&state.version)
+        };
+        for handle in &version.levels[0] {
+            sources.push(Source::files(std::slice::from_ref(handle), start).await?);
+        }
+        for files in version.levels[1..].iter().filter(|files| !files.is_empty()) {
+            sources.push(Source::files(files, start).await?);
+        }
+        let mut merge = MergeIter::new(sources).await?;
+        let mut page = ScanPage::default();
+        while let Some(entry) = merge.next().await? {
+            debug_assert!(entry.key.as_slice() >= start);
+            if end.is_some_and(|end| entry.key.as_slice() >= end) {
+                break;
+            }
+            if let Some(at) = truncated_at.as_ref().filter(|at| entry.key > **at) {
+                let mut resume_from = at.clone();
+                resume_from.push(0);
+                page.resume_from = Some(resume_from);
+                break;
+            }
+            if let Value::Put(value) = entry.value {
+                page.entries.push((entry.key, value));
+                if page.entries.len() == limit {
+                    let mut resume_from = page.entries[limit - 1].0.clone();
+                    resume_from.push(0);
+                    page.resume_from = Some(resume_from);
+                    break;
+                }
+            }
+        }
+        assert!(page.entries.len() <= limit);
+        Ok(page)
+    }
+
+    /// Up to `limit` live entries whose keys start with `prefix`; go on with
+    /// `scan(resume_from, prefix_end(prefix).as_deref(), limit)`.
+    pub async fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<ScanPage> {
+        self.scan(prefix, prefix_end(prefix).as_deref(), limit).await
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &LsmOptions {
+        &self.inner.options
+    }
+
+    /// Counters since the store was opened.
+    pub fn counters(&self) -> LsmCounters {
+        self.inner.state.borrow().counters
+    }
+
+    /// The live SSTs per level, as the manifest lists them (L0 newest first, deeper levels by key).
+    pub fn levels(&self) -> Vec<Vec<SstMeta>> {
+        let state = self.inner.state.borrow();
+        state.version.levels.iter().map(|files| files.iter().map(|handle| handle.meta.clone()).collect()).collect()
+    }
+
+    /// Files per level.
+    pub fn files_per_level(&self) -> [usize; LEVELS_MAX] {
+        let state = self.inner.state.borrow();
+        std::array::from_fn(|level| state.version.levels[level].len())
+    }
+
+    /// Closes the files no other handle still reads. Does not flush: writes since the last `flush`
+    /// are dropped, as in a crash. Other handles (a compaction task) must be finished first.
+    pub async fn close(self) -> Result<()> {
+        let version = std::mem::take(&mut self.inner.state.borrow_mut().version);
+        let handles: Vec<_> =
+            Rc::try_unwrap(version).map(|v| v.levels.into_iter().flatten().collect()).unwrap_or_default();
+        let mut closed = Ok(());
+        for handle in handles {
+            if let Ok(handle) = Rc::try_unwrap(handle) {
+                closed = closed.and(handle.reader.close().await);
+            }
+        }
+        closed
+    }
+
+    #[cfg(test)]
+    pub(crate) fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+}
+
+/// The bytes of a put; `None` for a tombstone.
+fn live_bytes(value: Value) -> Option<Vec<u8>> {
+    match value {
+        Value::Put(bytes) => Some(bytes),
+        Value::Delete => None,
+    }
+}

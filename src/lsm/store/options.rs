@@ -1,0 +1,62 @@
+//! `LsmOptions`: the store's sizes and limits, with defaults and a check that panics on settings no
+//! store can run with.
+
+use super::super::sst::SstOptions;
+
+/// Levels a store has: L0 (overlapping files, newest first) and L1 to L6 (sorted runs).
+pub const LEVELS_MAX: usize = 7;
+
+/// How a store sizes its memtable, its SST files and its levels.
+///
+/// ```
+/// let options = rill::lsm::LsmOptions { l0_files_max: 2, ..Default::default() };
+/// assert_eq!(options.memtable_bytes_max, 8 << 20);
+/// assert_eq!(options.level_bytes_max(2), options.l1_bytes_max * options.level_size_factor);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LsmOptions {
+    /// The memtable is frozen and flushed as an L0 SST once its approximate size reaches this.
+    pub memtable_bytes_max: usize,
+    /// Compaction cuts an output SST once the keys and values written to it reach this.
+    pub sst_bytes_target: u64,
+    /// L0 is compacted into L1 once it holds this many files; writes stall (compact in place) once it
+    /// holds twice as many and no other task compacts.
+    pub l0_files_max: usize,
+    /// L1 is compacted into L2 once its files pass this size.
+    pub l1_bytes_max: u64,
+    /// Each level below L1 may hold this many times the bytes of the level above it.
+    pub level_size_factor: u64,
+    /// How SST files are laid out.
+    pub sst: SstOptions,
+}
+
+impl Default for LsmOptions {
+    fn default() -> Self {
+        LsmOptions {
+            memtable_bytes_max: 8 << 20,
+            sst_bytes_target: 4 << 20,
+            l0_files_max: 4,
+            l1_bytes_max: 32 << 20,
+            level_size_factor: 10,
+            sst: SstOptions::default(),
+        }
+    }
+}
+
+impl LsmOptions {
+    /// The size above which level `level` (1 or deeper, not the last) is compacted into the next.
+    pub fn level_bytes_max(&self, level: usize) -> u64 {
+        assert!((1..LEVELS_MAX).contains(&level), "level {level} has no size target");
+        let exponent = u32::try_from(level - 1).expect("few levels");
+        self.l1_bytes_max.saturating_mul(self.level_size_factor.saturating_pow(exponent))
+    }
+
+    /// Panics on settings no store can run with.
+    pub(crate) fn validate(&self) {
+        assert!(self.memtable_bytes_max >= 1, "memtable_bytes_max must be at least 1");
+        assert!(self.sst_bytes_target >= 1, "sst_bytes_target must be at least 1");
+        assert!(self.l0_files_max >= 1, "l0_files_max must be at least 1");
+        assert!(self.l1_bytes_max >= 1, "l1_bytes_max must be at least 1");
+        assert!(self.level_size_factor >= 2, "level_size_factor must be at least 2");
+    }
+}
