@@ -156,8 +156,14 @@ impl OperatorCore {
 
     /// Runs a user function's `close` as this operator.
     pub fn close_function(&self, close: impl FnOnce() -> Result<(), BoxError>) -> OpResult {
+        self.call_function(close)
+    }
+
+    /// Runs a callback of the user function (a checkpoint notification, `close`) as this operator:
+    /// a panic or an error names it.
+    pub fn call_function(&self, call: impl FnOnce() -> Result<(), BoxError>) -> OpResult {
         self.enter();
-        close().map_err(|e| OpError::new(self.id, e))
+        call().map_err(|e| OpError::new(self.id, e))
     }
 
     /// Records a latency marker passing through this operator.

@@ -66,14 +66,10 @@ impl<T, U: Clone, F: RichFlatMapFunction<T, U>> Lifecycle for FlatMapOp<T, U, F>
     }
 
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> OpResult {
-        self.core.enter();
-        let id = self.core.id;
-        self.function.notify_checkpoint_complete(checkpoint_id).map_err(|e| OpError::new(id, e))
+        self.core.call_function(|| self.function.notify_checkpoint_complete(checkpoint_id))
     }
 
     fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> OpResult {
-        self.core.enter();
-        let id = self.core.id;
-        self.function.notify_checkpoint_aborted(checkpoint_id).map_err(|e| OpError::new(id, e))
+        self.core.call_function(|| self.function.notify_checkpoint_aborted(checkpoint_id))
     }
 }

@@ -764,15 +764,11 @@ where
     }
 
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> OpResult {
-        self.keyed.core.enter();
-        let id = self.keyed.core.id;
-        self.function.notify_checkpoint_complete(checkpoint_id).map_err(|e| OpError::new(id, e))
+        self.keyed.core.call_function(|| self.function.notify_checkpoint_complete(checkpoint_id))
     }
 
     fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> OpResult {
-        self.keyed.core.enter();
-        let id = self.keyed.core.id;
-        self.function.notify_checkpoint_aborted(checkpoint_id).map_err(|e| OpError::new(id, e))
+        self.keyed.core.call_function(|| self.function.notify_checkpoint_aborted(checkpoint_id))
     }
 
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
@@ -874,15 +870,11 @@ where
     }
 
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> OpResult {
-        self.keyed.core.enter();
-        let id = self.keyed.core.id;
-        self.function.notify_checkpoint_complete(checkpoint_id).map_err(|e| OpError::new(id, e))
+        self.keyed.core.call_function(|| self.function.notify_checkpoint_complete(checkpoint_id))
     }
 
     fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> OpResult {
-        self.keyed.core.enter();
-        let id = self.keyed.core.id;
-        self.function.notify_checkpoint_aborted(checkpoint_id).map_err(|e| OpError::new(id, e))
+        self.keyed.core.call_function(|| self.function.notify_checkpoint_aborted(checkpoint_id))
     }
 
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
@@ -1019,15 +1011,11 @@ impl<I, O: Clone, F: ProcessFunction<I, O>> Lifecycle for ProcessOp<I, O, F> {
     }
 
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> OpResult {
-        self.plain.core.enter();
-        let id = self.plain.core.id;
-        self.function.notify_checkpoint_complete(checkpoint_id).map_err(|e| OpError::new(id, e))
+        self.plain.core.call_function(|| self.function.notify_checkpoint_complete(checkpoint_id))
     }
 
     fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> OpResult {
-        self.plain.core.enter();
-        let id = self.plain.core.id;
-        self.function.notify_checkpoint_aborted(checkpoint_id).map_err(|e| OpError::new(id, e))
+        self.plain.core.call_function(|| self.function.notify_checkpoint_aborted(checkpoint_id))
     }
 }
 

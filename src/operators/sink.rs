@@ -186,12 +186,10 @@ impl<T, S: SinkFunction<T>> Lifecycle for SinkOp<T, S> {
     }
 
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> OpResult {
-        self.core.enter();
-        self.sink.notify_checkpoint_complete(checkpoint_id).map_err(|e| OpError::new(self.core.id, e))
+        self.core.call_function(|| self.sink.notify_checkpoint_complete(checkpoint_id))
     }
 
     fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> OpResult {
-        self.core.enter();
-        self.sink.notify_checkpoint_aborted(checkpoint_id).map_err(|e| OpError::new(self.core.id, e))
+        self.core.call_function(|| self.sink.notify_checkpoint_aborted(checkpoint_id))
     }
 }
