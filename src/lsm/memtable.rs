@@ -167,7 +167,7 @@ mod tests {
             let reader = SstReader::open(&path).await.expect("open");
             let mut scan = reader.iter();
             let mut scanned = Vec::new();
-            while let Some(entry) = scan.next().await.expect("scan") {
+            while let Some(entry) = scan.next().expect("scan") {
                 scanned.push((entry.key, entry.value));
             }
             reader.close().await.expect("close");

@@ -1,33 +1,40 @@
-//! `SstReader`: opens an SST file with glommio's DMA API, checks its footer, index, bloom filter and
-//! key range, then serves point reads (one aligned block read each) and ordered scans.
+//! `SstReader`: maps an SST file into memory, checks its footer, index, bloom filter and key range,
+//! then serves point reads (one block decoded each) and ordered scans, synchronously.
+//!
+//! SST files are written once through glommio's DMA API and never change afterwards, so reads go
+//! through a read-only memory map (`memmap2`): a block read is a slice of the map (a page fault the
+//! first time, served by the kernel's page cache afterwards), checked and decoded like any other. The
+//! shard's state accesses are synchronous calls from user functions, which this lets read spilled
+//! state without a round trip through the executor. The map outlives the file's deletion (a reader
+//! that still holds an old `Version` keeps reading the compacted-away file).
 
 use std::path::{Path, PathBuf};
 
-use glommio::io::{DmaFile, ReadResult};
+use memmap2::Mmap;
 
 use super::super::block::{Block, BlockIter};
 use super::super::bloom::BloomFilter;
 use super::super::encoding::corrupt;
 use super::super::entry::Entry;
 use super::super::error::{LsmError, Result};
-use super::format::{FOOTER_BYTES, Footer, IndexEntry, KeyRange, SST_PAGE_BYTES, decode_index, page_align_up};
+use super::format::{FOOTER_BYTES, Footer, IndexEntry, KeyRange, SST_PAGE_BYTES, decode_index};
 
 /// An open SST file. Every block read is checked against its CRC-32 and structure; damage is an
-/// `LsmError` naming the file and offset. Must be used on the glommio executor that opened it.
+/// `LsmError` naming the file and offset.
 ///
 /// ```no_run
 /// # async fn example() -> rill::lsm::Result<()> {
 /// let reader = rill::lsm::SstReader::open("/tmp/000001.sst").await?;
 /// let mut scan = reader.iter();
-/// scan.seek(b"b").await?;
-/// while let Some(entry) = scan.next().await? {
+/// scan.seek(b"b")?;
+/// while let Some(entry) = scan.next()? {
 ///     println!("{:?} -> {:?}", entry.key, entry.value);
 /// }
 /// # Ok(())
 /// # }
 /// ```
 pub struct SstReader {
-    file: DmaFile,
+    map: Mmap,
     path: PathBuf,
     file_bytes: u64,
     index: Vec<IndexEntry>,
@@ -37,38 +44,30 @@ pub struct SstReader {
 }
 
 impl SstReader {
-    /// Opens `path` and validates its footer, bloom filter, index and key range.
+    /// Opens `path` and validates its footer, bloom filter, index and key range. (`async` so that a
+    /// reader could read through the executor again without changing its callers.)
     pub async fn open(path: impl Into<PathBuf>) -> Result<SstReader> {
         let path = path.into();
-        let file = DmaFile::open(&path).await.map_err(|error| LsmError::io(&path, "open", error))?;
-        let opened = SstReader::read_meta(&file, &path).await;
-        match opened {
-            Ok((file_bytes, footer, bloom, index, key_range)) => {
-                Ok(SstReader { file, path, file_bytes, index, bloom, key_range, n_entries: footer.n_entries })
-            }
-            Err(error) => {
-                let _ = file.close().await;
-                Err(error)
-            }
-        }
-    }
-
-    async fn read_meta(file: &DmaFile, path: &Path) -> Result<(u64, Footer, BloomFilter, Vec<IndexEntry>, KeyRange)> {
-        let file_bytes = file.file_size().await.map_err(|error| LsmError::io(path, "stat", error))?;
+        let file = std::fs::File::open(&path).map_err(|error| LsmError::io(&path, "open", error))?;
+        let file_bytes = file.metadata().map_err(|error| LsmError::io(&path, "stat", error))?.len();
         if file_bytes < SST_PAGE_BYTES || file_bytes % SST_PAGE_BYTES != 0 {
             let reason = format!("an SST of {file_bytes} bytes is not a whole number of 4 KiB pages: truncated?");
-            return Err(corrupt(path, file_bytes, reason));
+            return Err(corrupt(&path, file_bytes, reason));
         }
-        let last_page = read_exact(file, path, file_bytes - SST_PAGE_BYTES, SST_PAGE_BYTES as usize).await?;
+        // SAFETY: SST files are immutable once renamed into place (the store never writes to a live
+        // file, and nothing else may write in its directory); a file that changed underneath anyway
+        // fails its checksums rather than being trusted.
+        let map = unsafe { Mmap::map(&file) }.map_err(|error| LsmError::io(&path, "map", error))?;
+        let (footer, bloom, index, key_range) = SstReader::read_meta(&map, &path)?;
+        Ok(SstReader { map, path, file_bytes, index, bloom, key_range, n_entries: footer.n_entries })
+    }
+
+    fn read_meta(map: &[u8], path: &Path) -> Result<(Footer, BloomFilter, Vec<IndexEntry>, KeyRange)> {
+        let file_bytes = map.len() as u64;
         let footer_offset = file_bytes - FOOTER_BYTES as u64;
-        let footer_bytes = last_page.get(SST_PAGE_BYTES as usize - FOOTER_BYTES..).unwrap_or_default();
+        let footer_bytes = read_exact(map, path, footer_offset, FOOTER_BYTES)?;
         let footer = Footer::decode(footer_bytes, path, footer_offset, file_bytes)?;
-        let meta_offset = footer.bloom.offset;
-        let meta = read_exact(file, path, meta_offset, (file_bytes - meta_offset) as usize).await?;
-        let slice_of = |offset: u64, len: u32| {
-            let start = (offset - meta_offset) as usize;
-            meta.get(start..start + len as usize).ok_or_else(|| corrupt(path, offset, "meta block past the end"))
-        };
+        let slice_of = |offset: u64, len: u32| read_exact(map, path, offset, len as usize);
         let bloom = BloomFilter::decode(slice_of(footer.bloom.offset, footer.bloom.len)?, path, footer.bloom.offset)?;
         let index_block = Block::decode(slice_of(footer.index.offset, footer.index.len)?, path, footer.index.offset)?;
         let index = decode_index(&index_block, footer.bloom.offset)?;
@@ -82,7 +81,7 @@ impl SstReader {
         if !consistent {
             return Err(corrupt(path, footer.key_range.offset, "the key range disagrees with the index"));
         }
-        Ok((file_bytes, footer, bloom, index, key_range))
+        Ok((footer, bloom, index, key_range))
     }
 
     /// The file's path.
@@ -122,7 +121,7 @@ impl SstReader {
 
     /// The entry (put or tombstone) stored under `key`, if any: key range and bloom filter first,
     /// then the index, then one block read.
-    pub async fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
+    pub fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
         if key < self.smallest_key() || key > self.largest_key() || !self.bloom.may_contain(key) {
             return Ok(None);
         }
@@ -130,18 +129,17 @@ impl SstReader {
         if block_idx == self.index.len() {
             return Ok(None);
         }
-        let block = self.read_block(block_idx).await?;
+        let block = self.read_block(block_idx)?;
         Ok(block.get(key)?.map(|value| Entry { key: key.to_vec(), value }))
     }
 
     /// Reads, checks and decodes data block `block_idx` (below `n_data_blocks`, or this panics).
-    pub async fn read_block(&self, block_idx: usize) -> Result<Block> {
+    pub fn read_block(&self, block_idx: usize) -> Result<Block> {
         assert!(block_idx < self.index.len(), "block {block_idx} of {}", self.index.len());
         let entry = &self.index[block_idx];
         let handle = entry.handle;
-        let padded_bytes = page_align_up(u64::from(handle.len)) as usize;
-        let bytes = read_exact(&self.file, &self.path, handle.offset, padded_bytes).await?;
-        let block = Block::decode(&bytes[..handle.len as usize], &self.path, handle.offset)?;
+        let bytes = read_exact(&self.map, &self.path, handle.offset, handle.len as usize)?;
+        let block = Block::decode(bytes, &self.path, handle.offset)?;
         if block.last_key() != entry.last_key.as_slice() {
             return Err(corrupt(&self.path, handle.offset, "the block's last key disagrees with the index"));
         }
@@ -153,21 +151,24 @@ impl SstReader {
         SstIter { reader: self, next_block_idx: 0, current: None, failed_at_offset: None }
     }
 
-    /// Closes the file.
+    /// Closes the file (unmaps it).
     pub async fn close(self) -> Result<()> {
-        self.file.close().await.map_err(|error| LsmError::io(&self.path, "close", error))
+        drop(self.map);
+        Ok(())
     }
 }
 
-/// Reads exactly `len` bytes at the page-aligned `offset`; a short read means the file is truncated.
-async fn read_exact(file: &DmaFile, path: &Path, offset: u64, len: usize) -> Result<ReadResult> {
-    debug_assert_eq!(offset % SST_PAGE_BYTES, 0);
-    let bytes = file.read_at_aligned(offset, len).await.map_err(|error| LsmError::io(path, "read", error))?;
-    if bytes.len() < len {
-        let reason = format!("wanted {len} bytes at offset {offset}, the file ends after {}", bytes.len());
-        return Err(corrupt(path, offset + bytes.len() as u64, reason));
+/// The `len` bytes at `offset` of the mapped file; past its end means the file is truncated or an
+/// offset is damaged.
+fn read_exact<'a>(map: &'a [u8], path: &Path, offset: u64, len: usize) -> Result<&'a [u8]> {
+    let file_bytes = map.len() as u64;
+    match offset.checked_add(len as u64).filter(|&end| end <= file_bytes) {
+        Some(end) => Ok(&map[offset as usize..end as usize]),
+        None => {
+            let reason = format!("wanted {len} bytes at offset {offset}, the file ends at {file_bytes}");
+            Err(corrupt(path, offset.min(file_bytes), reason))
+        }
     }
-    Ok(bytes)
 }
 
 /// Iterates an SST's entries in key order, reading one block at a time. After an error every `next`
@@ -182,19 +183,19 @@ pub struct SstIter<'a> {
 
 impl SstIter<'_> {
     /// Positions the iterator so that `next` returns the first entry whose key is `>= key`.
-    pub async fn seek(&mut self, key: &[u8]) -> Result<()> {
+    pub fn seek(&mut self, key: &[u8]) -> Result<()> {
         let block_idx = self.reader.index.partition_point(|entry| entry.last_key.as_slice() < key);
         self.current = None;
         self.next_block_idx = self.reader.index.len();
         self.failed_at_offset = None;
         if block_idx < self.reader.index.len() {
             let block_offset = self.reader.index[block_idx].handle.offset;
-            let positioned = async {
-                let mut iter = self.reader.read_block(block_idx).await?.iter();
+            let positioned = self.reader.read_block(block_idx).and_then(|block| {
+                let mut iter = block.iter();
                 iter.seek(key)?;
                 Ok(iter)
-            };
-            match positioned.await {
+            });
+            match positioned {
                 Ok(iter) => self.current = Some(iter),
                 Err(error) => {
                     self.failed_at_offset = Some(block_offset);
@@ -207,7 +208,8 @@ impl SstIter<'_> {
     }
 
     /// The next entry, or `None` at the end of the file.
-    pub async fn next(&mut self) -> Result<Option<Entry>> {
+    #[allow(clippy::should_implement_trait)] // fallible, and `Iterator` gives no way back after an error
+    pub fn next(&mut self) -> Result<Option<Entry>> {
         if let Some(offset) = self.failed_at_offset {
             return Err(corrupt(&self.reader.path, offset, "the scan already failed at this block"));
         }
@@ -223,7 +225,7 @@ impl SstIter<'_> {
                 return Ok(None);
             }
             let block_offset = self.reader.index[self.next_block_idx].handle.offset;
-            match self.reader.read_block(self.next_block_idx).await {
+            match self.reader.read_block(self.next_block_idx) {
                 Ok(block) => self.current = Some(block.iter()),
                 Err(error) => {
                     self.failed_at_offset = Some(block_offset);

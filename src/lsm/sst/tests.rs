@@ -26,7 +26,7 @@ async fn write_sst(path: &Path, model: &Model, options: SstOptions) -> SstSummar
 async fn scan_all(reader: &SstReader) -> Result<Vec<(Vec<u8>, Value)>> {
     let mut scan = reader.iter();
     let mut entries = Vec::new();
-    while let Some(Entry { key, value }) = scan.next().await? {
+    while let Some(Entry { key, value }) = scan.next()? {
         entries.push((key, value));
     }
     Ok(entries)
@@ -62,17 +62,17 @@ fn random_entries_round_trip() {
             assert_eq!(reader.smallest_key(), model.keys().next().expect("non-empty").as_slice());
             assert_eq!(reader.largest_key(), model.keys().next_back().expect("non-empty").as_slice());
             for (key, value) in &model {
-                let entry = reader.get(key).await.expect("get").expect("a stored key is found");
+                let entry = reader.get(key).expect("get").expect("a stored key is found");
                 assert_eq!(&entry.value, value, "seed {seed}, key {key:?}");
             }
             for _ in 0..300 {
                 let probe = random_key(&mut rng);
-                let got = reader.get(&probe).await.expect("get").map(|entry| entry.value);
+                let got = reader.get(&probe).expect("get").map(|entry| entry.value);
                 assert_eq!(got.as_ref(), model.get(&probe), "seed {seed}");
                 let mut scan = reader.iter();
-                scan.seek(&probe).await.expect("seek");
+                scan.seek(&probe).expect("seek");
                 for (key, _) in model.range(probe.clone()..).take(40) {
-                    assert_eq!(&scan.next().await.expect("next").expect("an entry").key, key, "seed {seed}");
+                    assert_eq!(&scan.next().expect("next").expect("an entry").key, key, "seed {seed}");
                 }
             }
             assert_eq!(scan_all(&reader).await.expect("scan"), model_entries(&model), "seed {seed}");
@@ -94,9 +94,9 @@ fn an_entry_larger_than_a_block_gets_its_own_pages() {
         assert_eq!(summary.n_data_blocks, 3);
         let reader = SstReader::open(&path).await.expect("open");
         assert_eq!(scan_all(&reader).await.expect("scan"), model_entries(&model));
-        let block = reader.read_block(1).await.expect("the large block");
+        let block = reader.read_block(1).expect("the large block");
         assert_eq!((block.offset(), block.n_entries()), (SST_PAGE_BYTES, 1));
-        assert_eq!(reader.read_block(2).await.expect("the block after").offset(), 6 * SST_PAGE_BYTES);
+        assert_eq!(reader.read_block(2).expect("the block after").offset(), 6 * SST_PAGE_BYTES);
     });
 }
 
@@ -139,7 +139,7 @@ async fn check_damaged(path: &Path, model: &Model, rng: &mut SplitMix64) -> bool
     let keys: Vec<&Vec<u8>> = model.keys().collect();
     for _ in 0..20 {
         let key = keys[rng.below(keys.len() as u64) as usize];
-        match reader.get(key).await {
+        match reader.get(key) {
             Ok(entry) => assert_eq!(entry.map(|entry| entry.value).as_ref(), model.get(key), "never wrong data"),
             Err(error) => {
                 assert_eq!(error.file(), path, "{error}");
@@ -150,7 +150,7 @@ async fn check_damaged(path: &Path, model: &Model, rng: &mut SplitMix64) -> bool
     let mut scan = reader.iter();
     let mut expected = model.iter();
     loop {
-        match scan.next().await {
+        match scan.next() {
             Ok(Some(entry)) => assert_eq!(Some((&entry.key, &entry.value)), expected.next(), "never wrong data"),
             Ok(None) => {
                 assert!(expected.next().is_none(), "a scan returns every entry");
@@ -158,7 +158,7 @@ async fn check_damaged(path: &Path, model: &Model, rng: &mut SplitMix64) -> bool
             }
             Err(error) => {
                 assert_eq!(error.file(), path, "{error}");
-                assert!(scan.next().await.is_err(), "a failed scan stays failed");
+                assert!(scan.next().is_err(), "a failed scan stays failed");
                 found_damage = true;
                 break;
             }

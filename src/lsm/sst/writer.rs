@@ -29,8 +29,8 @@ use super::{SstOptions, SstSummary};
 ///     writer.add(b"b", ValueKind::Delete, b"").await?;
 ///     writer.finish().await?;
 ///     let reader = SstReader::open(&file).await?;
-///     assert_eq!(reader.get(b"a").await?.map(|entry| entry.value), Some(Value::Put(b"1".to_vec())));
-///     assert_eq!(reader.get(b"b").await?.map(|entry| entry.value), Some(Value::Delete));
+///     assert_eq!(reader.get(b"a")?.map(|entry| entry.value), Some(Value::Put(b"1".to_vec())));
+///     assert_eq!(reader.get(b"b")?.map(|entry| entry.value), Some(Value::Delete));
 ///     reader.close().await
 /// }).expect("executor").join().expect("ran")?;
 /// std::fs::remove_file(&path).expect("remove the example's file");

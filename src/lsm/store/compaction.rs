@@ -123,13 +123,13 @@ impl LsmStore {
     async fn merge_into(&self, plan: &Plan, outputs: &mut Vec<Rc<SstHandle>>) -> Result<()> {
         let mut sources = Vec::with_capacity(plan.inputs.len());
         for handle in &plan.inputs {
-            sources.push(Source::files(std::slice::from_ref(handle), b"").await?);
+            sources.push(Source::files(std::slice::from_ref(handle), b"")?);
         }
-        let mut merge = MergeIter::new(sources).await?;
+        let mut merge = MergeIter::new(sources)?;
         let mut writer: Option<(SstWriter, u64)> = None;
         let mut written_bytes = 0u64;
         loop {
-            let entry = merge.next().await;
+            let entry = merge.next();
             let entry = match entry {
                 Ok(Some(entry)) => entry,
                 Ok(None) => break,

@@ -19,24 +19,24 @@ pub(crate) enum Source<'a> {
 
 impl<'a> Source<'a> {
     /// A source over `files`, sorted and disjoint, positioned at the first key `>= start`.
-    pub(crate) async fn files(files: &'a [Rc<SstHandle>], start: &[u8]) -> Result<Source<'a>> {
+    pub(crate) fn files(files: &'a [Rc<SstHandle>], start: &[u8]) -> Result<Source<'a>> {
         debug_assert!(files.windows(2).all(|pair| pair[0].meta.largest_key < pair[1].meta.smallest_key));
         let file_idx = files.partition_point(|handle| handle.meta.largest_key.as_slice() < start);
         let mut current = None;
         if let Some(handle) = files.get(file_idx) {
             let mut iter = handle.reader.iter();
-            iter.seek(start).await?;
+            iter.seek(start)?;
             current = Some(iter);
         }
         Ok(Source::Files { files, next_file_idx: file_idx + 1, current })
     }
 
-    async fn next(&mut self) -> Result<Option<Entry>> {
+    fn next(&mut self) -> Result<Option<Entry>> {
         match self {
             Source::Memory(entries) => Ok(entries.next()),
             Source::Files { files, next_file_idx, current } => loop {
                 let Some(iter) = current.as_mut() else { return Ok(None) };
-                if let Some(entry) = iter.next().await? {
+                if let Some(entry) = iter.next()? {
                     return Ok(Some(entry));
                 }
                 *current = files.get(*next_file_idx).map(|handle| handle.reader.iter());
@@ -56,16 +56,16 @@ pub(crate) struct MergeIter<'a> {
 
 impl<'a> MergeIter<'a> {
     /// A merge of `sources`, newest first.
-    pub(crate) async fn new(mut sources: Vec<Source<'a>>) -> Result<MergeIter<'a>> {
+    pub(crate) fn new(mut sources: Vec<Source<'a>>) -> Result<MergeIter<'a>> {
         let mut heads = Vec::with_capacity(sources.len());
         for source in &mut sources {
-            heads.push(source.next().await?);
+            heads.push(source.next()?);
         }
         Ok(MergeIter { sources, heads })
     }
 
     /// The next key and its newest value, or `None` once every source is exhausted.
-    pub(crate) async fn next(&mut self) -> Result<Option<Entry>> {
+    pub(crate) fn next(&mut self) -> Result<Option<Entry>> {
         let mut newest_idx: Option<usize> = None;
         for (source_idx, head) in self.heads.iter().enumerate() {
             let Some(head) = head else { continue };
@@ -83,7 +83,7 @@ impl<'a> MergeIter<'a> {
             let same_key =
                 source_idx == newest_idx || self.heads[source_idx].as_ref().is_some_and(|h| h.key == entry.key);
             if same_key {
-                let next = self.sources[source_idx].next().await?;
+                let next = self.sources[source_idx].next()?;
                 debug_assert!(next.as_ref().is_none_or(|next| next.key > entry.key), "sources are sorted");
                 self.heads[source_idx] = next;
             }

@@ -101,7 +101,7 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 ///     let store = LsmStore::open(&store_dir, LsmOptions::default()).await?;
 ///     store.put(b"a", b"1").await?;
 ///     store.delete(b"b").await?;
-///     assert_eq!(store.get(b"a").await?, Some(b"1".to_vec()));
+///     assert_eq!(store.get(b"a")?, Some(b"1".to_vec()));
 ///     store.flush().await?;
 ///     // Compaction in the background, in a low-share task queue:
 ///     let queue = glommio::executor().create_task_queue(
@@ -110,7 +110,7 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 ///     glommio::spawn_local_into(async move { compactor.maybe_compact().await }, queue)
 ///         .expect("spawn the compaction task")
 ///         .await?;
-///     let page = store.scan(b"", None, 100).await?;
+///     let page = store.scan(b"", None, 100)?;
 ///     assert_eq!(page.entries, vec![(b"a".to_vec(), b"1".to_vec())]);
 ///     assert_eq!(page.resume_from, None);
 ///     store.close().await
@@ -178,85 +178,87 @@ impl LsmStore {
         Ok(())
     }
 
-    /// The value stored under `key`, if any.
-    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    /// The value stored under `key`, if any. Synchronous: SST blocks are read through the page
+    /// cache (see `SstReader`).
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let version = {
             let state = self.inner.state.borrow();
-            let in_memory = std::iter::once(&state.memtable).chain(state.frozen.iter().rev().map(|rc| &**rc));
-            for memtable in in_memory {
-                if let Some(value) = memtable.get(key) {
-                    return Ok(live_bytes(value.clone()));
-                }
+            if let Some(value) = state.in_memory().find_map(|memtable| memtable.get(key)) {
+                return Ok(live_bytes(value.clone()));
             }
             Rc::clone(&state.version)
         };
-        Ok(version.get(key).await?.and_then(|entry| live_bytes(entry.value)))
+        Ok(version.get(key)?.and_then(|entry| live_bytes(entry.value)))
     }
 
     /// Up to `limit` (at least 1) live entries with keys from `start` (inclusive) to `end` (exclusive;
     /// `None`: no end), in key order: the newest value of each key, deleted keys left out. Memory is
     /// bounded by `limit` entries per memtable, so a page may end early; `resume_from` says where to
     /// go on.
-    pub async fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<ScanPage> {
-        assert!(limit >= 1, "a scan returns at least one entry per page");
-        let mut truncated_at: Option<Vec<u8>> = None;
-        let mut sources = Vec::new();
-        let version = {
-            let state = self.inner.state.borrow();
-            let end_bound = end.map_or(Bound::Unbounded, Bound::Excluded);
-            let in_memory = std::iter::once(&state.memtable).chain(state.frozen.iter().rev().map(|rc| &**rc));
-            for memtable in in_memory {
-                let mut range = memtable.range(Bound::Included(start), end_bound);
-                let entries: Vec<Entry> = range
-                    .by_ref()
-                    .take(limit)
-                    .map(|(key, value)| Entry { key: key.to_vec(), value: value.clone() })
-                    .collect();
-                if range.next().is_some() {
-                    let last_key = entries.last().map(|entry| entry.key.clone()).unwrap_or_default();
-                    truncated_at = Some(truncated_at.map_or(last_key.clone(), |at| at.min(last_key)));
-                }
-                sources.push(Source::Memory(entries.into_iter()));
-            }
-            Rc::clone(&state.version)
-        };
-        for handle in &version.levels[0] {
-            sources.push(Source::files(std::slice::from_ref(handle), start).await?);
-        }
-        for files in version.levels[1..].iter().filter(|files| !files.is_empty()) {
-            sources.push(Source::files(files, start).await?);
-        }
-        let mut merge = MergeIter::new(sources).await?;
-        let mut page = ScanPage::default();
-        while let Some(entry) = merge.next().await? {
-            debug_assert!(entry.key.as_slice() >= start);
-            if end.is_some_and(|end| entry.key.as_slice() >= end) {
-                break;
-            }
-            if let Some(at) = truncated_at.as_ref().filter(|at| entry.key > **at) {
-                let mut resume_from = at.clone();
-                resume_from.push(0);
-                page.resume_from = Some(resume_from);
-                break;
-            }
-            if let Value::Put(value) = entry.value {
-                page.entries.push((entry.key, value));
-                if page.entries.len() == limit {
-                    let mut resume_from = page.entries[limit - 1].0.clone();
-                    resume_from.push(0);
-                    page.resume_from = Some(resume_from);
-                    break;
-                }
-            }
-        }
-        assert!(page.entries.len() <= limit);
-        Ok(page)
+    pub fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<ScanPage> {
+        let state = self.inner.state.borrow();
+        let version = Rc::clone(&state.version);
+        scan_sources(state.in_memory(), &version, start, end, limit)
     }
 
     /// Up to `limit` live entries whose keys start with `prefix`; go on with
     /// `scan(resume_from, prefix_end(prefix).as_deref(), limit)`.
-    pub async fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<ScanPage> {
-        self.scan(prefix, prefix_end(prefix).as_deref(), limit).await
+    pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<ScanPage> {
+        self.scan(prefix, prefix_end(prefix).as_deref(), limit)
+    }
+
+    /// Stores `value` under `key` (`None`: a tombstone) in the memtable, without flushing. Returns
+    /// true once the memtable is full: the caller should [`freeze`](Self::freeze) it and have it
+    /// flushed ([`flush`](Self::flush), in a background task).
+    pub fn write_now(&self, key: &[u8], value: Option<&[u8]>) -> bool {
+        let value = value.map_or(Value::Delete, |bytes| Value::Put(bytes.to_vec()));
+        let mut state = self.inner.state.borrow_mut();
+        state.counters.user_bytes_written += (key.len() + value.bytes().len()) as u64;
+        state.memtable.insert(key, value);
+        state.memtable.approximate_bytes() >= self.inner.options.memtable_bytes_max
+    }
+
+    /// Freezes the memtable (if it holds anything): it stays readable until a flush writes it out.
+    /// Returns the memtables now waiting for a flush.
+    pub fn freeze(&self) -> usize {
+        let mut state = self.inner.state.borrow_mut();
+        if !state.memtable.is_empty() {
+            let memtable = std::mem::take(&mut state.memtable);
+            state.frozen.push_back(Rc::new(memtable));
+        }
+        state.frozen.len()
+    }
+
+    /// Approximate bytes held by the memtable and the frozen memtables.
+    pub fn memtable_bytes(&self) -> usize {
+        let state = self.inner.state.borrow();
+        state.in_memory().map(Memtable::approximate_bytes).sum()
+    }
+
+    /// A consistent, immutable view of everything written so far (the memtable is frozen for it):
+    /// later writes, flushes and compactions do not change what it reads.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("rill-doc-view-{}", std::process::id()));
+    /// # let store_dir = dir.clone();
+    /// glommio::LocalExecutorBuilder::default().io_memory(1 << 20).spawn(move || async move {
+    ///     let store = rill::lsm::LsmStore::open(&store_dir, Default::default()).await?;
+    ///     store.write_now(b"a", Some(b"1"));
+    ///     let view = store.view();
+    ///     store.write_now(b"a", Some(b"2"));
+    ///     store.flush().await?;
+    ///     assert_eq!(view.scan(b"", None, 10)?.entries, vec![(b"a".to_vec(), b"1".to_vec())]);
+    ///     assert_eq!(store.get(b"a")?, Some(b"2".to_vec()));
+    ///     drop(view);
+    ///     store.close().await
+    /// }).expect("executor").join().expect("ran")?;
+    /// # std::fs::remove_dir_all(&dir).expect("remove the example's store");
+    /// # Ok::<(), rill::lsm::LsmError>(())
+    /// ```
+    pub fn view(&self) -> StoreView {
+        self.freeze();
+        let state = self.inner.state.borrow();
+        StoreView { memtables: state.frozen.iter().rev().cloned().collect(), version: Rc::clone(&state.version) }
     }
 
     /// The store's directory.
@@ -305,6 +307,97 @@ impl LsmStore {
     pub(crate) fn faults(&self) -> &Faults {
         &self.inner.faults
     }
+}
+
+/// What a store held when [`LsmStore::view`] was called: the memtables then (frozen, newest first)
+/// and the SSTs then. It keeps them alive (files compacted away meanwhile stay mapped) until dropped.
+pub struct StoreView {
+    memtables: Vec<Rc<Memtable>>,
+    version: Rc<Version>,
+}
+
+impl StoreView {
+    /// As [`LsmStore::scan`], over the view.
+    pub fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<ScanPage> {
+        scan_sources(self.memtables.iter().map(|memtable| &**memtable), &self.version, start, end, limit)
+    }
+
+    /// As [`LsmStore::get`], over the view.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(value) = self.memtables.iter().find_map(|memtable| memtable.get(key)) {
+            return Ok(live_bytes(value.clone()));
+        }
+        Ok(self.version.get(key)?.and_then(|entry| live_bytes(entry.value)))
+    }
+}
+
+impl State {
+    /// The memtable, then the frozen ones newest first.
+    fn in_memory(&self) -> impl Iterator<Item = &Memtable> {
+        std::iter::once(&self.memtable).chain(self.frozen.iter().rev().map(|rc| &**rc))
+    }
+}
+
+/// A scan page over `in_memory` (newest first) and then `version`'s files.
+fn scan_sources<'a>(
+    in_memory: impl Iterator<Item = &'a Memtable>,
+    version: &Version,
+    start: &[u8],
+    end: Option<&[u8]>,
+    limit: usize,
+) -> Result<ScanPage> {
+    assert!(limit >= 1, "a scan returns at least one entry per page");
+    let mut truncated_at: Option<Vec<u8>> = None;
+    let mut sources = Vec::new();
+    let end_bound = end.map_or(Bound::Unbounded, Bound::Excluded);
+    for memtable in in_memory {
+        let mut range = memtable.range(Bound::Included(start), end_bound);
+        let entries: Vec<Entry> =
+            range.by_ref().take(limit).map(|(key, value)| Entry { key: key.to_vec(), value: value.clone() }).collect();
+        if range.next().is_some() {
+            let last_key = entries.last().map(|entry| entry.key.clone()).unwrap_or_default();
+            truncated_at = Some(truncated_at.map_or(last_key.clone(), |at| at.min(last_key)));
+        }
+        sources.push(Source::Memory(entries.into_iter()));
+    }
+    for handle in &version.levels[0] {
+        sources.push(Source::files(std::slice::from_ref(handle), start)?);
+    }
+    for files in version.levels[1..].iter().filter(|files| !files.is_empty()) {
+        sources.push(Source::files(files, start)?);
+    }
+    let mut merge = MergeIter::new(sources)?;
+    let mut page = ScanPage::default();
+    // Past `truncated_at` a memtable's entries were left out: the page must end there, whether the
+    // merge goes on, reaches `end` or runs out.
+    let resume_after = |at: &[u8]| {
+        let mut resume_from = at.to_vec();
+        resume_from.push(0);
+        Some(resume_from)
+    };
+    loop {
+        let Some(entry) = merge.next()? else {
+            page.resume_from = truncated_at.as_deref().and_then(resume_after);
+            break;
+        };
+        debug_assert!(entry.key.as_slice() >= start);
+        if let Some(at) = truncated_at.as_ref().filter(|at| entry.key > **at) {
+            page.resume_from = resume_after(at);
+            break;
+        }
+        if end.is_some_and(|end| entry.key.as_slice() >= end) {
+            break;
+        }
+        if let Value::Put(value) = entry.value {
+            page.entries.push((entry.key, value));
+            if page.entries.len() == limit {
+                page.resume_from = resume_after(&page.entries[limit - 1].0);
+                break;
+            }
+        }
+    }
+    assert!(page.entries.len() <= limit);
+    Ok(page)
 }
 
 /// The bytes of a put; `None` for a tombstone.

@@ -87,13 +87,13 @@ fn a_crash_at_any_file_operation_reopens_at_the_last_manifest() {
             let context = format!("seed {seed}, fault after {points_before_fault} points: {fault}");
             assert_eq!(scan_all(&store, b"", None, 50).await, model_range(&durable, b"", None), "{context}");
             for key in durable.keys().step_by(7) {
-                assert_eq!(store.get(key).await.expect("get").as_ref(), durable.get(key), "{context}");
+                assert_eq!(store.get(key).expect("get").as_ref(), durable.get(key), "{context}");
             }
             // It goes on working: one more write, flush and full compaction.
             store.put(b"after the crash", b"1").await.expect("put");
             store.flush().await.expect("flush");
             store.maybe_compact().await.expect("compact");
-            assert_eq!(store.get(b"after the crash").await.expect("get"), Some(b"1".to_vec()), "{context}");
+            assert_eq!(store.get(b"after the crash").expect("get"), Some(b"1".to_vec()), "{context}");
             check_directory(&store_dir, &store.levels());
             store.close().await.expect("close");
             std::fs::remove_dir_all(&store_dir).expect("remove the store");

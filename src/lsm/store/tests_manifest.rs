@@ -139,7 +139,7 @@ fn a_missing_or_damaged_sst_names_the_sst() {
         assert_eq!(error.file(), sst_path, "{error}");
         std::fs::write(&sst_path, &intact).expect("restore the SST");
         let store = LsmStore::open(&dir_path, LsmOptions::default()).await.expect("reopen");
-        assert_eq!(store.get(b"k").await.expect("get"), Some(b"v".to_vec()));
+        assert_eq!(store.get(b"k").expect("get"), Some(b"v".to_vec()));
         store.close().await.expect("close");
     });
 }

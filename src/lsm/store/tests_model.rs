@@ -33,9 +33,22 @@ pub(super) async fn scan_all(
     let mut entries = Vec::new();
     let mut from = start.to_vec();
     loop {
-        let page = store.scan(&from, end, limit).await.expect("scan");
+        let page = store.scan(&from, end, limit).expect("scan");
         assert!(page.entries.len() <= limit);
         assert!(page.entries.first().is_none_or(|first| first.0 >= from));
+        entries.extend(page.entries);
+        match page.resume_from {
+            Some(resume_from) => from = resume_from,
+            None => return entries,
+        }
+    }
+}
+
+/// Every live entry of `view`, page by page.
+fn scan_view(view: &StoreView, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let (mut entries, mut from) = (Vec::new(), Vec::new());
+    loop {
+        let page = view.scan(&from, None, limit).expect("scan a view");
         entries.extend(page.entries);
         match page.resume_from {
             Some(resume_from) => from = resume_from,
@@ -61,12 +74,34 @@ async fn run_model(seed: u64, dir: &Path, n_ops: usize) -> (LsmCounters, usize) 
     let mut durable = Model::new();
     let mut counters_total = LsmCounters::default();
     let mut deepest_level = 0;
+    // Views taken along the way, with what the model held then: nothing done since changes them.
+    let mut views: Vec<(StoreView, Model)> = Vec::new();
     for op_idx in 0..n_ops {
+        if rng.below(40) == 0 {
+            views.push((store.view(), model.clone()));
+        }
+        if !views.is_empty() && rng.below(10) == 0 {
+            let (view, then) = &views[rng.below(views.len() as u64) as usize];
+            assert_eq!(
+                scan_view(view, 1 + rng.below(30) as usize),
+                model_range(then, b"", None),
+                "seed {seed} op {op_idx}"
+            );
+            let key = random_key(&mut rng);
+            assert_eq!(view.get(&key).expect("get"), then.get(&key).cloned(), "seed {seed} op {op_idx}");
+        }
         let flushes_before = store.counters().n_flushes;
         match rng.below(100) {
             0..=34 => {
                 let (key, value) = (random_key(&mut rng), random_value(&mut rng));
-                store.put(&key, &value).await.expect("put");
+                if rng.below(4) == 0 {
+                    // The synchronous write a state backend makes; it flushes later, in the background.
+                    if store.write_now(&key, Some(&value)) {
+                        store.freeze();
+                    }
+                } else {
+                    store.put(&key, &value).await.expect("put");
+                }
                 model.insert(key, value);
             }
             35..=44 => {
@@ -82,7 +117,7 @@ async fn run_model(seed: u64, dir: &Path, n_ops: usize) -> (LsmCounters, usize) 
                     Some(key) if rng.below(2) == 0 => key.clone(),
                     _ => random_key(&mut rng),
                 };
-                assert_eq!(store.get(&key).await.expect("get"), model.get(&key).cloned(), "seed {seed} op {op_idx}");
+                assert_eq!(store.get(&key).expect("get"), model.get(&key).cloned(), "seed {seed} op {op_idx}");
             }
             65..=71 => {
                 let (a, b) = (random_key(&mut rng), random_key(&mut rng));
@@ -95,7 +130,7 @@ async fn run_model(seed: u64, dir: &Path, n_ops: usize) -> (LsmCounters, usize) 
             72..=77 => {
                 let mut prefix = random_key(&mut rng);
                 prefix.truncate(rng.below(prefix.len() as u64 + 1) as usize);
-                let page = store.scan_prefix(&prefix, 1000).await.expect("prefix scan");
+                let page = store.scan_prefix(&prefix, 1000).expect("prefix scan");
                 let expected = model_range(&model, &prefix, prefix_end(&prefix).as_deref());
                 assert_eq!(page.entries, expected[..page.entries.len()], "seed {seed} op {op_idx}");
                 assert!(page.resume_from.is_some() || page.entries.len() == expected.len(), "seed {seed} op {op_idx}");
@@ -110,6 +145,7 @@ async fn run_model(seed: u64, dir: &Path, n_ops: usize) -> (LsmCounters, usize) 
                 assert!(!store.compaction_due(), "seed {seed} op {op_idx}");
             }
             96..=97 => {
+                views.clear();
                 store.flush().await.expect("flush");
                 durable = model.clone();
                 add_counters(&mut counters_total, store.counters());
@@ -118,6 +154,7 @@ async fn run_model(seed: u64, dir: &Path, n_ops: usize) -> (LsmCounters, usize) 
             }
             _ => {
                 // A crash: the memtable is lost, the last installed manifest is what survives.
+                views.clear();
                 add_counters(&mut counters_total, store.counters());
                 drop(store);
                 store = LsmStore::open(dir, tiny_options()).await.expect("reopen after a crash");
@@ -130,6 +167,7 @@ async fn run_model(seed: u64, dir: &Path, n_ops: usize) -> (LsmCounters, usize) 
         let levels = store.files_per_level();
         deepest_level = deepest_level.max(levels.iter().rposition(|&n| n > 0).unwrap_or(0));
     }
+    drop(views);
     assert_eq!(scan_all(&store, b"", None, 64).await, model_range(&model, b"", None), "seed {seed}");
     store.flush().await.expect("flush");
     add_counters(&mut counters_total, store.counters());
@@ -137,7 +175,7 @@ async fn run_model(seed: u64, dir: &Path, n_ops: usize) -> (LsmCounters, usize) 
     let store = LsmStore::open(dir, tiny_options()).await.expect("reopen");
     assert_eq!(scan_all(&store, b"", None, 1000).await, model_range(&model, b"", None), "seed {seed}");
     for key in model.keys().take(200) {
-        assert_eq!(store.get(key).await.expect("get").as_ref(), model.get(key), "seed {seed}");
+        assert_eq!(store.get(key).expect("get").as_ref(), model.get(key), "seed {seed}");
     }
     check_directory(dir, &store.levels());
     store.close().await.expect("close");
@@ -190,8 +228,8 @@ fn a_new_store_is_empty_and_reopens_empty() {
     let dir_path = dir.path.clone();
     run_in_executor(move || async move {
         let store = LsmStore::open(&dir_path, LsmOptions::default()).await.expect("open");
-        assert_eq!(store.get(b"a").await.expect("get"), None);
-        assert_eq!(store.scan(b"", None, 10).await.expect("scan"), ScanPage::default());
+        assert_eq!(store.get(b"a").expect("get"), None);
+        assert_eq!(store.scan(b"", None, 10).expect("scan"), ScanPage::default());
         store.flush().await.expect("an empty flush writes nothing");
         assert_eq!(store.counters().n_flushes, 0);
         assert!(!store.compact_step().await.expect("nothing to compact"));
@@ -243,10 +281,10 @@ fn background_compaction_interleaves_with_reads_and_writes() {
                     model.remove(&key);
                 }
                 7 | 8 => {
-                    assert_eq!(store.get(&key).await.expect("get"), model.get(&key).cloned(), "seed {seed} op {op_idx}")
+                    assert_eq!(store.get(&key).expect("get"), model.get(&key).cloned(), "seed {seed} op {op_idx}")
                 }
                 _ => {
-                    let page = store.scan(&key, None, 10).await.expect("scan");
+                    let page = store.scan(&key, None, 10).expect("scan");
                     let expected = model_range(&model, &key, None);
                     assert_eq!(page.entries, expected[..page.entries.len()], "seed {seed} op {op_idx}");
                 }

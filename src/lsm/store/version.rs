@@ -92,16 +92,16 @@ impl Version {
     }
 
     /// The newest entry for `key` in any SST (a put or a tombstone).
-    pub(crate) async fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
         for handle in &self.levels[0] {
-            if let Some(entry) = handle.reader.get(key).await? {
+            if let Some(entry) = handle.reader.get(key)? {
                 return Ok(Some(entry));
             }
         }
         for files in &self.levels[1..] {
             let file_idx = files.partition_point(|handle| handle.meta.largest_key.as_slice() < key);
             let Some(handle) = files.get(file_idx) else { continue };
-            if let Some(entry) = handle.reader.get(key).await? {
+            if let Some(entry) = handle.reader.get(key)? {
                 return Ok(Some(entry));
             }
         }
