@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::env::StreamEnv;
 use super::error::ConfigError;
 use crate::checkpoint::{CheckpointConfig, RestartStrategy};
-use crate::state::default_max_parallelism;
 use crate::state::key_group::MAX_PARALLELISM_UPPER_BOUND;
+use crate::state::{StateBackend, default_max_parallelism};
 use crate::time::{RealClock, SharedClock};
 
 /// The resolved settings of a job.
@@ -31,6 +31,9 @@ pub(crate) struct JobConfig {
     pub restore_from: Option<PathBuf>,
     pub allow_non_restored_state: bool,
     pub data_dir: PathBuf,
+    pub state_backend: StateBackend,
+    /// Where shards keep their LSM stores (`state/<job id>` in the data directory, once started).
+    pub state_dir: PathBuf,
 }
 
 impl JobConfig {
@@ -71,6 +74,7 @@ pub struct StreamEnvBuilder {
     restore_from: Option<PathBuf>,
     allow_non_restored_state: bool,
     data_dir: Option<PathBuf>,
+    state_backend: StateBackend,
 }
 
 impl Default for StreamEnvBuilder {
@@ -93,6 +97,7 @@ impl Default for StreamEnvBuilder {
             restore_from: None,
             allow_non_restored_state: false,
             data_dir: None,
+            state_backend: StateBackend::Heap,
         }
     }
 }
@@ -219,6 +224,13 @@ impl StreamEnvBuilder {
         self
     }
 
+    /// Where keyed state is kept (default: [`StateBackend::Heap`]). [`StateBackend::Lsm`] keeps it in
+    /// an LSM store per shard under `state/` in the data directory, emptied when a shard starts.
+    pub fn state_backend(mut self, backend: StateBackend) -> Self {
+        self.state_backend = backend;
+        self
+    }
+
     /// Validates the settings and creates the environment.
     pub fn build(self) -> Result<StreamEnv, crate::Error> {
         Ok(StreamEnv::new(self.resolve()?))
@@ -274,6 +286,9 @@ impl StreamEnvBuilder {
             Some(_) => RestartStrategy::fixed_delay(u32::MAX, Duration::from_secs(1)),
             None => RestartStrategy::None,
         });
+        if let StateBackend::Lsm(options) = &self.state_backend {
+            options.check().map_err(|reason| ConfigError::Setting { setting: "state_backend", reason })?;
+        }
         let default_spin = if self.pinned { Duration::from_micros(100) } else { Duration::ZERO };
         Ok(JobConfig {
             cpus,
@@ -291,7 +306,9 @@ impl StreamEnvBuilder {
             restart_strategy,
             restore_from: self.restore_from,
             allow_non_restored_state: self.allow_non_restored_state,
+            state_dir: PathBuf::new(),
             data_dir: self.data_dir.unwrap_or_else(|| std::env::temp_dir().join("rill")),
+            state_backend: self.state_backend,
         })
     }
 }

@@ -90,14 +90,16 @@ fn job_id(config: &JobConfig) -> String {
 
 impl JobHandle {
     /// Starts a job (restoring what the configuration says) and its supervisor.
-    pub(crate) fn start(mut graph: Graph, config: JobConfig) -> Result<JobHandle, Error> {
+    pub(crate) fn start(mut graph: Graph, mut config: JobConfig) -> Result<JobHandle, Error> {
+        let id = job_id(&config);
+        config.state_dir = config.data_dir.join("state").join(&id);
         let restore = match &config.restore_from {
             Some(path) => Some(storage::resolve(path).map_err(ConfigError::from)?),
             None => None,
         };
         let checkpoint_root = config.checkpointing.as_ref().map(|c| match &c.directory {
             Some(dir) => dir.clone(),
-            None => config.data_dir.join("checkpoints").join(job_id(&config)),
+            None => config.data_dir.join("checkpoints").join(&id),
         });
         let metrics = MetricRegistry::new();
         // Ids continue after the restored checkpoint and after anything already in the directory,

@@ -31,6 +31,8 @@ use futures_lite::FutureExt;
 use crate::operators::input::current_operator;
 use crate::runtime::error::panic_message;
 use crate::runtime::{Doorbells, JobError, JobSignal, ShardConfig, ShardParker, ShardQueues, StartGate, spawn_shard};
+use crate::state::StateBackend;
+use crate::state::lsm::LsmShardStore;
 
 struct NodeShape {
     info: OperatorInfo,
@@ -381,6 +383,44 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: Shard
         )
         .expect("the background queue exists on this shard")
     };
+    let state_store = match &job.config.state_backend {
+        StateBackend::Heap => None,
+        StateBackend::Lsm(options) => {
+            let dir = job.config.state_dir.join(format!("shard-{shard}"));
+            match LsmShardStore::open(&dir, options.clone()).await {
+                Ok(store) => Some(store),
+                Err(error) => {
+                    job.signal.fail(JobError::ShardCrashed { shard, reason: format!("state store: {error}") });
+                    doorbell.cancel().await;
+                    return false;
+                }
+            }
+        }
+    };
+    // The store's flushes and compactions run beside the drivers, in their task queue: the drivers
+    // yield within it (spinning while they wait), so a low-share queue would only run when they all
+    // sleep. Both tasks yield every few hundred entries instead, which keeps foreground latency.
+    let store_tasks: Vec<glommio::Task<()>> = state_store
+        .iter()
+        .flat_map(|store| {
+            let fail = move |signal: &JobSignal, error: crate::lsm::LsmError| {
+                signal.fail(JobError::ShardCrashed { shard, reason: format!("state store: {error}") })
+            };
+            let (flusher, signal) = (store.clone(), job.signal.clone());
+            let flushes = glommio::spawn_local(async move {
+                if let Err(error) = flusher.run_flushes().await {
+                    fail(&signal, error);
+                }
+            });
+            let (compactor, signal) = (store.clone(), job.signal.clone());
+            let compactions = glommio::spawn_local(async move {
+                if let Err(error) = compactor.run_compactions().await {
+                    fail(&signal, error);
+                }
+            });
+            [flushes, compactions]
+        })
+        .collect();
     let env = Rc::new(ShardEnv {
         shard,
         n_shards: job.config.n_shards(),
@@ -401,6 +441,7 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: Shard
         operator_names: job.operator_names.clone(),
         checkpoints: job.coordinator.as_ref().map(|c| Rc::new(ShardCheckpoints::new(c.clone(), parker.clone()))),
         restore: job.restore.clone(),
+        state_store,
     });
 
     let (lifecycles, drivers, timer_outlets, tasks) =
@@ -408,6 +449,7 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: Shard
             Ok(built) => built,
             Err(error) => {
                 job.signal.fail(error);
+                close_state_store(&env, store_tasks).await;
                 doorbell.cancel().await;
                 return false;
             }
@@ -488,8 +530,22 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: Shard
             job.signal.fail(error);
         }
     }
+    close_state_store(&env, store_tasks).await;
     doorbell.cancel().await;
     all_ended && !job.signal.has_failed()
+}
+
+/// Stops the shard's LSM store task and deletes the store: what it held lives on in checkpoints only.
+async fn close_state_store(env: &ShardEnv, tasks: Vec<glommio::Task<()>>) {
+    if let Some(store) = &env.state_store {
+        let dir = store.close();
+        for task in tasks {
+            task.await;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        // The job's directory goes with its last shard's.
+        let _ = dir.parent().map(std::fs::remove_dir);
+    }
 }
 
 /// A shard's operator instances, drivers, the timer task's outlets, and its checkpointing tasks.

@@ -103,11 +103,15 @@ impl Memtable {
     }
 
     /// Writes every entry, tombstones included, as an SST file at `path` (the memtable must not be
-    /// empty). Must run on a glommio executor.
+    /// empty), yielding to the other tasks of its queue every few hundred entries. Must run on a
+    /// glommio executor.
     pub async fn flush(&self, path: impl Into<PathBuf>, options: SstOptions) -> Result<SstSummary> {
         assert!(!self.is_empty(), "an empty memtable has nothing to flush");
         let mut writer = SstWriter::create(path, options).await?;
-        for (key, value) in &self.entries {
+        for (n_entries, (key, value)) in (1u64..).zip(&self.entries) {
+            if n_entries % super::YIELD_EVERY_ENTRIES == 0 {
+                futures_lite::future::yield_now().await;
+            }
             if let Err(error) = writer.add(key, value.kind(), value.bytes()).await {
                 let _ = writer.abandon().await;
                 return Err(error);

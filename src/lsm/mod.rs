@@ -31,6 +31,10 @@
 //! added later without changing the layout. There is no write-ahead log: durability is the
 //! checkpoint's job.
 
+/// Long writes (a flush, a compaction) yield to the other tasks of their queue this often, in entries,
+/// so that records keep flowing beside them.
+pub(crate) const YIELD_EVERY_ENTRIES: u64 = 512;
+
 mod block;
 mod bloom;
 mod encoding;

@@ -72,7 +72,7 @@ impl<K: Key> KeyedBroadcastContext<'_, K> {
         F: for<'s> FnMut(&K, D::State<'s, K, ()>) -> Result<(), BoxError>,
     {
         descriptor.declare(self.keyed)?;
-        for (key, key_group) in self.keyed.keys_of(descriptor.name()) {
+        for (key, key_group) in self.keyed.keys_of(descriptor.name())? {
             let hash = stable_hash(&key);
             let state = descriptor.bind(StateScope::new(self.keyed, &key, hash, key_group, &()))?;
             f(&key, state)?;

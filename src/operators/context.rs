@@ -48,6 +48,8 @@ pub(crate) struct ShardEnv {
     pub checkpoints: Option<Rc<super::barrier::ShardCheckpoints>>,
     /// The state each operator restores, by node id (`None` on a fresh start).
     pub restore: Option<Arc<crate::checkpoint::RestoreSet>>,
+    /// The shard's LSM store, if the job keeps keyed state there.
+    pub state_store: Option<Rc<crate::state::lsm::LsmShardStore>>,
 }
 
 impl ShardEnv {
@@ -297,6 +299,7 @@ pub(crate) fn detached_env(
         operator_names: operator_names.into(),
         checkpoints: None,
         restore: None,
+        state_store: None,
     }))
 }
 

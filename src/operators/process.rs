@@ -507,7 +507,8 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
         let key_groups = KeyGroupRange::for_subtask(env.max_parallelism, parallelism, env.shard);
         KeyedCore {
             timers: KeyedTimers::new(env, core.id, key_groups),
-            state: KeyedStateBackend::new(env.max_parallelism, key_groups, env.clock.clone()),
+            state: KeyedStateBackend::new(env.max_parallelism, key_groups, env.clock.clone())
+                .in_store(env.state_store.clone()),
             broadcast: None,
             core,
             clock: env.clock.clone(),

@@ -19,6 +19,7 @@ use hashbrown::HashTable;
 use super::KeyGroupRange;
 use super::deferred::{DeferredState, SECTION_ROWS_MAX};
 use super::key_group::table_hash;
+use super::lsm::{LsmShardStore, LsmTable};
 use super::snapshot::{KeyedSnapshot, Section, StateError, StateMeta, check_key_group, decode_column, encode_column};
 use super::ttl::StateTtlConfig;
 use crate::codec::{Arena, BatchBytes, ExchangeData};
@@ -454,7 +455,7 @@ where
 
 /// Rows into a section: keys, namespaces, then the kind's columns (without what expired at `now`, if
 /// `drop_expired` is set).
-fn encode_rows<K, N, S>(
+pub(crate) fn encode_rows<K, N, S>(
     name: &str,
     rows: &[Row<K, N, S>],
     drop_expired: Option<StateTtlConfig>,
@@ -499,9 +500,17 @@ trait ErasedTable<K> {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn len(&self) -> usize;
     /// The keys of the rows, with their key groups.
-    fn keys(&self) -> Vec<(K, usize)>;
+    fn keys(&mut self) -> Result<Vec<(K, usize)>, StateError>;
     /// The rows of every key group, shared with a snapshot that encodes them later as its `state`.
     fn share(&self, name: &str, state: u32, now: i64) -> Box<dyn DeferredState>;
+    /// Adds the rows of a restored section of a key group: `(key group, max parallelism)`.
+    fn restore_section(
+        &mut self,
+        name: &str,
+        key_group: (usize, usize),
+        section: &Section,
+        codec: &mut Codec,
+    ) -> Result<(), StateError>;
 }
 
 impl<K, N, S> ErasedTable<K> for Table<K, N, S>
@@ -518,14 +527,64 @@ where
         self.len
     }
 
-    fn keys(&self) -> Vec<(K, usize)> {
+    fn keys(&mut self) -> Result<Vec<(K, usize)>, StateError> {
+        let start = self.range.start;
         let groups = self.groups.iter().enumerate();
-        groups.flat_map(|(i, g)| g.rows.iter().map(move |r| (r.key.clone(), self.range.start + i))).collect()
+        Ok(groups.flat_map(|(i, g)| g.rows.iter().map(move |r| (r.key.clone(), start + i))).collect())
     }
 
     fn share(&self, name: &str, state: u32, now: i64) -> Box<dyn DeferredState> {
         Box::new(Table::share(self, name, state, now))
     }
+
+    fn restore_section(
+        &mut self,
+        name: &str,
+        key_group: (usize, usize),
+        section: &Section,
+        codec: &mut Codec,
+    ) -> Result<(), StateError> {
+        Table::restore_section(self, name, key_group, section, codec)
+    }
+}
+
+impl<K, N, S> ErasedTable<K> for LsmTable<K, N, S>
+where
+    K: ExchangeData + Hash + Eq + Clone,
+    N: Namespace,
+    S: Stored + Clone,
+{
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn len(&self) -> usize {
+        LsmTable::len(self)
+    }
+
+    fn keys(&mut self) -> Result<Vec<(K, usize)>, StateError> {
+        LsmTable::keys(self)
+    }
+
+    fn share(&self, _name: &str, state: u32, now: i64) -> Box<dyn DeferredState> {
+        LsmTable::share(self, state, now)
+    }
+
+    fn restore_section(
+        &mut self,
+        _name: &str,
+        key_group: (usize, usize),
+        section: &Section,
+        codec: &mut Codec,
+    ) -> Result<(), StateError> {
+        LsmTable::restore_section(self, key_group, section, codec)
+    }
+}
+
+/// A declared state's table, in the backend it lives in.
+pub(crate) enum TableMut<'a, K, N, S> {
+    Heap(&'a mut Table<K, N, S>),
+    Lsm(&'a mut LsmTable<K, N, S>),
 }
 
 struct Registered<K> {
@@ -546,6 +605,8 @@ pub struct KeyedStateBackend<K> {
     max_parallelism: usize,
     range: KeyGroupRange,
     clock: SharedClock,
+    /// The shard's LSM store if the job keeps its state there (else the tables are on the heap).
+    lsm: Option<Rc<LsmShardStore>>,
     states: Vec<Registered<K>>,
     restored: KeyedSnapshot,
     _key: std::marker::PhantomData<fn() -> K>,
@@ -559,10 +620,19 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
             max_parallelism,
             range,
             clock,
+            lsm: None,
             states: Vec::new(),
             restored: KeyedSnapshot::new(max_parallelism),
             _key: std::marker::PhantomData,
         }
+    }
+
+    /// Keeps the states in `store` (the shard's LSM store) if it is given; call before any state is
+    /// declared.
+    pub(crate) fn in_store(mut self, store: Option<Rc<LsmShardStore>>) -> KeyedStateBackend<K> {
+        debug_assert!(self.states.is_empty());
+        self.lsm = store;
+        self
     }
 
     /// The key groups it holds.
@@ -585,14 +655,29 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
         self.len() == 0
     }
 
-    /// The table of a declared state, declaring it on first use (and restoring its rows if a restore
-    /// brought any). `cache` remembers where it is for the next call.
+    /// The heap table of a declared state, declaring it on first use (and restoring its rows if a
+    /// restore brought any). `cache` remembers where it is for the next call.
+    #[cfg(test)]
     pub(crate) fn table<N: Namespace, S: Stored + Clone>(
         &mut self,
         cache: &Cell<u64>,
         meta: impl FnOnce() -> StateMeta,
         ttl: Option<StateTtlConfig>,
     ) -> Result<&mut Table<K, N, S>, StateError> {
+        match self.place::<N, S>(cache, meta, ttl)? {
+            TableMut::Heap(table) => Ok(table),
+            TableMut::Lsm(_) => panic!("the backend keeps its state in an LSM store"),
+        }
+    }
+
+    /// The table of a declared state, declaring it on first use (and restoring its rows if a restore
+    /// brought any). `cache` remembers where it is for the next call.
+    pub(crate) fn place<N: Namespace, S: Stored + Clone>(
+        &mut self,
+        cache: &Cell<u64>,
+        meta: impl FnOnce() -> StateMeta,
+        ttl: Option<StateTtlConfig>,
+    ) -> Result<TableMut<'_, K, N, S>, StateError> {
         let cached = cache.get();
         let index = if cached >> 32 == self.id as u64 {
             (cached & 0xFFFF_FFFF) as usize
@@ -607,10 +692,15 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
             state: name.clone(),
             reason: "used with another value or namespace type than it was declared with".into(),
         };
-        if registered.type_id != TypeId::of::<Table<K, N, S>>() {
-            return Err(wrong_type());
+        if registered.type_id == TypeId::of::<Table<K, N, S>>() {
+            let table = registered.table.as_any_mut().downcast_mut::<Table<K, N, S>>().ok_or_else(wrong_type)?;
+            Ok(TableMut::Heap(table))
+        } else if registered.type_id == TypeId::of::<LsmTable<K, N, S>>() {
+            let table = registered.table.as_any_mut().downcast_mut::<LsmTable<K, N, S>>().ok_or_else(wrong_type)?;
+            Ok(TableMut::Lsm(table))
+        } else {
+            Err(wrong_type())
         }
-        registered.table.as_any_mut().downcast_mut::<Table<K, N, S>>().ok_or_else(wrong_type)
     }
 
     fn declare<N: Namespace, S: Stored + Clone>(
@@ -618,7 +708,10 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
         meta: StateMeta,
         ttl: Option<StateTtlConfig>,
     ) -> Result<usize, StateError> {
-        let type_id = TypeId::of::<Table<K, N, S>>();
+        let type_id = match self.lsm {
+            None => TypeId::of::<Table<K, N, S>>(),
+            Some(_) => TypeId::of::<LsmTable<K, N, S>>(),
+        };
         if meta.name.starts_with(RESERVED_PREFIX) {
             let reason = format!("names starting with '{RESERVED_PREFIX}' are reserved for the runtime's own state");
             return Err(StateError::Usage { state: meta.name, reason });
@@ -639,21 +732,27 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
             }
             return Ok(index);
         }
-        let mut table: Table<K, N, S> = Table::new(self.range, ttl);
+        let mut table: Box<dyn ErasedTable<K>> = match &self.lsm {
+            None => Box::new(Table::<K, N, S>::new(self.range, ttl)),
+            Some(store) => Box::new(LsmTable::<K, N, S>::new(store.clone(), &meta.name, self.range, ttl)),
+        };
         let mut codec = Codec::default();
         for (saved, key_group, section) in self.restored.sections_of(&meta.name, self.range) {
             saved.check_compatible(&meta)?;
             table.restore_section(&meta.name, (key_group, self.max_parallelism), section, &mut codec)?;
         }
         self.restored.remove_state(&meta.name);
-        self.states.push(Registered { meta, type_id, table: Box::new(table) });
+        self.states.push(Registered { meta, type_id, table });
         Ok(self.states.len() - 1)
     }
 
     /// The keys holding rows of the declared state `name` (none if it is not declared), with their key
     /// groups.
-    pub(crate) fn keys_of(&self, name: &str) -> Vec<(K, usize)> {
-        self.states.iter().find(|s| s.meta.name == name).map(|s| s.table.keys()).unwrap_or_default()
+    pub(crate) fn keys_of(&mut self, name: &str) -> Result<Vec<(K, usize)>, StateError> {
+        match self.states.iter_mut().find(|s| s.meta.name == name) {
+            Some(state) => state.table.keys(),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Writes every state into `snapshot` (the states a restore brought back and nobody declared

@@ -14,7 +14,8 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 
 use super::aggregate::AggregateFunction;
-use super::heap::{KeyedStateBackend, MapEntries, Namespace, RowRef, Stamped, Stored, Table, row_hash};
+use super::heap::{KeyedStateBackend, MapEntries, Namespace, RowRef, Stamped, Stored, Table, TableMut, row_hash};
+use super::lsm::LsmRow;
 use super::snapshot::{StateError, StateKind, StateMeta};
 use super::ttl::{StateTtlConfig, TtlUpdate};
 use crate::api::{Data, Key};
@@ -83,7 +84,7 @@ impl Common {
         types: impl FnOnce() -> String,
     ) -> Result<(), StateError> {
         let meta = || StateMeta { name: self.name.clone(), kind, types: types(), ttl: self.ttl.is_some() };
-        backend.table::<(), S>(&self.cache, meta, self.ttl).map(|_| ())
+        backend.place::<(), S>(&self.cache, meta, self.ttl).map(|_| ())
     }
 
     fn bind<'a, K: Key, N: Namespace, S: Stored + Clone>(
@@ -94,79 +95,146 @@ impl Common {
     ) -> Result<Bound<'a, K, N, S>, StateError> {
         let now = if self.ttl.is_some() { scope.backend.now_ms() } else { 0 };
         let meta = || StateMeta { name: self.name.clone(), kind, types: types(), ttl: self.ttl.is_some() };
-        let table = scope.backend.table::<N, S>(&self.cache, meta, self.ttl)?;
-        if let Some(ttl) = table.ttl {
-            if ttl.incremental > 0 {
-                table.cleanup_step(ttl.incremental, now);
+        let StateScope { backend, at } = scope;
+        let place = match backend.place::<N, S>(&self.cache, meta, self.ttl)? {
+            TableMut::Heap(table) => {
+                if let Some(ttl) = table.ttl {
+                    if ttl.incremental > 0 {
+                        table.cleanup_step(ttl.incremental, now);
+                    }
+                }
+                Place::Heap { table, at, position: None }
             }
-        }
-        Ok(Bound { table, at: scope.at, now, position: None })
+            // Expired rows of the LSM backend go when read and when a full snapshot is taken.
+            TableMut::Lsm(table) => Place::Lsm(LsmRow::new(table, &at)?),
+        };
+        Ok(Bound { place, now })
     }
 }
 
-/// A table bound to one (key, namespace) row, with the TTL clock read once. It remembers where the row
-/// is once found, so a read followed by a write probes the table once.
+/// A state bound to one (key, namespace) row, with the TTL clock read once.
 struct Bound<'a, K, N, S> {
-    table: &'a mut Table<K, N, S>,
-    at: RowRef<'a, K, N>,
+    place: Place<'a, K, N, S>,
     now: i64,
-    /// The row's position in its key group, once known (nothing else changes the table meanwhile).
-    position: Option<usize>,
+}
+
+/// Where the bound row is.
+enum Place<'a, K, N, S> {
+    /// In a heap table: the row's state is changed in place. Its position in its key group is
+    /// remembered once found (nothing else changes the table meanwhile), so that a read followed by a
+    /// write probes the table once.
+    Heap { table: &'a mut Table<K, N, S>, at: RowRef<'a, K, N>, position: Option<usize> },
+    /// In the LSM store: read once, changed in memory, written back by `commit`.
+    Lsm(LsmRow<'a, K, N, S>),
 }
 
 impl<K: Key, N: Namespace, S: Stored + Clone> Bound<'_, K, N, S> {
     fn ttl(&self) -> Option<StateTtlConfig> {
-        self.table.ttl
+        match &self.place {
+            Place::Heap { table, .. } => table.ttl,
+            Place::Lsm(row) => row.ttl(),
+        }
     }
 
     fn touches_on_read(&self) -> bool {
-        self.table.ttl.is_some_and(|ttl| ttl.update == TtlUpdate::OnReadAndWrite)
+        self.ttl().is_some_and(|ttl| ttl.update == TtlUpdate::OnReadAndWrite)
     }
 
-    /// The row's state, if it exists (expired parts included).
+    /// The row's state, if it exists (expired parts included), to read: a change made through it
+    /// must be followed by [`changed`](Self::changed).
     #[inline]
-    fn get(&mut self) -> Option<&mut S> {
-        let position = match self.position {
-            Some(position) => position,
-            None => {
-                let position = self.table.position(&self.at)?;
-                self.position = Some(position);
-                position
+    fn peek(&mut self) -> Result<Option<&mut S>, StateError> {
+        match &mut self.place {
+            Place::Heap { table, at, position } => {
+                let found = match *position {
+                    Some(found) => found,
+                    None => match table.position(at) {
+                        Some(found) => {
+                            *position = Some(found);
+                            found
+                        }
+                        None => return Ok(None),
+                    },
+                };
+                Ok(Some(table.at_position(at, found)))
             }
-        };
-        Some(self.table.at_position(&self.at, position))
+            Place::Lsm(row) => Ok(row.state()?.as_mut()),
+        }
     }
 
-    /// The row's state, made with `make` if absent.
+    /// The row's state, if it exists (expired parts included), to change.
     #[inline]
-    fn get_or_insert_with(&mut self, make: impl FnOnce() -> S) -> &mut S {
-        let position = match self.position {
-            Some(position) => position,
-            None => {
-                let position = self.table.position_or_insert_with(&self.at, make);
-                self.position = Some(position);
-                position
-            }
-        };
-        self.table.at_position(&self.at, position)
+    fn get(&mut self) -> Result<Option<&mut S>, StateError> {
+        self.mark_changed();
+        self.peek()
     }
 
-    /// The row's state without what expired (removed for good); `None` if nothing is left.
-    fn live(&mut self) -> Option<&mut S> {
-        if let Some(ttl) = self.ttl() {
-            let now = self.now;
-            let emptied = self.get().map(|state| state.expire(&ttl, now))?;
-            if emptied {
-                self.clear();
-                return None;
+    /// The row's state, made with `make` if absent, to change.
+    #[inline]
+    fn get_or_insert_with(&mut self, make: impl FnOnce() -> S) -> Result<&mut S, StateError> {
+        match &mut self.place {
+            Place::Heap { table, at, position } => {
+                let found = match *position {
+                    Some(found) => found,
+                    None => {
+                        let found = table.position_or_insert_with(at, make);
+                        *position = Some(found);
+                        found
+                    }
+                };
+                Ok(table.at_position(at, found))
+            }
+            Place::Lsm(row) => {
+                row.touch();
+                Ok(row.state()?.get_or_insert_with(make))
             }
         }
-        self.get()
     }
 
-    fn clear(&mut self) {
-        self.table.remove(&self.at);
-        self.position = None;
+    /// The row's state without what expired (removed for good), to read; `None` if nothing is left.
+    fn live(&mut self) -> Result<Option<&mut S>, StateError> {
+        if let Some(ttl) = self.ttl() {
+            let now = self.now;
+            let Some(state) = self.peek()? else { return Ok(None) };
+            if state.expire(&ttl, now) {
+                self.clear()?;
+                return Ok(None);
+            }
+            // Expired parts of a list or map may have gone.
+            self.mark_changed();
+        }
+        self.peek()
+    }
+
+    fn clear(&mut self) -> Result<(), StateError> {
+        match &mut self.place {
+            Place::Heap { table, at, position } => {
+                table.remove(at);
+                *position = None;
+            }
+            Place::Lsm(row) => {
+                *row.state()? = None;
+                row.touch();
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes that the row's state was changed through [`peek`](Self::peek) or [`live`](Self::live).
+    #[inline]
+    fn mark_changed(&mut self) {
+        if let Place::Lsm(row) = &mut self.place {
+            row.touch();
+        }
+    }
+
+    /// Writes what changed back to the backend (a no-op on the heap, where changes are made in place).
+    #[inline]
+    fn commit(&mut self) -> Result<(), StateError> {
+        match &mut self.place {
+            Place::Heap { .. } => Ok(()),
+            Place::Lsm(row) => row.commit(),
+        }
     }
 }
 
@@ -247,12 +315,17 @@ impl<K: Key, N: Namespace, T: Data> ValueState<'_, K, N, T> {
     /// The value, if one was set (and has not expired).
     pub fn value(&mut self) -> Result<Option<T>, StateError> {
         let (touch, now) = (self.row.touches_on_read(), self.row.now);
-        Ok(self.row.live().map(|cell| {
+        let value = self.row.live()?.map(|cell| {
             if touch {
                 cell.stamp = now;
             }
             cell.value.clone()
-        }))
+        });
+        if touch {
+            self.row.mark_changed();
+        }
+        self.row.commit()?;
+        Ok(value)
     }
 
     /// Sets the value.
@@ -261,18 +334,18 @@ impl<K: Key, N: Namespace, T: Data> ValueState<'_, K, N, T> {
         let mut value = Some(value);
         let cell = self
             .row
-            .get_or_insert_with(|| Stamped { value: value.take().expect("make runs at most once"), stamp: now });
+            .get_or_insert_with(|| Stamped { value: value.take().expect("make runs at most once"), stamp: now })?;
         if let Some(value) = value {
             cell.value = value;
         }
         cell.stamp = now;
-        Ok(())
+        self.row.commit()
     }
 
     /// Removes the value.
     pub fn clear(&mut self) -> Result<(), StateError> {
-        self.row.clear();
-        Ok(())
+        self.row.clear()?;
+        self.row.commit()
     }
 }
 
@@ -332,7 +405,7 @@ impl<K: Key, N: Namespace, T: Data> ListState<'_, K, N, T> {
     /// The elements, in the order they were added (those not expired).
     pub fn get(&mut self) -> Result<Vec<T>, StateError> {
         let (touch, now) = (self.row.touches_on_read(), self.row.now);
-        Ok(match self.row.live() {
+        let values = match self.row.live()? {
             None => Vec::new(),
             Some(list) => list
                 .iter_mut()
@@ -343,7 +416,12 @@ impl<K: Key, N: Namespace, T: Data> ListState<'_, K, N, T> {
                     element.value.clone()
                 })
                 .collect(),
-        })
+        };
+        if touch {
+            self.row.mark_changed();
+        }
+        self.row.commit()?;
+        Ok(values)
     }
 
     /// Appends `value`.
@@ -356,9 +434,9 @@ impl<K: Key, N: Namespace, T: Data> ListState<'_, K, N, T> {
         let now = self.row.now;
         let mut values = values.into_iter().map(|value| Stamped { value, stamp: now }).peekable();
         if values.peek().is_some() {
-            self.row.get_or_insert_with(Vec::new).extend(values);
+            self.row.get_or_insert_with(Vec::new)?.extend(values);
         }
-        Ok(())
+        self.row.commit()
     }
 
     /// Replaces the list with `values`.
@@ -366,20 +444,20 @@ impl<K: Key, N: Namespace, T: Data> ListState<'_, K, N, T> {
         let now = self.row.now;
         let mut values = values.into_iter().map(|value| Stamped { value, stamp: now }).peekable();
         if values.peek().is_none() {
-            self.row.clear();
-            return Ok(());
+            self.row.clear()?;
+            return self.row.commit();
         }
         // Refill the list in place: its row and allocation stay.
-        let list = self.row.get_or_insert_with(Vec::new);
+        let list = self.row.get_or_insert_with(Vec::new)?;
         list.clear();
         list.extend(values);
-        Ok(())
+        self.row.commit()
     }
 
     /// Removes the list.
     pub fn clear(&mut self) -> Result<(), StateError> {
-        self.row.clear();
-        Ok(())
+        self.row.clear()?;
+        self.row.commit()
     }
 }
 
@@ -436,41 +514,49 @@ pub struct MapState<'a, K, N, UK, UV> {
 
 impl<K: Key, N: Namespace, UK: Key, UV: Data> MapState<'_, K, N, UK, UV> {
     /// The live entry of `user_key`: an expired one is removed (and the map with it, if emptied).
-    fn entry(&mut self, user_key: &UK) -> Option<&mut Stamped<UV>> {
+    fn entry(&mut self, user_key: &UK) -> Result<Option<&mut Stamped<UV>>, StateError> {
         let (ttl, now) = (self.row.ttl(), self.row.now);
         if let Some(ttl) = ttl {
-            let map = self.row.get()?;
+            let Some(map) = self.row.peek()? else { return Ok(None) };
             if map.get(user_key).is_some_and(|entry| ttl.expired(entry.stamp, now)) {
                 map.remove(user_key);
                 if map.is_empty() {
-                    self.row.clear();
+                    self.row.clear()?;
                 }
-                return None;
+                self.row.mark_changed();
+                return Ok(None);
             }
         }
         let touch = self.row.touches_on_read();
-        let entry = self.row.get()?.get_mut(user_key)?;
+        if touch {
+            self.row.mark_changed();
+        }
+        let Some(entry) = self.row.peek()?.and_then(|map| map.get_mut(user_key)) else { return Ok(None) };
         if touch {
             entry.stamp = now;
         }
-        Some(entry)
+        Ok(Some(entry))
     }
 
     /// The value of `user_key`, if any.
     pub fn get(&mut self, user_key: &UK) -> Result<Option<UV>, StateError> {
-        Ok(self.entry(user_key).map(|entry| entry.value.clone()))
+        let value = self.entry(user_key)?.map(|entry| entry.value.clone());
+        self.row.commit()?;
+        Ok(value)
     }
 
     /// True if `user_key` has a value.
     pub fn contains(&mut self, user_key: &UK) -> Result<bool, StateError> {
-        Ok(self.entry(user_key).is_some())
+        let found = self.entry(user_key)?.is_some();
+        self.row.commit()?;
+        Ok(found)
     }
 
     /// Sets the value of `user_key`.
     pub fn put(&mut self, user_key: UK, value: UV) -> Result<(), StateError> {
         let now = self.row.now;
-        self.row.get_or_insert_with(MapEntries::default).insert(user_key, Stamped { value, stamp: now });
-        Ok(())
+        self.row.get_or_insert_with(MapEntries::default)?.insert(user_key, Stamped { value, stamp: now });
+        self.row.commit()
     }
 
     /// Sets every entry of `entries`.
@@ -483,19 +569,21 @@ impl<K: Key, N: Namespace, UK: Key, UV: Data> MapState<'_, K, N, UK, UV> {
 
     /// Removes `user_key`; the map goes when its last entry does.
     pub fn remove(&mut self, user_key: &UK) -> Result<(), StateError> {
-        if let Some(map) = self.row.get() {
-            map.remove(user_key);
-            if map.is_empty() {
-                self.row.clear();
+        if let Some(map) = self.row.peek()? {
+            if map.remove(user_key).is_some() {
+                if map.is_empty() {
+                    self.row.clear()?;
+                }
+                self.row.mark_changed();
             }
         }
-        Ok(())
+        self.row.commit()
     }
 
     /// Every live entry.
     pub fn entries(&mut self) -> Result<Vec<(UK, UV)>, StateError> {
         let (touch, now) = (self.row.touches_on_read(), self.row.now);
-        Ok(match self.row.live() {
+        let entries = match self.row.live()? {
             None => Vec::new(),
             Some(map) => map
                 .iter_mut()
@@ -506,7 +594,12 @@ impl<K: Key, N: Namespace, UK: Key, UV: Data> MapState<'_, K, N, UK, UV> {
                     (user_key.clone(), entry.value.clone())
                 })
                 .collect(),
-        })
+        };
+        if touch {
+            self.row.mark_changed();
+        }
+        self.row.commit()?;
+        Ok(entries)
     }
 
     /// Every live user key.
@@ -521,13 +614,15 @@ impl<K: Key, N: Namespace, UK: Key, UV: Data> MapState<'_, K, N, UK, UV> {
 
     /// True if no entry is live.
     pub fn is_empty(&mut self) -> Result<bool, StateError> {
-        Ok(self.row.live().is_none())
+        let empty = self.row.live()?.is_none();
+        self.row.commit()?;
+        Ok(empty)
     }
 
     /// Removes every entry.
     pub fn clear(&mut self) -> Result<(), StateError> {
-        self.row.clear();
-        Ok(())
+        self.row.clear()?;
+        self.row.commit()
     }
 }
 
@@ -591,33 +686,39 @@ impl<K: Key, N: Namespace, T: Data, F: Fn(T, T) -> T> ReducingState<'_, K, N, T,
     /// The reduction of every value added (since the last `clear`), if any.
     pub fn get(&mut self) -> Result<Option<T>, StateError> {
         let (touch, now) = (self.row.touches_on_read(), self.row.now);
-        Ok(self.row.live().map(|cell| {
+        let value = self.row.live()?.map(|cell| {
             if touch {
                 cell.stamp = now;
             }
             cell.value.clone()
-        }))
+        });
+        if touch {
+            self.row.mark_changed();
+        }
+        self.row.commit()?;
+        Ok(value)
     }
 
     /// Folds `value` into the state.
     pub fn add(&mut self, value: T) -> Result<(), StateError> {
         let now = self.row.now;
-        match self.row.live() {
+        match self.row.live()? {
             Some(cell) => {
                 cell.value = (self.reduce)(cell.value.clone(), value);
                 cell.stamp = now;
+                self.row.mark_changed();
             }
             None => {
-                self.row.get_or_insert_with(|| Stamped { value, stamp: now });
+                self.row.get_or_insert_with(|| Stamped { value, stamp: now })?;
             }
         }
-        Ok(())
+        self.row.commit()
     }
 
     /// Removes the value.
     pub fn clear(&mut self) -> Result<(), StateError> {
-        self.row.clear();
-        Ok(())
+        self.row.clear()?;
+        self.row.commit()
     }
 }
 
@@ -699,31 +800,36 @@ where
     pub fn get(&mut self) -> Result<Option<OUT>, StateError> {
         let (touch, now) = (self.row.touches_on_read(), self.row.now);
         let function = self.function;
-        Ok(self.row.live().map(|cell| {
+        let result = self.row.live()?.map(|cell| {
             if touch {
                 cell.stamp = now;
             }
             function.get_result(&cell.value)
-        }))
+        });
+        if touch {
+            self.row.mark_changed();
+        }
+        self.row.commit()?;
+        Ok(result)
     }
 
     /// Adds `value` to the accumulator.
     pub fn add(&mut self, value: IN) -> Result<(), StateError> {
         let now = self.row.now;
         let function = self.function;
-        if self.row.live().is_none() {
-            self.row.get_or_insert_with(|| Stamped { value: function.create_accumulator(), stamp: now });
+        if self.row.live()?.is_none() {
+            self.row.get_or_insert_with(|| Stamped { value: function.create_accumulator(), stamp: now })?;
         }
-        if let Some(cell) = self.row.get() {
+        if let Some(cell) = self.row.get()? {
             function.add(value, &mut cell.value);
             cell.stamp = now;
         }
-        Ok(())
+        self.row.commit()
     }
 
     /// Removes the accumulator.
     pub fn clear(&mut self) -> Result<(), StateError> {
-        self.row.clear();
-        Ok(())
+        self.row.clear()?;
+        self.row.commit()
     }
 }

@@ -1,7 +1,7 @@
 //! Keyed state: key groups (the unit in which keys, and their state, move between shards), the
 //! per-key-group maps and timer queues operators keep, the keyed state primitives user functions
-//! declare (value, list, map, reducing, aggregating; with TTL), the heap backend that holds them, and
-//! the canonical snapshot format they are saved in.
+//! declare (value, list, map, reducing, aggregating; with TTL), the heap and LSM backends that hold
+//! them, and the canonical snapshot format they are saved in.
 
 pub mod aggregate;
 pub mod broadcast;
@@ -10,6 +10,7 @@ pub mod heap;
 pub mod key_group;
 pub mod keyed;
 pub mod keyed_map;
+pub mod lsm;
 pub mod operator;
 pub mod snapshot;
 pub mod timers;
@@ -24,6 +25,7 @@ pub use keyed::{
     ReducingState, ReducingStateDescriptor, StateDescriptor, StateScope, ValueState, ValueStateDescriptor,
 };
 pub use keyed_map::KeyGroupedMap;
+pub use lsm::StateBackend;
 pub use operator::{FunctionInitializationContext, FunctionSnapshotContext, OperatorListState};
 pub use snapshot::{KeyedSnapshot, StateError};
 pub use timers::{Timer, TimerQueue};

@@ -81,6 +81,14 @@ pub enum StateError {
         /// The snapshot's.
         found: usize,
     },
+    /// The LSM backend's store failed (an I/O error, a damaged file).
+    #[error("state '{state}': {source}")]
+    Store {
+        /// The state's name.
+        state: String,
+        /// The store's error, naming the file and offset.
+        source: crate::lsm::LsmError,
+    },
     /// A state was used in a way the backend cannot serve.
     #[error("state '{state}': {reason}")]
     Usage {

@@ -31,6 +31,10 @@ pub struct SstOptions {
     pub bloom_bits_per_key: usize,
     /// Data blocks are written once this many bytes are staged (rounded up to whole blocks).
     pub write_buffer_bytes: usize,
+    /// Sync each file and its directory before it is published (default `true`). A store whose
+    /// contents matter only while the process lives (the LSM state backend's, which checkpoints
+    /// make durable) turns it off: a crash then loses the store, never a file's checked contents.
+    pub sync: bool,
 }
 
 impl Default for SstOptions {
@@ -40,17 +44,34 @@ impl Default for SstOptions {
             restart_interval: RESTART_INTERVAL_DEFAULT,
             bloom_bits_per_key: BLOOM_BITS_PER_KEY_DEFAULT,
             write_buffer_bytes: 64 << 10,
+            sync: true,
         }
     }
 }
 
 impl SstOptions {
+    /// Checks the settings; the error says which one no SST can be written with.
+    pub fn check(&self) -> Result<(), String> {
+        if self.block_bytes_target < 64 {
+            return Err(format!("block_bytes_target {} is below 64", self.block_bytes_target));
+        }
+        if self.restart_interval < 1 {
+            return Err("restart_interval must be at least 1".into());
+        }
+        if !(1..=64).contains(&self.bloom_bits_per_key) {
+            return Err(format!("bloom_bits_per_key must be 1 to 64, not {}", self.bloom_bits_per_key));
+        }
+        if self.write_buffer_bytes < 1 {
+            return Err("write_buffer_bytes must be at least 1".into());
+        }
+        Ok(())
+    }
+
     /// Panics on settings no SST can be written with.
     fn validate(&self) {
-        assert!(self.block_bytes_target >= 64, "block_bytes_target {} is below 64", self.block_bytes_target);
-        assert!(self.restart_interval >= 1, "restart_interval must be at least 1");
-        assert!((1..=64).contains(&self.bloom_bits_per_key), "bloom_bits_per_key must be 1 to 64");
-        assert!(self.write_buffer_bytes >= 1, "write_buffer_bytes must be at least 1");
+        if let Err(reason) = self.check() {
+            panic!("{reason}");
+        }
     }
 }
 

@@ -158,10 +158,10 @@ impl SstWriter {
     pub async fn finish(mut self) -> Result<SstSummary> {
         assert!(self.n_entries > 0, "an SST holds at least one entry");
         let written = self.write_tail_and_sync().await;
-        let SstWriter { file, temp_path, path, .. } = self;
+        let SstWriter { file, temp_path, path, options, .. } = self;
         let closed = file.close().await.map_err(|error| LsmError::io(&temp_path, "close", error));
         let published = match (written, closed) {
-            (Ok(summary), Ok(())) => rename_into_place(&temp_path, &path).await.map(|()| summary),
+            (Ok(summary), Ok(())) => rename_into_place(&temp_path, &path, options.sync).await.map(|()| summary),
             (Err(error), _) | (Ok(_), Err(error)) => Err(error),
         };
         if published.is_err() {
@@ -196,7 +196,9 @@ impl SstWriter {
         self.staged.extend_from_slice(&footer.encode());
         self.write_staged().await?;
         assert_eq!(self.written_bytes, file_bytes);
-        self.file.fdatasync().await.map_err(|error| LsmError::io(&self.temp_path, "sync", error))?;
+        if self.options.sync {
+            self.file.fdatasync().await.map_err(|error| LsmError::io(&self.temp_path, "sync", error))?;
+        }
         Ok(SstSummary {
             path: self.path.clone(),
             n_entries: self.n_entries,
@@ -214,10 +216,11 @@ impl SstWriter {
     }
 }
 
-/// Renames the synced `temp_path` to `path` and syncs the directory, so that the rename survives a crash.
-async fn rename_into_place(temp_path: &Path, path: &Path) -> Result<()> {
+/// Renames the synced `temp_path` to `path` and (if `sync`) syncs the directory, so that the rename
+/// survives a crash.
+async fn rename_into_place(temp_path: &Path, path: &Path, sync: bool) -> Result<()> {
     glommio::io::rename(temp_path, path).await.map_err(|error| LsmError::io(path, "rename", error))?;
-    sync_directory(path).await
+    if sync { sync_directory(path).await } else { Ok(()) }
 }
 
 /// Syncs the directory holding `path`, so that a rename into it survives a crash.

@@ -4,6 +4,7 @@
 
 use std::rc::Rc;
 
+use super::super::YIELD_EVERY_ENTRIES;
 use super::super::entry::{Entry, Value};
 use super::super::error::{LsmError, Result};
 use super::super::sst::{SstReader, SstWriter};
@@ -120,6 +121,8 @@ impl LsmStore {
         written.map(|()| outputs)
     }
 
+    /// Merges the plan's inputs into outputs of about `sst_bytes_target` each, yielding to the
+    /// other tasks of its queue every `YIELD_EVERY_ENTRIES` entries.
     async fn merge_into(&self, plan: &Plan, outputs: &mut Vec<Rc<SstHandle>>) -> Result<()> {
         let mut sources = Vec::with_capacity(plan.inputs.len());
         for handle in &plan.inputs {
@@ -128,7 +131,10 @@ impl LsmStore {
         let mut merge = MergeIter::new(sources)?;
         let mut writer: Option<(SstWriter, u64)> = None;
         let mut written_bytes = 0u64;
-        loop {
+        for n_entries in 1u64.. {
+            if n_entries % YIELD_EVERY_ENTRIES == 0 {
+                futures_lite::future::yield_now().await;
+            }
             let entry = merge.next();
             let entry = match entry {
                 Ok(Some(entry)) => entry,

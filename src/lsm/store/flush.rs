@@ -15,18 +15,21 @@ impl LsmStore {
     /// each installed in the manifest before its memtable is dropped. Afterwards, everything written
     /// before the call survives a crash.
     pub async fn flush(&self) -> Result<()> {
-        {
-            let mut state = self.inner.state.borrow_mut();
-            if !state.memtable.is_empty() {
-                let memtable = std::mem::take(&mut state.memtable);
-                state.frozen.push_back(Rc::new(memtable));
-            }
-        }
+        self.freeze();
+        self.flush_frozen().await
+    }
+
+    /// Writes every memtable frozen before the call as an L0 SST, oldest first (the memtable stays as
+    /// it is; memtables frozen meanwhile wait for the next call).
+    pub async fn flush_frozen(&self) -> Result<()> {
+        let mut n_frozen = self.inner.state.borrow().frozen.len();
         let _permit = self.inner.flush_lock.acquire_permit(1).await.expect("the flush lock is never closed");
-        loop {
+        while n_frozen > 0 {
             let Some(memtable) = self.inner.state.borrow().frozen.front().cloned() else { return Ok(()) };
             self.flush_memtable(memtable).await?;
+            n_frozen -= 1;
         }
+        Ok(())
     }
 
     /// Writes the oldest frozen memtable as an L0 SST and installs it.
@@ -80,7 +83,7 @@ impl LsmStore {
             let manifest = version.to_manifest(state.next_file_number);
             (version, manifest)
         };
-        write_manifest(&self.inner.dir, &manifest, &self.inner.faults).await?;
+        write_manifest(&self.inner.dir, &manifest, &self.inner.faults, self.inner.options.sst.sync).await?;
         let mut state = self.inner.state.borrow_mut();
         state.version = Rc::new(version);
         installed(&mut state);

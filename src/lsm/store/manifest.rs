@@ -177,22 +177,29 @@ async fn read_all(file: &BufferedFile, path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Writes `manifest` as `dir/MANIFEST.tmp`, syncs it, renames it over `dir/MANIFEST` and syncs `dir`.
-pub(crate) async fn write_manifest(dir: &Path, manifest: &Manifest, faults: &Faults) -> Result<()> {
+/// (Without `sync`, nothing is synced: see `SstOptions::sync`.)
+pub(crate) async fn write_manifest(dir: &Path, manifest: &Manifest, faults: &Faults, sync: bool) -> Result<()> {
     let bytes = manifest.encode();
     let temp_path = dir.join(MANIFEST_TEMP_FILE_NAME);
     let decoded = Manifest::decode(&bytes, &temp_path);
     assert!(decoded.as_ref().is_ok_and(|decoded| decoded == manifest), "the manifest round-trips: {decoded:?}");
     let file = BufferedFile::create(&temp_path).await.map_err(|error| LsmError::io(&temp_path, "create", error))?;
-    let written = write_and_sync(&file, &temp_path, bytes, faults).await;
+    let written = write_and_sync(&file, &temp_path, bytes, faults, sync).await;
     let closed = file.close().await.map_err(|error| LsmError::io(&temp_path, "close", error));
     written.and(closed)?;
     let path: PathBuf = dir.join(MANIFEST_FILE_NAME);
     faults.check(&path, "rename the manifest")?;
     glommio::io::rename(&temp_path, &path).await.map_err(|error| LsmError::io(&path, "rename", error))?;
-    super::super::sst::sync_directory(&path).await
+    if sync { super::super::sst::sync_directory(&path).await } else { Ok(()) }
 }
 
-async fn write_and_sync(file: &BufferedFile, path: &Path, mut bytes: Vec<u8>, faults: &Faults) -> Result<()> {
+async fn write_and_sync(
+    file: &BufferedFile,
+    path: &Path,
+    mut bytes: Vec<u8>,
+    faults: &Faults,
+    sync: bool,
+) -> Result<()> {
     let n_bytes = bytes.len();
     if let Err(error) = faults.check(path, "write the manifest") {
         // A torn write: the first half reaches the disk, the process dies.
@@ -205,5 +212,5 @@ async fn write_and_sync(file: &BufferedFile, path: &Path, mut bytes: Vec<u8>, fa
         let error = std::io::Error::new(std::io::ErrorKind::WriteZero, format!("wrote {n_written} of {n_bytes} bytes"));
         return Err(LsmError::io(path, "write", error));
     }
-    file.fdatasync().await.map_err(|error| LsmError::io(path, "sync", error))
+    if sync { file.fdatasync().await.map_err(|error| LsmError::io(path, "sync", error)) } else { Ok(()) }
 }

@@ -31,7 +31,7 @@ impl LsmStore {
             Some(manifest) => manifest,
             None => {
                 let manifest = Manifest { next_file_number: 1, files: Vec::new() };
-                write_manifest(&dir, &manifest, &faults).await?;
+                write_manifest(&dir, &manifest, &faults, options.sst.sync).await?;
                 manifest
             }
         };

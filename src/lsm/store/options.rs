@@ -51,12 +51,23 @@ impl LsmOptions {
         self.l1_bytes_max.saturating_mul(self.level_size_factor.saturating_pow(exponent))
     }
 
+    /// Checks the settings; the error says which one no store can run with.
+    pub fn check(&self) -> Result<(), String> {
+        let at_least = |name: &str, value: u64, min: u64| {
+            if value < min { Err(format!("{name} must be at least {min}, not {value}")) } else { Ok(()) }
+        };
+        at_least("memtable_bytes_max", self.memtable_bytes_max as u64, 1)?;
+        at_least("sst_bytes_target", self.sst_bytes_target, 1)?;
+        at_least("l0_files_max", self.l0_files_max as u64, 1)?;
+        at_least("l1_bytes_max", self.l1_bytes_max, 1)?;
+        at_least("level_size_factor", self.level_size_factor, 2)?;
+        self.sst.check()
+    }
+
     /// Panics on settings no store can run with.
     pub(crate) fn validate(&self) {
-        assert!(self.memtable_bytes_max >= 1, "memtable_bytes_max must be at least 1");
-        assert!(self.sst_bytes_target >= 1, "sst_bytes_target must be at least 1");
-        assert!(self.l0_files_max >= 1, "l0_files_max must be at least 1");
-        assert!(self.l1_bytes_max >= 1, "l1_bytes_max must be at least 1");
-        assert!(self.level_size_factor >= 2, "level_size_factor must be at least 2");
+        if let Err(reason) = self.check() {
+            panic!("{reason}");
+        }
     }
 }

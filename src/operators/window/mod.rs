@@ -424,7 +424,8 @@ where
             function,
             timers: KeyedTimers::new(env, core.id, key_groups),
             slots: Slots::new(key_groups),
-            state: KeyedStateBackend::new(env.max_parallelism, key_groups, env.clock.clone()),
+            state: KeyedStateBackend::new(env.max_parallelism, key_groups, env.clock.clone())
+                .in_store(env.state_store.clone()),
             merging: KeyGroupedMap::new(env.max_parallelism, key_groups),
             windows: Vec::new(),
             actions: Vec::new(),
