@@ -19,7 +19,8 @@
 //! The same jobs on Flink: `benches/flink/run.sh KeyedStateBench EVENTS PARALLELISM KEYS OP`;
 //! `benches/compare_flink_state.sh OP RILL_EVENTS FLINK_EVENTS RUNS KEYS` runs both.
 //!
-//! `cargo bench --bench keyed_state -- op=value events=2e7 keys=10000 runs=3`
+//! `cargo bench --bench keyed_state -- op=value events=2e7 keys=10000 runs=3`; with
+//! `STATE_BACKEND=lsm` in the environment the state is in the LSM backend instead.
 
 #![allow(clippy::disallowed_methods)] // a benchmark measures real time
 
@@ -215,7 +216,17 @@ fn reset_peak_rss() {
 
 fn rill_run(op: Op, shards: usize, events: u64, keys: u64, buffer_timeout: Duration) -> Run {
     reset_peak_rss();
-    let env = StreamEnv::builder().cores(shards).buffer_timeout(buffer_timeout).build().expect("bench environment");
+    // `STATE_BACKEND=lsm` keeps the state in the shards' LSM stores instead of on the heap.
+    let backend = match std::env::var("STATE_BACKEND").as_deref() {
+        Ok("lsm") => rill::state::StateBackend::lsm(),
+        _ => rill::state::StateBackend::Heap,
+    };
+    let env = StreamEnv::builder()
+        .cores(shards)
+        .buffer_timeout(buffer_timeout)
+        .state_backend(backend)
+        .build()
+        .expect("bench environment");
     let tally = Tally::default();
     job(&env, Generator::bounded(events), op, keys, &tally).name("state").add_sink(DiscardingSink).name("sink");
     let result = env.execute().expect("bench job");
