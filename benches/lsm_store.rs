@@ -297,6 +297,14 @@ fn rss_anon_mib() -> f64 {
     kib.map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
+/// Major page faults of the process so far (a read of a memory-mapped SST page that was not in the
+/// page cache: the executor's thread waits for the disk).
+fn major_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): state is field 3, majflt field 12.
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(9)?.parse().ok()).unwrap_or(0)
+}
+
 fn sst_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .expect("read the store's directory")
@@ -331,6 +339,7 @@ async fn run_once(args: &Args, dir: &Path, seed: u64) -> Figures {
         |queue| executor.task_queue_stats(queue).map_or(f64::NAN, |stats| stats.runtime().as_secs_f64());
     queue_runtime(data_queue); // (taking the stats resets them)
     queue_runtime(compaction_queue);
+    let faults_before = major_faults();
     let start = Instant::now();
     let mut flushes = 0;
     let mut l0_max = 0;
@@ -361,6 +370,7 @@ async fn run_once(args: &Args, dir: &Path, seed: u64) -> Figures {
         (counters.flush_bytes_written + counters.compaction_bytes_written) as f64 / counters.user_bytes_written as f64;
     let space_amp = sst_bytes(dir) as f64 / args.logical_bytes() as f64;
     let levels = store.files_per_level();
+    let fill_faults = major_faults() - faults_before;
     rss = rss.max(rss_anon_mib());
 
     // Read every SST once, so that the gets and scans find them in the OS page cache (SSTs are
@@ -416,6 +426,7 @@ async fn run_once(args: &Args, dir: &Path, seed: u64) -> Figures {
         ((args.memtable_mb as u64) << 20) / (8 + args.value_bytes as u64 + MEMTABLE_ENTRY_OVERHEAD_BYTES);
     let burst_keys = l0_files_max as u64 * memtable_keys;
     let (mut busy_response, mut busy_service) = (new_histogram(), new_histogram());
+    let faults_before = major_faults();
     let mut measured = Duration::ZERO;
     let mut cycles = 0;
     while measured < latency && cycles < LATENCY_CYCLES_MAX {
@@ -435,11 +446,13 @@ async fn run_once(args: &Args, dir: &Path, seed: u64) -> Figures {
         cycles += 1;
         compactor.settle().await;
     }
+    let busy_faults = major_faults() - faults_before;
     rss = rss.max(rss_anon_mib());
     println!(
         "   run: files per level after the fill {levels:?}; compactions: {fill_compactions} in the fill, {} in \
          settling; in the fill's {fill_secs:.2} s the writer's queue ran {fill_data_secs:.2} s, the compaction \
-         queue {fill_compaction_secs:.2} s; latency: {} gets idle, {} gets in {cycles} compaction cycles ({:.2} s)",
+         queue {fill_compaction_secs:.2} s; latency: {} gets idle, {} gets in {cycles} compaction cycles ({:.2} s); \
+         major page faults: {fill_faults} in the fill and settling, {busy_faults} in the compaction cycles",
         counters.n_compactions - fill_compactions,
         idle_response.len(),
         busy_response.len(),
