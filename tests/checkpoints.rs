@@ -9,6 +9,8 @@ use rill::checkpoint::{CheckpointConfig, CheckpointingMode, RestartStrategy};
 use rill::prelude::*;
 use rill::state::FunctionSnapshotContext;
 
+mod support;
+
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("rill-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -228,27 +230,10 @@ fn a_damaged_checkpoint_is_an_error_naming_the_file_and_the_previous_one_is_used
 #[test]
 fn a_job_rescaled_one_two_four_one_through_savepoints_gives_exact_results() {
     let root = temp_dir("rescale-chain");
-    let mut restore: Option<std::path::PathBuf> = None;
-    let mut seen = 0usize;
-    for (stage, cores) in [1usize, 2, 4].into_iter().enumerate() {
-        let mut builder = StreamEnv::builder().cores(cores).pinned(false).checkpointing(
-            CheckpointConfig::every(Duration::from_secs(3600)).directory(root.join(format!("chk-{stage}"))),
-        );
-        if let Some(path) = &restore {
-            builder = builder.restore_from(path);
-        }
-        let env = builder.build().unwrap();
-        let out = counting_job(&env, "counts", 30_000, 20_000.0);
-        let job = env.execute_async().unwrap();
-        while out.len() < 1_500 {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let savepoint = root.join(format!("sp-{stage}"));
-        job.stop_with_savepoint(&savepoint, Duration::from_secs(30)).unwrap();
-        seen += out.len();
-        restore = Some(savepoint);
-    }
-    let env = StreamEnv::builder().cores(1).restore_from(restore.unwrap()).build().unwrap();
+    let stages = [1usize, 2, 4].map(|cores| StreamEnv::builder().cores(cores).pinned(false));
+    let (restore, seen) =
+        support::savepoint_chain(&root, stages, 1_500, |env| counting_job(env, "counts", 30_000, 20_000.0));
+    let env = StreamEnv::builder().cores(1).restore_from(restore).build().unwrap();
     let out = counting_job(&env, "counts", 30_000, 1e9);
     env.execute().unwrap();
     let last = last_per_key(out.take());

@@ -10,6 +10,8 @@ use std::time::Duration;
 use rill::checkpoint::{CheckpointConfig, RestartStrategy};
 use rill::lsm::LsmOptions;
 use rill::prelude::*;
+mod support;
+
 use rill::state::{
     ListStateDescriptor, MapStateDescriptor, ReducingStateDescriptor, StateBackend, ValueStateDescriptor,
 };
@@ -200,33 +202,12 @@ fn counting_job(env: &StreamEnv, count: u64, rate: f64) -> CollectHandle<(u64, u
 #[test]
 fn savepoints_move_between_the_heap_and_lsm_backends_and_shard_counts() {
     let root = temp_dir("backends");
-    let mut restore: Option<std::path::PathBuf> = None;
-    let mut seen = 0usize;
-    let stages = [(1usize, tiny_lsm()), (2, StateBackend::Heap), (2, tiny_lsm()), (1, tiny_lsm())];
-    for (stage, (cores, backend)) in stages.into_iter().enumerate() {
-        let mut builder = StreamEnv::builder()
-            .cores(cores)
-            .pinned(false)
-            .data_dir(root.join("data"))
-            .state_backend(backend)
-            .checkpointing(
-                CheckpointConfig::every(Duration::from_secs(3600)).directory(root.join(format!("chk-{stage}"))),
-            );
-        if let Some(path) = &restore {
-            builder = builder.restore_from(path);
-        }
-        let env = builder.build().unwrap();
-        let out = counting_job(&env, 30_000, 20_000.0);
-        let job = env.execute_async().unwrap();
-        while out.len() < 1_500 {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let savepoint = root.join(format!("sp-{stage}"));
-        job.stop_with_savepoint(&savepoint, Duration::from_secs(30)).unwrap();
-        seen += out.len();
-        restore = Some(savepoint);
-    }
-    let env = StreamEnv::builder().cores(2).pinned(false).restore_from(restore.unwrap()).build().unwrap();
+    let stages =
+        [(1usize, tiny_lsm()), (2, StateBackend::Heap), (2, tiny_lsm()), (1, tiny_lsm())].map(|(cores, backend)| {
+            StreamEnv::builder().cores(cores).pinned(false).data_dir(root.join("data")).state_backend(backend)
+        });
+    let (restore, seen) = support::savepoint_chain(&root, stages, 1_500, |env| counting_job(env, 30_000, 20_000.0));
+    let env = StreamEnv::builder().cores(2).pinned(false).restore_from(restore).build().unwrap();
     let out = counting_job(&env, 30_000, 1e9);
     env.execute().unwrap();
     let mut last = HashMap::new();

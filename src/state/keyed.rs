@@ -141,22 +141,15 @@ impl<K: Key, N: Namespace, S: Stored + Clone> Bound<'_, K, N, S> {
     }
 
     /// The row's state, if it exists (expired parts included), to read: a change made through it
-    /// must be followed by [`changed`](Self::changed).
+    /// must be followed by [`mark_changed`](Self::mark_changed).
     #[inline]
     fn peek(&mut self) -> Result<Option<&mut S>, StateError> {
         match &mut self.place {
             Place::Heap { table, at, position } => {
-                let found = match *position {
-                    Some(found) => found,
-                    None => match table.position(at) {
-                        Some(found) => {
-                            *position = Some(found);
-                            found
-                        }
-                        None => return Ok(None),
-                    },
-                };
-                Ok(Some(table.at_position(at, found)))
+                if position.is_none() {
+                    *position = table.position(at);
+                }
+                Ok(position.map(|found| table.at_position(at, found)))
             }
             Place::Lsm(row) => Ok(row.state()?.as_mut()),
         }
@@ -174,14 +167,7 @@ impl<K: Key, N: Namespace, S: Stored + Clone> Bound<'_, K, N, S> {
     fn get_or_insert_with(&mut self, make: impl FnOnce() -> S) -> Result<&mut S, StateError> {
         match &mut self.place {
             Place::Heap { table, at, position } => {
-                let found = match *position {
-                    Some(found) => found,
-                    None => {
-                        let found = table.position_or_insert_with(at, make);
-                        *position = Some(found);
-                        found
-                    }
-                };
+                let found = *position.get_or_insert_with(|| table.position_or_insert_with(at, make));
                 Ok(table.at_position(at, found))
             }
             Place::Lsm(row) => {

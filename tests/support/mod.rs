@@ -34,3 +34,37 @@ pub fn env_with(shards: usize) -> StreamEnv {
     let builder = if shards > 2 { builder.pinned(false) } else { builder };
     builder.build().expect("a valid environment")
 }
+
+/// Runs `job` once per builder of `stages`, each stopped with a savepoint under `root` once it
+/// emitted `records` records and restored by the next (the first starts fresh). Each stage
+/// checkpoints into its own directory under `root`. Returns the last savepoint and how many records
+/// the stages emitted in all.
+pub fn savepoint_chain<T>(
+    root: &std::path::Path,
+    stages: impl IntoIterator<Item = rill::StreamEnvBuilder>,
+    records: usize,
+    job: impl Fn(&StreamEnv) -> CollectHandle<T>,
+) -> (std::path::PathBuf, usize) {
+    let mut restore: Option<std::path::PathBuf> = None;
+    let mut seen = 0;
+    for (stage, builder) in stages.into_iter().enumerate() {
+        let mut builder = builder.checkpointing(
+            rill::checkpoint::CheckpointConfig::every(Duration::from_secs(3600))
+                .directory(root.join(format!("chk-{stage}"))),
+        );
+        if let Some(path) = &restore {
+            builder = builder.restore_from(path);
+        }
+        let env = builder.build().expect("a valid environment");
+        let out = job(&env);
+        let running = env.execute_async().expect("the stage starts");
+        while out.len() < records {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let savepoint = root.join(format!("sp-{stage}"));
+        running.stop_with_savepoint(&savepoint, Duration::from_secs(30)).expect("a savepoint");
+        seen += out.len();
+        restore = Some(savepoint);
+    }
+    (restore.expect("at least one stage"), seen)
+}

@@ -161,13 +161,7 @@ impl LsmStore {
     }
 
     async fn write(&self, key: &[u8], value: Value) -> Result<()> {
-        let full = {
-            let mut state = self.inner.state.borrow_mut();
-            state.counters.user_bytes_written += (key.len() + value.bytes().len()) as u64;
-            state.memtable.insert(key, value);
-            state.memtable.approximate_bytes() >= self.inner.options.memtable_bytes_max
-        };
-        if !full {
+        if !self.insert(key, value) {
             return Ok(());
         }
         self.flush().await?;
@@ -181,14 +175,8 @@ impl LsmStore {
     /// The value stored under `key`, if any. Synchronous: SST blocks are read through the page
     /// cache (see `SstReader`).
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let version = {
-            let state = self.inner.state.borrow();
-            if let Some(value) = state.in_memory().find_map(|memtable| memtable.get(key)) {
-                return Ok(live_bytes(value.clone()));
-            }
-            Rc::clone(&state.version)
-        };
-        Ok(version.get(key)?.and_then(|entry| live_bytes(entry.value)))
+        let state = self.inner.state.borrow();
+        get_from(state.in_memory(), &state.version, key)
     }
 
     /// Up to `limit` (at least 1) live entries with keys from `start` (inclusive) to `end` (exclusive;
@@ -197,8 +185,7 @@ impl LsmStore {
     /// go on.
     pub fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<ScanPage> {
         let state = self.inner.state.borrow();
-        let version = Rc::clone(&state.version);
-        scan_sources(state.in_memory(), &version, start, end, limit)
+        scan_sources(state.in_memory(), &state.version, start, end, limit)
     }
 
     /// Up to `limit` live entries whose keys start with `prefix`; go on with
@@ -211,7 +198,11 @@ impl LsmStore {
     /// true once the memtable is full: the caller should [`freeze`](Self::freeze) it and have it
     /// flushed ([`flush`](Self::flush), in a background task).
     pub fn write_now(&self, key: &[u8], value: Option<&[u8]>) -> bool {
-        let value = value.map_or(Value::Delete, |bytes| Value::Put(bytes.to_vec()));
+        self.insert(key, value.map_or(Value::Delete, |bytes| Value::Put(bytes.to_vec())))
+    }
+
+    /// Inserts into the memtable; true once it is full.
+    fn insert(&self, key: &[u8], value: Value) -> bool {
         let mut state = self.inner.state.borrow_mut();
         state.counters.user_bytes_written += (key.len() + value.bytes().len()) as u64;
         state.memtable.insert(key, value);
@@ -324,10 +315,7 @@ impl StoreView {
 
     /// As [`LsmStore::get`], over the view.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(value) = self.memtables.iter().find_map(|memtable| memtable.get(key)) {
-            return Ok(live_bytes(value.clone()));
-        }
-        Ok(self.version.get(key)?.and_then(|entry| live_bytes(entry.value)))
+        get_from(self.memtables.iter().map(|memtable| &**memtable), &self.version, key)
     }
 }
 
@@ -336,6 +324,18 @@ impl State {
     fn in_memory(&self) -> impl Iterator<Item = &Memtable> {
         std::iter::once(&self.memtable).chain(self.frozen.iter().rev().map(|rc| &**rc))
     }
+}
+
+/// The live value of `key` in `in_memory` (newest first), else in `version`'s files.
+fn get_from<'a>(
+    mut in_memory: impl Iterator<Item = &'a Memtable>,
+    version: &Version,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>> {
+    if let Some(value) = in_memory.find_map(|memtable| memtable.get(key)) {
+        return Ok(live_bytes(value.clone()));
+    }
+    Ok(version.get(key)?.and_then(|entry| live_bytes(entry.value)))
 }
 
 /// A scan page over `in_memory` (newest first) and then `version`'s files.
