@@ -82,6 +82,12 @@ pub struct JobHandle {
 }
 
 /// A job id for directory names: the job clock's time, the process and a count of jobs in it.
+/// The id new checkpoints continue after: past the restored checkpoint and past anything already in
+/// the checkpoint directory.
+fn last_checkpoint_id(root: Option<&std::path::Path>, restore: Option<&CompletedCheckpoint>) -> u64 {
+    root.map_or(0, highest_checkpoint_id).max(restore.map_or(0, |c| c.id))
+}
+
 fn job_id(config: &JobConfig) -> String {
     static JOBS: AtomicU32 = AtomicU32::new(0);
     let n = JOBS.fetch_add(1, Ordering::Relaxed);
@@ -104,8 +110,7 @@ impl JobHandle {
         let metrics = MetricRegistry::new();
         // Ids continue after the restored checkpoint and after anything already in the directory,
         // so that no checkpoint of this job lands on another's.
-        let last_id =
-            restore.as_ref().map_or(0, |c| c.id).max(checkpoint_root.as_deref().map_or(0, highest_checkpoint_id));
+        let last_id = last_checkpoint_id(checkpoint_root.as_deref(), restore.as_ref());
         let first = launch(
             &mut graph,
             &config,
@@ -370,7 +375,7 @@ fn supervise(
         let root = control.checkpoint_root.as_deref();
         let newest = root.and_then(|root| latest_checkpoint_since(root, control.first_checkpoint_id).0);
         let restore = newest.as_ref().or(initial.as_ref());
-        let last_id = root.map_or(0, highest_checkpoint_id).max(restore.map_or(0, |c| c.id));
+        let last_id = last_checkpoint_id(root, restore);
         attempt = launch(
             &mut graph,
             &config,

@@ -403,22 +403,17 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: Shard
     let store_tasks: Vec<glommio::Task<()>> = state_store
         .iter()
         .flat_map(|store| {
-            let fail = move |signal: &JobSignal, error: crate::lsm::LsmError| {
-                signal.fail(JobError::ShardCrashed { shard, reason: format!("state store: {error}") })
-            };
-            let (flusher, signal) = (store.clone(), job.signal.clone());
-            let flushes = glommio::spawn_local(async move {
-                if let Err(error) = flusher.run_flushes().await {
-                    fail(&signal, error);
-                }
-            });
-            let (compactor, signal) = (store.clone(), job.signal.clone());
-            let compactions = glommio::spawn_local(async move {
-                if let Err(error) = compactor.run_compactions().await {
-                    fail(&signal, error);
-                }
-            });
-            [flushes, compactions]
+            type StoreWork = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), crate::lsm::LsmError>>>>;
+            let work: [StoreWork; 2] =
+                [Box::pin(store.clone().run_flushes()), Box::pin(store.clone().run_compactions())];
+            work.map(|work| {
+                let signal = job.signal.clone();
+                glommio::spawn_local(async move {
+                    if let Err(error) = work.await {
+                        signal.fail(JobError::ShardCrashed { shard, reason: format!("state store: {error}") });
+                    }
+                })
+            })
         })
         .collect();
     let env = Rc::new(ShardEnv {

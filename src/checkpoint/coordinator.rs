@@ -58,6 +58,22 @@ pub(crate) struct AckTiming {
     pub async_ns: u64,
 }
 
+impl AckTiming {
+    /// The timing of a synchronous snapshot that began at `barrier_at_ns` and ends now.
+    pub fn sync_since(barrier_at_ns: u64) -> AckTiming {
+        AckTiming { barrier_at_ns, sync_ns: crate::time::clock::monotonic_ns() - barrier_at_ns, async_ns: 0 }
+    }
+
+    /// Each part's slowest of the two.
+    fn max(self, other: AckTiming) -> AckTiming {
+        AckTiming {
+            barrier_at_ns: self.barrier_at_ns.max(other.barrier_at_ns),
+            sync_ns: self.sync_ns.max(other.sync_ns),
+            async_ns: self.async_ns.max(other.async_ns),
+        }
+    }
+}
+
 struct Inner {
     tasks: HashSet<TaskId>,
     registered_shards: usize,
@@ -256,10 +272,7 @@ impl Coordinator {
             match snapshot {
                 Ok(snapshot) => {
                     pending.acks.insert(task, snapshot);
-                    let slowest = &mut pending.slowest;
-                    slowest.barrier_at_ns = slowest.barrier_at_ns.max(timing.barrier_at_ns);
-                    slowest.sync_ns = slowest.sync_ns.max(timing.sync_ns);
-                    slowest.async_ns = slowest.async_ns.max(timing.async_ns);
+                    pending.slowest = pending.slowest.max(timing);
                 }
                 Err(reason) => {
                     pending.declined.get_or_insert(reason);

@@ -256,24 +256,15 @@ impl<T> TransactionalFileSink<T> {
     /// Deletes the in-progress files of the transactions that `txn`'s instance and attempt began after
     /// it (a higher sequence number).
     fn delete_begun_after(&mut self, txn: &FileTransaction) -> Result<(), BoxError> {
-        let Some((writer, seq)) = txn.name.rsplit_once('-') else { return Ok(()) };
-        let Ok(seq) = seq.parse::<u64>() else { return Ok(()) };
-        let listing = std::fs::read_dir(&self.dir).map_err(|e| format!("cannot list {}: {e}", self.dir.display()))?;
-        for entry in listing {
-            let entry = entry.map_err(|e| format!("cannot list {}: {e}", self.dir.display()))?;
-            let name = entry.file_name();
+        let Some((writer, seq)) = writer_and_seq(&txn.name) else { return Ok(()) };
+        let cannot_list = |e: std::io::Error| format!("cannot list {}: {e}", self.dir.display());
+        for entry in std::fs::read_dir(&self.dir).map_err(cannot_list)? {
+            let name = entry.map_err(cannot_list)?.file_name();
             let Some(hidden) = name.to_str().and_then(|n| n.strip_prefix('.')?.strip_suffix(".inprogress")) else {
                 continue;
             };
-            let later =
-                hidden.rsplit_once('-').is_some_and(|(w, s)| w == writer && s.parse::<u64>().is_ok_and(|s| s > seq));
-            if later {
-                let path = entry.path();
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(error) => return Err(format!("cannot delete {}: {error}", path.display()).into()),
-                }
+            if writer_and_seq(hidden).is_some_and(|(w, s)| w == writer && s > seq) {
+                remove_if_present(&self.dir.join(&name))?;
             }
         }
         Ok(())
@@ -283,12 +274,22 @@ impl<T> TransactionalFileSink<T> {
     fn delete(&mut self, txn: &FileTransaction) -> Result<(), BoxError> {
         // Dropping the writer may flush into the file about to go; that is harmless.
         self.writer.take_if(|open| open.name == txn.name);
-        let path = self.in_progress_path(txn);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(format!("cannot delete {}: {error}", path.display()).into()),
-        }
+        remove_if_present(&self.in_progress_path(txn))
+    }
+}
+
+/// A transaction's name split into its writer (instance and attempt) and sequence number.
+fn writer_and_seq(name: &str) -> Option<(&str, u64)> {
+    let (writer, seq) = name.rsplit_once('-')?;
+    Some((writer, seq.parse().ok()?))
+}
+
+/// Deletes `path`; a missing file was deleted already.
+fn remove_if_present(path: &std::path::Path) -> Result<(), BoxError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(format!("cannot delete {}: {error}", path.display()).into()),
     }
 }
 

@@ -158,11 +158,16 @@ impl ShardCheckpoints {
     /// Finishes `job` (its encoding succeeded so far if `outcome` is `Ok`) and acknowledges it.
     fn send(&self, mut job: InFlight, outcome: Result<(), String>) {
         let snapshot = outcome.and_then(|()| job.pending.finish().map_err(|e| e.to_string()));
-        let snapshot = snapshot.map_err(|e| format!("operator '{}' could not snapshot its state: {e}", job.operator));
+        let snapshot = snapshot.map_err(|e| declined(&job.operator, e));
         let sync_end = job.timing.barrier_at_ns + job.timing.sync_ns;
         job.timing.async_ns = monotonic_ns().saturating_sub(sync_end);
         self.coordinator.acknowledge(job.task, job.checkpoint_id, snapshot, job.timing);
     }
+}
+
+/// Why `operator` declines a checkpoint: its snapshot failed with `error`.
+fn declined(operator: &str, error: impl std::fmt::Display) -> String {
+    format!("operator '{operator}' could not snapshot its state: {error}")
 }
 
 /// The tap of one operator instance, shared by its ports.
@@ -188,14 +193,14 @@ impl TapCore {
 
     fn snapshot_state(&self, id: u64) -> Result<crate::state::snapshot::OperatorSnapshot, String> {
         let result = self.lifecycle.borrow_mut().snapshot_state(id);
-        result.map_err(|e| format!("operator '{}' could not snapshot its state: {}", self.name, e.source))
+        result.map_err(|e| declined(&self.name, e.source))
     }
 
     /// Takes the synchronous part of the operator's snapshot of checkpoint `id` and hands it on.
     fn snapshot_async(&self, id: u64) {
         let barrier_at_ns = monotonic_ns();
         let result = self.lifecycle.borrow_mut().snapshot_state_async(id);
-        let timing = AckTiming { barrier_at_ns, sync_ns: monotonic_ns() - barrier_at_ns, async_ns: 0 };
+        let timing = AckTiming::sync_since(barrier_at_ns);
         match result {
             Ok(pending) => self.shard.acknowledge(InFlight {
                 task: self.task,
@@ -204,10 +209,7 @@ impl TapCore {
                 pending,
                 timing,
             }),
-            Err(e) => {
-                let declined = format!("operator '{}' could not snapshot its state: {}", self.name, e.source);
-                self.shard.coordinator.acknowledge(self.task, id, Err(declined), timing);
-            }
+            Err(e) => self.shard.coordinator.acknowledge(self.task, id, Err(declined(&self.name, e.source)), timing),
         }
     }
 

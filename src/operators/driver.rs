@@ -175,7 +175,7 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
         let source = &mut self.source;
         let barrier_at_ns = monotonic_ns();
         let snapshot = guarded(env, || self.core.snapshot_function(id, |ctx| source.snapshot_state(ctx)));
-        let timing = AckTiming { barrier_at_ns, sync_ns: monotonic_ns() - barrier_at_ns, async_ns: 0 };
+        let timing = AckTiming::sync_since(barrier_at_ns);
         let task = (self.core.id, env.shard as u32);
         match snapshot {
             Ok(snapshot) => checkpoints.coordinator.acknowledge(task, id, Ok(snapshot), timing),
