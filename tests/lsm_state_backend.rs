@@ -13,7 +13,8 @@ use rill::prelude::*;
 mod support;
 
 use rill::state::{
-    ListStateDescriptor, MapStateDescriptor, ReducingStateDescriptor, StateBackend, ValueStateDescriptor,
+    ListStateDescriptor, LsmBackendOptions, MapStateDescriptor, ReducingStateDescriptor, StateBackend,
+    ValueStateDescriptor,
 };
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -22,16 +23,18 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// Limits small enough that a test's few megabytes of writes flush many memtables and compact.
-fn tiny_lsm() -> StateBackend {
-    StateBackend::Lsm(LsmOptions {
+/// Limits small enough that a test's few megabytes of writes flush many memtables and compact, with
+/// `cached_rows` rows of each state cached (few enough that rows leave the cache all the time).
+fn tiny_lsm(cached_rows: usize) -> StateBackend {
+    let store = LsmOptions {
         memtable_bytes_max: 32 << 10,
         sst_bytes_target: 16 << 10,
         l0_files_max: 2,
         l1_bytes_max: 64 << 10,
         level_size_factor: 4,
         ..LsmOptions::default()
-    })
+    };
+    StateBackend::Lsm(LsmBackendOptions { store, cached_rows })
 }
 
 /// Per key: a count, the last three values, how often each residue mod 5 was seen, the maximum, and
@@ -156,17 +159,20 @@ fn run(
 #[test]
 fn every_primitive_gives_the_same_results_on_the_lsm_backend_as_on_the_heap() {
     let (heap, _) = run(StateBackend::Heap, 2, 30_000, 500, 0, "heap");
-    let (lsm, result) = run(tiny_lsm(), 2, 30_000, 500, 0, "lsm");
-    assert_eq!(result.status, JobStatus::Finished);
     assert_eq!(heap.len(), 500);
     assert!(heap.values().all(|records| records.len() == 60));
-    assert_eq!(lsm, heap);
+    // Every change written through; rows leaving a small cache all the time; everything cached.
+    for cached_rows in [0, 40, 1 << 16] {
+        let (lsm, result) = run(tiny_lsm(cached_rows), 2, 30_000, 500, 0, &format!("lsm-{cached_rows}"));
+        assert_eq!(result.status, JobStatus::Finished);
+        assert!(lsm == heap, "{cached_rows} cached rows: the LSM backend's results differ from the heap's");
+    }
 }
 
 #[test]
 fn a_failed_job_on_the_lsm_backend_restarts_from_its_checkpoint_with_exactly_once_state() {
     let (expected, _) = run(StateBackend::Heap, 1, 30_000, 300, 0, "restart-heap");
-    let (lsm, result) = run(tiny_lsm(), 2, 30_000, 300, 9_000, "restart-lsm");
+    let (lsm, result) = run(tiny_lsm(40), 2, 30_000, 300, 9_000, "restart-lsm");
     assert_eq!(result.status, JobStatus::Finished);
     assert_eq!(result.restarts, 1);
     assert_eq!(lsm, expected);
@@ -202,10 +208,11 @@ fn counting_job(env: &StreamEnv, count: u64, rate: f64) -> CollectHandle<(u64, u
 #[test]
 fn savepoints_move_between_the_heap_and_lsm_backends_and_shard_counts() {
     let root = temp_dir("backends");
-    let stages =
-        [(1usize, tiny_lsm()), (2, StateBackend::Heap), (2, tiny_lsm()), (1, tiny_lsm())].map(|(cores, backend)| {
+    let stages = [(1usize, tiny_lsm(1 << 16)), (2, StateBackend::Heap), (2, tiny_lsm(7)), (1, tiny_lsm(0))].map(
+        |(cores, backend)| {
             StreamEnv::builder().cores(cores).pinned(false).data_dir(root.join("data")).state_backend(backend)
-        });
+        },
+    );
     let (restore, seen) = support::savepoint_chain(&root, stages, 1_500, |env| counting_job(env, 30_000, 20_000.0));
     let env = StreamEnv::builder().cores(2).pinned(false).restore_from(restore).build().unwrap();
     let out = counting_job(&env, 30_000, 1e9);
@@ -222,7 +229,8 @@ fn savepoints_move_between_the_heap_and_lsm_backends_and_shard_counts() {
 
 #[test]
 fn bad_lsm_options_are_a_configuration_error() {
-    let backend = StateBackend::Lsm(LsmOptions { level_size_factor: 1, ..LsmOptions::default() });
+    let store = LsmOptions { level_size_factor: 1, ..LsmOptions::default() };
+    let backend = StateBackend::Lsm(LsmBackendOptions { store, ..LsmBackendOptions::default() });
     let Err(error) = StreamEnv::builder().cores(1).pinned(false).state_backend(backend).build() else {
         panic!("a level size factor of 1 is accepted");
     };

@@ -387,7 +387,7 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: Shard
         StateBackend::Heap => None,
         StateBackend::Lsm(options) => {
             let dir = job.config.state_dir.join(format!("shard-{shard}"));
-            match LsmShardStore::open(&dir, options.clone()).await {
+            match LsmShardStore::open(&dir, options).await {
                 Ok(store) => Some(store),
                 Err(error) => {
                     job.signal.fail(JobError::ShardCrashed { shard, reason: format!("state store: {error}") });

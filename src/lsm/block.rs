@@ -274,6 +274,16 @@ impl Block {
         self.data.n_entries
     }
 
+    /// Approximate memory the decoded block holds.
+    pub fn memory_bytes(&self) -> usize {
+        let data = &*self.data;
+        std::mem::size_of::<BlockData>()
+            + data.bytes.len()
+            + 4 * data.restart_offsets.len()
+            + data.last_key.len()
+            + data.file.as_os_str().len()
+    }
+
     /// The greatest key in the block.
     pub fn last_key(&self) -> &[u8] {
         &self.data.last_key
@@ -321,14 +331,24 @@ impl Block {
         Ok(low.saturating_sub(1))
     }
 
-    /// The value stored under `key`, if any.
+    /// The value stored under `key`, if any. Walks the entries from the restart point before `key`
+    /// without copying any but the one it returns.
     pub fn get(&self, key: &[u8]) -> Result<Option<Value>> {
-        let mut iter = self.iter();
-        iter.seek(key)?;
-        match iter.next().transpose()? {
-            Some(entry) if entry.key == key => Ok(Some(entry.value)),
-            _ => Ok(None),
+        let restart_idx = self.restart_at_or_before(key)?;
+        let mut decoder = self.entries_decoder();
+        decoder.set_position(self.data.restart_offsets.get(restart_idx).copied().unwrap_or(0) as usize)?;
+        let mut current = Vec::with_capacity(key.len());
+        while !decoder.is_empty() {
+            let entry_start = decoder;
+            let entry = read_entry(&mut decoder)?;
+            apply_key(&mut current, &entry, &entry_start)?;
+            match current.as_slice().cmp(key) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Ok(Some(Value::from_parts(entry.kind, entry.value))),
+                std::cmp::Ordering::Greater => return Ok(None),
+            }
         }
+        Ok(None)
     }
 
     /// An iterator over the block's entries in key order.
@@ -360,26 +380,34 @@ impl BlockIter {
         self.key.clear();
         self.peeked = None;
         self.failed = false;
-        while let Some(entry) = self.read_next()? {
-            if entry.key.as_slice() >= key {
-                self.peeked = Some(entry);
+        let block = self.block.clone();
+        while let Some((kind, value)) = self.step(&block)? {
+            if self.key.as_slice() >= key {
+                self.peeked = Some(Entry { key: self.key.clone(), value: Value::from_parts(kind, value) });
                 break;
             }
         }
         Ok(())
     }
 
-    fn read_next(&mut self) -> Result<Option<Entry>> {
-        if self.position >= self.block.data.entries_end {
+    /// Moves to the next entry, rebuilding its key in `self.key`; returns its kind and value.
+    fn step<'b>(&mut self, block: &'b Block) -> Result<Option<(ValueKind, &'b [u8])>> {
+        if self.position >= block.data.entries_end {
             return Ok(None);
         }
-        let mut decoder = self.block.entries_decoder();
+        let mut decoder = block.entries_decoder();
         decoder.set_position(self.position)?;
         let entry_start = decoder;
         let entry = read_entry(&mut decoder)?;
         apply_key(&mut self.key, &entry, &entry_start)?;
         self.position = decoder.position();
-        Ok(Some(Entry { key: self.key.clone(), value: Value::from_parts(entry.kind, entry.value) }))
+        Ok(Some((entry.kind, entry.value)))
+    }
+
+    fn read_next(&mut self) -> Result<Option<Entry>> {
+        let block = self.block.clone();
+        let Some((kind, value)) = self.step(&block)? else { return Ok(None) };
+        Ok(Some(Entry { key: self.key.clone(), value: Value::from_parts(kind, value) }))
     }
 }
 

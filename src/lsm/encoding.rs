@@ -99,16 +99,23 @@ impl<'a> Decoder<'a> {
     }
 
     /// The next `n` bytes.
+    #[inline]
     pub(crate) fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return Err(self.corrupt_here(format!("{what} of {n} bytes runs past the end ({} left)", self.remaining())));
+            return Err(self.past_the_end(n, what));
         }
         let slice = &self.bytes[self.position..self.position + n];
         self.position += n;
         Ok(slice)
     }
 
+    #[cold]
+    fn past_the_end(&self, n: usize, what: &str) -> LsmError {
+        self.corrupt_here(format!("{what} of {n} bytes runs past the end ({} left)", self.remaining()))
+    }
+
     /// The next byte.
+    #[inline]
     pub(crate) fn u8(&mut self, what: &str) -> Result<u8> {
         let bytes = self.bytes(1, what)?;
         Ok(bytes[0])
@@ -129,7 +136,17 @@ impl<'a> Decoder<'a> {
     }
 
     /// The next LEB128 `u32`; at most 5 bytes, and the fifth may hold only the top 4 bits.
+    #[inline]
     pub(crate) fn varint_u32(&mut self, what: &str) -> Result<u32> {
+        // One byte (a value below 128) is by far the most common case: key lengths, shared prefixes.
+        if let Some(&byte) = self.bytes.get(self.position).filter(|&&byte| byte < 0x80) {
+            self.position += 1;
+            return Ok(u32::from(byte));
+        }
+        self.varint_u32_long(what)
+    }
+
+    fn varint_u32_long(&mut self, what: &str) -> Result<u32> {
         let start = *self;
         let mut value: u32 = 0;
         for byte_idx in 0..VARINT_U32_BYTES_MAX {

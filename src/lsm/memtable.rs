@@ -1,16 +1,23 @@
-//! The memtable: a shard's newest writes in a sorted in-memory map, with its approximate memory use,
-//! until it is flushed as an SST file.
+//! The memtable: a shard's newest writes in memory, with its approximate memory use, until it is
+//! flushed as an SST file. Values live in a hash map, for point reads and for updates of a key already
+//! present (the common case of keyed state) without a walk down an ordered tree; the keys are also
+//! kept in a sorted set, for scans and the flush.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
 
 use super::entry::Value;
 use super::error::Result;
 use super::sst::{SstOptions, SstSummary, SstWriter};
+use crate::util::hash::BuildStableHasher;
 
-/// Bytes counted per entry on top of its key and value: the map's node share and two `Vec` headers.
-const ENTRY_OVERHEAD_BYTES: usize = 64;
+/// Bytes counted per entry on top of its key and value: the hash map's slot, the sorted set's node
+/// share, the key's and the value's headers.
+const ENTRY_OVERHEAD_BYTES: usize = 96;
 
 /// A single-threaded sorted map of keys to puts and tombstones.
 ///
@@ -26,7 +33,9 @@ const ENTRY_OVERHEAD_BYTES: usize = 64;
 /// ```
 #[derive(Debug, Default)]
 pub struct Memtable {
-    entries: BTreeMap<Vec<u8>, Value>,
+    values: HashMap<Arc<[u8]>, Value, BuildStableHasher>,
+    /// The keys of `values`, in order.
+    keys: BTreeSet<Arc<[u8]>>,
     /// Keys, values and `ENTRY_OVERHEAD_BYTES` per entry; kept up to date by every write.
     approximate_bytes: usize,
 }
@@ -54,7 +63,7 @@ impl Memtable {
     /// Stores `value` (a put or a tombstone) under `key`.
     pub fn insert(&mut self, key: &[u8], value: Value) {
         let added = entry_bytes(key, &value);
-        match self.entries.get_mut(key) {
+        match self.values.get_mut(key) {
             Some(old) => {
                 let removed = entry_bytes(key, old);
                 assert!(self.approximate_bytes >= removed, "memtable size accounting");
@@ -63,14 +72,20 @@ impl Memtable {
             }
             None => {
                 self.approximate_bytes += added;
-                self.entries.insert(key.to_vec(), value);
+                let key: Arc<[u8]> = Arc::from(key);
+                self.keys.insert(Arc::clone(&key));
+                self.values.insert(key, value);
             }
         }
     }
 
     /// The value or tombstone stored under `key`.
     pub fn get(&self, key: &[u8]) -> Option<&Value> {
-        self.entries.get(key)
+        self.values.get(key)
+    }
+
+    fn with_value<'a>(&'a self, key: &'a Arc<[u8]>) -> (&'a [u8], &'a Value) {
+        (key, &self.values[key])
     }
 
     /// Entries with keys between `start` and `end`, in key order.
@@ -79,22 +94,22 @@ impl Memtable {
         start: Bound<&'a [u8]>,
         end: Bound<&'a [u8]>,
     ) -> impl DoubleEndedIterator<Item = (&'a [u8], &'a Value)> + 'a {
-        self.entries.range::<[u8], _>((start, end)).map(|(key, value)| (key.as_slice(), value))
+        self.keys.range::<[u8], _>((start, end)).map(|key| self.with_value(key))
     }
 
     /// Every entry in key order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], &Value)> {
-        self.entries.iter().map(|(key, value)| (key.as_slice(), value))
+        self.keys.iter().map(|key| self.with_value(key))
     }
 
     /// Keys stored (puts and tombstones).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.keys.len()
     }
 
     /// True if nothing is stored.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.keys.is_empty()
     }
 
     /// Approximate memory held: keys, values and a fixed overhead per entry.
@@ -108,7 +123,7 @@ impl Memtable {
     pub async fn flush(&self, path: impl Into<PathBuf>, options: SstOptions) -> Result<SstSummary> {
         assert!(!self.is_empty(), "an empty memtable has nothing to flush");
         let mut writer = SstWriter::create(path, options).await?;
-        for (n_entries, (key, value)) in (1u64..).zip(&self.entries) {
+        for (n_entries, (key, value)) in (1u64..).zip(self.iter()) {
             if n_entries % super::YIELD_EVERY_ENTRIES == 0 {
                 futures_lite::future::yield_now().await;
             }
@@ -118,7 +133,7 @@ impl Memtable {
             }
         }
         let summary = writer.finish().await?;
-        assert_eq!(summary.n_entries, self.entries.len() as u64);
+        assert_eq!(summary.n_entries, self.len() as u64);
         Ok(summary)
     }
 }
@@ -129,6 +144,7 @@ mod tests {
     use crate::lsm::sst::SstReader;
     use crate::lsm::test_support::{TestDir, random_key, random_value, run_in_executor};
     use crate::util::SplitMix64;
+    use std::collections::BTreeMap;
 
     #[test]
     fn matches_a_model_under_random_writes() {

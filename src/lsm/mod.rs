@@ -37,6 +37,7 @@ pub(crate) const YIELD_EVERY_ENTRIES: u64 = 512;
 
 mod block;
 mod bloom;
+mod cache;
 mod encoding;
 mod entry;
 mod error;
@@ -49,6 +50,7 @@ mod test_support;
 
 pub use block::{Block, BlockBuilder, BlockIter, RESTART_INTERVAL_DEFAULT};
 pub use bloom::{BLOOM_BITS_PER_KEY_DEFAULT, BloomBuilder, BloomFilter, bloom_hash};
+pub use cache::{BlockCache, BlockCacheStats};
 pub use entry::{Entry, Value, ValueKind};
 pub use error::{LsmError, Result};
 pub use memtable::Memtable;

@@ -63,6 +63,20 @@ impl ShardEnv {
         self.checkpoints.as_ref().is_some_and(|c| c.blocks(delivered))
     }
 
+    /// Between two batches of a busy driver: waits out the state store's write stall (which keeps the
+    /// state held in memory bounded when writes outrun its flushes), then yields to the shard's other
+    /// tasks.
+    pub async fn yield_point(&self) -> Result<(), crate::runtime::JobError> {
+        if let Some(store) = &self.state_store {
+            store.stall().await.map_err(|error| crate::runtime::JobError::ShardCrashed {
+                shard: self.shard,
+                reason: format!("state store: {error}"),
+            })?;
+        }
+        self.parker.yield_point().await;
+        Ok(())
+    }
+
     /// The snapshots (one per instance before the restore) operator `id` restores from, if any.
     pub fn restored_state(&self, id: u32) -> Option<Vec<&OperatorSnapshot>> {
         self.restore.as_ref().and_then(|r| r.for_node(id))

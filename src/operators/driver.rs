@@ -335,7 +335,7 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
             self.emit_marker_if_due(env)?;
             self.outlets.after_input(env).await?;
             match status {
-                SourceStatus::More => env.parker.yield_point().await,
+                SourceStatus::More => env.yield_point().await?,
                 SourceStatus::WaitUntil(deadline_ns) => {
                     guarded(env, || self.outlets.flush())?;
                     self.wait_until_time(env, deadline_ns).await?;

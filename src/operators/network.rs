@@ -535,7 +535,7 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
             }
             if self.resume_parked(&env)? {
                 self.outlets.after_input(&env).await?;
-                env.parker.yield_point().await;
+                env.yield_point().await?;
                 continue;
             }
             if self.merger.all_ended() {
@@ -561,7 +561,7 @@ impl<T: ExchangeData + Clone> ExchangeReceiver<T> {
                     env.parker.notify(self.upstream_shards[channel]);
                     outcome?;
                     self.outlets.after_input(&env).await?;
-                    env.parker.yield_point().await;
+                    env.yield_point().await?;
                 }
                 None => {
                     guarded(&env, || self.outlets.flush())?;

@@ -106,7 +106,7 @@ impl Common {
                 Place::Heap { table, at, position: None }
             }
             // Expired rows of the LSM backend go when read and when a full snapshot is taken.
-            TableMut::Lsm(table) => Place::Lsm(LsmRow::new(table, &at)?),
+            TableMut::Lsm(table) => Place::Lsm(LsmRow::new(table, at)),
         };
         Ok(Bound { place, now })
     }

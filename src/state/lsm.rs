@@ -25,7 +25,7 @@
 //! The store holds only what the running attempt wrote: its directory is emptied when the shard
 //! starts and removed when it stops; state survives failures through checkpoints.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -38,8 +38,9 @@ use super::heap::{Codec, Namespace, Row, RowRef, Stored, encode_rows};
 use super::snapshot::{KeyedSnapshot, Section, StateError, check_key_group};
 use super::ttl::StateTtlConfig;
 use crate::codec::ExchangeData;
-use crate::lsm::{LsmError, LsmOptions, LsmStore, StoreView, prefix_end};
-use crate::util::hash::stable_hash;
+use crate::lsm::{LsmError, LsmOptions, LsmStore, StoreView, Value, prefix_end};
+use crate::util::hash::{BuildStableHasher, stable_hash};
+use hashbrown::HashMap;
 
 /// Where a job keeps its keyed state (Flink's state backends).
 ///
@@ -60,19 +61,55 @@ pub enum StateBackend {
     Heap,
     /// In an LSM store per shard under the job's data directory, bounded in memory by its options
     /// (Flink's `EmbeddedRocksDBStateBackend`).
-    Lsm(LsmOptions),
+    Lsm(LsmBackendOptions),
 }
 
 impl StateBackend {
     /// The LSM backend with its default options.
     pub fn lsm() -> StateBackend {
-        StateBackend::Lsm(LsmOptions::default())
+        StateBackend::Lsm(LsmBackendOptions::default())
+    }
+}
+
+/// How the LSM backend keeps state.
+///
+/// ```
+/// use rill::lsm::LsmOptions;
+/// use rill::state::{LsmBackendOptions, StateBackend};
+/// let backend = StateBackend::Lsm(LsmBackendOptions {
+///     store: LsmOptions { memtable_bytes_max: 32 << 20, ..LsmOptions::default() },
+///     cached_rows: 1 << 20,
+/// });
+/// # let _ = backend;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LsmBackendOptions {
+    /// The store of each shard.
+    pub store: LsmOptions,
+    /// Rows of each keyed state (per shard) kept decoded in memory, most recently used first; a
+    /// change reaches the store when its row leaves this cache, or at the next snapshot. 0 writes
+    /// every change through at once.
+    pub cached_rows: usize,
+}
+
+impl Default for LsmBackendOptions {
+    fn default() -> Self {
+        LsmBackendOptions { store: LsmOptions::default(), cached_rows: 1 << 18 }
+    }
+}
+
+impl LsmBackendOptions {
+    /// Checks the settings; the error says which one no store can run with.
+    pub fn check(&self) -> Result<(), String> {
+        self.store.check()
     }
 }
 
 /// A shard's store as the keyed state backends of its operators share it.
 pub(crate) struct LsmShardStore {
     store: LsmStore,
+    /// The row cache bound of each table.
+    cached_rows: usize,
     next_state_id: Cell<u32>,
     /// Wakes the flush task: a memtable was frozen.
     wake: glommio::sync::Semaphore,
@@ -83,17 +120,19 @@ pub(crate) struct LsmShardStore {
 impl LsmShardStore {
     /// Opens an empty store in `dir` (deleting what an earlier attempt left there). Its files are not
     /// synced: the store lives as long as the attempt, checkpoints are what survives.
-    pub(crate) async fn open(dir: &Path, mut options: LsmOptions) -> Result<Rc<LsmShardStore>, LsmError> {
-        options.sst.sync = false;
+    pub(crate) async fn open(dir: &Path, options: &LsmBackendOptions) -> Result<Rc<LsmShardStore>, LsmError> {
+        let mut store_options = options.store.clone();
+        store_options.sst.sync = false;
         match std::fs::remove_dir_all(dir) {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(LsmError::io(dir, "clear the state directory", error)),
         }
         std::fs::create_dir_all(dir).map_err(|error| LsmError::io(dir, "create the state directory", error))?;
-        let store = LsmStore::open(dir, options).await?;
+        let store = LsmStore::open(dir, store_options).await?;
         Ok(Rc::new(LsmShardStore {
             store,
+            cached_rows: options.cached_rows,
             next_state_id: Cell::new(0),
             wake: glommio::sync::Semaphore::new(0),
             compact_wake: glommio::sync::Semaphore::new(0),
@@ -136,11 +175,16 @@ impl LsmShardStore {
     }
 
     /// Writes a row (`None`: deletes it), freezing a full memtable for the store task.
-    fn write(&self, key: &[u8], value: Option<&[u8]>) {
-        if self.store.write_now(key, value) {
+    fn write(&self, key: &[u8], value: Option<Vec<u8>>) {
+        if self.store.write_value(key, value.map_or(Value::Delete, Value::Put)) {
             self.store.freeze();
             self.wake.signal(1);
         }
+    }
+
+    /// Waits while the store's writes are stalled (see [`LsmStore::stall`]).
+    pub(crate) async fn stall(&self) -> Result<(), LsmError> {
+        if self.store.write_stalled() { self.store.stall().await } else { Ok(()) }
     }
 
     /// An immutable view of the store now (the memtable is frozen for it and flushed later).
@@ -255,10 +299,158 @@ pub(crate) struct LsmTable<K, N, S> {
     state_id: u32,
     range: KeyGroupRange,
     pub ttl: Option<StateTtlConfig>,
-    /// Rows stored (kept up to date by every write, which knows whether its row existed).
+    /// Rows stored (kept up to date by every commit, which knows whether its row existed).
     len: usize,
     codec: Codec,
+    /// Rows read or written lately, decoded. Changes reach the store when a row leaves the cache, and
+    /// before a snapshot or a scan reads the store.
+    cache: RefCell<RowCache<K, N, S>>,
     _types: RowTypes<K, N, S>,
+}
+
+/// A row in an [`LsmTable`]'s cache.
+struct CachedRow<S> {
+    key_group: usize,
+    /// The row's state (`None`: no row).
+    state: Option<S>,
+    /// Changed since it was read or written back.
+    dirty: bool,
+    /// The store holds an entry for the row (so a row gone is written back as a delete).
+    stored: bool,
+}
+
+/// Decoded rows of a table in two generations (as the store's block cache): rows used lately are in
+/// the young one; once it holds half the bound it becomes the old one, and the rows of the old one
+/// before it are written back (if changed) and dropped. A row found in the old generation stays
+/// there until the next turn, so that the rows in use at any time stay cached.
+struct RowCache<K, N, S> {
+    young: HashMap<(K, N), CachedRow<S>, BuildStableHasher>,
+    old: HashMap<(K, N), CachedRow<S>, BuildStableHasher>,
+    rows_max: usize,
+}
+
+/// A borrowed (key, namespace) to look a cached row up with, hashing as the owned pair does.
+struct RowLookup<'a, K, N>(&'a K, &'a N);
+
+impl<K: Hash, N: Hash> Hash for RowLookup<'_, K, N> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+        self.1.hash(state);
+    }
+}
+
+impl<K: Eq, N: Eq> hashbrown::Equivalent<(K, N)> for RowLookup<'_, K, N> {
+    fn equivalent(&self, pair: &(K, N)) -> bool {
+        *self.0 == pair.0 && *self.1 == pair.1
+    }
+}
+
+impl<K: ExchangeData + Hash + Eq, N: Namespace, S: Stored> RowCache<K, N, S> {
+    fn new(rows_max: usize) -> RowCache<K, N, S> {
+        RowCache { young: HashMap::default(), old: HashMap::default(), rows_max }
+    }
+
+    fn row_mut(&mut self, key: &K, namespace: &N) -> Option<&mut CachedRow<S>> {
+        let lookup = RowLookup(key, namespace);
+        match self.young.get_mut(&lookup) {
+            Some(row) => Some(row),
+            None => self.old.get_mut(&lookup),
+        }
+    }
+
+    fn remove(&mut self, key: &K, namespace: &N) -> Option<CachedRow<S>> {
+        let lookup = RowLookup(key, namespace);
+        self.young.remove(&lookup).or_else(|| self.old.remove(&lookup))
+    }
+
+    /// Adds a row read from the store, turning the generations over if the young one is full.
+    fn insert(&mut self, pair: (K, N), row: CachedRow<S>, out: &mut WriteBack<'_>) -> Result<(), StateError> {
+        self.young.insert(pair, row);
+        if self.rows_max > 0 && self.young.len() > self.rows_max / 2 {
+            for ((key, namespace), row) in self.old.iter_mut() {
+                out.write(key, namespace, row)?;
+            }
+            self.old = std::mem::take(&mut self.young);
+        }
+        Ok(())
+    }
+
+    /// Writes every changed row back, keeping them cached.
+    fn write_back_all(&mut self, out: &mut WriteBack<'_>) -> Result<(), StateError> {
+        for ((key, namespace), row) in self.young.iter_mut().chain(self.old.iter_mut()) {
+            out.write(key, namespace, row)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where cached rows are written back to: a table's store, name and state id.
+struct WriteBack<'a> {
+    shard: &'a LsmShardStore,
+    name: &'a str,
+    state_id: u32,
+    codec: &'a mut Codec,
+}
+
+impl WriteBack<'_> {
+    /// The store key of the row of `key` and `namespace` in `key_group`.
+    fn row_key<K: ExchangeData, N: ExchangeData + 'static>(
+        &mut self,
+        key_group: usize,
+        key: &K,
+        namespace: &N,
+    ) -> Result<Vec<u8>, StateError> {
+        let key = self.codec.encode(self.name, std::slice::from_ref(key))?;
+        let mut out = Vec::with_capacity(PREFIX_BYTES + 4 + key.len() + 16);
+        out.extend_from_slice(&prefix(key_group, self.state_id));
+        out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        out.extend_from_slice(&key);
+        if !is_unit::<N>() {
+            out.extend_from_slice(&self.codec.encode(self.name, std::slice::from_ref(namespace))?);
+        }
+        Ok(out)
+    }
+
+    /// Writes `row` to the store if it changed.
+    fn write<K: ExchangeData, N: ExchangeData + 'static, S: Stored>(
+        &mut self,
+        key: &K,
+        namespace: &N,
+        row: &mut CachedRow<S>,
+    ) -> Result<(), StateError> {
+        if !row.dirty {
+            return Ok(());
+        }
+        match &row.state {
+            Some(state) => {
+                let row_key = self.row_key(row.key_group, key, namespace)?;
+                let mut columns = Vec::with_capacity(4);
+                S::write_columns(self.name, std::iter::once(state), &mut columns, self.codec)?;
+                self.shard.write(&row_key, Some(pack_columns(&columns)));
+                row.stored = true;
+            }
+            None if row.stored => {
+                let row_key = self.row_key(row.key_group, key, namespace)?;
+                self.shard.write(&row_key, None);
+                row.stored = false;
+            }
+            None => {}
+        }
+        row.dirty = false;
+        Ok(())
+    }
+}
+
+/// A snapshot of a table whose changed rows could not be written back: its encoding fails with why.
+struct FailedShare(Option<StateError>);
+
+impl DeferredState for FailedShare {
+    fn encode_next(&mut self, _: &mut KeyedSnapshot, _: &mut Codec) -> Result<bool, StateError> {
+        match self.0.take() {
+            Some(error) => Err(error),
+            None => Ok(false),
+        }
+    }
 }
 
 impl<K, N, S> LsmTable<K, N, S>
@@ -274,6 +466,7 @@ where
         ttl: Option<StateTtlConfig>,
     ) -> LsmTable<K, N, S> {
         let state_id = shard.allocate_state_id();
+        let cache = RefCell::new(RowCache::new(shard.cached_rows));
         LsmTable {
             shard,
             name: name.to_string(),
@@ -282,21 +475,13 @@ where
             ttl,
             len: 0,
             codec: Codec::default(),
+            cache,
             _types: PhantomData,
         }
     }
 
-    /// The store key of `at`'s row.
-    fn row_key(&mut self, at: &RowRef<'_, K, N>) -> Result<Vec<u8>, StateError> {
-        let key = self.codec.encode(&self.name, std::slice::from_ref(at.key))?;
-        let mut out = Vec::with_capacity(PREFIX_BYTES + 4 + key.len() + 16);
-        out.extend_from_slice(&prefix(at.key_group, self.state_id));
-        out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-        out.extend_from_slice(&key);
-        if !is_unit::<N>() {
-            out.extend_from_slice(&self.codec.encode(&self.name, std::slice::from_ref(at.namespace))?);
-        }
-        Ok(out)
+    fn write_back(&mut self) -> WriteBack<'_> {
+        WriteBack { shard: &self.shard, name: &self.name, state_id: self.state_id, codec: &mut self.codec }
     }
 
     /// The state stored under `row_key`.
@@ -309,22 +494,56 @@ where
         states.pop().map(Some).ok_or_else(|| damaged(&self.name, "no state in the value"))
     }
 
-    /// Stores `state` under `row_key` (`None`: deletes the row); `existed` says whether it held one.
-    fn store(&mut self, row_key: &[u8], state: Option<&S>, existed: bool) -> Result<(), StateError> {
-        match state {
-            Some(state) => {
-                let mut columns = Vec::with_capacity(4);
-                S::write_columns(&self.name, std::iter::once(state), &mut columns, &mut self.codec)?;
-                self.shard.write(row_key, Some(&pack_columns(&columns)));
-                self.len += usize::from(!existed);
-            }
-            None if existed => {
-                self.shard.write(row_key, None);
-                self.len -= 1;
-            }
-            None => {}
+    /// Makes sure `at`'s row is in the cache (reading it from the store if not); returns whether the
+    /// row exists.
+    fn locate(&mut self, at: &RowRef<'_, K, N>) -> Result<bool, StateError> {
+        if let Some(row) = self.cache.get_mut().row_mut(at.key, at.namespace) {
+            return Ok(row.state.is_some());
+        }
+        let row_key = self.write_back().row_key(at.key_group, at.key, at.namespace)?;
+        let state = self.load(&row_key)?;
+        let exists = state.is_some();
+        let row = CachedRow { key_group: at.key_group, state, dirty: false, stored: exists };
+        let mut out =
+            WriteBack { shard: &self.shard, name: &self.name, state_id: self.state_id, codec: &mut self.codec };
+        self.cache.get_mut().insert((at.key.clone(), at.namespace.clone()), row, &mut out)?;
+        Ok(exists)
+    }
+
+    /// The cached state of a located row.
+    fn cached(&mut self, at: &RowRef<'_, K, N>) -> &mut Option<S> {
+        let row = self.cache.get_mut().row_mut(at.key, at.namespace);
+        &mut row.expect("a located row stays cached while it is bound").state
+    }
+
+    /// Notes that a located row changed, `existed` saying whether it existed before; returns whether
+    /// it exists now.
+    fn changed(&mut self, at: &RowRef<'_, K, N>, existed: bool) -> bool {
+        let row = self.cache.get_mut().row_mut(at.key, at.namespace);
+        let row = row.expect("a located row stays cached while it is bound");
+        row.dirty = true;
+        let exists = row.state.is_some();
+        match (existed, exists) {
+            (false, true) => self.len += 1,
+            (true, false) => self.len -= 1,
+            _ => {}
+        }
+        exists
+    }
+
+    /// Writes a located row back (if changed) and drops it from the cache.
+    fn evict(&mut self, at: &RowRef<'_, K, N>) -> Result<(), StateError> {
+        if let Some(mut row) = self.cache.get_mut().remove(at.key, at.namespace) {
+            self.write_back().write(at.key, at.namespace, &mut row)?;
         }
         Ok(())
+    }
+
+    /// Writes every changed cached row to the store (before the store is scanned).
+    fn write_back_all(&mut self) -> Result<(), StateError> {
+        let mut out =
+            WriteBack { shard: &self.shard, name: &self.name, state_id: self.state_id, codec: &mut self.codec };
+        self.cache.get_mut().write_back_all(&mut out)
     }
 
     /// Every row of the key groups of this table, page by page, as `visit` wants them.
@@ -332,6 +551,7 @@ where
         &mut self,
         mut visit: impl FnMut(&[u8], &[u8], usize, &mut Codec) -> Result<(), StateError>,
     ) -> Result<(), StateError> {
+        self.write_back_all()?;
         for key_group in self.range.start..=self.range.end {
             let prefix = prefix(key_group, self.state_id);
             let end = prefix_end(&prefix);
@@ -373,6 +593,11 @@ where
     /// The rows of every key group as they are now, to be encoded afterwards as state `state` of a
     /// snapshot (dropping what expired at `now` if the TTL asks for that).
     pub(crate) fn share(&self, state: u32, now: i64) -> Box<dyn DeferredState> {
+        let mut codec = Codec::default();
+        let mut out = WriteBack { shard: &self.shard, name: &self.name, state_id: self.state_id, codec: &mut codec };
+        if let Err(error) = self.cache.borrow_mut().write_back_all(&mut out) {
+            return Box::new(FailedShare(Some(error)));
+        }
         Box::new(LsmRows::<K, N, S> {
             view: self.shard.view(),
             name: self.name.clone(),
@@ -402,22 +627,23 @@ where
             let key_hash = stable_hash(&key);
             check_key_group(&name, key_hash, key_group, max_parallelism)?;
             let at = RowRef { key: &key, namespace: &namespace, key_group, hash: 0 };
-            let row_key = self.row_key(&at)?;
-            let existed = self.shard.store.get(&row_key).map_err(|error| store_error(&name, error))?.is_some();
-            self.store(&row_key, Some(&state), existed)?;
+            let mut row = LsmRow::new(self, at);
+            *row.state()? = Some(state);
+            row.touch();
+            row.commit()?;
         }
         Ok(())
     }
 }
 
-/// A row of an [`LsmTable`] that a state handle is bound to: read once when first needed, written
-/// back by [`commit`](Self::commit) if it changed.
+/// A row of an [`LsmTable`] that a state handle is bound to: found in the table's cache or read from
+/// the store when first needed; [`commit`](Self::commit) records a change.
 pub(crate) struct LsmRow<'a, K, N, S> {
     table: &'a mut LsmTable<K, N, S>,
-    key: Vec<u8>,
-    /// `None` until read; then the row's state (`None`: no row).
-    loaded: Option<Option<S>>,
-    /// Whether the store holds the row (as of the last read or write).
+    at: RowRef<'a, K, N>,
+    /// Whether the row is in the table's cache (after the first `state`).
+    located: bool,
+    /// Whether the row existed (as of the last locate or commit).
     existed: bool,
     dirty: bool,
 }
@@ -428,40 +654,42 @@ where
     N: Namespace,
     S: Stored + Clone,
 {
-    pub(crate) fn new(table: &'a mut LsmTable<K, N, S>, at: &RowRef<'_, K, N>) -> Result<Self, StateError> {
-        let key = table.row_key(at)?;
-        Ok(LsmRow { table, key, loaded: None, existed: false, dirty: false })
+    pub(crate) fn new(table: &'a mut LsmTable<K, N, S>, at: RowRef<'a, K, N>) -> LsmRow<'a, K, N, S> {
+        LsmRow { table, at, located: false, existed: false, dirty: false }
     }
 
     pub(crate) fn ttl(&self) -> Option<StateTtlConfig> {
         self.table.ttl
     }
 
-    /// The row's state, read from the store the first time.
+    /// The row's state.
     pub(crate) fn state(&mut self) -> Result<&mut Option<S>, StateError> {
-        if self.loaded.is_none() {
-            let state = self.table.load(&self.key)?;
-            self.existed = state.is_some();
-            self.loaded = Some(state);
+        if !self.located {
+            self.existed = self.table.locate(&self.at)?;
+            self.located = true;
         }
-        Ok(self.loaded.as_mut().expect("just read"))
+        Ok(self.table.cached(&self.at))
     }
 
-    /// Marks the row as changed: [`commit`](Self::commit) writes it.
+    /// Marks the row as changed: [`commit`](Self::commit) records it.
     pub(crate) fn touch(&mut self) {
         self.dirty = true;
     }
 
-    /// Writes the row back if it changed.
+    /// Records a change (the table's cache writes it to the store later, or now if it caches nothing).
     pub(crate) fn commit(&mut self) -> Result<(), StateError> {
-        if !self.dirty {
+        if !self.located {
             return Ok(());
         }
-        self.dirty = false;
-        let state = self.loaded.as_ref().and_then(Option::as_ref);
-        let exists = state.is_some();
-        self.table.store(&self.key, state, self.existed)?;
-        self.existed = exists;
+        if self.dirty {
+            self.dirty = false;
+            self.existed = self.table.changed(&self.at, self.existed);
+        }
+        if self.table.cache.get_mut().rows_max == 0 {
+            // No cache: the row goes to the store now, and is read again if used again.
+            self.table.evict(&self.at)?;
+            self.located = false;
+        }
         Ok(())
     }
 }

@@ -25,7 +25,7 @@ pub use keyed::{
     ReducingState, ReducingStateDescriptor, StateDescriptor, StateScope, ValueState, ValueStateDescriptor,
 };
 pub use keyed_map::KeyGroupedMap;
-pub use lsm::StateBackend;
+pub use lsm::{LsmBackendOptions, StateBackend};
 pub use operator::{FunctionInitializationContext, FunctionSnapshotContext, OperatorListState};
 pub use snapshot::{KeyedSnapshot, StateError};
 pub use timers::{Timer, TimerQueue};

@@ -9,11 +9,13 @@
 //! that still holds an old `Version` keeps reading the compacted-away file).
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use memmap2::Mmap;
 
 use super::super::block::{Block, BlockIter};
 use super::super::bloom::BloomFilter;
+use super::super::cache::BlockCache;
 use super::super::encoding::corrupt;
 use super::super::entry::Entry;
 use super::super::error::{LsmError, Result};
@@ -41,6 +43,8 @@ pub struct SstReader {
     bloom: BloomFilter,
     key_range: KeyRange,
     n_entries: u64,
+    /// The cache its blocks go through, and its id there.
+    cache: Option<(Rc<BlockCache>, u64)>,
 }
 
 impl SstReader {
@@ -59,7 +63,13 @@ impl SstReader {
         // fails its checksums rather than being trusted.
         let map = unsafe { Mmap::map(&file) }.map_err(|error| LsmError::io(&path, "map", error))?;
         let (footer, bloom, index, key_range) = SstReader::read_meta(&map, &path)?;
-        Ok(SstReader { map, path, file_bytes, index, bloom, key_range, n_entries: footer.n_entries })
+        Ok(SstReader { map, path, file_bytes, index, bloom, key_range, n_entries: footer.n_entries, cache: None })
+    }
+
+    /// Reads blocks through `cache` from now on.
+    pub fn with_cache(mut self, cache: &Rc<BlockCache>) -> SstReader {
+        self.cache = Some((Rc::clone(cache), cache.file_id()));
+        self
     }
 
     fn read_meta(map: &[u8], path: &Path) -> Result<(Footer, BloomFilter, Vec<IndexEntry>, KeyRange)> {
@@ -133,9 +143,17 @@ impl SstReader {
         Ok(block.get(key)?.map(|value| Entry { key: key.to_vec(), value }))
     }
 
-    /// Reads, checks and decodes data block `block_idx` (below `n_data_blocks`, or this panics).
+    /// Reads, checks and decodes data block `block_idx` (below `n_data_blocks`, or this panics), or
+    /// takes it from the reader's cache.
     pub fn read_block(&self, block_idx: usize) -> Result<Block> {
         assert!(block_idx < self.index.len(), "block {block_idx} of {}", self.index.len());
+        match &self.cache {
+            Some((cache, file_id)) => cache.get_or_load(*file_id, block_idx, || self.load_block(block_idx)),
+            None => self.load_block(block_idx),
+        }
+    }
+
+    fn load_block(&self, block_idx: usize) -> Result<Block> {
         let entry = &self.index[block_idx];
         let handle = entry.handle;
         let bytes = read_exact(&self.map, &self.path, handle.offset, handle.len as usize)?;
@@ -148,7 +166,13 @@ impl SstReader {
 
     /// An iterator over every entry in key order; `seek` to start elsewhere.
     pub fn iter(&self) -> SstIter<'_> {
-        SstIter { reader: self, next_block_idx: 0, current: None, failed_at_offset: None }
+        SstIter { reader: self, fill_cache: true, next_block_idx: 0, current: None, failed_at_offset: None }
+    }
+
+    /// As [`iter`](Self::iter), but reading past the reader's block cache, for a scan of the whole
+    /// file (a compaction) that would otherwise push the blocks that reads use out of it.
+    pub fn iter_uncached(&self) -> SstIter<'_> {
+        SstIter { fill_cache: false, ..self.iter() }
     }
 
     /// Closes the file (unmaps it).
@@ -175,6 +199,8 @@ fn read_exact<'a>(map: &'a [u8], path: &Path, offset: u64, len: usize) -> Result
 /// is an error too (until a successful `seek`), so that a damaged block is never skipped silently.
 pub struct SstIter<'a> {
     reader: &'a SstReader,
+    /// Whether blocks go through the reader's cache.
+    fill_cache: bool,
     next_block_idx: usize,
     current: Option<BlockIter>,
     /// The offset of the block that failed, once one did.
@@ -190,7 +216,7 @@ impl SstIter<'_> {
         self.failed_at_offset = None;
         if block_idx < self.reader.index.len() {
             let block_offset = self.reader.index[block_idx].handle.offset;
-            let positioned = self.reader.read_block(block_idx).and_then(|block| {
+            let positioned = self.read_block(block_idx).and_then(|block| {
                 let mut iter = block.iter();
                 iter.seek(key)?;
                 Ok(iter)
@@ -205,6 +231,10 @@ impl SstIter<'_> {
             self.next_block_idx = block_idx + 1;
         }
         Ok(())
+    }
+
+    fn read_block(&self, block_idx: usize) -> Result<Block> {
+        if self.fill_cache { self.reader.read_block(block_idx) } else { self.reader.load_block(block_idx) }
     }
 
     /// The next entry, or `None` at the end of the file.
@@ -225,7 +255,7 @@ impl SstIter<'_> {
                 return Ok(None);
             }
             let block_offset = self.reader.index[self.next_block_idx].handle.offset;
-            match self.reader.read_block(self.next_block_idx) {
+            match self.read_block(self.next_block_idx) {
                 Ok(block) => self.current = Some(block.iter()),
                 Err(error) => {
                     self.failed_at_offset = Some(block_offset);

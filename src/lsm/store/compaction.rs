@@ -7,7 +7,7 @@ use std::rc::Rc;
 use super::super::YIELD_EVERY_ENTRIES;
 use super::super::entry::{Entry, Value};
 use super::super::error::{LsmError, Result};
-use super::super::sst::{SstReader, SstWriter};
+use super::super::sst::SstWriter;
 use super::manifest::{SstMeta, sst_file_name};
 use super::merge::{MergeIter, Source};
 use super::version::{SstHandle, Version};
@@ -126,7 +126,7 @@ impl LsmStore {
     async fn merge_into(&self, plan: &Plan, outputs: &mut Vec<Rc<SstHandle>>) -> Result<()> {
         let mut sources = Vec::with_capacity(plan.inputs.len());
         for handle in &plan.inputs {
-            sources.push(Source::files(std::slice::from_ref(handle), b"")?);
+            sources.push(Source::files(std::slice::from_ref(handle), b"", false)?);
         }
         let mut merge = MergeIter::new(sources)?;
         let mut writer: Option<(SstWriter, u64)> = None;
@@ -171,7 +171,7 @@ impl LsmStore {
 
     async fn finish_output(&self, writer: SstWriter, file_number: u64, level: usize) -> Result<Rc<SstHandle>> {
         let summary = writer.finish().await?;
-        let reader = SstReader::open(&summary.path).await?;
+        let reader = self.open_sst(&summary.path).await?;
         let meta = SstMeta {
             file_number,
             level,

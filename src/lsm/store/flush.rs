@@ -5,7 +5,6 @@ use std::rc::Rc;
 
 use super::super::error::Result;
 use super::super::memtable::Memtable;
-use super::super::sst::SstReader;
 use super::manifest::{SstMeta, sst_file_name, write_manifest};
 use super::version::{SstHandle, Version};
 use super::{LsmStore, State};
@@ -39,7 +38,7 @@ impl LsmStore {
         let path = self.inner.dir.join(sst_file_name(file_number));
         self.inner.faults.check(&path, "write an SST")?;
         let summary = memtable.flush(&path, self.inner.options.sst.clone()).await?;
-        let reader = SstReader::open(&path).await?;
+        let reader = self.open_sst(&path).await?;
         let meta = SstMeta {
             file_number,
             level: 0,
@@ -87,6 +86,8 @@ impl LsmStore {
         let mut state = self.inner.state.borrow_mut();
         state.version = Rc::new(version);
         installed(&mut state);
+        drop(state);
+        self.inner.progress.signal();
         Ok(())
     }
 }

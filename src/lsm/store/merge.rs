@@ -14,36 +14,41 @@ pub(crate) enum Source<'a> {
     /// Entries copied out of a memtable, in key order.
     Memory(std::vec::IntoIter<Entry>),
     /// A run of files that do not overlap, in key order (one L0 file, or a whole level).
-    Files { files: &'a [Rc<SstHandle>], next_file_idx: usize, current: Option<SstIter<'a>> },
+    Files { files: &'a [Rc<SstHandle>], fill_cache: bool, next_file_idx: usize, current: Option<SstIter<'a>> },
 }
 
 impl<'a> Source<'a> {
-    /// A source over `files`, sorted and disjoint, positioned at the first key `>= start`.
-    pub(crate) fn files(files: &'a [Rc<SstHandle>], start: &[u8]) -> Result<Source<'a>> {
+    /// A source over `files`, sorted and disjoint, positioned at the first key `>= start`, reading
+    /// through the block cache if `fill_cache`.
+    pub(crate) fn files(files: &'a [Rc<SstHandle>], start: &[u8], fill_cache: bool) -> Result<Source<'a>> {
         debug_assert!(files.windows(2).all(|pair| pair[0].meta.largest_key < pair[1].meta.smallest_key));
         let file_idx = files.partition_point(|handle| handle.meta.largest_key.as_slice() < start);
         let mut current = None;
         if let Some(handle) = files.get(file_idx) {
-            let mut iter = handle.reader.iter();
+            let mut iter = iter_of(handle, fill_cache);
             iter.seek(start)?;
             current = Some(iter);
         }
-        Ok(Source::Files { files, next_file_idx: file_idx + 1, current })
+        Ok(Source::Files { files, fill_cache, next_file_idx: file_idx + 1, current })
     }
 
     fn next(&mut self) -> Result<Option<Entry>> {
         match self {
             Source::Memory(entries) => Ok(entries.next()),
-            Source::Files { files, next_file_idx, current } => loop {
+            Source::Files { files, fill_cache, next_file_idx, current } => loop {
                 let Some(iter) = current.as_mut() else { return Ok(None) };
                 if let Some(entry) = iter.next()? {
                     return Ok(Some(entry));
                 }
-                *current = files.get(*next_file_idx).map(|handle| handle.reader.iter());
+                *current = files.get(*next_file_idx).map(|handle| iter_of(handle, *fill_cache));
                 *next_file_idx += 1;
             },
         }
     }
+}
+
+fn iter_of(handle: &SstHandle, fill_cache: bool) -> SstIter<'_> {
+    if fill_cache { handle.reader.iter() } else { handle.reader.iter_uncached() }
 }
 
 /// Merges sources given newest first. Each call to `next` returns the smallest key not yet returned,

@@ -31,18 +31,23 @@ mod tests_crash;
 mod tests_manifest;
 #[cfg(test)]
 mod tests_model;
+#[cfg(test)]
+mod tests_stall;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 
 use glommio::sync::Semaphore;
 
+use super::cache::{BlockCache, BlockCacheStats};
 use super::entry::{Entry, Value};
 use super::error::Result;
 use super::memtable::Memtable;
+use super::sst::SstReader;
 use faults::Faults;
 use merge::{MergeIter, Source};
 use version::Version;
@@ -133,7 +138,40 @@ struct Inner {
     install_lock: Semaphore,
     /// True while a compaction runs (at most one).
     compacting: Cell<bool>,
+    /// Wakes the writers stalled until a flush or a compaction installs its files.
+    progress: Progress,
+    /// Decoded blocks of the store's files.
+    cache: Rc<BlockCache>,
     faults: Faults,
+}
+
+/// The tasks waiting for the next installed flush or compaction.
+#[derive(Default)]
+struct Progress {
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl Progress {
+    /// Wakes every waiting task.
+    fn signal(&self) {
+        for waker in self.waiters.take() {
+            waker.wake();
+        }
+    }
+
+    /// Waits for the next `signal`.
+    async fn next(&self) {
+        let mut registered = false;
+        std::future::poll_fn(|cx| {
+            if registered {
+                return Poll::Ready(());
+            }
+            registered = true;
+            self.waiters.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
 }
 
 struct State {
@@ -165,10 +203,46 @@ impl LsmStore {
             return Ok(());
         }
         self.flush().await?;
-        // A write stall bounds L0 when nobody compacts: compact here until L0 is back under the limit
-        // (a no-op while another task compacts; that task brings L0 down).
-        let l0_files_stall = 2 * self.inner.options.l0_files_max;
-        while self.files_per_level()[0] >= l0_files_stall && self.compact_step().await? {}
+        self.stall().await
+    }
+
+    /// True while writes should wait ([`stall`](Self::stall)): more than `frozen_memtables_max`
+    /// memtables wait for a flush, or L0 holds `2 * l0_files_max` files or more.
+    pub fn write_stalled(&self) -> bool {
+        self.stall_work().is_some()
+    }
+
+    /// What a stalled writer waits for: `Some(true)` a flush, `Some(false)` a compaction of L0.
+    fn stall_work(&self) -> Option<bool> {
+        let state = self.inner.state.borrow();
+        let options = &self.inner.options;
+        if state.frozen.len() > options.frozen_memtables_max {
+            Some(true)
+        } else if state.version.levels[0].len() >= 2 * options.l0_files_max {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// The write stall, which bounds memory and L0 when writes outrun flushes and compactions:
+    /// returns once [`write_stalled`](Self::write_stalled) is false, flushing or compacting L0 in the
+    /// calling task while no other task does, else waiting for the task that does.
+    pub async fn stall(&self) -> Result<()> {
+        while let Some(flush) = self.stall_work() {
+            if flush {
+                match self.inner.flush_lock.try_acquire_permit(1) {
+                    Ok(permit) => {
+                        drop(permit);
+                        self.flush_frozen().await?;
+                    }
+                    Err(_) => self.inner.progress.next().await,
+                }
+            } else if !self.compact_step().await? {
+                // Another task compacts (or nothing is due yet, which a flush will change).
+                self.inner.progress.next().await;
+            }
+        }
         Ok(())
     }
 
@@ -199,6 +273,11 @@ impl LsmStore {
     /// flushed ([`flush`](Self::flush), in a background task).
     pub fn write_now(&self, key: &[u8], value: Option<&[u8]>) -> bool {
         self.insert(key, value.map_or(Value::Delete, |bytes| Value::Put(bytes.to_vec())))
+    }
+
+    /// As [`write_now`](Self::write_now), taking the value (or [`Value::Delete`]) by value.
+    pub fn write_value(&self, key: &[u8], value: Value) -> bool {
+        self.insert(key, value)
     }
 
     /// Inserts into the memtable; true once it is full.
@@ -255,6 +334,16 @@ impl LsmStore {
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// What the block cache holds and has done.
+    pub fn block_cache(&self) -> BlockCacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// Opens an SST the store wrote, reading through the store's block cache.
+    pub(crate) async fn open_sst(&self, path: &Path) -> Result<SstReader> {
+        Ok(SstReader::open(path).await?.with_cache(&self.inner.cache))
     }
 
     /// The options the store was opened with.
@@ -361,10 +450,10 @@ fn scan_sources<'a>(
         sources.push(Source::Memory(entries.into_iter()));
     }
     for handle in &version.levels[0] {
-        sources.push(Source::files(std::slice::from_ref(handle), start)?);
+        sources.push(Source::files(std::slice::from_ref(handle), start, true)?);
     }
     for files in version.levels[1..].iter().filter(|files| !files.is_empty()) {
-        sources.push(Source::files(files, start)?);
+        sources.push(Source::files(files, start, true)?);
     }
     let mut merge = MergeIter::new(sources)?;
     let mut page = ScanPage::default();

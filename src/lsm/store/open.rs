@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use glommio::sync::Semaphore;
 
+use super::super::cache::BlockCache;
 use super::super::encoding::corrupt;
 use super::super::error::{LsmError, Result};
 use super::super::memtable::Memtable;
@@ -36,10 +37,11 @@ impl LsmStore {
             }
         };
         remove_unlisted_files(&dir, &manifest).await?;
+        let cache = BlockCache::new(options.block_cache_bytes);
         let mut version = Version::default();
         for meta in &manifest.files {
             let path = dir.join(sst_file_name(meta.file_number));
-            let reader = SstReader::open(&path).await?;
+            let reader = SstReader::open(&path).await?.with_cache(&cache);
             let agrees = reader.file_bytes() == meta.file_bytes
                 && reader.n_entries() == meta.n_entries
                 && reader.smallest_key() == meta.smallest_key.as_slice()
@@ -66,6 +68,8 @@ impl LsmStore {
             flush_lock: Semaphore::new(1),
             install_lock: Semaphore::new(1),
             compacting: Cell::new(false),
+            progress: Default::default(),
+            cache,
             faults,
         };
         Ok(LsmStore { inner: Rc::new(inner) })

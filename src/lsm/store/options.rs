@@ -19,13 +19,18 @@ pub struct LsmOptions {
     pub memtable_bytes_max: usize,
     /// Compaction cuts an output SST once the keys and values written to it reach this.
     pub sst_bytes_target: u64,
-    /// L0 is compacted into L1 once it holds this many files; writes stall (compact in place) once it
-    /// holds twice as many and no other task compacts.
+    /// Memtables that may wait for a flush before writes stall (`LsmStore::stall`), RocksDB's
+    /// `max_write_buffer_number - 1`: with the memtable, memory holds at most this plus one memtables.
+    pub frozen_memtables_max: usize,
+    /// L0 is compacted into L1 once it holds this many files; writes stall (`LsmStore::stall`) once it
+    /// holds twice as many.
     pub l0_files_max: usize,
     /// L1 is compacted into L2 once its files pass this size.
     pub l1_bytes_max: u64,
     /// Each level below L1 may hold this many times the bytes of the level above it.
     pub level_size_factor: u64,
+    /// Decoded data blocks kept in memory for reads (RocksDB's block cache); 0 turns it off.
+    pub block_cache_bytes: usize,
     /// How SST files are laid out.
     pub sst: SstOptions,
 }
@@ -35,9 +40,11 @@ impl Default for LsmOptions {
         LsmOptions {
             memtable_bytes_max: 8 << 20,
             sst_bytes_target: 4 << 20,
+            frozen_memtables_max: 1,
             l0_files_max: 4,
             l1_bytes_max: 32 << 20,
             level_size_factor: 10,
+            block_cache_bytes: 32 << 20,
             sst: SstOptions::default(),
         }
     }
@@ -58,6 +65,7 @@ impl LsmOptions {
         };
         at_least("memtable_bytes_max", self.memtable_bytes_max as u64, 1)?;
         at_least("sst_bytes_target", self.sst_bytes_target, 1)?;
+        at_least("frozen_memtables_max", self.frozen_memtables_max as u64, 1)?;
         at_least("l0_files_max", self.l0_files_max as u64, 1)?;
         at_least("l1_bytes_max", self.l1_bytes_max, 1)?;
         at_least("level_size_factor", self.level_size_factor, 2)?;

@@ -1,0 +1,83 @@
+//! Write stall and block cache tests: writes that outrun flushes and compactions are held back until
+//! memory and L0 are within their bounds again, and reads through the block cache see what the files
+//! hold.
+
+use super::tests_model::tiny_options;
+use super::*;
+use crate::lsm::test_support::{TestDir, run_in_executor};
+
+/// Writes `n` keys with `write_now`, freezing full memtables as the state backend does, and never
+/// flushing: only `stall` brings the store back within bounds.
+fn write_without_flushing(store: &LsmStore, from: u32, n: u32) {
+    for i in from..from + n {
+        let key = format!("key-{i:08}");
+        if store.write_now(key.as_bytes(), Some(&[7; 40])) {
+            store.freeze();
+        }
+    }
+}
+
+#[test]
+fn stall_flushes_and_compacts_until_the_store_is_within_bounds() {
+    let dir = TestDir::new("lsm-stall");
+    let path = dir.path.clone();
+    run_in_executor(move || async move {
+        let options = LsmOptions { frozen_memtables_max: 2, ..tiny_options() };
+        let store = LsmStore::open(&path, options.clone()).await.expect("open");
+        write_without_flushing(&store, 0, 400);
+        assert!(store.inner.state.borrow().frozen.len() > 2);
+        assert!(store.write_stalled());
+        store.stall().await.expect("stall");
+        assert!(!store.write_stalled());
+        assert!(store.inner.state.borrow().frozen.len() <= 2);
+        assert!(store.files_per_level()[0] < 2 * options.l0_files_max);
+        assert!(store.counters().n_flushes > 0 && store.counters().n_compactions > 0, "{:?}", store.counters());
+        for i in (0..400).step_by(37) {
+            let key = format!("key-{i:08}");
+            assert_eq!(store.get(key.as_bytes()).expect("get"), Some(vec![7; 40]), "{key}");
+        }
+        store.close().await.expect("close");
+    });
+}
+
+#[test]
+fn a_stalled_writer_waits_for_the_flush_another_task_runs() {
+    let dir = TestDir::new("lsm-stall-wait");
+    let path = dir.path.clone();
+    run_in_executor(move || async move {
+        let options = LsmOptions { frozen_memtables_max: 1, ..tiny_options() };
+        let store = LsmStore::open(&path, options).await.expect("open");
+        write_without_flushing(&store, 0, 200);
+        let flusher = store.clone();
+        let flush = glommio::spawn_local(async move { flusher.flush_frozen().await });
+        // Let the flush take its lock before the writer stalls.
+        futures_lite::future::yield_now().await;
+        store.stall().await.expect("stall");
+        assert!(!store.write_stalled());
+        flush.await.expect("flush");
+        store.close().await.expect("close");
+    });
+}
+
+#[test]
+fn reads_through_the_block_cache_hit_and_agree_with_the_files() {
+    let dir = TestDir::new("lsm-block-cache");
+    let path = dir.path.clone();
+    run_in_executor(move || async move {
+        let store = LsmStore::open(&path, tiny_options()).await.expect("open");
+        for i in 0..300u32 {
+            store.put(format!("key-{i:08}").as_bytes(), &i.to_le_bytes()).await.expect("put");
+        }
+        store.flush().await.expect("flush");
+        for _round in 0..2 {
+            for i in 0..300u32 {
+                let got = store.get(format!("key-{i:08}").as_bytes()).expect("get");
+                assert_eq!(got, Some(i.to_le_bytes().to_vec()));
+            }
+        }
+        let stats = store.block_cache();
+        assert!(stats.hits > stats.misses, "{stats:?}");
+        assert!(stats.bytes > 0 && stats.bytes <= store.options().block_cache_bytes, "{stats:?}");
+        store.close().await.expect("close");
+    });
+}
