@@ -184,7 +184,7 @@ impl LsmShardStore {
 
     /// Waits while the store's writes are stalled (see [`LsmStore::stall`]).
     pub(crate) async fn stall(&self) -> Result<(), LsmError> {
-        if self.store.write_stalled() { self.store.stall().await } else { Ok(()) }
+        self.store.stall().await
     }
 
     /// An immutable view of the store now (the memtable is frozen for it and flushed later).
@@ -324,10 +324,12 @@ struct CachedRow<S> {
 /// before it are written back (if changed) and dropped. A row found in the old generation stays
 /// there until the next turn, so that the rows in use at any time stay cached.
 struct RowCache<K, N, S> {
-    young: HashMap<(K, N), CachedRow<S>, BuildStableHasher>,
-    old: HashMap<(K, N), CachedRow<S>, BuildStableHasher>,
+    young: Generation<K, N, S>,
+    old: Generation<K, N, S>,
     rows_max: usize,
 }
+
+type Generation<K, N, S> = HashMap<(K, N), CachedRow<S>, BuildStableHasher>;
 
 /// A borrowed (key, namespace) to look a cached row up with, hashing as the owned pair does.
 struct RowLookup<'a, K, N>(&'a K, &'a N);
@@ -363,16 +365,15 @@ impl<K: ExchangeData + Hash + Eq, N: Namespace, S: Stored> RowCache<K, N, S> {
         self.young.remove(&lookup).or_else(|| self.old.remove(&lookup))
     }
 
-    /// Adds a row read from the store, turning the generations over if the young one is full.
-    fn insert(&mut self, pair: (K, N), row: CachedRow<S>, out: &mut WriteBack<'_>) -> Result<(), StateError> {
+    /// Adds a row read from the store, turning the generations over if the young one is full; returns
+    /// the rows that left the cache (the old generation), to be written back.
+    fn insert(&mut self, pair: (K, N), row: CachedRow<S>) -> Generation<K, N, S> {
         self.young.insert(pair, row);
         if self.rows_max > 0 && self.young.len() > self.rows_max / 2 {
-            for ((key, namespace), row) in self.old.iter_mut() {
-                out.write(key, namespace, row)?;
-            }
-            self.old = std::mem::take(&mut self.young);
+            let young = std::mem::take(&mut self.young);
+            return std::mem::replace(&mut self.old, young);
         }
-        Ok(())
+        Generation::default()
     }
 
     /// Writes every changed row back, keeping them cached.
@@ -504,9 +505,11 @@ where
         let state = self.load(&row_key)?;
         let exists = state.is_some();
         let row = CachedRow { key_group: at.key_group, state, dirty: false, stored: exists };
-        let mut out =
-            WriteBack { shard: &self.shard, name: &self.name, state_id: self.state_id, codec: &mut self.codec };
-        self.cache.get_mut().insert((at.key.clone(), at.namespace.clone()), row, &mut out)?;
+        let left = self.cache.get_mut().insert((at.key.clone(), at.namespace.clone()), row);
+        let mut out = self.write_back();
+        for ((key, namespace), mut row) in left {
+            out.write(&key, &namespace, &mut row)?;
+        }
         Ok(exists)
     }
 
