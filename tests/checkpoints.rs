@@ -232,14 +232,14 @@ fn a_job_rescaled_one_two_four_one_through_savepoints_gives_exact_results() {
     let root = temp_dir("rescale-chain");
     let stages = [1usize, 2, 4].map(|cores| StreamEnv::builder().cores(cores).pinned(false));
     let (restore, seen) =
-        support::savepoint_chain(&root, stages, 1_500, |env| counting_job(env, "counts", 30_000, 20_000.0));
+        support::savepoint_chain(&root, stages, 1_500, |env| counting_job(env, "counts", 200_000, 20_000.0));
     let env = StreamEnv::builder().cores(1).restore_from(restore).build().unwrap();
-    let out = counting_job(&env, "counts", 30_000, 1e9);
+    let out = counting_job(&env, "counts", 200_000, 1e9);
     env.execute().unwrap();
     let last = last_per_key(out.take());
-    assert!(seen < 30_000, "every stage stopped midway ({seen} records before the last)");
+    assert!(seen < 200_000, "every stage stopped midway ({seen} records before the last)");
     assert_eq!(last.len(), 50);
-    assert!(last.values().all(|&v| v == 600), "1 -> 2 -> 4 -> 1 shards: {last:?}");
+    assert!(last.values().all(|&v| v == 4_000), "1 -> 2 -> 4 -> 1 shards: {last:?}");
     let _ = std::fs::remove_dir_all(&root);
 }
 

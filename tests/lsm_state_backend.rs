@@ -213,17 +213,17 @@ fn savepoints_move_between_the_heap_and_lsm_backends_and_shard_counts() {
             StreamEnv::builder().cores(cores).pinned(false).data_dir(root.join("data")).state_backend(backend)
         },
     );
-    let (restore, seen) = support::savepoint_chain(&root, stages, 1_500, |env| counting_job(env, 30_000, 20_000.0));
+    let (restore, seen) = support::savepoint_chain(&root, stages, 1_500, |env| counting_job(env, 200_000, 20_000.0));
     let env = StreamEnv::builder().cores(2).pinned(false).restore_from(restore).build().unwrap();
-    let out = counting_job(&env, 30_000, 1e9);
+    let out = counting_job(&env, 200_000, 1e9);
     env.execute().unwrap();
     let mut last = HashMap::new();
     for (key, n) in out.take() {
         last.insert(key, n);
     }
-    assert!(seen < 30_000, "every stage stopped midway ({seen} records before the last)");
+    assert!(seen < 200_000, "every stage stopped midway ({seen} records before the last)");
     assert_eq!(last.len(), 50);
-    assert!(last.values().all(|&v| v == 600), "lsm 1 -> heap 2 -> lsm 2 -> lsm 1 -> heap 2 shards: {last:?}");
+    assert!(last.values().all(|&v| v == 4_000), "lsm 1 -> heap 2 -> lsm 2 -> lsm 1 -> heap 2 shards: {last:?}");
     let _ = std::fs::remove_dir_all(&root);
 }
 
