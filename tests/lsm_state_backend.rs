@@ -118,13 +118,26 @@ fn run(
     fail_at: u64,
     name: &str,
 ) -> (HashMap<u64, Vec<(u64, String)>>, JobResult) {
+    run_checkpointed(backend, cores, (events, keys, fail_at), name, false)
+}
+
+/// As `run`, with incremental checkpoints if `incremental`.
+fn run_checkpointed(
+    backend: StateBackend,
+    cores: usize,
+    (events, keys, fail_at): (u64, u64, u64),
+    name: &str,
+    incremental: bool,
+) -> (HashMap<u64, Vec<(u64, String)>>, JobResult) {
     let dir = temp_dir(name);
+    let checkpoints =
+        CheckpointConfig::every(Duration::from_millis(20)).directory(dir.join("checkpoints")).incremental(incremental);
     let env = StreamEnv::builder()
         .cores(cores)
         .pinned(false)
         .data_dir(dir.join("data"))
         .state_backend(backend)
-        .checkpointing(CheckpointConfig::every(Duration::from_millis(20)).directory(dir.join("checkpoints")))
+        .checkpointing(checkpoints)
         .restart_strategy(RestartStrategy::fixed_delay(3, Duration::from_millis(10)))
         .build()
         .unwrap();
@@ -176,6 +189,154 @@ fn a_failed_job_on_the_lsm_backend_restarts_from_its_checkpoint_with_exactly_onc
     assert_eq!(result.status, JobStatus::Finished);
     assert_eq!(result.restarts, 1);
     assert_eq!(lsm, expected);
+}
+
+#[test]
+fn a_failed_job_restarts_from_an_incremental_checkpoint_with_exactly_once_state() {
+    let (expected, _) = run(StateBackend::Heap, 1, 30_000, 300, 0, "incremental-restart-heap");
+    let (lsm, result) = run_checkpointed(tiny_lsm(40), 2, (30_000, 300, 9_000), "incremental-restart-lsm", true);
+    assert_eq!(result.status, JobStatus::Finished);
+    assert_eq!(result.restarts, 1);
+    assert_eq!(lsm, expected);
+}
+
+/// The shared files the retained checkpoints under `root` name.
+fn named_shared_files(root: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for (_, dir) in rill::checkpoint::storage::list_checkpoints(root) {
+        let checkpoint = rill::checkpoint::storage::read_checkpoint(&dir).expect("a readable checkpoint");
+        for snapshot in checkpoint.operators.iter().flat_map(|operator| &operator.subtasks) {
+            for part in snapshot.keyed_state().store_parts() {
+                names.extend(part.files.iter().map(|file| file.name.clone()));
+            }
+        }
+    }
+    names
+}
+
+fn files_in(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    entries.filter_map(|entry| entry.file_name().into_string().ok()).collect()
+}
+
+/// Runs `EveryPrimitive` over `events` records until `records` came out, taking three checkpoints
+/// on the way, then cancels; returns the newest retained checkpoint.
+fn incremental_stage(
+    root: &std::path::Path,
+    (cores, backend): (usize, StateBackend),
+    restore: Option<&std::path::Path>,
+    events: u64,
+    records: usize,
+) -> std::path::PathBuf {
+    let checkpoints = CheckpointConfig::every(Duration::from_secs(3600))
+        .directory(root.join("checkpoints"))
+        .incremental(true)
+        .max_retained(2)
+        .retain_on_cancel(true);
+    let mut builder = StreamEnv::builder()
+        .cores(cores)
+        .pinned(false)
+        .data_dir(root.join("data"))
+        .state_backend(backend)
+        .checkpointing(checkpoints);
+    if let Some(restore) = restore {
+        builder = builder.restore_from(restore);
+    }
+    let env = builder.build().unwrap();
+    let out = env
+        .generator(Generator::bounded(events).per_second(40_000.0), move |i| (i * 7919 % 300, i))
+        .key_by(|r: &(u64, u64)| r.0)
+        .process(EveryPrimitive::new(0))
+        .uid("every-primitive")
+        .collect();
+    let running = env.execute_async().unwrap();
+    for round in 1..=3 {
+        while out.len() < records * round / 3 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        running.checkpoint(Duration::from_secs(30)).expect("a checkpoint");
+    }
+    running.cancel();
+    running.join().unwrap();
+    let root = root.join("checkpoints");
+    let (newest, skipped) = rill::checkpoint::storage::latest_checkpoint(&root);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    newest.expect("a retained checkpoint").path
+}
+
+#[test]
+fn incremental_checkpoints_share_files_and_restore_on_other_shard_counts_and_into_the_heap() {
+    let events = 200_000;
+    let root = temp_dir("incremental-chain");
+    let checkpoints = root.join("checkpoints");
+    let first = incremental_stage(&root, (1, tiny_lsm(40)), None, events, 6_000);
+    let checkpoint = rill::checkpoint::storage::read_checkpoint(&first).unwrap();
+    let parts: Vec<_> = checkpoint
+        .operators
+        .iter()
+        .flat_map(|operator| &operator.subtasks)
+        .flat_map(|snapshot| snapshot.keyed_state().store_parts())
+        .collect();
+    assert_eq!(parts.len(), 1, "one LSM operator instance");
+    assert_eq!(parts[0].states.len(), 4, "every state of the operator is in the store's files");
+    assert!(!parts[0].files.is_empty(), "the store flushed: its files are shared");
+    // Every file a retained checkpoint needs is there, and nothing else (older ones were deleted).
+    let named = named_shared_files(&checkpoints);
+    assert_eq!(files_in(&checkpoints.join("shared")), named);
+
+    // 1 shard -> 2 shards on the LSM backend, then into the heap on 1 shard to the end.
+    let second = incremental_stage(&root, (2, tiny_lsm(1 << 16)), Some(&first), events, 6_000);
+    assert_eq!(files_in(&checkpoints.join("shared")), named_shared_files(&checkpoints));
+    // A savepoint of the restored state before any record declared it (the rows are in the store,
+    // their types unknown) is full, with every row. (The filter drops what the source reads then,
+    // so the job goes on from `second` below.)
+    let env = StreamEnv::builder()
+        .cores(2)
+        .pinned(false)
+        .data_dir(root.join("data"))
+        .state_backend(tiny_lsm(40))
+        .checkpointing(CheckpointConfig::every(Duration::from_secs(3600)).directory(&checkpoints).incremental(true))
+        .restore_from(&second)
+        .build()
+        .unwrap();
+    let _ = env
+        .generator(Generator::bounded(events).per_second(1e6), move |i| (i * 7919 % 300, i))
+        .filter(|_: &(u64, u64)| false)
+        .key_by(|r: &(u64, u64)| r.0)
+        .process(EveryPrimitive::new(0))
+        .uid("every-primitive")
+        .collect();
+    let savepoint = root.join("savepoint");
+    env.execute_async().unwrap().stop_with_savepoint(&savepoint, Duration::from_secs(30)).unwrap();
+    let saved = rill::checkpoint::storage::read_checkpoint(&savepoint).unwrap();
+    let subtasks = saved.operators.iter().flat_map(|operator| &operator.subtasks);
+    assert!(subtasks.clone().all(|snapshot| snapshot.keyed_state().store_parts().is_empty()), "a full savepoint");
+    for state in ["count", "max", "recent"] {
+        let all = rill::state::KeyGroupRange { start: 0, end: rill::state::default_max_parallelism(1) - 1 };
+        let rows: u32 = subtasks
+            .clone()
+            .flat_map(|snapshot| snapshot.keyed_state().sections_of(state, all).map(|(_, _, section)| section.rows))
+            .sum();
+        assert_eq!(rows, 300, "rows of '{state}' in the savepoint");
+    }
+    let env = StreamEnv::builder().cores(1).pinned(false).restore_from(&second).build().unwrap();
+    let out = env
+        .generator(Generator::bounded(events).per_second(1e9), move |i| (i * 7919 % 300, i))
+        .key_by(|r: &(u64, u64)| r.0)
+        .process(EveryPrimitive::new(0))
+        .uid("every-primitive")
+        .collect();
+    env.execute().unwrap();
+    let mut last: HashMap<u64, (u64, String)> = HashMap::new();
+    for (key, n, digest) in out.take() {
+        last.insert(key, (n, digest));
+    }
+    let (expected, _) = run(StateBackend::Heap, 1, events, 300, 0, "incremental-chain-heap");
+    let expected: HashMap<u64, (u64, String)> =
+        expected.into_iter().map(|(key, records)| (key, records.last().unwrap().clone())).collect();
+    assert_eq!(last.len(), 300);
+    assert!(last == expected, "LSM 1 shard -> LSM 2 shards -> heap 1 shard through incremental checkpoints");
+    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// A keyed running count in `ValueState` under the uid "counts", fed by a slow generator.

@@ -190,6 +190,18 @@ impl JobHandle {
         })
     }
 
+    /// Takes a full checkpoint (the state in the canonical format, even where checkpoints are
+    /// incremental) and waits until it completed; its id.
+    fn full_checkpoint(&self, timeout: Duration) -> Result<u64, Error> {
+        let shared = self.control.current();
+        let Some(coordinator) = &shared.coordinator else { return self.checkpoint(timeout) };
+        let before = coordinator.completed_id();
+        coordinator.request_full();
+        coordinator.wait_completed_where(before, timeout, true).ok_or_else(|| {
+            ConfigError::Runtime(format!("no savepoint completed within {timeout:?} (or the job stopped)")).into()
+        })
+    }
+
     /// Takes a savepoint into `dir` (Flink's `savepoint`): a checkpoint copied out of the job's
     /// checkpoint storage, so retention never deletes it. The job can be started from it with
     /// [`StreamEnvBuilder::restore_from`](crate::StreamEnvBuilder::restore_from), on any number of
@@ -200,7 +212,7 @@ impl JobHandle {
         if let Some(coordinator) = &shared.coordinator {
             coordinator.pin_newer(true);
         }
-        let copied = self.checkpoint(timeout).and_then(|id| {
+        let copied = self.full_checkpoint(timeout).and_then(|id| {
             let root = self.control.checkpoint_root.as_ref().expect("a checkpointing job has a checkpoint directory");
             let target = dir.as_ref().to_path_buf();
             copy_checkpoint(&storage::checkpoint_dir(root, id), &target).map_err(ConfigError::from)?;

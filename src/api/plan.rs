@@ -31,8 +31,8 @@ use futures_lite::FutureExt;
 use crate::operators::input::current_operator;
 use crate::runtime::error::panic_message;
 use crate::runtime::{Doorbells, JobError, JobSignal, ShardConfig, ShardParker, ShardQueues, StartGate, spawn_shard};
-use crate::state::StateBackend;
 use crate::state::lsm::LsmShardStore;
+use crate::state::{KeyGroupRange, StateBackend};
 
 struct NodeShape {
     info: OperatorInfo,
@@ -434,11 +434,20 @@ async fn run_shard(mut package: ShardPackage, job: Arc<JobShared>, queues: Shard
             auto_watermark_interval: job.config.auto_watermark_interval,
         },
         operator_names: job.operator_names.clone(),
-        checkpoints: job.coordinator.as_ref().map(|c| Rc::new(ShardCheckpoints::new(c.clone(), parker.clone()))),
+        checkpoints: job
+            .coordinator
+            .as_ref()
+            .map(|c| Rc::new(ShardCheckpoints::new(c.clone(), parker.clone(), state_store.clone()))),
         restore: job.restore.clone(),
         state_store,
     });
 
+    if let Err(error) = ingest_restored_store_parts(&env, &job.shape).await {
+        job.signal.fail(JobError::ShardCrashed { shard, reason: format!("restoring state into the store: {error}") });
+        close_state_store(&env, store_tasks).await;
+        doorbell.cancel().await;
+        return false;
+    }
     let (lifecycles, drivers, timer_outlets, tasks) =
         match guarded(&env, || instantiate(&mut package, &job.shape, &env)) {
             Ok(built) => built,
@@ -605,6 +614,23 @@ impl Drop for DriverDone {
 }
 
 /// Builds this shard's operator instances and drivers.
+/// Writes the state that an incremental checkpoint being restored holds in SST files into the
+/// shard's store, for every operator instance of the shard (the store's write stall bounds the
+/// memory this takes). The operators find it there when they declare their states.
+async fn ingest_restored_store_parts(env: &ShardEnv, shape: &PlanShape) -> Result<(), crate::state::StateError> {
+    let Some(store) = &env.state_store else { return Ok(()) };
+    for (id, node) in shape.nodes.iter().enumerate() {
+        if env.shard >= node.info.parallelism {
+            continue;
+        }
+        let Some(snapshots) = env.restored_state(id as u32) else { continue };
+        let keyed: Vec<_> = snapshots.iter().map(|snapshot| snapshot.keyed_state()).collect();
+        let range = KeyGroupRange::for_subtask(env.max_parallelism, node.info.parallelism, env.shard);
+        crate::state::lsm::ingest_store_parts(store, id as u32, &keyed, range).await?;
+    }
+    Ok(())
+}
+
 fn instantiate(package: &mut ShardPackage, shape: &PlanShape, env: &Rc<ShardEnv>) -> Result<Instantiated, OpError> {
     let mut tasks = Vec::new();
     let n_nodes = shape.nodes.len();

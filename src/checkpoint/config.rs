@@ -45,6 +45,7 @@ pub struct CheckpointConfig {
     pub(crate) directory: Option<PathBuf>,
     pub(crate) retain_on_cancel: bool,
     pub(crate) max_retained: usize,
+    pub(crate) incremental: bool,
 }
 
 impl CheckpointConfig {
@@ -60,6 +61,7 @@ impl CheckpointConfig {
             directory: None,
             retain_on_cancel: false,
             max_retained: 1,
+            incremental: false,
         }
     }
 
@@ -113,6 +115,29 @@ impl CheckpointConfig {
     pub fn max_retained(mut self, n: usize) -> Self {
         self.max_retained = n;
         self
+    }
+
+    /// Incremental checkpoints of state kept in the LSM backend (Flink's
+    /// `state.backend.incremental`; off by default): a checkpoint links the SST files of each
+    /// shard's store into the checkpoint directory's `shared/` (only files the store wrote since the
+    /// last checkpoint are new there) and writes only what the store held in memory, instead of
+    /// every row. Files are deleted once no retained checkpoint needs them. Savepoints stay full
+    /// (the canonical format, for any backend); state on the heap is always written whole.
+    ///
+    /// ```
+    /// use rill::checkpoint::CheckpointConfig;
+    /// use std::time::Duration;
+    /// let config = CheckpointConfig::every(Duration::from_secs(1)).incremental(true);
+    /// assert!(config.is_incremental());
+    /// ```
+    pub fn incremental(mut self, incremental: bool) -> Self {
+        self.incremental = incremental;
+        self
+    }
+
+    /// True if checkpoints of the LSM backend are incremental.
+    pub fn is_incremental(&self) -> bool {
+        self.incremental
     }
 
     /// The checkpoint interval.

@@ -18,7 +18,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::config::CheckpointConfig;
-use super::storage::{OperatorState, checkpoint_dir, list_checkpoints, write_checkpoint};
+use super::storage::{
+    OperatorState, SHARED_DIR, checkpoint_dir, delete_shared_files, list_checkpoints, shared_files_of, write_checkpoint,
+};
 use crate::runtime::{Doorbells, JobError, JobSignal};
 use crate::state::snapshot::OperatorSnapshot;
 use crate::time::SharedClock;
@@ -92,6 +94,10 @@ struct Inner {
     aborted: std::collections::VecDeque<u64>,
     /// Retention keeps every checkpoint from this id on (while a savepoint copies one).
     pinned_from: Option<u64>,
+    /// The next checkpoint triggered is full (a savepoint asked for one).
+    full_requested: bool,
+    /// Checkpoints triggered as full although checkpoints are incremental.
+    full_ids: std::collections::BTreeSet<u64>,
 }
 
 /// Aborted checkpoint ids kept for the shards to notify: a shard further behind than this misses
@@ -188,6 +194,8 @@ impl Coordinator {
                 stats: Vec::new(),
                 aborted: std::collections::VecDeque::new(),
                 pinned_from: None,
+                full_requested: false,
+                full_ids: std::collections::BTreeSet::new(),
             }),
             wake: Condvar::new(),
             done: Condvar::new(),
@@ -304,15 +312,38 @@ impl Coordinator {
         self.wake.notify_all();
     }
 
+    /// The directory the checkpoints go to.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Asks for a full checkpoint now (for a savepoint, when checkpoints are incremental).
+    pub fn request_full(&self) {
+        let mut inner = self.lock();
+        inner.requested = true;
+        inner.full_requested = true;
+        drop(inner);
+        self.wake.notify_all();
+    }
+
+    /// True if checkpoint `id` is incremental (for the LSM backend's state).
+    pub fn is_incremental(&self, id: u64) -> bool {
+        self.config.incremental && id != u64::MAX && !self.lock().full_ids.contains(&id)
+    }
+
     /// Waits until a checkpoint newer than `after` completes, the job stops, or `timeout` passes.
     pub fn wait_completed(&self, after: u64, timeout: Duration) -> Option<u64> {
+        self.wait_completed_where(after, timeout, false)
+    }
+
+    /// As [`wait_completed`](Self::wait_completed), for a full checkpoint if `full`.
+    pub fn wait_completed_where(&self, after: u64, timeout: Duration, full: bool) -> Option<u64> {
         let deadline = monotonic_ns().saturating_add(timeout.as_nanos() as u64);
         let mut inner = self.lock();
         loop {
-            if let Some(stats) = inner.stats.last() {
-                if stats.id > after {
-                    return Some(stats.id);
-                }
+            let wanted = |id: u64| id > after && (!full || !self.config.incremental || inner.full_ids.contains(&id));
+            if let Some(stats) = inner.stats.iter().rev().find(|stats| wanted(stats.id)) {
+                return Some(stats.id);
             }
             let now = monotonic_ns();
             if inner.stopped || self.signal.is_stopped() || now >= deadline {
@@ -426,6 +457,9 @@ impl Coordinator {
                 let id = inner.next_id;
                 inner.next_id += 1;
                 inner.requested = false;
+                if std::mem::take(&mut inner.full_requested) {
+                    inner.full_ids.insert(id);
+                }
                 inner.last_trigger = now;
                 let pending = Pending {
                     started: now,
@@ -525,9 +559,12 @@ impl Coordinator {
             .filter(|(id, _)| *id >= self.own_from && pinned_from.is_none_or(|pinned| *id < pinned))
             .collect();
         let excess = all.len().saturating_sub(self.config.max_retained);
+        let mut unneeded = Vec::new();
         for (_, dir) in &all[..excess] {
+            unneeded.extend(shared_files_of(dir));
             let _ = std::fs::remove_dir_all(dir);
         }
+        delete_shared_files(root, unneeded);
     }
 
     /// Deletes every checkpoint of the job (when it was cancelled or finished and they are not to be
@@ -536,6 +573,12 @@ impl Coordinator {
         for (_, dir) in list_checkpoints(&self.root).into_iter().filter(|(id, _)| *id >= self.own_from) {
             let _ = std::fs::remove_dir_all(dir);
         }
+        // Nothing is in flight any more: every shared file no checkpoint names goes, those of
+        // aborted checkpoints too.
+        let shared = self.root.join(SHARED_DIR);
+        let all = std::fs::read_dir(&shared).into_iter().flatten().flatten();
+        delete_shared_files(&self.root, all.filter_map(|entry| entry.file_name().into_string().ok()).collect());
+        let _ = std::fs::remove_dir(&shared);
         // Only if nothing else is left in it.
         let _ = std::fs::remove_dir(&self.root);
     }

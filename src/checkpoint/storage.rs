@@ -14,6 +14,10 @@
 //! end <crc32>
 //! ```
 //!
+//! Incremental checkpoints of the LSM backend keep SST files in `shared/` beside the `chk-<id>/`
+//! directories; the state files name the ones they need. A shared file is deleted once no complete
+//! checkpoint in the directory names it.
+//!
 //! Keys and names are percent-escaped (`%`, space, tab, CR, LF), so every line splits on spaces.
 
 use std::fs;
@@ -26,6 +30,8 @@ const MAGIC: &str = "RILLCHK";
 const VERSION: u32 = 1;
 /// The name of the file that makes a directory a complete checkpoint.
 pub const METADATA: &str = "_metadata";
+/// The directory, beside the checkpoints, of the files incremental checkpoints share.
+pub const SHARED_DIR: &str = "shared";
 
 /// A checkpoint or savepoint that could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -262,7 +268,12 @@ pub fn read_checkpoint(dir: &Path) -> Result<CompletedCheckpoint, CheckpointErro
             if crc32fast::hash(&data) != crc {
                 return Err(damaged("checksum mismatch".into()));
             }
-            subtasks.push(OperatorSnapshot::from_bytes(&data).map_err(|e| damaged(e.to_string()))?);
+            let mut snapshot = OperatorSnapshot::from_bytes(&data).map_err(|e| damaged(e.to_string()))?;
+            let shared = dir.parent().unwrap_or(dir).join(SHARED_DIR);
+            for part in snapshot.keyed_state_mut().store_parts_mut() {
+                part.shared_dir = Some(shared.clone());
+            }
+            subtasks.push(snapshot);
         }
         operators.push(OperatorState { key, name, subtasks });
     }
@@ -270,6 +281,32 @@ pub fn read_checkpoint(dir: &Path) -> Result<CompletedCheckpoint, CheckpointErro
         return Err(bad(n, "unexpected line after the last operator".into()));
     }
     Ok(CompletedCheckpoint { id, path: dir.to_path_buf(), operators })
+}
+
+/// The shared files the checkpoint in `dir` names (none if it cannot be read).
+pub(crate) fn shared_files_of(dir: &Path) -> Vec<String> {
+    let Ok(checkpoint) = read_checkpoint(dir) else { return Vec::new() };
+    let subtasks = checkpoint.operators.iter().flat_map(|operator| &operator.subtasks);
+    let parts = subtasks.flat_map(|snapshot| snapshot.keyed_state().store_parts());
+    parts.flat_map(|part| part.files.iter().map(|file| file.name.clone())).collect()
+}
+
+/// Deletes those of `candidates` in `root`'s shared directory that no complete checkpoint in `root`
+/// names. Call it only for files no checkpoint in flight may name: those of deleted checkpoints
+/// (a store's file that a newer checkpoint does not name left that store for good), or any once
+/// nothing is in flight.
+pub(crate) fn delete_shared_files(root: &Path, candidates: Vec<String>) {
+    if candidates.is_empty() {
+        return;
+    }
+    let needed: std::collections::HashSet<String> =
+        list_checkpoints(root).iter().flat_map(|(_, dir)| shared_files_of(dir)).collect();
+    let shared = root.join(SHARED_DIR);
+    for name in candidates {
+        if !needed.contains(&name) {
+            let _ = fs::remove_file(shared.join(name));
+        }
+    }
 }
 
 /// Every `chk-<id>` directory under `root`, complete or not: (id, path).

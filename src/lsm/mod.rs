@@ -57,5 +57,5 @@ pub use memtable::Memtable;
 pub use sst::{SST_FORMAT_VERSION, SST_PAGE_BYTES, SstIter, SstOptions, SstReader, SstSummary, SstWriter};
 pub use store::{
     LEVELS_MAX, LsmCounters, LsmOptions, LsmStore, MANIFEST_FILE_NAME, MANIFEST_FORMAT_VERSION, ScanPage, SstMeta,
-    StoreView, prefix_end,
+    StoreView, ViewFile, prefix_end,
 };

@@ -19,6 +19,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -27,9 +28,11 @@ use super::input::{Input, InputRef, Lifecycle, OpResult};
 use super::merge::BarrierAlignment;
 use crate::checkpoint::CheckpointingMode;
 use crate::checkpoint::coordinator::{AckTiming, Coordinator, TaskId};
+use crate::checkpoint::storage::SHARED_DIR;
 use crate::exchange::{CheckpointBarrier, Control};
 use crate::runtime::ShardParker;
 use crate::state::deferred::PendingSnapshot;
+use crate::state::lsm::LsmShardStore;
 use crate::time::clock::monotonic_ns;
 
 /// How long the snapshot task encodes before it lets the shard's drivers run again.
@@ -57,12 +60,21 @@ pub(crate) struct ShardCheckpoints {
     in_flight: RefCell<VecDeque<InFlight>>,
     /// True while the shard's snapshot task runs (it ends when nothing is left in flight).
     encoding: Cell<bool>,
+    /// The shard's LSM store (if state is kept there), and where incremental checkpoints link its
+    /// files to.
+    state_store: Option<(Rc<LsmShardStore>, PathBuf)>,
 }
 
 impl ShardCheckpoints {
-    pub fn new(coordinator: Arc<Coordinator>, parker: Rc<ShardParker>) -> ShardCheckpoints {
+    pub fn new(
+        coordinator: Arc<Coordinator>,
+        parker: Rc<ShardParker>,
+        state_store: Option<Rc<LsmShardStore>>,
+    ) -> ShardCheckpoints {
         let mode = coordinator.config().mode;
+        let shared = coordinator.root().join(SHARED_DIR);
         ShardCheckpoints {
+            state_store: state_store.map(|store| (store, shared)),
             coordinator,
             mode,
             parker,
@@ -199,7 +211,14 @@ impl TapCore {
     /// Takes the synchronous part of the operator's snapshot of checkpoint `id` and hands it on.
     fn snapshot_async(&self, id: u64) {
         let barrier_at_ns = monotonic_ns();
+        let incremental = self.shard.state_store.as_ref().filter(|_| self.shard.coordinator.is_incremental(id));
+        if let Some((store, shared)) = incremental {
+            store.set_incremental(Some(shared.clone()));
+        }
         let result = self.lifecycle.borrow_mut().snapshot_state_async(id);
+        if let Some((store, _)) = incremental {
+            store.set_incremental(None);
+        }
         let timing = AckTiming::sync_since(barrier_at_ns);
         match result {
             Ok(pending) => self.shard.acknowledge(InFlight {

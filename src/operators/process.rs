@@ -508,7 +508,7 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
         KeyedCore {
             timers: KeyedTimers::new(env, core.id, key_groups),
             state: KeyedStateBackend::new(env.max_parallelism, key_groups, env.clock.clone())
-                .in_store(env.state_store.clone()),
+                .in_store(env.state_store.clone(), core.id),
             broadcast: None,
             core,
             clock: env.clock.clone(),

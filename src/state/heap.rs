@@ -19,7 +19,7 @@ use hashbrown::HashTable;
 use super::KeyGroupRange;
 use super::deferred::{DeferredState, SECTION_ROWS_MAX};
 use super::key_group::table_hash;
-use super::lsm::{LsmShardStore, LsmTable};
+use super::lsm::{LsmShardStore, LsmTable, share_incremental, share_undeclared, store_parts_as_sections};
 use super::snapshot::{KeyedSnapshot, Section, StateError, StateMeta, check_key_group, decode_column, encode_column};
 use super::ttl::StateTtlConfig;
 use crate::codec::{Arena, BatchBytes, ExchangeData};
@@ -503,6 +503,11 @@ trait ErasedTable<K> {
     fn keys(&mut self) -> Result<Vec<(K, usize)>, StateError>;
     /// The rows of every key group, shared with a snapshot that encodes them later as its `state`.
     fn share(&self, name: &str, state: u32, now: i64) -> Box<dyn DeferredState>;
+    /// For an incremental snapshot: writes the cached changes back and gives the state's id in the
+    /// shard's store (`None` for a table that is not in the store).
+    fn store_ref(&self) -> Option<Result<u32, StateError>> {
+        None
+    }
     /// Adds the rows of a restored section of a key group: `(key group, max parallelism)`.
     fn restore_section(
         &mut self,
@@ -570,6 +575,10 @@ where
         LsmTable::share(self, state, now)
     }
 
+    fn store_ref(&self) -> Option<Result<u32, StateError>> {
+        Some(LsmTable::store_ref(self))
+    }
+
     fn restore_section(
         &mut self,
         _name: &str,
@@ -607,8 +616,13 @@ pub struct KeyedStateBackend<K> {
     clock: SharedClock,
     /// The shard's LSM store if the job keeps its state there (else the tables are on the heap).
     lsm: Option<Rc<LsmShardStore>>,
+    /// The operator's node id (its states' ids in the store derive from it).
+    node: u32,
     states: Vec<Registered<K>>,
     restored: KeyedSnapshot,
+    /// States a restore wrote into the store that are not declared yet: what was saved of each, and
+    /// its id in the store.
+    restored_in_store: Vec<(StateMeta, u32)>,
     _key: std::marker::PhantomData<fn() -> K>,
 }
 
@@ -621,17 +635,20 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
             range,
             clock,
             lsm: None,
+            node: 0,
             states: Vec::new(),
             restored: KeyedSnapshot::new(max_parallelism),
+            restored_in_store: Vec::new(),
             _key: std::marker::PhantomData,
         }
     }
 
-    /// Keeps the states in `store` (the shard's LSM store) if it is given; call before any state is
-    /// declared.
-    pub(crate) fn in_store(mut self, store: Option<Rc<LsmShardStore>>) -> KeyedStateBackend<K> {
+    /// Keeps the states in `store` (the shard's LSM store) if it is given, as those of operator
+    /// `node`; call before any state is declared.
+    pub(crate) fn in_store(mut self, store: Option<Rc<LsmShardStore>>, node: u32) -> KeyedStateBackend<K> {
         debug_assert!(self.states.is_empty());
         self.lsm = store;
+        self.node = node;
         self
     }
 
@@ -647,7 +664,11 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
 
     /// Rows held over all states, those a restore brought back for states not declared yet included.
     pub fn len(&self) -> usize {
-        self.states.iter().map(|s| s.table.len()).sum::<usize>() + self.restored.keyed_rows()
+        let in_store: usize = match &self.lsm {
+            Some(store) => self.restored_in_store.iter().map(|(_, id)| store.restored_rows_of(*id)).sum(),
+            None => 0,
+        };
+        self.states.iter().map(|s| s.table.len()).sum::<usize>() + self.restored.keyed_rows() + in_store
     }
 
     /// True if no state holds a row.
@@ -734,8 +755,11 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
         }
         let mut table: Box<dyn ErasedTable<K>> = match &self.lsm {
             None => Box::new(Table::<K, N, S>::new(self.range, ttl)),
-            Some(store) => Box::new(LsmTable::<K, N, S>::new(store.clone(), &meta.name, self.range, ttl)),
+            Some(store) => Box::new(LsmTable::<K, N, S>::new(store.clone(), (self.node, &meta.name), self.range, ttl)),
         };
+        if let Some(at) = self.restored_in_store.iter().position(|(saved, _)| saved.name == meta.name) {
+            self.restored_in_store.remove(at).0.check_compatible(&meta)?;
+        }
         let mut codec = Codec::default();
         for (saved, key_group, section) in self.restored.sections_of(&meta.name, self.range) {
             saved.check_compatible(&meta)?;
@@ -773,14 +797,27 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
         snapshot: &mut KeyedSnapshot,
     ) -> Result<Vec<Box<dyn DeferredState>>, StateError> {
         let now = self.now_ms();
-        let deferred = self
-            .states
-            .iter()
-            .map(|registered| {
-                let state = snapshot.add_state(registered.meta.clone());
-                registered.table.share(&registered.meta.name, state, now)
-            })
-            .collect();
+        let incremental = self.lsm.as_ref().and_then(|store| Some((store, store.incremental()?)));
+        let mut in_store = Vec::new();
+        let mut deferred = Vec::new();
+        for registered in &self.states {
+            let state = snapshot.add_state(registered.meta.clone());
+            match registered.table.store_ref().filter(|_| incremental.is_some()) {
+                Some(id) => in_store.push((state, id?)),
+                None => deferred.push(registered.table.share(&registered.meta.name, state, now)),
+            }
+        }
+        for (meta, id) in &self.restored_in_store {
+            let state = snapshot.add_state(meta.clone());
+            match (&incremental, &self.lsm) {
+                (Some(_), _) => in_store.push((state, *id)),
+                (None, Some(store)) => deferred.push(share_undeclared(store, self.range, meta.clone(), *id, state)?),
+                (None, None) => unreachable!("states restored into a store have one"),
+            }
+        }
+        if let Some((store, shared)) = incremental {
+            deferred.push(share_incremental(store, &shared, self.range, in_store, snapshot)?);
+        }
         snapshot.merge_from(&self.restored, self.range)?;
         Ok(deferred)
     }
@@ -790,6 +827,24 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
     pub(crate) fn restore(&mut self, snapshots: &[&KeyedSnapshot]) -> Result<(), StateError> {
         for snapshot in snapshots {
             self.restored.merge_from(snapshot, self.range)?;
+            match &self.lsm {
+                // The shard wrote the rows into its store before the operators were built.
+                Some(store) => {
+                    for part in snapshot.store_parts() {
+                        if part.range.start > self.range.end || part.range.end < self.range.start {
+                            continue;
+                        }
+                        for &(index, _) in &part.states {
+                            let meta = &snapshot.states()[index as usize];
+                            if !self.restored_in_store.iter().any(|(saved, _)| saved.name == meta.name) {
+                                let id = store.state_id(self.node, &meta.name);
+                                self.restored_in_store.push((meta.clone(), id));
+                            }
+                        }
+                    }
+                }
+                None => store_parts_as_sections(snapshot, self.range, &mut self.restored)?,
+            }
         }
         // The runtime's own state (timers) is restored by its owner, not kept here.
         let reserved: Vec<String> = self

@@ -35,7 +35,9 @@ use std::rc::Rc;
 use super::KeyGroupRange;
 use super::deferred::{DeferredState, SECTION_ROWS_MAX};
 use super::heap::{Codec, Namespace, Row, RowRef, Stored, encode_rows};
-use super::snapshot::{KeyedSnapshot, Section, StateError, check_key_group};
+use super::snapshot::{
+    KeyedSnapshot, MemoryChunk, Section, SharedFile, StateError, StateMeta, StorePart, check_key_group,
+};
 use super::ttl::StateTtlConfig;
 use crate::codec::ExchangeData;
 use crate::lsm::{LsmError, LsmOptions, LsmStore, StoreView, Value, prefix_end};
@@ -111,6 +113,18 @@ pub(crate) struct LsmShardStore {
     /// The row cache bound of each table.
     cached_rows: usize,
     next_state_id: Cell<u32>,
+    /// The id of each state by (operator node, state name), given by a restore or the first
+    /// declaration.
+    ids: RefCell<std::collections::HashMap<(u32, String), u32>>,
+    /// Rows a restore wrote, by state id, until the state's table takes the count.
+    restored_rows: RefCell<std::collections::HashMap<u32, usize>>,
+    /// Where the snapshot being taken links the store's files to (an incremental checkpoint's shared
+    /// directory); `None`: snapshots are full.
+    incremental: RefCell<Option<PathBuf>>,
+    /// Files of this store linked into a shared directory already: (directory, file number) → name.
+    linked: RefCell<std::collections::HashMap<(PathBuf, u64), String>>,
+    /// Tells this store's linked files from other stores' (and other attempts').
+    token: u64,
     /// Wakes the flush task: a memtable was frozen.
     wake: glommio::sync::Semaphore,
     /// Wakes the compaction task: a flush left a level over its bounds.
@@ -134,6 +148,11 @@ impl LsmShardStore {
             store,
             cached_rows: options.cached_rows,
             next_state_id: Cell::new(0),
+            ids: RefCell::default(),
+            restored_rows: RefCell::default(),
+            incremental: RefCell::new(None),
+            linked: RefCell::default(),
+            token: crate::time::clock::monotonic_ns() ^ (std::process::id() as u64).rotate_left(40) ^ dir_hash(dir),
             wake: glommio::sync::Semaphore::new(0),
             compact_wake: glommio::sync::Semaphore::new(0),
         }))
@@ -168,10 +187,63 @@ impl LsmShardStore {
         self.store.dir().to_path_buf()
     }
 
-    fn allocate_state_id(&self) -> u32 {
-        let id = self.next_state_id.get();
-        self.next_state_id.set(id + 1);
-        id
+    /// The store id of state `name` of operator `node` (the same for every call).
+    pub(crate) fn state_id(&self, node: u32, name: &str) -> u32 {
+        let mut ids = self.ids.borrow_mut();
+        *ids.entry((node, name.to_string())).or_insert_with(|| {
+            let id = self.next_state_id.get();
+            self.next_state_id.set(id + 1);
+            id
+        })
+    }
+
+    /// Takes the count of rows a restore wrote for state `id`.
+    fn take_restored_rows(&self, id: u32) -> usize {
+        self.restored_rows.borrow_mut().remove(&id).unwrap_or(0)
+    }
+
+    /// The rows a restore wrote for state `id` that no table took yet.
+    pub(crate) fn restored_rows_of(&self, id: u32) -> usize {
+        self.restored_rows.borrow().get(&id).copied().unwrap_or(0)
+    }
+
+    /// Makes the snapshots taken until the next call incremental, linking files into `shared`
+    /// (`None`: full snapshots).
+    pub(crate) fn set_incremental(&self, shared: Option<PathBuf>) {
+        *self.incremental.borrow_mut() = shared;
+    }
+
+    /// The shared directory of the incremental snapshot being taken, if it is one.
+    pub(crate) fn incremental(&self) -> Option<PathBuf> {
+        self.incremental.borrow().clone()
+    }
+
+    /// An immutable view of the store now whose files are all linked into `shared` (the files not
+    /// linked before are linked now, before any compaction can delete them): the view, the files as
+    /// a snapshot names them, and the links made now (to be synced before the snapshot is complete).
+    fn linked_view(&self, shared: &Path) -> Result<(StoreView, Vec<SharedFile>, Vec<PathBuf>), LsmError> {
+        let view = self.view();
+        std::fs::create_dir_all(shared).map_err(|error| LsmError::io(shared, "create the shared directory", error))?;
+        let mut linked = self.linked.borrow_mut();
+        let (mut files, mut new_links) = (Vec::new(), Vec::new());
+        for file in view.files() {
+            let name = match linked.get(&(shared.to_path_buf(), file.file_number)) {
+                Some(name) => name.clone(),
+                None => {
+                    let name = format!("{:016x}-{:06}.sst", self.token, file.file_number);
+                    let link = shared.join(&name);
+                    match std::fs::hard_link(&file.path, &link) {
+                        Ok(()) => new_links.push(link),
+                        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(error) => return Err(LsmError::io(&link, "link into the checkpoint", error)),
+                    }
+                    linked.insert((shared.to_path_buf(), file.file_number), name.clone());
+                    name
+                }
+            };
+            files.push(SharedFile { name, level: file.level as u32, bytes: file.file_bytes });
+        }
+        Ok((view, files, new_links))
     }
 
     /// Writes a row (`None`: deletes it), freezing a full memtable for the store task.
@@ -193,6 +265,11 @@ impl LsmShardStore {
         self.wake.signal(1);
         view
     }
+}
+
+/// A hash of a directory's path (to tell stores apart in linked file names).
+fn dir_hash(dir: &Path) -> u64 {
+    stable_hash(&dir.to_string_lossy().as_ref())
 }
 
 /// The types of a table's rows, which it holds as bytes.
@@ -460,13 +537,15 @@ where
     N: Namespace,
     S: Stored + Clone,
 {
+    /// The table of state `name` of operator `node`, with the rows a restore wrote for it.
     pub(crate) fn new(
         shard: Rc<LsmShardStore>,
-        name: &str,
+        (node, name): (u32, &str),
         range: KeyGroupRange,
         ttl: Option<StateTtlConfig>,
     ) -> LsmTable<K, N, S> {
-        let state_id = shard.allocate_state_id();
+        let state_id = shard.state_id(node, name);
+        let len = shard.take_restored_rows(state_id);
         let cache = RefCell::new(RowCache::new(shard.cached_rows));
         LsmTable {
             shard,
@@ -474,7 +553,7 @@ where
             state_id,
             range,
             ttl,
-            len: 0,
+            len,
             codec: Codec::default(),
             cache,
             _types: PhantomData,
@@ -614,6 +693,15 @@ where
         })
     }
 
+    /// Writes every changed cached row back (for an incremental snapshot that reads the store's
+    /// files); the table's id in the store.
+    pub(crate) fn store_ref(&self) -> Result<u32, StateError> {
+        let mut codec = Codec::default();
+        let mut out = WriteBack { shard: &self.shard, name: &self.name, state_id: self.state_id, codec: &mut codec };
+        self.cache.borrow_mut().write_back_all(&mut out)?;
+        Ok(self.state_id)
+    }
+
     /// Adds the rows of a restored section of `key_group`.
     pub(crate) fn restore_section(
         &mut self,
@@ -745,5 +833,265 @@ where
             return Ok(true);
         }
         Ok(false)
+    }
+}
+
+/// A stored row as a one-row section of the canonical format, without knowing its types: the key's
+/// and namespace's archives are one-row columns already, and so are the value's columns. `unit` is
+/// the column of one `()` namespace, which the store key leaves out.
+fn raw_row_section(state: &str, key: &[u8], value: &[u8], unit: &[u8]) -> Result<Section, StateError> {
+    let rest = key.get(PREFIX_BYTES..).ok_or_else(|| damaged(state, "key shorter than its prefix"))?;
+    let (length, rest) = rest.split_at_checked(4).ok_or_else(|| damaged(state, "key cut short in its length"))?;
+    let length = u32::from_be_bytes(length.try_into().expect("4 bytes")) as usize;
+    let (key_bytes, namespace_bytes) =
+        rest.split_at_checked(length).ok_or_else(|| damaged(state, "key cut short in the key"))?;
+    let namespace = if namespace_bytes.is_empty() { unit } else { namespace_bytes };
+    let values = unpack_columns(state, value)?;
+    let mut columns = Vec::with_capacity(2 + values.columns.len());
+    columns.push(key_bytes.to_vec());
+    columns.push(namespace.to_vec());
+    columns.extend(values.columns);
+    Ok(Section { rows: 1, columns })
+}
+
+/// The column of one `()` namespace.
+fn unit_column() -> Result<Vec<u8>, StateError> {
+    Codec::default().encode("()", &[()])
+}
+
+/// The rows of state `id` in `key_group` that a store part holds: its files' rows, overlaid with
+/// what it held in memory (state `index` of its snapshot), by store key.
+fn part_rows(
+    name: &str,
+    view: &StoreView,
+    part: &StorePart,
+    (index, id): (u32, u32),
+    key_group: usize,
+) -> Result<std::collections::BTreeMap<Vec<u8>, Vec<u8>>, StateError> {
+    let prefix = prefix(key_group, id);
+    let end = prefix_end(&prefix);
+    let mut rows = std::collections::BTreeMap::new();
+    let mut from = prefix.to_vec();
+    loop {
+        let page = view.scan(&from, end.as_deref(), SECTION_ROWS_MAX).map_err(|error| store_error(name, error))?;
+        rows.extend(page.entries);
+        match page.resume_from {
+            Some(resume_from) => from = resume_from,
+            None => break,
+        }
+    }
+    let chunks = part.memory.iter().filter(|chunk| chunk.key_group as usize == key_group && chunk.state == index);
+    for (key, value) in chunks.flat_map(|chunk| &chunk.entries) {
+        if !key.starts_with(&prefix) {
+            return Err(damaged(name, "an entry held in memory is not under its state's prefix"));
+        }
+        match value {
+            Some(value) => rows.insert(key.clone(), value.clone()),
+            None => rows.remove(key),
+        };
+    }
+    Ok(rows)
+}
+
+/// Opens the files of a store part read back from checkpoint storage.
+fn open_part(part: &StorePart) -> Result<StoreView, StateError> {
+    StoreView::from_files(&part.file_paths()?).map_err(|error| store_error("(checkpoint files)", error))
+}
+
+/// The key groups both ranges hold.
+fn overlap(a: KeyGroupRange, b: KeyGroupRange) -> std::ops::RangeInclusive<usize> {
+    a.start.max(b.start)..=a.end.min(b.end)
+}
+
+/// Adds the rows of `snapshot`'s store parts in `range` to `into` as canonical sections (restoring an
+/// incremental checkpoint into the heap backend).
+pub(crate) fn store_parts_as_sections(
+    snapshot: &KeyedSnapshot,
+    range: KeyGroupRange,
+    into: &mut KeyedSnapshot,
+) -> Result<(), StateError> {
+    let unit = unit_column()?;
+    for part in snapshot.store_parts() {
+        if overlap(part.range, range).is_empty() {
+            continue;
+        }
+        let view = open_part(part)?;
+        for &(index, id) in &part.states {
+            let meta = &snapshot.states()[index as usize];
+            let state = into.add_state(meta.clone());
+            for key_group in overlap(part.range, range) {
+                for (key, value) in part_rows(&meta.name, &view, part, (index, id), key_group)? {
+                    into.add_section(key_group, state, raw_row_section(&meta.name, &key, &value, &unit)?);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the rows of `snapshots`' store parts in `range` into the shard's store as the states of
+/// operator `node` (restoring an incremental checkpoint into the LSM backend), waiting out the
+/// store's write stall as it goes. The tables find the rows when their states are declared.
+pub(crate) async fn ingest_store_parts(
+    shard: &LsmShardStore,
+    node: u32,
+    snapshots: &[&KeyedSnapshot],
+    range: KeyGroupRange,
+) -> Result<(), StateError> {
+    for snapshot in snapshots {
+        for part in snapshot.store_parts() {
+            if overlap(part.range, range).is_empty() {
+                continue;
+            }
+            let view = open_part(part)?;
+            for &(index, id) in &part.states {
+                let name = &snapshot.states()[index as usize].name;
+                let new_id = shard.state_id(node, name);
+                let mut written = 0;
+                for key_group in overlap(part.range, range) {
+                    for (mut key, value) in part_rows(name, &view, part, (index, id), key_group)? {
+                        key[2..PREFIX_BYTES].copy_from_slice(&new_id.to_be_bytes());
+                        shard.write(&key, Some(value));
+                        written += 1;
+                    }
+                    shard.stall().await.map_err(|error| store_error(name, error))?;
+                }
+                *shard.restored_rows.borrow_mut().entry(new_id).or_default() += written;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The states of an operator instance that the store holds, for an incremental snapshot: the
+/// synchronous part links the store's files and records them in `snapshot` as a store part with
+/// `states` (index in the snapshot, id in the store); the asynchronous part syncs the new links and
+/// adds what the store held in memory.
+pub(crate) fn share_incremental(
+    shard: &LsmShardStore,
+    shared: &Path,
+    range: KeyGroupRange,
+    states: Vec<(u32, u32)>,
+    snapshot: &mut KeyedSnapshot,
+) -> Result<Box<dyn DeferredState>, StateError> {
+    let (view, files, new_links) = shard.linked_view(shared).map_err(|error| store_error("(checkpoint)", error))?;
+    let part = snapshot.store_parts().len();
+    snapshot.add_store_part(StorePart {
+        range,
+        files,
+        states: states.clone(),
+        memory: Vec::new(),
+        shared_dir: Some(shared.to_path_buf()),
+    });
+    let mut steps = VecDeque::new();
+    for (index, id) in states {
+        steps.extend((range.start..=range.end).map(|key_group| (index, id, key_group)));
+    }
+    Ok(Box::new(IncrementalPart { view, part, new_links, shared: shared.to_path_buf(), steps, from: None }))
+}
+
+/// The asynchronous part of an incremental snapshot of a store part.
+struct IncrementalPart {
+    view: StoreView,
+    /// The part's index in the snapshot.
+    part: usize,
+    /// Links still to sync (then the shared directory).
+    new_links: Vec<PathBuf>,
+    shared: PathBuf,
+    /// (state index, state id, key group) still to read from the view's memtables.
+    steps: VecDeque<(u32, u32, usize)>,
+    from: Option<Vec<u8>>,
+}
+
+impl DeferredState for IncrementalPart {
+    fn encode_next(&mut self, snapshot: &mut KeyedSnapshot, _: &mut Codec) -> Result<bool, StateError> {
+        if let Some(link) = self.new_links.pop() {
+            let synced = std::fs::File::open(&link).and_then(|file| file.sync_all());
+            synced.map_err(|error| store_error("(checkpoint)", LsmError::io(&link, "sync", error)))?;
+            if self.new_links.is_empty() {
+                let synced = std::fs::File::open(&self.shared).and_then(|dir| dir.sync_all());
+                synced.map_err(|error| store_error("(checkpoint)", LsmError::io(&self.shared, "sync", error)))?;
+            }
+            return Ok(true);
+        }
+        let Some(&(index, id, key_group)) = self.steps.front() else { return Ok(false) };
+        let prefix = prefix(key_group, id);
+        let from = self.from.take().unwrap_or_else(|| prefix.to_vec());
+        let (entries, resume_from) = self
+            .view
+            .scan_memtables(&from, prefix_end(&prefix).as_deref(), SECTION_ROWS_MAX)
+            .map_err(|error| store_error("(checkpoint)", error))?;
+        match resume_from {
+            Some(resume_from) => self.from = Some(resume_from),
+            None => {
+                self.steps.pop_front();
+            }
+        }
+        if !entries.is_empty() {
+            let entries = entries.into_iter().map(|entry| (entry.key, live_value(entry.value))).collect();
+            let chunk = MemoryChunk { key_group: key_group as u32, state: index, entries };
+            snapshot.store_parts_mut()[self.part].memory.push(chunk);
+        }
+        Ok(true)
+    }
+}
+
+fn live_value(value: Value) -> Option<Vec<u8>> {
+    match value {
+        Value::Put(bytes) => Some(bytes),
+        Value::Delete => None,
+    }
+}
+
+/// The rows of a state restored into the store that no table declared yet, for a full snapshot: as
+/// one-row sections, since their types are not known.
+pub(crate) fn share_undeclared(
+    shard: &LsmShardStore,
+    range: KeyGroupRange,
+    meta: StateMeta,
+    id: u32,
+    state: u32,
+) -> Result<Box<dyn DeferredState>, StateError> {
+    Ok(Box::new(RawRows {
+        view: shard.view(),
+        name: meta.name,
+        state,
+        id,
+        key_groups: (range.start..=range.end).collect(),
+        from: None,
+        unit: unit_column()?,
+    }))
+}
+
+/// The rows of one state in a store view, still to encode as one-row sections.
+struct RawRows {
+    view: StoreView,
+    name: String,
+    state: u32,
+    id: u32,
+    key_groups: VecDeque<usize>,
+    from: Option<Vec<u8>>,
+    unit: Vec<u8>,
+}
+
+impl DeferredState for RawRows {
+    fn encode_next(&mut self, snapshot: &mut KeyedSnapshot, _: &mut Codec) -> Result<bool, StateError> {
+        let Some(&key_group) = self.key_groups.front() else { return Ok(false) };
+        let prefix = prefix(key_group, self.id);
+        let from = self.from.take().unwrap_or_else(|| prefix.to_vec());
+        let page = self
+            .view
+            .scan(&from, prefix_end(&prefix).as_deref(), SECTION_ROWS_MAX)
+            .map_err(|error| store_error(&self.name, error))?;
+        match page.resume_from {
+            Some(resume_from) => self.from = Some(resume_from),
+            None => {
+                self.key_groups.pop_front();
+            }
+        }
+        for (key, value) in &page.entries {
+            snapshot.add_section(key_group, self.state, raw_row_section(&self.name, key, value, &self.unit)?);
+        }
+        Ok(true)
     }
 }

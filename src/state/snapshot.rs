@@ -13,6 +13,10 @@
 //! | map | keys, namespaces, lengths, user keys, user values, TTL stamps (one per entry) |
 //! | timers | keys, namespaces, timestamps (in firing order) |
 //!
+//! An incremental checkpoint of the LSM backend adds [`StorePart`]s (format version 2): the state
+//! of those states is not in sections but in the SST files the part names (in the checkpoint
+//! storage's shared directory), plus the entries the store held only in memory at the barrier.
+//!
 //! The bytes: `b"RILLSNAP"`, format version (`u16` LE), reserved `u16` (zero), CRC-32 of the body (`u32`),
 //! body length (`u64`), then the body. Everything in the body is little-endian and length-prefixed, and
 //! every read is bounds-checked: damaged bytes are a [`StateError`] naming what broke and where,
@@ -25,8 +29,8 @@ use crate::state::KeyGroupRange;
 use crate::state::heap::Codec;
 
 const MAGIC: &[u8; 8] = b"RILLSNAP";
-/// The version of the byte format this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The version of the byte format this build writes (it reads 1 too, which has no store parts).
+pub const FORMAT_VERSION: u16 = 2;
 const HEADER_LEN: usize = 8 + 2 + 2 + 4 + 8;
 
 /// A snapshot or restore that could not be done: damaged bytes, or state that does not match what
@@ -219,12 +223,73 @@ pub struct KeyedSnapshot {
     groups: BTreeMap<u32, Vec<(u32, Section)>>,
     /// State of the instance as a whole, not split by key group: (state index, section).
     operator: Vec<(u32, Section)>,
+    /// States kept in SST files (an incremental checkpoint of the LSM backend).
+    store: Vec<StorePart>,
+}
+
+/// States of one operator instance as an incremental checkpoint of the LSM backend holds them: the
+/// SST files of the shard's store at the barrier (by name, in the checkpoint storage's shared
+/// directory), which of the store's states are this instance's, and what the store held only in
+/// memory then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorePart {
+    /// The key groups of the instance.
+    pub range: KeyGroupRange,
+    /// The files, as [`StoreView::files`](crate::lsm::StoreView::files) lists them: L0 newest first,
+    /// then deeper levels.
+    pub files: Vec<SharedFile>,
+    /// Each state of the instance in the files: (state index in the snapshot, its id in the store).
+    pub states: Vec<(u32, u32)>,
+    /// The entries in memory at the barrier (newer than the files), per key group and state index.
+    pub memory: Vec<MemoryChunk>,
+    /// Where the files are (set when a checkpoint is read; not part of the bytes).
+    pub shared_dir: Option<std::path::PathBuf>,
+}
+
+/// An SST file a [`StorePart`] needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedFile {
+    /// Its name in the shared directory.
+    pub name: String,
+    /// Its level in the store.
+    pub level: u32,
+    /// Its size.
+    pub bytes: u64,
+}
+
+/// Entries of one state and key group that a store held in memory: `(store key, value or None for a
+/// delete)`, in key order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryChunk {
+    /// The key group.
+    pub key_group: u32,
+    /// The state's index in the snapshot.
+    pub state: u32,
+    /// The entries.
+    pub entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl StorePart {
+    /// The files with their paths (in `shared_dir`), as `StoreView::from_files` takes them.
+    pub(crate) fn file_paths(&self) -> Result<Vec<(usize, std::path::PathBuf)>, StateError> {
+        let Some(dir) = &self.shared_dir else {
+            let reason = "a snapshot with SST files was not read from checkpoint storage".to_string();
+            return Err(StateError::Corrupt { offset: 0, reason });
+        };
+        Ok(self.files.iter().map(|file| (file.level as usize, dir.join(&file.name))).collect())
+    }
 }
 
 impl KeyedSnapshot {
     /// An empty snapshot of a job with `max_parallelism` key groups.
     pub fn new(max_parallelism: usize) -> KeyedSnapshot {
-        KeyedSnapshot { max_parallelism, states: Vec::new(), groups: BTreeMap::new(), operator: Vec::new() }
+        KeyedSnapshot {
+            max_parallelism,
+            states: Vec::new(),
+            groups: BTreeMap::new(),
+            operator: Vec::new(),
+            store: Vec::new(),
+        }
     }
 
     /// The number of key groups of the job that wrote it.
@@ -241,6 +306,22 @@ impl KeyedSnapshot {
     pub fn is_empty(&self) -> bool {
         self.groups.values().all(|sections| sections.iter().all(|(_, s)| s.rows == 0))
             && self.operator.iter().all(|(_, s)| s.rows == 0)
+            && self.store.iter().all(|part| part.states.is_empty())
+    }
+
+    /// The states kept in SST files.
+    pub fn store_parts(&self) -> &[StorePart] {
+        &self.store
+    }
+
+    /// Adds states kept in SST files.
+    pub(crate) fn add_store_part(&mut self, part: StorePart) {
+        self.store.push(part);
+    }
+
+    /// The store parts, to fill in (their memory chunks, their directory).
+    pub(crate) fn store_parts_mut(&mut self) -> &mut [StorePart] {
+        &mut self.store
     }
 
     /// Adds a section of the instance's non-keyed state `state` (kept even if empty: an empty
@@ -268,6 +349,7 @@ impl KeyedSnapshot {
     /// True if it holds rows of keyed state.
     pub fn has_keyed_state(&self) -> bool {
         self.groups.values().any(|sections| sections.iter().any(|(_, s)| s.rows > 0))
+            || self.store.iter().any(|part| !part.states.is_empty())
     }
 
     /// True if it holds a non-keyed section of some state of `kind`.
@@ -361,6 +443,10 @@ impl KeyedSnapshot {
             put_u32(&mut body, *state);
             put_section(&mut body, section);
         }
+        put_u32(&mut body, self.store.len() as u32);
+        for part in &self.store {
+            put_store_part(&mut body, part);
+        }
         let mut bytes = Vec::with_capacity(HEADER_LEN + body.len());
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -378,7 +464,7 @@ impl KeyedSnapshot {
             return Err(StateError::Corrupt { offset: 0, reason: "not a rill state snapshot (bad magic)".into() });
         }
         let version = u16::from_le_bytes(header.array("the format version")?);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != 1 {
             return Err(StateError::Version { found: version });
         }
         if header.take(2, "the reserved field")? != [0, 0] {
@@ -432,13 +518,20 @@ impl KeyedSnapshot {
         for _ in 0..n_operator {
             operator.push(r.section(n_states)?);
         }
+        let mut store = Vec::new();
+        if version >= 2 {
+            let n_parts = r.u32("the number of store parts")?;
+            for _ in 0..n_parts {
+                store.push(r.store_part(n_states, max_parallelism)?);
+            }
+        }
         if r.at != bytes.len() {
             return Err(StateError::Corrupt {
                 offset: r.at,
                 reason: "bytes left over after the last key group".into(),
             });
         }
-        Ok(KeyedSnapshot { max_parallelism, states, groups, operator })
+        Ok(KeyedSnapshot { max_parallelism, states, groups, operator, store })
     }
 }
 
@@ -467,6 +560,10 @@ impl Default for OperatorSnapshot {
 impl OperatorSnapshot {
     pub(crate) fn keyed(keyed: KeyedSnapshot) -> OperatorSnapshot {
         OperatorSnapshot { keyed }
+    }
+
+    pub(crate) fn keyed_state_mut(&mut self) -> &mut KeyedSnapshot {
+        &mut self.keyed
     }
 
     pub(crate) fn into_keyed(self) -> KeyedSnapshot {
@@ -505,6 +602,40 @@ fn put_section(out: &mut Vec<u8>, section: &Section) {
     for column in &section.columns {
         put_u64(out, column.len() as u64);
         out.extend_from_slice(column);
+    }
+}
+
+fn put_store_part(out: &mut Vec<u8>, part: &StorePart) {
+    put_u32(out, part.range.start as u32);
+    put_u32(out, part.range.end as u32);
+    put_u32(out, part.files.len() as u32);
+    for file in &part.files {
+        put_str(out, &file.name);
+        put_u32(out, file.level);
+        put_u64(out, file.bytes);
+    }
+    put_u32(out, part.states.len() as u32);
+    for (state, id) in &part.states {
+        put_u32(out, *state);
+        put_u32(out, *id);
+    }
+    put_u32(out, part.memory.len() as u32);
+    for chunk in &part.memory {
+        put_u32(out, chunk.key_group);
+        put_u32(out, chunk.state);
+        put_u32(out, chunk.entries.len() as u32);
+        for (key, value) in &chunk.entries {
+            put_u32(out, key.len() as u32);
+            out.extend_from_slice(key);
+            match value {
+                Some(value) => {
+                    out.push(1);
+                    put_u32(out, value.len() as u32);
+                    out.extend_from_slice(value);
+                }
+                None => out.push(0),
+            }
+        }
     }
 }
 
@@ -569,6 +700,68 @@ impl<'a> Reader<'a> {
             columns.push(self.take(len, "a column")?.to_vec());
         }
         Ok((state, Section { rows, columns }))
+    }
+
+    fn bytes(&mut self, what: &str) -> Result<Vec<u8>, StateError> {
+        let len = self.u32(what)? as usize;
+        Ok(self.take(len, what)?.to_vec())
+    }
+
+    fn store_part(&mut self, n_states: u32, max_parallelism: usize) -> Result<StorePart, StateError> {
+        let at = self.at;
+        let (start, end) = (self.u32("a store part's range")? as usize, self.u32("a store part's range")? as usize);
+        if start > end || end >= max_parallelism {
+            let reason = format!("store part range {start}..={end} is not within {max_parallelism} key groups");
+            return Err(StateError::Corrupt { offset: at, reason });
+        }
+        let mut files = Vec::new();
+        for _ in 0..self.u32("a file count")? {
+            let at = self.at;
+            let name = self.string("a file name")?;
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                return Err(StateError::Corrupt {
+                    offset: at,
+                    reason: format!("file name {name:?} is not a plain name"),
+                });
+            }
+            let level = self.u32("a file's level")?;
+            let bytes = self.u64("a file's size")?;
+            files.push(SharedFile { name, level, bytes });
+        }
+        let mut states = Vec::new();
+        for _ in 0..self.u32("a state count")? {
+            let at = self.at;
+            let state = self.u32("a state index")?;
+            if state >= n_states {
+                return Err(StateError::Corrupt { offset: at, reason: format!("unknown state index {state}") });
+            }
+            states.push((state, self.u32("a store state id")?));
+        }
+        let mut memory = Vec::new();
+        for _ in 0..self.u32("a chunk count")? {
+            let at = self.at;
+            let key_group = self.u32("a chunk's key group")?;
+            let state = self.u32("a chunk's state")?;
+            if key_group as usize >= max_parallelism || state >= n_states {
+                let reason = format!("chunk of key group {key_group}, state {state} is out of range");
+                return Err(StateError::Corrupt { offset: at, reason });
+            }
+            let mut entries = Vec::new();
+            for _ in 0..self.u32("an entry count")? {
+                let key = self.bytes("a key")?;
+                let at = self.at;
+                let value = match self.array::<1>("an entry kind")?[0] {
+                    0 => None,
+                    1 => Some(self.bytes("a value")?),
+                    kind => {
+                        return Err(StateError::Corrupt { offset: at, reason: format!("unknown entry kind {kind}") });
+                    }
+                };
+                entries.push((key, value));
+            }
+            memory.push(MemoryChunk { key_group, state, entries });
+        }
+        Ok(StorePart { range: KeyGroupRange { start, end }, files, states, memory, shared_dir: None })
     }
 
     fn string(&mut self, what: &str) -> Result<String, StateError> {
@@ -723,6 +916,18 @@ mod tests {
             ttl: false,
         });
         snapshot.add_operator_section(c, Section { rows: 1, columns: vec![vec![5; 3], vec![6]] });
+        let d = snapshot.add_state(StateMeta { name: "d".into(), kind: StateKind::Map, types: "y".into(), ttl: false });
+        snapshot.add_store_part(StorePart {
+            range: KeyGroupRange { start: 4, end: 9 },
+            files: vec![SharedFile { name: "00ab-000007.sst".into(), level: 1, bytes: 8192 }],
+            states: vec![(d, 3)],
+            memory: vec![MemoryChunk {
+                key_group: 5,
+                state: d,
+                entries: vec![(vec![0, 5, 0, 0, 0, 3, 1], Some(vec![2, 2])), (vec![0, 5, 0, 0, 0, 3, 2], None)],
+            }],
+            shared_dir: None,
+        });
         snapshot
     }
 

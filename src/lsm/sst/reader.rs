@@ -51,6 +51,12 @@ impl SstReader {
     /// Opens `path` and validates its footer, bloom filter, index and key range. (`async` so that a
     /// reader could read through the executor again without changing its callers.)
     pub async fn open(path: impl Into<PathBuf>) -> Result<SstReader> {
+        SstReader::open_now(path)
+    }
+
+    /// As [`open`](Self::open), from synchronous code (the file is memory-mapped; nothing is read
+    /// through the executor).
+    pub fn open_now(path: impl Into<PathBuf>) -> Result<SstReader> {
         let path = path.into();
         let file = std::fs::File::open(&path).map_err(|error| LsmError::io(&path, "open", error))?;
         let file_bytes = file.metadata().map_err(|error| LsmError::io(&path, "stat", error))?.len();

@@ -396,10 +396,106 @@ pub struct StoreView {
     version: Rc<Version>,
 }
 
+/// An SST file of a [`StoreView`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Its level (L0 files come newest first in [`StoreView::files`]).
+    pub level: usize,
+    /// Its number in the store.
+    pub file_number: u64,
+    /// Its size.
+    pub file_bytes: u64,
+}
+
 impl StoreView {
     /// As [`LsmStore::scan`], over the view.
     pub fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<ScanPage> {
-        scan_sources(self.memtables.iter().map(|memtable| &**memtable), &self.version, start, end, limit)
+        let memtables = self.memtables.iter().map(|memtable| &**memtable);
+        let (entries, resume_from) = scan_merged(memtables, Some(&self.version), start, end, limit, false)?;
+        let entries = entries.into_iter().filter_map(|entry| Some((entry.key, live_bytes(entry.value)?))).collect();
+        Ok(ScanPage { entries, resume_from })
+    }
+
+    /// The newest entry of each key in `start..end` in the view's memtables only, tombstones
+    /// included, a page of at most `limit` entries at a time: what the view holds beyond its
+    /// [`files`](Self::files).
+    pub fn scan_memtables(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<Entry>, Option<Vec<u8>>)> {
+        scan_merged(self.memtables.iter().map(|memtable| &**memtable), None, start, end, limit, true)
+    }
+
+    /// The view's SST files: L0 newest first, then each deeper level by key.
+    pub fn files(&self) -> Vec<ViewFile> {
+        let handles = self.version.levels.iter().flatten();
+        handles
+            .map(|handle| ViewFile {
+                path: handle.reader.path().to_path_buf(),
+                level: handle.meta.level,
+                file_number: handle.meta.file_number,
+                file_bytes: handle.meta.file_bytes,
+            })
+            .collect()
+    }
+
+    /// A view of SST files outside any store (a checkpoint's), given as [`files`](Self::files) lists
+    /// them: `(level, path)`, L0 newest first. Files of one deeper level must not overlap.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("rill-doc-view-files-{}", std::process::id()));
+    /// # let store_dir = dir.clone();
+    /// glommio::LocalExecutorBuilder::default().io_memory(1 << 20).spawn(move || async move {
+    ///     let store = rill::lsm::LsmStore::open(&store_dir, Default::default()).await?;
+    ///     store.put(b"a", b"1").await?;
+    ///     store.flush().await?;
+    ///     let files: Vec<_> = store.view().files().into_iter().map(|f| (f.level, f.path)).collect();
+    ///     let copy = rill::lsm::StoreView::from_files(&files)?;
+    ///     assert_eq!(copy.get(b"a")?, Some(b"1".to_vec()));
+    ///     drop(copy);
+    ///     store.close().await
+    /// }).expect("executor").join().expect("ran")?;
+    /// # std::fs::remove_dir_all(&dir).expect("remove the example's store");
+    /// # Ok::<(), rill::lsm::LsmError>(())
+    /// ```
+    pub fn from_files(files: &[(usize, PathBuf)]) -> Result<StoreView> {
+        let mut version = Version::default();
+        let n_files = files.len() as u64;
+        for (position, (level, path)) in files.iter().enumerate() {
+            let reader = SstReader::open_now(path)?;
+            if *level >= LEVELS_MAX {
+                return Err(super::error::LsmError::Corrupt {
+                    file: path.clone(),
+                    offset: 0,
+                    reason: format!("level {level} is beyond the deepest ({})", LEVELS_MAX - 1),
+                });
+            }
+            let meta = SstMeta {
+                // Newest first: the given order, as L0's numbers say it.
+                file_number: n_files - position as u64,
+                level: *level,
+                file_bytes: reader.file_bytes(),
+                n_entries: reader.n_entries(),
+                smallest_key: reader.smallest_key().to_vec(),
+                largest_key: reader.largest_key().to_vec(),
+            };
+            version.levels[*level].push(Rc::new(version::SstHandle { meta, reader }));
+        }
+        for (level, handles) in version.levels.iter_mut().enumerate().skip(1) {
+            handles.sort_by(|a, b| a.meta.smallest_key.cmp(&b.meta.smallest_key));
+            if let Some(pair) = handles.windows(2).find(|pair| pair[0].meta.largest_key >= pair[1].meta.smallest_key) {
+                return Err(super::error::LsmError::Corrupt {
+                    file: pair[1].reader.path().to_path_buf(),
+                    offset: 0,
+                    reason: format!("overlaps {} in L{level}", pair[0].reader.path().display()),
+                });
+            }
+        }
+        Ok(StoreView { memtables: Vec::new(), version: Rc::new(version) })
     }
 
     /// As [`LsmStore::get`], over the view.
@@ -435,6 +531,22 @@ fn scan_sources<'a>(
     end: Option<&[u8]>,
     limit: usize,
 ) -> Result<ScanPage> {
+    let (entries, resume_from) = scan_merged(in_memory, Some(version), start, end, limit, false)?;
+    let entries = entries.into_iter().filter_map(|entry| Some((entry.key, live_bytes(entry.value)?))).collect();
+    Ok(ScanPage { entries, resume_from })
+}
+
+/// The newest entries of the keys in `start..end` over `in_memory` (newest first) and then
+/// `version`'s files (if given), at most `limit` of them (tombstones count only if
+/// `keep_tombstones`), and where the next page starts.
+fn scan_merged<'a>(
+    in_memory: impl Iterator<Item = &'a Memtable>,
+    version: Option<&Version>,
+    start: &[u8],
+    end: Option<&[u8]>,
+    limit: usize,
+    keep_tombstones: bool,
+) -> Result<(Vec<Entry>, Option<Vec<u8>>)> {
     assert!(limit >= 1, "a scan returns at least one entry per page");
     let mut truncated_at: Option<Vec<u8>> = None;
     let mut sources = Vec::new();
@@ -449,14 +561,17 @@ fn scan_sources<'a>(
         }
         sources.push(Source::Memory(entries.into_iter()));
     }
-    for handle in &version.levels[0] {
-        sources.push(Source::files(std::slice::from_ref(handle), start, true)?);
-    }
-    for files in version.levels[1..].iter().filter(|files| !files.is_empty()) {
-        sources.push(Source::files(files, start, true)?);
+    if let Some(version) = version {
+        for handle in &version.levels[0] {
+            sources.push(Source::files(std::slice::from_ref(handle), start, true)?);
+        }
+        for files in version.levels[1..].iter().filter(|files| !files.is_empty()) {
+            sources.push(Source::files(files, start, true)?);
+        }
     }
     let mut merge = MergeIter::new(sources)?;
-    let mut page = ScanPage::default();
+    let mut entries = Vec::new();
+    let mut resume_from = None;
     // Past `truncated_at` a memtable's entries were left out: the page must end there, whether the
     // merge goes on, reaches `end` or runs out.
     let resume_after = |at: &[u8]| {
@@ -466,27 +581,27 @@ fn scan_sources<'a>(
     };
     loop {
         let Some(entry) = merge.next()? else {
-            page.resume_from = truncated_at.as_deref().and_then(resume_after);
+            resume_from = truncated_at.as_deref().and_then(resume_after);
             break;
         };
         debug_assert!(entry.key.as_slice() >= start);
         if let Some(at) = truncated_at.as_ref().filter(|at| entry.key > **at) {
-            page.resume_from = resume_after(at);
+            resume_from = resume_after(at);
             break;
         }
         if end.is_some_and(|end| entry.key.as_slice() >= end) {
             break;
         }
-        if let Value::Put(value) = entry.value {
-            page.entries.push((entry.key, value));
-            if page.entries.len() == limit {
-                page.resume_from = resume_after(&page.entries[limit - 1].0);
+        if keep_tombstones || matches!(entry.value, Value::Put(_)) {
+            entries.push(entry);
+            if entries.len() == limit {
+                resume_from = resume_after(&entries[limit - 1].key);
                 break;
             }
         }
     }
-    assert!(page.entries.len() <= limit);
-    Ok(page)
+    assert!(entries.len() <= limit);
+    Ok((entries, resume_from))
 }
 
 /// The bytes of a put; `None` for a tombstone.

@@ -425,7 +425,7 @@ where
             timers: KeyedTimers::new(env, core.id, key_groups),
             slots: Slots::new(key_groups),
             state: KeyedStateBackend::new(env.max_parallelism, key_groups, env.clock.clone())
-                .in_store(env.state_store.clone()),
+                .in_store(env.state_store.clone(), core.id),
             merging: KeyGroupedMap::new(env.max_parallelism, key_groups),
             windows: Vec::new(),
             actions: Vec::new(),
