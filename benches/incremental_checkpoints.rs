@@ -1,0 +1,147 @@
+//! Benchmark: incremental against full checkpoints of the LSM backend. A keyed job holds a 100-byte
+//! `ValueState` for each of `keys` keys in the LSM backend (one shard). It writes every key once,
+//! takes a checkpoint (the base), then changes `events` random keys and takes another: that second
+//! one is the figure, its duration (trigger to stored) and the bytes it wrote, with incremental
+//! checkpoints and with full ones (medians of `runs` runs each, alternating, in one session).
+//!
+//! `cargo bench --bench incremental_checkpoints -- keys=1e6 events=1e4 runs=3`
+
+#![allow(clippy::disallowed_methods)] // a benchmark measures real time
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use common::{Args, median};
+use rill::checkpoint::CheckpointConfig;
+use rill::operators::{SourceFunction, SourceOutput, SourceStatus};
+use rill::prelude::*;
+use rill::state::{StateBackend, ValueStateDescriptor};
+
+/// Emits record `i` while `i < allowed`: keys `0..keys` first, then random keys; ends once `end`.
+struct Gated {
+    next: u64,
+    keys: u64,
+    allowed: Arc<AtomicU64>,
+    end: Arc<AtomicBool>,
+}
+
+impl SourceFunction<(u64, u64)> for Gated {
+    fn poll_next(
+        &mut self,
+        _: &mut Context<'_>,
+        out: &mut SourceOutput<'_, (u64, u64)>,
+    ) -> Poll<Result<SourceStatus, BoxError>> {
+        let allowed = self.allowed.load(Ordering::Acquire);
+        if self.next >= allowed {
+            let status = if self.end.load(Ordering::Acquire) { SourceStatus::Finished } else { SourceStatus::More };
+            return Poll::Ready(Ok(status));
+        }
+        for _ in 0..256.min(allowed - self.next) {
+            let i = self.next;
+            let key = if i < self.keys { i } else { rill::util::SplitMix64::new(i).next_u64() % self.keys };
+            out.collect((key, i));
+            self.next += 1;
+        }
+        Poll::Ready(Ok(SourceStatus::More))
+    }
+}
+
+/// Keeps 100 bytes per key; counts the records it saw.
+#[derive(Clone)]
+struct Keep(ValueStateDescriptor<Vec<u8>>, Arc<AtomicU64>);
+
+impl KeyedProcessFunction<u64, (u64, u64), ()> for Keep {
+    fn process_element(
+        &mut self,
+        (_, i): (u64, u64),
+        ctx: &mut KeyedContext<'_, u64>,
+        _: &mut Collector<'_, ()>,
+    ) -> Result<(), BoxError> {
+        ctx.state(&self.0)?.update(vec![i as u8; 100])?;
+        self.1.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn wait_for(counter: &AtomicU64, at_least: u64) {
+    while counter.load(Ordering::Relaxed) < at_least {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// One run: (duration ms, bytes written) of the base checkpoint and of the one after the change.
+fn run(keys: u64, changes: u64, incremental: bool) -> [(f64, u64); 2] {
+    let dir = std::env::temp_dir().join(format!("rill-bench-incremental-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let checkpoints =
+        CheckpointConfig::every(Duration::from_secs(3600)).directory(dir.join("checkpoints")).incremental(incremental);
+    let env = StreamEnv::builder()
+        .cores(1)
+        .data_dir(dir.join("data"))
+        .state_backend(StateBackend::lsm())
+        .checkpointing(checkpoints)
+        .build()
+        .expect("bench environment");
+    let (allowed, end, seen) =
+        (Arc::new(AtomicU64::new(keys)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    env.add_source(Gated { next: 0, keys, allowed: allowed.clone(), end: end.clone() })
+        .key_by(|r: &(u64, u64)| r.0)
+        .process(Keep(ValueStateDescriptor::new("payload"), seen.clone()))
+        .add_sink(DiscardingSink);
+    let running = env.execute_async().expect("bench job");
+    wait_for(&seen, keys);
+    let base = running.checkpoint(Duration::from_secs(600)).expect("the base checkpoint");
+    allowed.store(keys + changes, Ordering::Release);
+    wait_for(&seen, keys + changes);
+    let changed = running.checkpoint(Duration::from_secs(600)).expect("the checkpoint after the change");
+    end.store(true, Ordering::Release);
+    let result = running.join().expect("bench job");
+    let _ = std::fs::remove_dir_all(&dir);
+    [base, changed].map(|id| {
+        let stats = result.checkpoints.iter().find(|c| c.id == id).expect("stats of a completed checkpoint");
+        (stats.duration.as_secs_f64() * 1e3, stats.bytes)
+    })
+}
+
+fn main() {
+    let args = Args::parse(10_000);
+    let (keys, changes) = (args.keys, args.events);
+    println!(
+        "# LSM backend, 1 shard: {keys} keys x 100 B, then {changes} changed ({:.2}%); medians of {} runs",
+        100.0 * changes as f64 / keys as f64,
+        args.runs
+    );
+    let mut figures: [Vec<[(f64, u64); 2]>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..args.runs {
+        for (mode, incremental) in [false, true].into_iter().enumerate() {
+            figures[mode].push(run(keys, changes, incremental));
+        }
+    }
+    let mut changed_ms = [0.0; 2];
+    println!("| checkpoints | base ms | base MiB written | after the change ms | MiB written |");
+    println!("|---|---|---|---|---|");
+    for (mode, name) in ["full", "incremental"].into_iter().enumerate() {
+        let column = |at: usize, bytes: bool| {
+            median(
+                figures[mode]
+                    .iter()
+                    .map(|run| if bytes { run[at].1 as f64 / (1 << 20) as f64 } else { run[at].0 })
+                    .collect(),
+            )
+        };
+        changed_ms[mode] = column(1, false);
+        println!(
+            "| {name} | {:.1} | {:.2} | {:.1} | {:.2} |",
+            column(0, false),
+            column(0, true),
+            changed_ms[mode],
+            column(1, true)
+        );
+    }
+    println!("full / incremental duration after the change: {:.1}x", changed_ms[0] / changed_ms[1]);
+}
