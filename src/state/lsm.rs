@@ -681,12 +681,9 @@ where
             return Box::new(FailedShare(Some(error)));
         }
         Box::new(LsmRows::<K, N, S> {
-            view: self.shard.view(),
+            rows: StateCursor::new(self.shard.view(), self.state_id, self.range),
             name: self.name.clone(),
             state,
-            state_id: self.state_id,
-            key_groups: (self.range.start..=self.range.end).collect(),
-            from: None,
             drop_expired: self.ttl.filter(|ttl| ttl.cleanup_full_snapshot),
             now,
             _types: PhantomData,
@@ -785,16 +782,46 @@ where
     }
 }
 
-/// The rows of one state in a store view, still to encode into a snapshot.
-struct LsmRows<K, N, S> {
+/// Pages through the rows of one state in a store view, key group by key group.
+struct StateCursor {
     view: StoreView,
-    name: String,
-    state: u32,
     state_id: u32,
-    /// Key groups still to encode, the current one in front.
+    /// Key groups still to read, the current one in front.
     key_groups: VecDeque<usize>,
     /// Where the scan of the front key group goes on (`None`: at its start).
     from: Option<Vec<u8>>,
+}
+
+impl StateCursor {
+    fn new(view: StoreView, state_id: u32, range: KeyGroupRange) -> StateCursor {
+        StateCursor { view, state_id, key_groups: (range.start..=range.end).collect(), from: None }
+    }
+
+    /// The next page of rows (at most `SECTION_ROWS_MAX`, maybe none) and its key group; `None`
+    /// once every key group is read.
+    fn next_page(&mut self, name: &str) -> Result<Option<(usize, crate::lsm::ScanPage)>, StateError> {
+        let Some(&key_group) = self.key_groups.front() else { return Ok(None) };
+        let prefix = prefix(key_group, self.state_id);
+        let from = self.from.take().unwrap_or_else(|| prefix.to_vec());
+        let page = self
+            .view
+            .scan(&from, prefix_end(&prefix).as_deref(), SECTION_ROWS_MAX)
+            .map_err(|error| store_error(name, error))?;
+        match &page.resume_from {
+            Some(resume_from) => self.from = Some(resume_from.clone()),
+            None => {
+                self.key_groups.pop_front();
+            }
+        }
+        Ok(Some((key_group, page)))
+    }
+}
+
+/// The rows of one state in a store view, still to encode into a snapshot.
+struct LsmRows<K, N, S> {
+    rows: StateCursor,
+    name: String,
+    state: u32,
     drop_expired: Option<StateTtlConfig>,
     now: i64,
     _types: RowTypes<K, N, S>,
@@ -807,19 +834,7 @@ where
     S: Stored + Clone,
 {
     fn encode_next(&mut self, snapshot: &mut KeyedSnapshot, codec: &mut Codec) -> Result<bool, StateError> {
-        while let Some(&key_group) = self.key_groups.front() {
-            let prefix = prefix(key_group, self.state_id);
-            let from = self.from.take().unwrap_or_else(|| prefix.to_vec());
-            let page = self
-                .view
-                .scan(&from, prefix_end(&prefix).as_deref(), SECTION_ROWS_MAX)
-                .map_err(|error| store_error(&self.name, error))?;
-            match page.resume_from {
-                Some(resume_from) => self.from = Some(resume_from),
-                None => {
-                    self.key_groups.pop_front();
-                }
-            }
+        while let Some((key_group, page)) = self.rows.next_page(&self.name)? {
             if page.entries.is_empty() {
                 continue;
             }
@@ -1053,42 +1068,24 @@ pub(crate) fn share_undeclared(
     state: u32,
 ) -> Result<Box<dyn DeferredState>, StateError> {
     Ok(Box::new(RawRows {
-        view: shard.view(),
+        rows: StateCursor::new(shard.view(), id, range),
         name: meta.name,
         state,
-        id,
-        key_groups: (range.start..=range.end).collect(),
-        from: None,
         unit: unit_column()?,
     }))
 }
 
 /// The rows of one state in a store view, still to encode as one-row sections.
 struct RawRows {
-    view: StoreView,
+    rows: StateCursor,
     name: String,
     state: u32,
-    id: u32,
-    key_groups: VecDeque<usize>,
-    from: Option<Vec<u8>>,
     unit: Vec<u8>,
 }
 
 impl DeferredState for RawRows {
     fn encode_next(&mut self, snapshot: &mut KeyedSnapshot, _: &mut Codec) -> Result<bool, StateError> {
-        let Some(&key_group) = self.key_groups.front() else { return Ok(false) };
-        let prefix = prefix(key_group, self.id);
-        let from = self.from.take().unwrap_or_else(|| prefix.to_vec());
-        let page = self
-            .view
-            .scan(&from, prefix_end(&prefix).as_deref(), SECTION_ROWS_MAX)
-            .map_err(|error| store_error(&self.name, error))?;
-        match page.resume_from {
-            Some(resume_from) => self.from = Some(resume_from),
-            None => {
-                self.key_groups.pop_front();
-            }
-        }
+        let Some((key_group, page)) = self.rows.next_page(&self.name)? else { return Ok(false) };
         for (key, value) in &page.entries {
             snapshot.add_section(key_group, self.state, raw_row_section(&self.name, key, value, &self.unit)?);
         }
