@@ -52,6 +52,14 @@ pub enum Value {
 }
 
 impl Value {
+    /// The bytes of a put; `None` for a tombstone.
+    pub fn into_live(self) -> Option<Vec<u8>> {
+        match self {
+            Value::Put(bytes) => Some(bytes),
+            Value::Delete => None,
+        }
+    }
+
     /// The kind byte for this value.
     pub fn kind(&self) -> ValueKind {
         match self {

@@ -807,12 +807,14 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
                 None => deferred.push(registered.table.share(&registered.meta.name, state, now)),
             }
         }
-        for (meta, id) in &self.restored_in_store {
+        // Only a backend in a store has states restored into it.
+        for (store, (meta, id)) in
+            self.lsm.iter().flat_map(|store| self.restored_in_store.iter().map(move |r| (store, r)))
+        {
             let state = snapshot.add_state(meta.clone());
-            match (&incremental, &self.lsm) {
-                (Some(_), _) => in_store.push((state, *id)),
-                (None, Some(store)) => deferred.push(share_undeclared(store, self.range, meta.clone(), *id, state)?),
-                (None, None) => unreachable!("states restored into a store have one"),
+            match incremental {
+                Some(_) => in_store.push((state, *id)),
+                None => deferred.push(share_undeclared(store, self.range, meta.clone(), *id, state)?),
             }
         }
         if let Some((store, shared)) = incremental {
@@ -831,7 +833,7 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
                 // The shard wrote the rows into its store before the operators were built.
                 Some(store) => {
                     for part in snapshot.store_parts() {
-                        if part.range.start > self.range.end || part.range.end < self.range.start {
+                        if part.range.intersection(self.range).is_empty() {
                             continue;
                         }
                         for &(index, _) in &part.states {

@@ -92,6 +92,23 @@ impl KeyGroupRange {
         self.len() == 0
     }
 
+    /// The key groups both ranges hold (empty if none).
+    ///
+    /// ```
+    /// use rill::state::KeyGroupRange;
+    /// let both = KeyGroupRange { start: 0, end: 63 }.intersection(KeyGroupRange { start: 43, end: 85 });
+    /// assert_eq!(both.key_groups(), 43..=63);
+    /// assert!(KeyGroupRange { start: 0, end: 9 }.intersection(KeyGroupRange { start: 10, end: 20 }).is_empty());
+    /// ```
+    pub fn intersection(&self, other: KeyGroupRange) -> KeyGroupRange {
+        KeyGroupRange { start: self.start.max(other.start), end: self.end.min(other.end) }
+    }
+
+    /// The key groups of the range, in order.
+    pub fn key_groups(&self) -> std::ops::RangeInclusive<usize> {
+        self.start..=self.end
+    }
+
     /// True if `key_group` is in the range.
     #[inline]
     pub fn contains(&self, key_group: usize) -> bool {

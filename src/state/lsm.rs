@@ -913,11 +913,6 @@ fn open_part(part: &StorePart) -> Result<StoreView, StateError> {
     StoreView::from_files(&part.file_paths()?).map_err(|error| store_error("(checkpoint files)", error))
 }
 
-/// The key groups both ranges hold.
-fn overlap(a: KeyGroupRange, b: KeyGroupRange) -> std::ops::RangeInclusive<usize> {
-    a.start.max(b.start)..=a.end.min(b.end)
-}
-
 /// Adds the rows of `snapshot`'s store parts in `range` to `into` as canonical sections (restoring an
 /// incremental checkpoint into the heap backend).
 pub(crate) fn store_parts_as_sections(
@@ -927,14 +922,14 @@ pub(crate) fn store_parts_as_sections(
 ) -> Result<(), StateError> {
     let unit = unit_column()?;
     for part in snapshot.store_parts() {
-        if overlap(part.range, range).is_empty() {
+        if part.range.intersection(range).is_empty() {
             continue;
         }
         let view = open_part(part)?;
         for &(index, id) in &part.states {
             let meta = &snapshot.states()[index as usize];
             let state = into.add_state(meta.clone());
-            for key_group in overlap(part.range, range) {
+            for key_group in part.range.intersection(range).key_groups() {
                 for (key, value) in part_rows(&meta.name, &view, part, (index, id), key_group)? {
                     into.add_section(key_group, state, raw_row_section(&meta.name, &key, &value, &unit)?);
                 }
@@ -955,7 +950,7 @@ pub(crate) async fn ingest_store_parts(
 ) -> Result<(), StateError> {
     for snapshot in snapshots {
         for part in snapshot.store_parts() {
-            if overlap(part.range, range).is_empty() {
+            if part.range.intersection(range).is_empty() {
                 continue;
             }
             let view = open_part(part)?;
@@ -963,7 +958,7 @@ pub(crate) async fn ingest_store_parts(
                 let name = &snapshot.states()[index as usize].name;
                 let new_id = shard.state_id(node, name);
                 let mut written = 0;
-                for key_group in overlap(part.range, range) {
+                for key_group in part.range.intersection(range).key_groups() {
                     for (mut key, value) in part_rows(name, &view, part, (index, id), key_group)? {
                         key[2..PREFIX_BYTES].copy_from_slice(&new_id.to_be_bytes());
                         shard.write(&key, Some(value));
@@ -1043,18 +1038,11 @@ impl DeferredState for IncrementalPart {
             }
         }
         if !entries.is_empty() {
-            let entries = entries.into_iter().map(|entry| (entry.key, live_value(entry.value))).collect();
+            let entries = entries.into_iter().map(|entry| (entry.key, entry.value.into_live())).collect();
             let chunk = MemoryChunk { key_group: key_group as u32, state: index, entries };
             snapshot.store_parts_mut()[self.part].memory.push(chunk);
         }
         Ok(true)
-    }
-}
-
-fn live_value(value: Value) -> Option<Vec<u8>> {
-    match value {
-        Value::Put(bytes) => Some(bytes),
-        Value::Delete => None,
     }
 }
 

@@ -412,10 +412,7 @@ pub struct ViewFile {
 impl StoreView {
     /// As [`LsmStore::scan`], over the view.
     pub fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<ScanPage> {
-        let memtables = self.memtables.iter().map(|memtable| &**memtable);
-        let (entries, resume_from) = scan_merged(memtables, Some(&self.version), start, end, limit, false)?;
-        let entries = entries.into_iter().filter_map(|entry| Some((entry.key, live_bytes(entry.value)?))).collect();
-        Ok(ScanPage { entries, resume_from })
+        scan_sources(self.memtables.iter().map(|memtable| &**memtable), &self.version, start, end, limit)
     }
 
     /// The newest entry of each key in `start..end` in the view's memtables only, tombstones
@@ -518,9 +515,9 @@ fn get_from<'a>(
     key: &[u8],
 ) -> Result<Option<Vec<u8>>> {
     if let Some(value) = in_memory.find_map(|memtable| memtable.get(key)) {
-        return Ok(live_bytes(value.clone()));
+        return Ok(value.clone().into_live());
     }
-    Ok(version.get(key)?.and_then(|entry| live_bytes(entry.value)))
+    Ok(version.get(key)?.and_then(|entry| entry.value.into_live()))
 }
 
 /// A scan page over `in_memory` (newest first) and then `version`'s files.
@@ -532,7 +529,7 @@ fn scan_sources<'a>(
     limit: usize,
 ) -> Result<ScanPage> {
     let (entries, resume_from) = scan_merged(in_memory, Some(version), start, end, limit, false)?;
-    let entries = entries.into_iter().filter_map(|entry| Some((entry.key, live_bytes(entry.value)?))).collect();
+    let entries = entries.into_iter().filter_map(|entry| Some((entry.key, entry.value.into_live()?))).collect();
     Ok(ScanPage { entries, resume_from })
 }
 
@@ -602,12 +599,4 @@ fn scan_merged<'a>(
     }
     assert!(entries.len() <= limit);
     Ok((entries, resume_from))
-}
-
-/// The bytes of a put; `None` for a tombstone.
-fn live_bytes(value: Value) -> Option<Vec<u8>> {
-    match value {
-        Value::Put(bytes) => Some(bytes),
-        Value::Delete => None,
-    }
 }
