@@ -7,6 +7,8 @@
 # the job's net runtime (mini-cluster start-up not counted). JOB=anchor runs the anchor job itself, whose
 # figure includes start-up.
 # Flink needs far more events than rill for a steady figure (its JIT warms up over seconds).
+# BACKEND=lsm runs rill on its LSM backend (CACHED_ROWS rows cached, default 262144) and the tumbling
+# job on Flink's RocksDB backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 job=${1:-tumbling}
@@ -14,6 +16,13 @@ rill_events=${2:-20000000}
 flink_events=${3:-20000000}
 runs=${4:-3}
 keys=${5:-10000}
+backend=${BACKEND:-heap}
+flink_backend=hashmap
+rill_backend=(backend=heap)
+if [ "$backend" = lsm ] && [ "$job" != tumbling ] && [ "$job" != sliding ]; then
+  echo "BACKEND=lsm: only the tumbling and sliding jobs keep their windows in the LSM store" >&2; exit 2
+fi
+if [ "$backend" = lsm ]; then flink_backend=rocksdb; rill_backend=(backend=lsm cached_rows="${CACHED_ROWS:-262144}"); fi
 case "$job" in
   tumbling) flink=(benches/flink/run.sh TumblingWindowBench) ;;
   anchor) flink=(../shared/anchors/flink/run.sh WindowBench) ;;
@@ -28,13 +37,13 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 for par in 1 2; do
   rill_rates=(); flink_rates=()
   for ((i = 0; i < runs; i++)); do
-    rate=$(cargo bench --bench windows -- job="${job/anchor/tumbling}" events="$rill_events" keys="$keys" runs=1 shards="$par" latency=off 2>/dev/null \
+    rate=$(cargo bench --bench windows -- job="${job/anchor/tumbling}" events="$rill_events" keys="$keys" runs=1 shards="$par" latency=off "${rill_backend[@]}" 2>/dev/null \
       | awk -v p="$par" '$1 == p && NF == 5 { print $2 }')
     rill_rates+=("${rate:-NaN}")
     if [ "$job" = anchor ]; then
       out=$("${flink[@]}" "$flink_events" "$par" hashmap "$keys")
     else
-      out=$("${flink[@]}" "$flink_events" "$par" "$keys")
+      out=$("${flink[@]}" "$flink_events" "$par" "$keys" "$flink_backend")
     fi
     rate=$(sed -n 's/.*= \([0-9.]*\) M events\/s.*/\1/p' <<<"$out")
     flink_rates+=("${rate:-NaN}")
@@ -42,6 +51,6 @@ for par in 1 2; do
   rill_median=$(printf '%s\n' "${rill_rates[@]}" | median)
   flink_median=$(printf '%s\n' "${flink_rates[@]}" | median)
   ratio=$(awk -v r="$rill_median" -v f="$flink_median" 'BEGIN { if (f > 0) printf "%.1f", r / f; else print "n/a" }')
-  echo "$job windows, $keys keys, parallelism $par: rill ${rill_median} M ev/s (runs: ${rill_rates[*]})," \
+  echo "$job windows ($backend / $flink_backend), $keys keys, parallelism $par: rill ${rill_median} M ev/s (runs: ${rill_rates[*]})," \
     "flink ${flink_median} M ev/s (runs: ${flink_rates[*]}), rill/flink ${ratio}x"
 done

@@ -19,9 +19,9 @@
 //! The same jobs on Flink: `benches/flink/run.sh KeyedStateBench EVENTS PARALLELISM KEYS OP`;
 //! `benches/compare_flink_state.sh OP RILL_EVENTS FLINK_EVENTS RUNS KEYS` runs both.
 //!
-//! `cargo bench --bench keyed_state -- op=value events=2e7 keys=10000 runs=3`; with
-//! `STATE_BACKEND=lsm` in the environment the state is in the LSM backend instead (`LSM_CACHED_ROWS=n`
-//! sets its row cache per state).
+//! `cargo bench --bench keyed_state -- op=value events=2e7 keys=10000 runs=3`; with `backend=lsm`
+//! (or `STATE_BACKEND=lsm` in the environment) the state is in the LSM backend instead
+//! (`cached_rows=n` or `LSM_CACHED_ROWS=n` sets its row cache per state).
 
 #![allow(clippy::disallowed_methods)] // a benchmark measures real time
 
@@ -217,18 +217,7 @@ fn reset_peak_rss() {
 
 fn rill_run(op: Op, shards: usize, events: u64, keys: u64, buffer_timeout: Duration) -> Run {
     reset_peak_rss();
-    // `STATE_BACKEND=lsm` keeps the state in the shards' LSM stores instead of on the heap, with
-    // `LSM_CACHED_ROWS` rows of each state cached (default: the backend's default).
-    let backend = match std::env::var("STATE_BACKEND").as_deref() {
-        Ok("lsm") => {
-            let mut options = rill::state::LsmBackendOptions::default();
-            if let Some(rows) = std::env::var("LSM_CACHED_ROWS").ok().and_then(|rows| rows.parse().ok()) {
-                options.cached_rows = rows;
-            }
-            rill::state::StateBackend::Lsm(options)
-        }
-        _ => rill::state::StateBackend::Heap,
-    };
+    let backend = common::state_backend();
     let env = StreamEnv::builder()
         .cores(shards)
         .buffer_timeout(buffer_timeout)

@@ -37,6 +37,12 @@ impl Args {
             job: String::new(),
             interval_ms: 1_000,
         };
+        // The state backend: `STATE_BACKEND=lsm` and `LSM_CACHED_ROWS=n` in the environment, or the
+        // `backend=` and `cached_rows=` arguments.
+        LSM.store(std::env::var("STATE_BACKEND").as_deref() == Ok("lsm"), std::sync::atomic::Ordering::Relaxed);
+        if let Some(rows) = std::env::var("LSM_CACHED_ROWS").ok().and_then(|rows| rows.parse::<u64>().ok()) {
+            CACHED_ROWS.store(rows, std::sync::atomic::Ordering::Relaxed);
+        }
         let available = core_affinity::get_core_ids().map(|c| c.len()).unwrap_or(1);
         for arg in std::env::args().skip(1) {
             let Some((key, value)) = arg.split_once('=') else { continue };
@@ -51,15 +57,39 @@ impl Args {
                 "buffer_timeout_us" => args.buffer_timeout = Duration::from_micros(number() as u64),
                 "job" | "op" => args.job = value.to_string(),
                 "interval_ms" => args.interval_ms = number() as u64,
+                "backend" => LSM.store(value == "lsm", std::sync::atomic::Ordering::Relaxed),
+                "cached_rows" => CACHED_ROWS.store(number() as u64, std::sync::atomic::Ordering::Relaxed),
                 other => panic!(
                     "unknown argument {other} (events, keys, runs, shards, latency_secs, latency=off, buffer_timeout_us, \
-                     job/op, interval_ms)"
+                     job/op, interval_ms, backend=heap|lsm, cached_rows)"
                 ),
             }
         }
         args.shards.retain(|&s| s <= available);
         KEYS.store(args.keys, std::sync::atomic::Ordering::Relaxed);
         args
+    }
+}
+
+/// `backend=lsm` (or `STATE_BACKEND=lsm`): the jobs keep their state in the LSM backend, with
+/// `cached_rows=` (or `LSM_CACHED_ROWS=`) rows cached.
+static LSM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static CACHED_ROWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 18);
+
+/// The state backend the arguments chose (the heap by default).
+pub fn state_backend() -> rill::state::StateBackend {
+    if !LSM.load(std::sync::atomic::Ordering::Relaxed) {
+        return rill::state::StateBackend::Heap;
+    }
+    let cached_rows = CACHED_ROWS.load(std::sync::atomic::Ordering::Relaxed) as usize;
+    rill::state::StateBackend::Lsm(rill::state::LsmBackendOptions { cached_rows, ..Default::default() })
+}
+
+/// A description of the state backend, for report headers.
+pub fn backend_name() -> String {
+    match state_backend() {
+        rill::state::StateBackend::Lsm(options) => format!("LSM backend, {} rows cached", options.cached_rows),
+        _ => "heap backend".to_string(),
     }
 }
 
@@ -90,7 +120,12 @@ pub fn rill_throughput_with(
     buffer_timeout: Duration,
     build: &dyn Fn(&StreamEnv, Generator),
 ) -> f64 {
-    let env = StreamEnv::builder().cores(shards).buffer_timeout(buffer_timeout).build().expect("bench environment");
+    let env = StreamEnv::builder()
+        .cores(shards)
+        .state_backend(state_backend())
+        .buffer_timeout(buffer_timeout)
+        .build()
+        .expect("bench environment");
     build(&env, Generator::bounded(events));
     let result = env.execute().expect("bench job");
     events as f64 / result.duration.as_secs_f64() / 1e6
@@ -147,6 +182,7 @@ pub fn rill_latency(
     build: &dyn Fn(&StreamEnv, Generator),
 ) -> Latency {
     let env = StreamEnv::builder()
+        .state_backend(state_backend())
         .cores(shards)
         .buffer_timeout(buffer_timeout)
         .latency_tracking_interval(Duration::from_micros(500))
@@ -175,8 +211,12 @@ pub fn rill_latency(
 pub fn report(title: &str, args: &Args, build: &dyn Fn(&StreamEnv, Generator), baseline: fn(u64, u64, u64) -> u64) {
     println!("== {title}");
     println!(
-        "   {} events, {} keys, buffer timeout {:?}, median of {} runs, pinned shards",
-        args.events, args.keys, args.buffer_timeout, args.runs
+        "   {} events, {} keys, buffer timeout {:?}, median of {} runs, pinned shards, {}",
+        args.events,
+        args.keys,
+        args.buffer_timeout,
+        args.runs,
+        backend_name()
     );
     println!(
         "   {:>6} {:>14} {:>14} {:>18} {:>14}",

@@ -59,16 +59,17 @@ public class SlidingWindowBench {
   public static void main(String[] args) throws Exception {
     long t0 = System.nanoTime();
     if (args.length < 2) {
-      System.err.println("usage: SlidingWindowBench events parallelism [keys=10000]");
+      System.err.println("usage: SlidingWindowBench events parallelism [keys=10000] [hashmap|rocksdb]");
       System.exit(2);
     }
     final long n = Long.parseLong(args[0]);
     final int par = Integer.parseInt(args[1]);
     final long keys = args.length > 2 ? Long.parseLong(args[2]) : 10000L;
+    final String backend = args.length > 3 ? args[3] : "hashmap";
     final long perSubtask = n / par;
 
     Configuration conf = new Configuration();
-    conf.set(StateBackendOptions.STATE_BACKEND, "hashmap");
+    conf.set(StateBackendOptions.STATE_BACKEND, backend);
     StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment(conf);
     env.setParallelism(par);
     env.getConfig().enableObjectReuse();

@@ -187,6 +187,11 @@ impl LsmShardStore {
         self.store.dir().to_path_buf()
     }
 
+    /// The row cache bound of each table (`LsmBackendOptions::cached_rows`).
+    pub(crate) fn cached_rows(&self) -> usize {
+        self.cached_rows
+    }
+
     /// The store id of state `name` of operator `node` (the same for every call).
     pub(crate) fn state_id(&self, node: u32, name: &str) -> u32 {
         let mut ids = self.ids.borrow_mut();
@@ -267,6 +272,72 @@ impl LsmShardStore {
     }
 }
 
+/// Rows an operator lays out itself under `key_group | state_id | rest` of the shard's store, bytes in
+/// and bytes out (window panes keep their contents so); the state id is given per (operator node,
+/// state name) as for keyed state. Writes go to the memtable, and the shard's drivers wait out the
+/// store's write stall at their yield points as for any other state.
+pub(crate) struct RawState {
+    shard: Rc<LsmShardStore>,
+    state_id: u32,
+    name: String,
+}
+
+impl RawState {
+    /// The rows of state `name` of operator `node`.
+    pub(crate) fn new(shard: Rc<LsmShardStore>, node: u32, name: &str) -> RawState {
+        let state_id = shard.state_id(node, name);
+        RawState { shard, state_id, name: name.to_string() }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn key(&self, key_group: usize, rest: &[u8]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(PREFIX_BYTES + rest.len());
+        key.extend_from_slice(&prefix(key_group, self.state_id));
+        key.extend_from_slice(rest);
+        key
+    }
+
+    /// The value under `rest` in `key_group`.
+    pub(crate) fn get(&self, key_group: usize, rest: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.shard.store.get(&self.key(key_group, rest)).map_err(|error| store_error(&self.name, error))
+    }
+
+    /// Stores `value` under `rest` in `key_group` (`None`: deletes it).
+    pub(crate) fn write(&self, key_group: usize, rest: &[u8], value: Option<Vec<u8>>) {
+        self.shard.write(&self.key(key_group, rest), value);
+    }
+
+    /// Every row of `key_group` whose `rest` starts with `rest_prefix`, in key order, page by page:
+    /// `visit` gets each row's `rest` after the prefix, and its value.
+    pub(crate) fn scan(
+        &self,
+        key_group: usize,
+        rest_prefix: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        let start = self.key(key_group, rest_prefix);
+        let end = prefix_end(&start);
+        let mut from = start.clone();
+        loop {
+            let page = self
+                .shard
+                .store
+                .scan(&from, end.as_deref(), SECTION_ROWS_MAX)
+                .map_err(|error| store_error(&self.name, error))?;
+            for (key, value) in &page.entries {
+                visit(&key[start.len()..], value)?;
+            }
+            match page.resume_from {
+                Some(resume_from) => from = resume_from,
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
 /// A hash of a directory's path (to tell stores apart in linked file names).
 fn dir_hash(dir: &Path) -> u64 {
     stable_hash(&dir.to_string_lossy().as_ref())
@@ -298,7 +369,7 @@ fn damaged(state: &str, reason: impl Into<String>) -> StateError {
 }
 
 /// The columns of a one-row section behind their lengths: `n: u8 | len: u32 LE × n | bytes`.
-fn pack_columns(columns: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn pack_columns(columns: &[Vec<u8>]) -> Vec<u8> {
     let total: usize = columns.iter().map(Vec::len).sum();
     let mut out = Vec::with_capacity(1 + 4 * columns.len() + total);
     out.push(columns.len() as u8);
@@ -311,7 +382,7 @@ fn pack_columns(columns: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-fn unpack_columns(state: &str, bytes: &[u8]) -> Result<Section, StateError> {
+pub(crate) fn unpack_columns(state: &str, bytes: &[u8]) -> Result<Section, StateError> {
     let (&n, rest) = bytes.split_first().ok_or_else(|| damaged(state, "empty value"))?;
     let n = n as usize;
     let lengths = rest.get(..4 * n).ok_or_else(|| damaged(state, "value cut short in its column lengths"))?;
@@ -333,7 +404,7 @@ fn unpack_columns(state: &str, bytes: &[u8]) -> Result<Section, StateError> {
 }
 
 /// Decodes one value of a one-row column.
-fn decode_one<T: ExchangeData>(state: &str, column: &[u8], codec: &mut Codec) -> Result<T, StateError> {
+pub(crate) fn decode_one<T: ExchangeData>(state: &str, column: &[u8], codec: &mut Codec) -> Result<T, StateError> {
     let section = Section { rows: 1, columns: vec![column.to_vec()] };
     let mut values = codec.decode::<T>(state, &section, 0, 1)?;
     values.pop().ok_or_else(|| damaged(state, "an empty column"))

@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use hashbrown::HashTable;
 
 use super::functions::WindowFn;
+use super::spill::PaneStore;
 use super::{WindowBase, WindowSettings};
 use crate::codec::ExchangeData;
 use crate::exchange::Control;
@@ -55,15 +56,20 @@ struct PaneEntry<K, A> {
     acc: Option<A>,
 }
 
-/// The keys of one slice of time and their contents, in arrival order.
+/// The keys of one slice of time and their contents, in arrival order (those in memory: see
+/// `window::spill` for a pane spilled to the LSM store).
 struct Pane<K, A> {
     index: HashTable<u32>,
     entries: Vec<PaneEntry<K, A>>,
+    /// Some of the pane's entries were written to the store (and maybe left memory).
+    spilled: bool,
+    /// Rows of the pane in the store whose key is not in memory.
+    stored_rows: usize,
 }
 
 impl<K: Eq, A> Pane<K, A> {
     fn new() -> Self {
-        Pane { index: HashTable::new(), entries: Vec::new() }
+        Pane { index: HashTable::new(), entries: Vec::new(), spilled: false, stored_rows: 0 }
     }
 
     #[inline]
@@ -76,6 +82,16 @@ impl<K: Eq, A> Pane<K, A> {
 
     #[inline]
     fn entry(&mut self, hash: u64, key: &K) -> &mut PaneEntry<K, A>
+    where
+        K: Clone,
+    {
+        let index = self.entry_index(hash, key);
+        &mut self.entries[index]
+    }
+
+    /// The index of `key`'s entry, made (without contents) if missing.
+    #[inline]
+    fn entry_index(&mut self, hash: u64, key: &K) -> usize
     where
         K: Clone,
     {
@@ -92,18 +108,27 @@ impl<K: Eq, A> Pane<K, A> {
                 (entries.len() - 1) as u32
             })
             .get();
-        &mut self.entries[index as usize]
+        index as usize
     }
 
+    /// Forgets the entries in memory.
     fn clear(&mut self) {
         self.index.clear();
         self.entries.clear();
+    }
+
+    /// The entries, in memory and in the store.
+    fn len(&self) -> usize {
+        self.entries.len() + self.stored_rows
     }
 }
 
 fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
+
+/// A row of a spilled pane read back: key group, pane start, key, contents.
+type StoredRow<K, A> = (usize, i64, K, A);
 
 /// The window operator for aligned event-time windows; see the module docs.
 pub(crate) struct AlignedWindowOp<K, T, O, S, A: Window, F: WindowFn<K, T, A, O>> {
@@ -125,6 +150,10 @@ pub(crate) struct AlignedWindowOp<K, T, O, S, A: Window, F: WindowFn<K, T, A, O>
     pending: BTreeSet<i64>,
     /// A window's merged contents per key, while it fires.
     merged: Pane<K, F::Acc>,
+    /// Where panes spill beyond `in_memory`'s bound (with the LSM backend).
+    spill: Option<PaneStore<K, F::Acc>>,
+    /// Pane entries in memory, over all panes.
+    in_memory: usize,
 }
 
 impl<K, T, O, S, A, F> AlignedWindowOp<K, T, O, S, A, F>
@@ -145,8 +174,11 @@ where
         function: F,
         out: Output<O>,
     ) -> Self {
+        let spill = env.state_store.clone().map(|store| PaneStore::new(store, core.id, PANES));
         AlignedWindowOp {
             key_selector,
+            spill,
+            in_memory: 0,
             pane_size: gcd(shape.size, shape.slide),
             shape,
             function,
@@ -225,7 +257,7 @@ where
 
     fn process_record(&mut self, value: T, timestamp: Option<i64>) -> OpResult {
         let key = (self.key_selector)(&value);
-        let (key_hash, _) = self.base.locate(&key)?;
+        let (key_hash, key_group) = self.base.locate(&key)?;
         let key_hash = crate::state::key_group::table_hash(key_hash);
         let ts = crate::window::assigner::event_timestamp(timestamp).map_err(|e| self.base.error(e))?;
         // Records arrive mostly in time order: the pane used last usually holds this one too.
@@ -248,8 +280,22 @@ where
             return Ok(());
         }
         let slot = self.pane(pane_start);
-        let entry = self.slab[slot].entry(key_hash, &key);
-        self.function.add(&mut entry.acc, value, timestamp).map_err(|e| OpError::new(self.base.core.id, e))?;
+        let pane = &mut self.slab[slot];
+        let before = pane.entries.len();
+        let index = pane.entry_index(key_hash, &key);
+        if pane.entries.len() > before {
+            self.in_memory += 1;
+            if pane.spilled {
+                let spill = self.spill.as_mut().expect("only a store spills panes");
+                let stored = spill.get::<T, A, O, F>(key_group, pane_start, &key).map_err(|e| self.base.error(e))?;
+                if stored.is_some() {
+                    pane.stored_rows -= 1;
+                }
+                pane.entries[index].acc = stored;
+            }
+        }
+        let acc = &mut self.slab[slot].entries[index].acc;
+        self.function.add(acc, value, timestamp).map_err(|e| OpError::new(self.base.core.id, e))?;
         // The event-time trigger fires a window the watermark has passed at once (a late firing). Every
         // window holding the pane ends after it, so none has been passed while the pane is ahead.
         if pane_start.saturating_add(self.pane_size - 1) <= self.watermark {
@@ -261,25 +307,67 @@ where
                 })
                 .collect();
             for start in late {
-                self.fire_key(start, key_hash, &key)?;
+                self.fire_key(start, (key_hash, key_group), &key)?;
+            }
+        }
+        if self.spill.as_ref().is_some_and(|spill| self.in_memory > spill.bound) {
+            self.spill_oldest().map_err(|e| self.base.error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Spills panes, oldest first (records arrive mostly in time order, so the newest panes take the
+    /// most), until the bound holds again. Spilling no more than that keeps each spill's writes small
+    /// (one pane, mostly), so the store's flushes keep up without stalling the shard's drivers.
+    fn spill_oldest(&mut self) -> Result<(), StateError> {
+        let keep = self.spill.as_ref().map_or(usize::MAX, |spill| spill.bound);
+        let panes: Vec<(i64, usize)> = self.panes.iter().map(|(&start, &slot)| (start, slot)).collect();
+        for (start, slot) in panes {
+            if self.in_memory <= keep {
+                break;
+            }
+            if !self.slab[slot].entries.is_empty() {
+                self.spill_pane(start, slot)?;
             }
         }
         Ok(())
     }
 
-    /// Fires the window starting at `start` for one key.
-    fn fire_key(&mut self, start: i64, hash: u64, key: &K) -> OpResult {
+    /// Writes the entries in memory of the pane at `pane_start` to the store, and drops them from
+    /// memory.
+    fn spill_pane(&mut self, pane_start: i64, slot: usize) -> Result<(), StateError> {
+        let Some(spill) = self.spill.as_mut() else { return Ok(()) };
+        let pane = &mut self.slab[slot];
+        for entry in &pane.entries {
+            // An entry without contents is left by a function that failed to add to it.
+            let Some(contents) = &entry.acc else { continue };
+            let key_group = key_group_for_hash(stable_hash(&entry.key), self.base.max_parallelism);
+            spill.put::<T, A, O, F>(key_group, pane_start, &entry.key, contents)?;
+            pane.stored_rows += 1;
+        }
+        self.in_memory -= pane.entries.len();
+        pane.clear();
+        pane.spilled = true;
+        Ok(())
+    }
+
+    /// Fires the window starting at `start` for one key (its hash and key group).
+    fn fire_key(&mut self, start: i64, (hash, key_group): (u64, usize), key: &K) -> OpResult {
         let mut acc: Option<F::Acc> = None;
         let mut pane_start = start;
         while pane_start < start.saturating_add(self.shape.size) {
             if let Some(&slot) = self.panes.get(&pane_start) {
                 let pane = &self.slab[slot];
-                if let Some(index) = pane.find(hash, key) {
-                    if let Some(contents) = &pane.entries[index].acc {
-                        self.function
-                            .merge(&mut acc, contents.clone())
-                            .map_err(|e| OpError::new(self.base.core.id, e))?;
+                let contents = match pane.find(hash, key) {
+                    Some(index) => pane.entries[index].acc.clone(),
+                    None if pane.spilled => {
+                        let spill = self.spill.as_mut().expect("only a store spills panes");
+                        spill.get::<T, A, O, F>(key_group, pane_start, key).map_err(|e| self.base.error(e))?
                     }
+                    None => None,
+                };
+                if let Some(contents) = contents {
+                    self.function.merge(&mut acc, contents).map_err(|e| OpError::new(self.base.core.id, e))?;
                 }
             }
             pane_start = pane_start.saturating_add(self.pane_size);
@@ -294,6 +382,10 @@ where
         let start = end.saturating_sub(self.shape.size - 1);
         let window = self.window(start);
         let watermark = self.watermark;
+        if self.pane_starts(start).any(|pane_start| self.panes.get(&pane_start).is_some_and(|&s| self.slab[s].spilled))
+        {
+            return self.fire_spilled(start, window);
+        }
         if self.pane_size == self.shape.size {
             let Some(&slot) = self.panes.get(&start) else { return Ok(()) };
             let pane = &mut self.slab[slot];
@@ -325,6 +417,79 @@ where
         result
     }
 
+    /// The starts of the panes of the window starting at `start`.
+    fn pane_starts(&self, start: i64) -> impl Iterator<Item = i64> + use<K, T, O, S, A, F> {
+        let (end, pane_size) = (start.saturating_add(self.shape.size), self.pane_size);
+        std::iter::successors(Some(start), move |s| s.checked_add(pane_size)).take_while(move |&s| s < end)
+    }
+
+    /// Fires the window starting at `start`, some of whose panes were spilled: key group by key group,
+    /// each in the store's key order, once every entry of its panes is in the store. A tumbling
+    /// window cleaned up at this watermark deletes its rows as it reads them.
+    fn fire_spilled(&mut self, start: i64, window: A) -> OpResult {
+        let watermark = self.watermark;
+        let starts: Vec<(i64, usize)> =
+            self.pane_starts(start).filter_map(|s| self.panes.get(&s).map(|&slot| (s, slot))).collect();
+        for &(pane_start, slot) in &starts {
+            self.spill_pane(pane_start, slot).map_err(|e| self.base.error(e))?;
+        }
+        let tumbling = self.pane_size == self.shape.size;
+        let delete = tumbling && self.cleanup_time(start) <= watermark;
+        let spill = self.spill.as_ref().expect("only a store spills panes");
+        if tumbling {
+            for key_group in self.base.key_groups.start..=self.base.key_groups.end {
+                let rows = spill.rows::<T, A, O, F>(key_group, start, delete).map_err(|e| self.base.error(e))?;
+                for (key, contents) in rows {
+                    let mut contents = Some(contents);
+                    self.base.emission.fire(&mut self.function, &key, &window, watermark, &mut contents, None)?;
+                }
+            }
+        } else {
+            self.fire_merged(&starts, window)?;
+        }
+        if delete {
+            let slot = starts[0].1;
+            self.slab[slot].stored_rows = 0;
+            self.slab[slot].spilled = false;
+        }
+        Ok(())
+    }
+
+    /// Fires a window from the rows of its panes (`starts`, all in the store), merged per key, key
+    /// group by key group.
+    fn fire_merged(&mut self, starts: &[(i64, usize)], window: A) -> OpResult {
+        let watermark = self.watermark;
+        let spill = self.spill.as_ref().expect("only a store spills panes");
+        let mut merged = std::mem::replace(&mut self.merged, Pane::new());
+        for key_group in self.base.key_groups.start..=self.base.key_groups.end {
+            merged.clear();
+            for &(pane_start, _) in starts {
+                let rows = spill.rows::<T, A, O, F>(key_group, pane_start, false).map_err(|e| self.base.error(e))?;
+                for (key, contents) in rows {
+                    let target = merged.entry(table_hash(stable_hash(&key)), &key);
+                    self.function.merge(&mut target.acc, contents).map_err(|e| OpError::new(self.base.core.id, e))?;
+                }
+            }
+            for entry in &mut merged.entries {
+                self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc, None)?;
+            }
+        }
+        merged.clear();
+        self.merged = merged;
+        Ok(())
+    }
+
+    /// Deletes the rows a dropped pane left in the store.
+    fn delete_spilled(&mut self, pane_start: i64, slot: usize) -> OpResult {
+        let spill = self.spill.as_ref().expect("only a store spills panes");
+        for key_group in self.base.key_groups.start..=self.base.key_groups.end {
+            spill.delete(key_group, pane_start).map_err(|e| self.base.error(e))?;
+        }
+        self.slab[slot].stored_rows = 0;
+        self.slab[slot].spilled = false;
+        Ok(())
+    }
+
     fn on_watermark(&mut self, watermark: i64) -> OpResult {
         self.watermark = watermark;
         while let Some(&end) = self.pending.first() {
@@ -340,6 +505,10 @@ where
                 break;
             }
             self.panes.pop_first();
+            if self.slab[slot].spilled {
+                self.delete_spilled(pane_start, slot)?;
+            }
+            self.in_memory -= self.slab[slot].entries.len();
             self.slab[slot].clear();
             self.free.push(slot);
             if self.last.is_some_and(|(start, _)| start == pane_start) {
@@ -350,7 +519,7 @@ where
     }
 
     fn entries(&self) -> usize {
-        self.panes.values().map(|&slot| self.slab[slot].entries.len()).sum()
+        self.panes.values().map(|&slot| self.slab[slot].len()).sum()
     }
 
     /// Everything that decides what the operator emits next: the panes' contents in arrival order,
@@ -359,12 +528,18 @@ where
         let max_parallelism = self.base.max_parallelism;
         let mut snapshot = KeyedSnapshot::new(max_parallelism);
         let mut codec = Codec::default();
+        // The rows of spilled panes whose keys are not in memory, before those in memory.
+        let stored = self.stored_rows()?;
         let mut groups: BTreeMap<usize, ContentRows<'_, K, F::Acc>> = BTreeMap::new();
+        for (order, (key_group, start, key, contents)) in stored.iter().enumerate() {
+            groups.entry(*key_group).or_insert_with(ContentRows::new).push(key, *start, order, contents);
+        }
         for (&start, &slot) in &self.panes {
             for (order, entry) in self.slab[slot].entries.iter().enumerate() {
                 // An entry without contents is left by a function that failed to add to it.
                 let Some(contents) = &entry.acc else { continue };
                 let key_group = key_group_for_hash(stable_hash(&entry.key), max_parallelism);
+                let order = stored.len() + order;
                 groups.entry(key_group).or_insert_with(ContentRows::new).push(&entry.key, start, order, contents);
             }
         }
@@ -373,6 +548,24 @@ where
         write_times(&mut snapshot, &mut codec, PENDING, &pending)?;
         write_times(&mut snapshot, &mut codec, WATERMARK, &[self.watermark])?;
         Ok(OperatorSnapshot::keyed(snapshot))
+    }
+
+    /// The rows of the spilled panes in the store whose keys are not in memory: (key group, pane start,
+    /// key, contents), pane by pane.
+    fn stored_rows(&self) -> Result<Vec<StoredRow<K, F::Acc>>, StateError> {
+        let mut stored = Vec::new();
+        let Some(spill) = &self.spill else { return Ok(stored) };
+        for (&start, &slot) in self.panes.iter().filter(|&(_, &slot)| self.slab[slot].spilled) {
+            let pane = &self.slab[slot];
+            for key_group in self.base.key_groups.start..=self.base.key_groups.end {
+                for (key, contents) in spill.rows::<T, A, O, F>(key_group, start, false)? {
+                    if pane.find(table_hash(stable_hash(&key)), &key).is_none() {
+                        stored.push((key_group, start, key, contents));
+                    }
+                }
+            }
+        }
+        Ok(stored)
     }
 
     /// Takes back the key groups of this instance from the snapshots of any old instances. Before
@@ -418,6 +611,11 @@ where
                 return Err(mismatch(PANES, format!("a key is saved twice in the pane at {}", row.start)));
             }
             pane.entry(hash, &row.key).acc = Some(row.contents);
+            self.in_memory += 1;
+            // Rows come pane by pane, oldest first: memory stays within the bound as they are added.
+            if self.spill.as_ref().is_some_and(|spill| self.in_memory > spill.bound) {
+                self.spill_oldest()?;
+            }
         }
         Ok(())
     }
@@ -435,14 +633,15 @@ where
             windows.extend(self.window_starts(pane_start).filter(|&s| self.cleanup_time(s) > self.watermark));
         }
         let mut timers = 0;
+        // Keys in the store (of spilled panes) are not in memory; a failed read counts none.
+        let stored = self.stored_rows().unwrap_or_default();
         for start in windows {
-            let mut keys: std::collections::HashSet<(u64, &K)> = std::collections::HashSet::new();
-            let mut pane_start = start;
-            while pane_start < start.saturating_add(self.shape.size) {
+            let mut keys: std::collections::HashSet<&K> = std::collections::HashSet::new();
+            for pane_start in self.pane_starts(start) {
                 if let Some(&slot) = self.panes.get(&pane_start) {
-                    keys.extend(self.slab[slot].entries.iter().filter(|e| e.acc.is_some()).map(|e| (e.hash, &e.key)));
+                    keys.extend(self.slab[slot].entries.iter().filter(|e| e.acc.is_some()).map(|e| &e.key));
                 }
-                pane_start = pane_start.saturating_add(self.pane_size);
+                keys.extend(stored.iter().filter(|row| row.1 == pane_start).map(|row| &row.2));
             }
             let fired = start.saturating_add(self.shape.size - 1) <= self.watermark;
             timers += keys.len() * if self.base.allowed_lateness > 0 && !fired { 2 } else { 1 };

@@ -19,6 +19,7 @@ pub(crate) mod aligned;
 pub(crate) mod columns;
 pub(crate) mod functions;
 pub(crate) mod sliding;
+mod spill;
 
 use std::hash::Hash;
 
