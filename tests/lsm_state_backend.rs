@@ -11,6 +11,7 @@ use rill::checkpoint::{CheckpointConfig, RestartStrategy};
 use rill::lsm::LsmOptions;
 use rill::prelude::*;
 mod support;
+use support::tiny_lsm;
 
 use rill::state::{
     ListStateDescriptor, LsmBackendOptions, MapStateDescriptor, ReducingStateDescriptor, StateBackend,
@@ -18,23 +19,7 @@ use rill::state::{
 };
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("rill-test-lsm-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// Limits small enough that a test's few megabytes of writes flush many memtables and compact, with
-/// `cached_rows` rows of each state cached (few enough that rows leave the cache all the time).
-fn tiny_lsm(cached_rows: usize) -> StateBackend {
-    let store = LsmOptions {
-        memtable_bytes_max: 32 << 10,
-        sst_bytes_target: 16 << 10,
-        l0_files_max: 2,
-        l1_bytes_max: 64 << 10,
-        level_size_factor: 4,
-        ..LsmOptions::default()
-    };
-    StateBackend::Lsm(LsmBackendOptions { store, cached_rows })
+    support::temp_dir(&format!("lsm-{name}"))
 }
 
 /// Per key: a count, the last three values, how often each residue mod 5 was seen, the maximum, and

@@ -10,9 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rill::checkpoint::{CheckpointConfig, RestartStrategy};
-use rill::lsm::LsmOptions;
 use rill::prelude::*;
-use rill::state::{LsmBackendOptions, StateBackend};
+use rill::state::StateBackend;
+
+mod support;
+use support::tiny_lsm;
 
 /// (key, event time, value).
 type Rec = (u64, i64, u64);
@@ -20,22 +22,7 @@ type Rec = (u64, i64, u64);
 type Summary = (u64, u64, u64, i64, i64);
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("rill-test-window-spill-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// Small memtables, so that spilled panes reach SST files and compactions.
-fn lsm(cached_rows: usize) -> StateBackend {
-    let store = LsmOptions {
-        memtable_bytes_max: 16 << 10,
-        sst_bytes_target: 16 << 10,
-        l0_files_max: 2,
-        l1_bytes_max: 64 << 10,
-        level_size_factor: 4,
-        ..LsmOptions::default()
-    };
-    StateBackend::Lsm(LsmBackendOptions { store, cached_rows })
+    support::temp_dir(&format!("window-spill-{name}"))
 }
 
 /// Record `i`: 13 keys, event time 3 ms per record with up to 90 ms of disorder.
@@ -136,7 +123,7 @@ fn spilled_panes_give_the_heap_results_with_late_firings_and_late_data() {
         heap.2.len()
     );
     for cached_rows in [0, 3, 40, 1 << 16] {
-        let lsm = run_punctuated(lsm(cached_rows), events, &format!("lsm-{cached_rows}"));
+        let lsm = run_punctuated(tiny_lsm(cached_rows), events, &format!("lsm-{cached_rows}"));
         assert_eq!(lsm.0, heap.0, "tumbling windows with {cached_rows} rows cached");
         assert_eq!(lsm.1, heap.1, "sliding windows with {cached_rows} rows cached");
         assert_eq!(lsm.2, heap.2, "late records with {cached_rows} rows cached");
@@ -179,10 +166,10 @@ fn spilled_panes_on_two_shards_restart_from_a_checkpoint_with_the_heap_results()
     let expected = distinct(&heap);
     assert_eq!(expected.0.len(), heap.0.len(), "every tumbling window fired once");
 
-    let (lsm_outputs, _) = run_checkpointed(lsm(5), 2, false, "lsm-2");
+    let (lsm_outputs, _) = run_checkpointed(tiny_lsm(5), 2, false, "lsm-2");
     assert_eq!(lsm_outputs, heap, "two shards on the LSM backend, no failure");
 
-    let (failed, result) = run_checkpointed(lsm(5), 2, true, "lsm-2-failed");
+    let (failed, result) = run_checkpointed(tiny_lsm(5), 2, true, "lsm-2-failed");
     assert_eq!(result.restarts, 1, "the job restarted once");
     assert!(!result.checkpoints.is_empty(), "checkpoints completed");
     assert_eq!(distinct(&failed), expected, "after a restart from a checkpoint with spilled panes");

@@ -259,6 +259,29 @@ impl LsmShardStore {
         }
     }
 
+    /// Every live row whose key starts with `prefix`, in key order, read page by page (errors name
+    /// state `name`).
+    fn scan_prefix(
+        &self,
+        name: &str,
+        prefix: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        let end = prefix_end(prefix);
+        let mut from = prefix.to_vec();
+        loop {
+            let page =
+                self.store.scan(&from, end.as_deref(), SECTION_ROWS_MAX).map_err(|error| store_error(name, error))?;
+            for (key, value) in &page.entries {
+                visit(key, value)?;
+            }
+            match page.resume_from {
+                Some(resume_from) => from = resume_from,
+                None => return Ok(()),
+            }
+        }
+    }
+
     /// Waits while the store's writes are stalled (see [`LsmStore::stall`]).
     pub(crate) async fn stall(&self) -> Result<(), LsmError> {
         self.store.stall().await
@@ -319,22 +342,7 @@ impl RawState {
         mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>,
     ) -> Result<(), StateError> {
         let start = self.key(key_group, rest_prefix);
-        let end = prefix_end(&start);
-        let mut from = start.clone();
-        loop {
-            let page = self
-                .shard
-                .store
-                .scan(&from, end.as_deref(), SECTION_ROWS_MAX)
-                .map_err(|error| store_error(&self.name, error))?;
-            for (key, value) in &page.entries {
-                visit(&key[start.len()..], value)?;
-            }
-            match page.resume_from {
-                Some(resume_from) => from = resume_from,
-                None => return Ok(()),
-            }
-        }
+        self.shard.scan_prefix(&self.name, &start, |key, value| visit(&key[start.len()..], value))
     }
 }
 
@@ -707,22 +715,8 @@ where
         self.write_back_all()?;
         for key_group in self.range.start..=self.range.end {
             let prefix = prefix(key_group, self.state_id);
-            let end = prefix_end(&prefix);
-            let mut from = prefix.to_vec();
-            loop {
-                let page = self
-                    .shard
-                    .store
-                    .scan(&from, end.as_deref(), SECTION_ROWS_MAX)
-                    .map_err(|error| store_error(&self.name, error))?;
-                for (key, value) in &page.entries {
-                    visit(key, value, key_group, &mut self.codec)?;
-                }
-                match page.resume_from {
-                    Some(resume_from) => from = resume_from,
-                    None => break,
-                }
-            }
+            let codec = &mut self.codec;
+            self.shard.scan_prefix(&self.name, &prefix, |key, value| visit(key, value, key_group, codec))?;
         }
         Ok(())
     }

@@ -68,3 +68,25 @@ pub fn savepoint_chain<T>(
     }
     (restore.expect("at least one stage"), seen)
 }
+
+/// A fresh (removed) directory for test `name` of this process under the system's temp directory.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rill-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The LSM backend with limits small enough that a test's few megabytes of writes flush many
+/// memtables and compact, and `cached_rows` rows of each state cached (few enough that rows leave
+/// the cache all the time).
+pub fn tiny_lsm(cached_rows: usize) -> rill::state::StateBackend {
+    let store = rill::lsm::LsmOptions {
+        memtable_bytes_max: 32 << 10,
+        sst_bytes_target: 16 << 10,
+        l0_files_max: 2,
+        l1_bytes_max: 64 << 10,
+        level_size_factor: 4,
+        ..rill::lsm::LsmOptions::default()
+    };
+    rill::state::StateBackend::Lsm(rill::state::LsmBackendOptions { store, cached_rows })
+}
