@@ -186,6 +186,16 @@ fn a_failed_job_restarts_from_an_incremental_checkpoint_with_exactly_once_state(
 }
 
 /// The shared files the retained checkpoints under `root` name.
+/// The every-primitive job over `events` records of 300 keys at `rate` records/s, under the uid
+/// "every-primitive".
+fn every_primitive_job(env: &StreamEnv, events: u64, rate: f64) -> CollectHandle<(u64, u64, String)> {
+    env.generator(Generator::bounded(events).per_second(rate), move |i| (i * 7919 % 300, i))
+        .key_by(|r: &(u64, u64)| r.0)
+        .process(EveryPrimitive::new(0))
+        .uid("every-primitive")
+        .collect()
+}
+
 fn named_shared_files(root: &std::path::Path) -> std::collections::BTreeSet<String> {
     let mut names = std::collections::BTreeSet::new();
     for (_, dir) in rill::checkpoint::storage::list_checkpoints(root) {
@@ -228,12 +238,7 @@ fn incremental_stage(
         builder = builder.restore_from(restore);
     }
     let env = builder.build().unwrap();
-    let out = env
-        .generator(Generator::bounded(events).per_second(40_000.0), move |i| (i * 7919 % 300, i))
-        .key_by(|r: &(u64, u64)| r.0)
-        .process(EveryPrimitive::new(0))
-        .uid("every-primitive")
-        .collect();
+    let out = every_primitive_job(&env, events, 40_000.0);
     let running = env.execute_async().unwrap();
     for round in 1..=3 {
         while out.len() < records * round / 3 {
@@ -305,12 +310,7 @@ fn incremental_checkpoints_share_files_and_restore_on_other_shard_counts_and_int
         assert_eq!(rows, 300, "rows of '{state}' in the savepoint");
     }
     let env = StreamEnv::builder().cores(1).pinned(false).restore_from(&second).build().unwrap();
-    let out = env
-        .generator(Generator::bounded(events).per_second(1e9), move |i| (i * 7919 % 300, i))
-        .key_by(|r: &(u64, u64)| r.0)
-        .process(EveryPrimitive::new(0))
-        .uid("every-primitive")
-        .collect();
+    let out = every_primitive_job(&env, events, 1e9);
     env.execute().unwrap();
     let mut last: HashMap<u64, (u64, String)> = HashMap::new();
     for (key, n, digest) in out.take() {
