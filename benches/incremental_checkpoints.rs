@@ -4,7 +4,9 @@
 //! one is the figure, its duration (trigger to stored) and the bytes it wrote, with incremental
 //! checkpoints and with full ones (medians of `runs` runs each, alternating, in one session).
 //!
-//! `cargo bench --bench incremental_checkpoints -- keys=1e6 events=1e4 runs=3`
+//! `cargo bench --bench incremental_checkpoints -- keys=1e6 events=1e4 runs=3` (`job=incremental` or
+//! `job=full`: that mode only). The fill rate (keys written per second before the base checkpoint)
+//! is printed too.
 
 #![allow(clippy::disallowed_methods)] // a benchmark measures real time
 
@@ -74,8 +76,9 @@ fn wait_for(counter: &AtomicU64, at_least: u64) {
     }
 }
 
-/// One run: (duration ms, bytes written) of the base checkpoint and of the one after the change.
-fn run(keys: u64, changes: u64, incremental: bool) -> [(f64, u64); 2] {
+/// One run: the fill's keys per second, then (duration ms, bytes written) of the base checkpoint and
+/// of the one after the change.
+fn run(keys: u64, changes: u64, incremental: bool) -> (f64, [(f64, u64); 2]) {
     let dir = std::env::temp_dir().join(format!("rill-bench-incremental-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let checkpoints =
@@ -93,8 +96,10 @@ fn run(keys: u64, changes: u64, incremental: bool) -> [(f64, u64); 2] {
         .key_by(|r: &(u64, u64)| r.0)
         .process(Keep(ValueStateDescriptor::new("payload"), seen.clone()))
         .add_sink(DiscardingSink);
+    let started = std::time::Instant::now();
     let running = env.execute_async().expect("bench job");
     wait_for(&seen, keys);
+    let fill_rate = keys as f64 / started.elapsed().as_secs_f64();
     let base = running.checkpoint(Duration::from_secs(600)).expect("the base checkpoint");
     allowed.store(keys + changes, Ordering::Release);
     wait_for(&seen, keys + changes);
@@ -102,10 +107,11 @@ fn run(keys: u64, changes: u64, incremental: bool) -> [(f64, u64); 2] {
     end.store(true, Ordering::Release);
     let result = running.join().expect("bench job");
     let _ = std::fs::remove_dir_all(&dir);
-    [base, changed].map(|id| {
+    let figures = [base, changed].map(|id| {
         let stats = result.checkpoints.iter().find(|c| c.id == id).expect("stats of a completed checkpoint");
         (stats.duration.as_secs_f64() * 1e3, stats.bytes)
-    })
+    });
+    (fill_rate, figures)
 }
 
 fn main() {
@@ -116,16 +122,25 @@ fn main() {
         100.0 * changes as f64 / keys as f64,
         args.runs
     );
+    let modes: Vec<usize> = match args.job.as_str() {
+        "" => vec![0, 1],
+        "full" => vec![0],
+        "incremental" => vec![1],
+        other => panic!("job={other}: full or incremental (or nothing: both)"),
+    };
     let mut figures: [Vec<[(f64, u64); 2]>; 2] = [Vec::new(), Vec::new()];
+    let mut fill_rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for _ in 0..args.runs {
-        for (mode, incremental) in [false, true].into_iter().enumerate() {
-            figures[mode].push(run(keys, changes, incremental));
+        for &mode in &modes {
+            let (fill_rate, run_figures) = run(keys, changes, mode == 1);
+            fill_rates[mode].push(fill_rate);
+            figures[mode].push(run_figures);
         }
     }
     let mut changed_ms = [0.0; 2];
-    println!("| checkpoints | base ms | base MiB written | after the change ms | MiB written |");
-    println!("|---|---|---|---|---|");
-    for (mode, name) in ["full", "incremental"].into_iter().enumerate() {
+    println!("| checkpoints | fill M keys/s | base ms | base MiB written | after the change ms | MiB written |");
+    println!("|---|---|---|---|---|---|");
+    for (mode, name) in ["full", "incremental"].into_iter().enumerate().filter(|(mode, _)| modes.contains(mode)) {
         let column = |at: usize, bytes: bool| {
             median(
                 figures[mode]
@@ -136,12 +151,15 @@ fn main() {
         };
         changed_ms[mode] = column(1, false);
         println!(
-            "| {name} | {:.1} | {:.2} | {:.1} | {:.2} |",
+            "| {name} | {:.3} | {:.1} | {:.2} | {:.1} | {:.2} |",
+            median(fill_rates[mode].clone()) / 1e6,
             column(0, false),
             column(0, true),
             changed_ms[mode],
             column(1, true)
         );
     }
-    println!("full / incremental duration after the change: {:.1}x", changed_ms[0] / changed_ms[1]);
+    if modes.len() == 2 {
+        println!("full / incremental duration after the change: {:.1}x", changed_ms[0] / changed_ms[1]);
+    }
 }

@@ -240,7 +240,6 @@ impl Block {
     fn validate_entries(entries: &[u8], restart_offsets: &[u32], file: &Path, offset: u64) -> Result<(usize, Vec<u8>)> {
         let mut decoder = Decoder::new(entries, file, offset);
         let mut key = Vec::new();
-        let mut previous_key = Vec::new();
         let mut next_restart_idx = 0;
         let mut n_entries = 0;
         while !decoder.is_empty() {
@@ -256,17 +255,19 @@ impl Block {
                 }
                 next_restart_idx += 1;
             }
+            // The new key shares `shared_len` bytes with the previous one (still in `key`), so it is
+            // greater exactly when its suffix is greater than the rest of the previous key.
+            let in_order = n_entries == 0 || key.get(entry.shared_len..).is_some_and(|rest| entry.suffix > rest);
             apply_key(&mut key, &entry, &entry_start)?;
-            if n_entries > 0 && key <= previous_key {
+            if !in_order {
                 return Err(entry_start.corrupt_here("keys out of order"));
             }
-            previous_key.clone_from(&key);
             n_entries += 1;
         }
         if next_restart_idx != restart_offsets.len() {
             return Err(decoder.corrupt_here("a restart offset points inside an entry"));
         }
-        Ok((n_entries, previous_key))
+        Ok((n_entries, key))
     }
 
     /// The entries in the block.
@@ -392,16 +393,7 @@ impl BlockIter {
 
     /// Moves to the next entry, rebuilding its key in `self.key`; returns its kind and value.
     fn step<'b>(&mut self, block: &'b Block) -> Result<Option<(ValueKind, &'b [u8])>> {
-        if self.position >= block.data.entries_end {
-            return Ok(None);
-        }
-        let mut decoder = block.entries_decoder();
-        decoder.set_position(self.position)?;
-        let entry_start = decoder;
-        let entry = read_entry(&mut decoder)?;
-        apply_key(&mut self.key, &entry, &entry_start)?;
-        self.position = decoder.position();
-        Ok(Some((entry.kind, entry.value)))
+        step(block, &mut self.position, &mut self.key)
     }
 
     fn read_next(&mut self) -> Result<Option<Entry>> {
@@ -409,6 +401,47 @@ impl BlockIter {
         let Some((kind, value)) = self.step(&block)? else { return Ok(None) };
         Ok(Some(Entry { key: self.key.clone(), value: Value::from_parts(kind, value) }))
     }
+
+    /// As `next`, but writes the entry into `out`, reusing its buffers: a scan of many entries (a
+    /// compaction) allocates nothing per entry. `Ok(false)` at the end of the block, and after an
+    /// error.
+    pub fn next_into(&mut self, out: &mut Entry) -> Result<bool> {
+        if let Some(entry) = self.peeked.take() {
+            *out = entry;
+            return Ok(true);
+        }
+        if self.failed {
+            return Ok(false);
+        }
+        match step(&self.block, &mut self.position, &mut self.key) {
+            Ok(Some((kind, value))) => {
+                out.key.clear();
+                out.key.extend_from_slice(&self.key);
+                out.value.assign(kind, value);
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(error) => {
+                self.failed = true;
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Moves from the entry at `position` of `block` to the next, rebuilding its key in `key` (holding
+/// the previous key); returns the entry's kind and value, or `None` at the block's end.
+fn step<'b>(block: &'b Block, position: &mut usize, key: &mut Vec<u8>) -> Result<Option<(ValueKind, &'b [u8])>> {
+    if *position >= block.data.entries_end {
+        return Ok(None);
+    }
+    let mut decoder = block.entries_decoder();
+    decoder.set_position(*position)?;
+    let entry_start = decoder;
+    let entry = read_entry(&mut decoder)?;
+    apply_key(key, &entry, &entry_start)?;
+    *position = decoder.position();
+    Ok(Some((entry.kind, entry.value)))
 }
 
 impl Iterator for BlockIter {

@@ -76,6 +76,17 @@ impl Value {
         }
     }
 
+    /// Makes this the value of kind `kind` with bytes `bytes`, reusing this put's buffer if it is one.
+    pub(crate) fn assign(&mut self, kind: ValueKind, bytes: &[u8]) {
+        match (kind, &mut *self) {
+            (ValueKind::Put, Value::Put(existing)) => {
+                existing.clear();
+                existing.extend_from_slice(bytes);
+            }
+            _ => *self = Value::from_parts(kind, bytes),
+        }
+    }
+
     /// The value of kind `kind` with bytes `bytes`; a tombstone's bytes must be empty.
     pub(crate) fn from_parts(kind: ValueKind, bytes: &[u8]) -> Value {
         match kind {

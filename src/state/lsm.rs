@@ -231,7 +231,8 @@ impl LsmShardStore {
         std::fs::create_dir_all(shared).map_err(|error| LsmError::io(shared, "create the shared directory", error))?;
         let mut linked = self.linked.borrow_mut();
         let (mut files, mut new_links) = (Vec::new(), Vec::new());
-        for file in view.files() {
+        let view_files = view.files();
+        for file in &view_files {
             let name = match linked.get(&(shared.to_path_buf(), file.file_number)) {
                 Some(name) => name.clone(),
                 None => {
@@ -248,6 +249,9 @@ impl LsmShardStore {
             };
             files.push(SharedFile { name, level: file.level as u32, bytes: file.file_bytes });
         }
+        // A file not in the view left the store for good (file numbers are never reused): forget it.
+        let live: std::collections::HashSet<u64> = view_files.iter().map(|file| file.file_number).collect();
+        linked.retain(|(dir, number), _| dir != shared || live.contains(number));
         Ok((view, files, new_links))
     }
 

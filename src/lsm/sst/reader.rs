@@ -246,9 +246,7 @@ impl SstIter<'_> {
     /// The next entry, or `None` at the end of the file.
     #[allow(clippy::should_implement_trait)] // fallible, and `Iterator` gives no way back after an error
     pub fn next(&mut self) -> Result<Option<Entry>> {
-        if let Some(offset) = self.failed_at_offset {
-            return Err(corrupt(&self.reader.path, offset, "the scan already failed at this block"));
-        }
+        self.check_not_failed()?;
         loop {
             if let Some(entry) = self.current.as_mut().and_then(Iterator::next) {
                 if entry.is_err() {
@@ -256,19 +254,55 @@ impl SstIter<'_> {
                 }
                 return entry.map(Some);
             }
-            if self.next_block_idx >= self.reader.index.len() {
-                self.current = None;
+            if !self.open_next_block()? {
                 return Ok(None);
             }
-            let block_offset = self.reader.index[self.next_block_idx].handle.offset;
-            match self.read_block(self.next_block_idx) {
-                Ok(block) => self.current = Some(block.iter()),
-                Err(error) => {
-                    self.failed_at_offset = Some(block_offset);
-                    return Err(error);
+        }
+    }
+
+    /// As [`next`](Self::next), but writes the entry into `out`, reusing its buffers; `Ok(false)` at
+    /// the end of the file.
+    pub fn next_into(&mut self, out: &mut Entry) -> Result<bool> {
+        self.check_not_failed()?;
+        loop {
+            if let Some(iter) = self.current.as_mut() {
+                match iter.next_into(out) {
+                    Ok(true) => return Ok(true),
+                    Ok(false) => {}
+                    Err(error) => {
+                        self.failed_at_offset = Some(iter.block().offset());
+                        return Err(error);
+                    }
                 }
             }
-            self.next_block_idx += 1;
+            if !self.open_next_block()? {
+                return Ok(false);
+            }
         }
+    }
+
+    fn check_not_failed(&self) -> Result<()> {
+        match self.failed_at_offset {
+            Some(offset) => Err(corrupt(&self.reader.path, offset, "the scan already failed at this block")),
+            None => Ok(()),
+        }
+    }
+
+    /// Moves on to the next block; `Ok(false)` past the last one.
+    fn open_next_block(&mut self) -> Result<bool> {
+        if self.next_block_idx >= self.reader.index.len() {
+            self.current = None;
+            return Ok(false);
+        }
+        let block_offset = self.reader.index[self.next_block_idx].handle.offset;
+        match self.read_block(self.next_block_idx) {
+            Ok(block) => self.current = Some(block.iter()),
+            Err(error) => {
+                self.failed_at_offset = Some(block_offset);
+                return Err(error);
+            }
+        }
+        self.next_block_idx += 1;
+        Ok(true)
     }
 }

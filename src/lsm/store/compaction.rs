@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use super::super::YIELD_EVERY_ENTRIES;
-use super::super::entry::{Entry, Value};
+use super::super::entry::Value;
 use super::super::error::{LsmError, Result};
 use super::super::sst::SstWriter;
 use super::manifest::{SstMeta, sst_file_name};
@@ -15,7 +15,11 @@ use super::{LEVELS_MAX, LsmOptions, LsmStore};
 
 /// One compaction: its inputs, newest first, and where the output goes.
 struct Plan {
+    /// The input level's files (newest first), then the output level's files that overlap them (in
+    /// key order, disjoint).
     inputs: Vec<Rc<SstHandle>>,
+    /// How many of `inputs` come from the input level.
+    n_upper: usize,
     input_level: usize,
     output_level: usize,
     /// True when no level below the output holds data, so that tombstones hide nothing older.
@@ -31,26 +35,45 @@ impl Drop for CompactingGuard<'_> {
     }
 }
 
-/// The compaction `version` needs most, if any. Deeper levels are picked round-robin by `cursors`.
+/// How far over its limit `level` is: L0 by files against `l0_files_max` (due at 1.0), deeper levels
+/// by bytes against their size targets (due above 1.0); the last level has no limit.
+fn score(version: &Version, options: &LsmOptions, level: usize) -> f64 {
+    if level == 0 {
+        version.levels[0].len() as f64 / options.l0_files_max as f64
+    } else {
+        version.level_bytes(level) as f64 / options.level_bytes_max(level) as f64
+    }
+}
+
+/// The compaction `version` needs most, if any: the level most over its limit, as RocksDB scores
+/// them. L0 does not go first whenever it is due: while writes keep L0 due, L0 compactions would
+/// otherwise starve L1's, L1 would grow without bound, and every L0 compaction would rewrite all of
+/// it. Files of deeper levels are picked round-robin by `cursors`.
 fn pick(version: &Version, options: &LsmOptions, cursors: &[Vec<u8>; LEVELS_MAX]) -> Option<Plan> {
-    let (input_level, mut inputs) = if version.levels[0].len() >= options.l0_files_max {
+    let due = |level: usize| {
+        let score = score(version, options, level);
+        if level == 0 { score >= 1.0 } else { score > 1.0 }
+    };
+    let input_level = (0..LEVELS_MAX - 1)
+        .filter(|&level| due(level))
+        .max_by(|&a, &b| score(version, options, a).total_cmp(&score(version, options, b)).then(b.cmp(&a)))?;
+    let (input_level, mut inputs) = if input_level == 0 {
         (0, version.levels[0].clone())
     } else {
-        let score = |level: usize| version.level_bytes(level) as f64 / options.level_bytes_max(level) as f64;
-        let level =
-            (1..LEVELS_MAX - 1).filter(|&level| score(level) > 1.0).max_by(|&a, &b| score(a).total_cmp(&score(b)))?;
+        let level = input_level;
         let files = &version.levels[level];
         let cursor = &cursors[level];
         let file = files.iter().find(|handle| handle.meta.smallest_key > *cursor).unwrap_or(&files[0]);
         (level, vec![Rc::clone(file)])
     };
     assert!(!inputs.is_empty());
+    let n_upper = inputs.len();
     let smallest = inputs.iter().map(|handle| &handle.meta.smallest_key).min().expect("inputs").clone();
     let largest = inputs.iter().map(|handle| &handle.meta.largest_key).max().expect("inputs").clone();
     let output_level = input_level + 1;
     inputs.extend(version.overlapping(output_level, &smallest, &largest));
     let drop_tombstones = version.deepest_level_with_files().is_none_or(|deepest| deepest <= output_level);
-    Some(Plan { inputs, input_level, output_level, drop_tombstones })
+    Some(Plan { inputs, n_upper, input_level, output_level, drop_tombstones })
 }
 
 impl LsmStore {
@@ -122,11 +145,17 @@ impl LsmStore {
     }
 
     /// Merges the plan's inputs into outputs of about `sst_bytes_target` each, yielding to the
-    /// other tasks of its queue every `YIELD_EVERY_ENTRIES` entries.
+    /// other tasks of its queue every `YIELD_EVERY_ENTRIES` entries. Each input-level file is a source
+    /// of its own (L0 files overlap); the output level's files are one sorted run, so that the merge
+    /// compares the heads of a few sources rather than of every file.
     async fn merge_into(&self, plan: &Plan, outputs: &mut Vec<Rc<SstHandle>>) -> Result<()> {
-        let mut sources = Vec::with_capacity(plan.inputs.len());
-        for handle in &plan.inputs {
+        let (upper, lower) = plan.inputs.split_at(plan.n_upper);
+        let mut sources = Vec::with_capacity(upper.len() + 1);
+        for handle in upper {
             sources.push(Source::files(std::slice::from_ref(handle), b"", false)?);
+        }
+        if !lower.is_empty() {
+            sources.push(Source::files(lower, b"", false)?);
         }
         let mut merge = MergeIter::new(sources)?;
         let mut writer: Option<(SstWriter, u64)> = None;
@@ -141,8 +170,8 @@ impl LsmStore {
                 Ok(None) => break,
                 Err(error) => return Err(abandon(writer, error).await),
             };
-            let Entry { key, value } = entry;
-            if plan.drop_tombstones && value == Value::Delete {
+            if plan.drop_tombstones && entry.value == Value::Delete {
+                merge.recycle(entry);
                 continue;
             }
             if writer.is_none() {
@@ -153,10 +182,11 @@ impl LsmStore {
                 written_bytes = 0;
             }
             let (sst_writer, _) = writer.as_mut().expect("a writer is open");
-            if let Err(error) = sst_writer.add(&key, value.kind(), value.bytes()).await {
+            if let Err(error) = sst_writer.add(&entry.key, entry.value.kind(), entry.value.bytes()).await {
                 return Err(abandon(writer, error).await);
             }
-            written_bytes += (key.len() + value.bytes().len()) as u64;
+            written_bytes += (entry.key.len() + entry.value.bytes().len()) as u64;
+            merge.recycle(entry);
             if written_bytes >= self.inner.options.sst_bytes_target {
                 let (sst_writer, file_number) = writer.take().expect("a writer is open");
                 outputs.push(self.finish_output(sst_writer, file_number, plan.output_level).await?);

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use super::super::entry::Entry;
+use super::super::entry::{Entry, Value};
 use super::super::error::Result;
 use super::super::sst::SstIter;
 use super::version::SstHandle;
@@ -32,13 +32,15 @@ impl<'a> Source<'a> {
         Ok(Source::Files { files, fill_cache, next_file_idx: file_idx + 1, current })
     }
 
-    fn next(&mut self) -> Result<Option<Entry>> {
+    /// Writes the source's next entry into `out` (reusing its buffers where it can); `Ok(false)` once
+    /// the source is exhausted.
+    fn next_into(&mut self, out: &mut Entry) -> Result<bool> {
         match self {
-            Source::Memory(entries) => Ok(entries.next()),
+            Source::Memory(entries) => Ok(entries.next().map(|entry| *out = entry).is_some()),
             Source::Files { files, fill_cache, next_file_idx, current } => loop {
-                let Some(iter) = current.as_mut() else { return Ok(None) };
-                if let Some(entry) = iter.next()? {
-                    return Ok(Some(entry));
+                let Some(iter) = current.as_mut() else { return Ok(false) };
+                if iter.next_into(out)? {
+                    return Ok(true);
                 }
                 *current = files.get(*next_file_idx).map(|handle| iter_of(handle, *fill_cache));
                 *next_file_idx += 1;
@@ -52,21 +54,26 @@ fn iter_of(handle: &SstHandle, fill_cache: bool) -> SstIter<'_> {
 }
 
 /// Merges sources given newest first. Each call to `next` returns the smallest key not yet returned,
-/// with the value from the newest source holding it; older values of that key are skipped.
+/// with the value from the newest source holding it; older values of that key are skipped. Entries
+/// handed back through `recycle` lend their buffers to the next ones read, so that a long merge (a
+/// compaction) does not allocate per entry.
 pub(crate) struct MergeIter<'a> {
     sources: Vec<Source<'a>>,
     /// The next entry of each source; `None` once the source is exhausted.
     heads: Vec<Option<Entry>>,
+    /// Entries whose buffers the next reads reuse.
+    spare: Vec<Entry>,
 }
 
 impl<'a> MergeIter<'a> {
     /// A merge of `sources`, newest first.
-    pub(crate) fn new(mut sources: Vec<Source<'a>>) -> Result<MergeIter<'a>> {
-        let mut heads = Vec::with_capacity(sources.len());
-        for source in &mut sources {
-            heads.push(source.next()?);
+    pub(crate) fn new(sources: Vec<Source<'a>>) -> Result<MergeIter<'a>> {
+        let heads = sources.iter().map(|_| None).collect();
+        let mut merge = MergeIter { sources, heads, spare: Vec::new() };
+        for source_idx in 0..merge.sources.len() {
+            merge.advance(source_idx)?;
         }
-        Ok(MergeIter { sources, heads })
+        Ok(merge)
     }
 
     /// The next key and its newest value, or `None` once every source is exhausted.
@@ -88,11 +95,39 @@ impl<'a> MergeIter<'a> {
             let same_key =
                 source_idx == newest_idx || self.heads[source_idx].as_ref().is_some_and(|h| h.key == entry.key);
             if same_key {
-                let next = self.sources[source_idx].next()?;
-                debug_assert!(next.as_ref().is_none_or(|next| next.key > entry.key), "sources are sorted");
-                self.heads[source_idx] = next;
+                self.advance(source_idx)?;
+                debug_assert!(
+                    self.heads[source_idx].as_ref().is_none_or(|next| next.key > entry.key),
+                    "sources are sorted"
+                );
             }
         }
         Ok(Some(entry))
+    }
+
+    /// Hands back an entry `next` returned, once the caller is done with it, for its buffers.
+    pub(crate) fn recycle(&mut self, entry: Entry) {
+        if self.spare.len() <= self.sources.len() {
+            self.spare.push(entry);
+        }
+    }
+
+    /// Replaces the head of source `source_idx` with the source's next entry.
+    fn advance(&mut self, source_idx: usize) -> Result<()> {
+        let mut entry = self.spare.pop().unwrap_or_else(|| Entry { key: Vec::new(), value: Value::Delete });
+        let read = self.sources[source_idx].next_into(&mut entry);
+        let (head, unused) = match read {
+            Ok(true) => (Some(entry), self.heads[source_idx].take()),
+            Ok(false) => (None, Some(entry)),
+            Err(error) => {
+                self.heads[source_idx] = None;
+                return Err(error);
+            }
+        };
+        self.heads[source_idx] = head;
+        if let Some(unused) = unused {
+            self.recycle(unused);
+        }
+        Ok(())
     }
 }
