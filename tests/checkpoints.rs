@@ -411,3 +411,126 @@ fn jobs_sharing_a_checkpoint_directory_keep_to_their_own_checkpoints() {
     assert!(left.contains(&(first.last().unwrap() + 1)), "the first job's savepoint checkpoint was kept: {left:?}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A window function that counts its window's elements and records the checkpoints it is told of.
+#[derive(Clone, Default)]
+struct WindowListener {
+    completed: Arc<std::sync::Mutex<Vec<u64>>>,
+    aborted: Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+impl WindowListener {
+    fn heard(&self, note: Result<u64, u64>) -> Result<(), BoxError> {
+        match note {
+            Ok(id) => self.completed.lock().unwrap().push(id),
+            Err(id) => self.aborted.lock().unwrap().push(id),
+        }
+        Ok(())
+    }
+}
+
+impl<IN> ProcessWindowFunction<IN, u64, u64, TimeWindow> for WindowListener {
+    fn process(
+        &mut self,
+        _key: &u64,
+        _ctx: &mut WindowContext<'_, TimeWindow, u64>,
+        elements: Elements<'_, IN>,
+        out: &mut Collector<'_, u64>,
+    ) -> Result<(), BoxError> {
+        out.collect(elements.len() as u64);
+        Ok(())
+    }
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), BoxError> {
+        self.heard(Ok(checkpoint_id))
+    }
+    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), BoxError> {
+        self.heard(Err(checkpoint_id))
+    }
+}
+
+impl ProcessAllWindowFunction<u64, u64, TimeWindow> for WindowListener {
+    fn process(
+        &mut self,
+        _ctx: &mut WindowContext<'_, TimeWindow>,
+        elements: Elements<'_, u64>,
+        out: &mut Collector<'_, u64>,
+    ) -> Result<(), BoxError> {
+        out.collect(elements.len() as u64);
+        Ok(())
+    }
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), BoxError> {
+        self.heard(Ok(checkpoint_id))
+    }
+    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), BoxError> {
+        self.heard(Err(checkpoint_id))
+    }
+}
+
+/// Counts records.
+#[derive(Clone)]
+struct CountRecords;
+
+impl AggregateFunction<u64, u64> for CountRecords {
+    type Acc = u64;
+    fn create_accumulator(&self) -> u64 {
+        0
+    }
+    fn add(&self, _: u64, acc: &mut u64) {
+        *acc += 1;
+    }
+    fn get_result(&self, acc: &u64) -> u64 {
+        *acc
+    }
+    fn merge(&self, a: u64, b: u64) -> u64 {
+        a + b
+    }
+}
+
+#[test]
+fn window_functions_hear_of_completed_and_aborted_checkpoints() {
+    // Each way a window function is given: a process function over a window's records, after an
+    // aggregate, after a reduce (on sliding windows), and over all windows of a non-keyed stream.
+    // Every third checkpoint is declined upstream.
+    let dir = temp_dir("window-listener");
+    let env = StreamEnv::builder()
+        .cores(2)
+        .pinned(false)
+        .checkpointing(CheckpointConfig::every(Duration::from_millis(10)).directory(&dir).tolerable_failures(1))
+        .build()
+        .unwrap();
+    let decliner = Decliner { completed: Default::default(), aborted: Default::default() };
+    let listeners: [WindowListener; 4] = Default::default();
+    let timed = env
+        .generator(Generator::bounded(300_000).per_second(500_000.0), |i| i)
+        .map_rich(decliner.clone())
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|i: &u64, _| (*i / 100) as i64),
+        );
+    let keyed = timed.key_by(|i: &u64| i % 5);
+    let tumbling = TumblingEventTimeWindows::of(Duration::from_millis(100));
+    let totals = [
+        keyed.window(tumbling).process(listeners[0].clone()).collect(),
+        keyed.window(tumbling).aggregate_with_process(CountRecords, listeners[1].clone()).collect(),
+        keyed
+            .window(SlidingEventTimeWindows::of(Duration::from_millis(100), Duration::from_millis(50)))
+            .reduce_with_process(|a: u64, _: u64| a, listeners[2].clone())
+            .collect(),
+        timed.window_all(tumbling).process(listeners[3].clone()).collect(),
+    ];
+    let result = env.execute().unwrap();
+    let stored: Vec<u64> = result.checkpoints.iter().filter(|c| !c.is_final).map(|c| c.id).collect();
+    let declined: Vec<u64> = decliner.aborted.lock().unwrap().clone();
+    assert!(!declined.is_empty() && stored.len() > 2, "stored {stored:?}, declined {declined:?}");
+    for ((listener, total), instances) in listeners.iter().zip(totals).zip([2, 2, 2, 1]) {
+        assert!(!total.take().is_empty(), "the windows fired");
+        let (completed, aborted) =
+            (listener.completed.lock().unwrap().clone(), listener.aborted.lock().unwrap().clone());
+        // Every instance hears of the final checkpoint, last, and of stored checkpoints only; they
+        // hear of declined ones as aborted, and never of one as both.
+        assert_eq!(completed.iter().filter(|&&id| id == u64::MAX).count(), instances, "{completed:?}");
+        assert!(completed.iter().all(|id| *id == u64::MAX || stored.contains(id)), "{completed:?} vs {stored:?}");
+        assert!(completed.len() > 2, "periodic checkpoints were heard of too: {completed:?}");
+        assert!(!aborted.is_empty(), "aborted checkpoints were heard of: declined {declined:?}");
+        assert!(aborted.iter().all(|id| id % 3 == 0 && !stored.contains(id)), "{aborted:?} vs stored {stored:?}");
+    }
+}

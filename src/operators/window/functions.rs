@@ -206,6 +206,19 @@ pub trait ProcessWindowFunction<IN, OUT, K, W: Window>: Send + 'static {
         Ok(())
     }
 
+    /// Checkpoint `checkpoint_id` is complete (Flink's `CheckpointListener.notifyCheckpointComplete`):
+    /// every operator's state of it is stored. Notifications may skip checkpoints; the final one of a
+    /// bounded job is `u64::MAX`.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint_id` was aborted (Flink's `CheckpointListener.notifyCheckpointAborted`).
+    /// Best effort: a notification may be missed.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
+        Ok(())
+    }
+
     /// Called once per instance after the input ended.
     fn close(&mut self) -> Result<(), BoxError> {
         Ok(())
@@ -232,9 +245,44 @@ pub trait ProcessAllWindowFunction<IN, OUT, W: Window>: Send + 'static {
         Ok(())
     }
 
+    /// Checkpoint `checkpoint_id` is complete (Flink's `CheckpointListener.notifyCheckpointComplete`):
+    /// every operator's state of it is stored. Notifications may skip checkpoints; the final one of a
+    /// bounded job is `u64::MAX`.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint_id` was aborted (Flink's `CheckpointListener.notifyCheckpointAborted`).
+    /// Best effort: a notification may be missed.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
+        Ok(())
+    }
+
     /// Called once after the input ended.
     fn close(&mut self) -> Result<(), BoxError> {
         Ok(())
+    }
+}
+
+/// A checkpoint notification on its way to the user's window function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CheckpointNote {
+    /// `notify_checkpoint_complete`.
+    Complete(u64),
+    /// `notify_checkpoint_aborted`.
+    Aborted(u64),
+}
+
+impl CheckpointNote {
+    /// Tells `function` of the checkpoint.
+    fn tell<IN, OUT, K, W: Window>(
+        self,
+        function: &mut impl ProcessWindowFunction<IN, OUT, K, W>,
+    ) -> Result<(), BoxError> {
+        match self {
+            CheckpointNote::Complete(id) => function.notify_checkpoint_complete(id),
+            CheckpointNote::Aborted(id) => function.notify_checkpoint_aborted(id),
+        }
     }
 }
 
@@ -261,6 +309,14 @@ impl<IN, OUT, W: Window, P: ProcessAllWindowFunction<IN, OUT, W>> ProcessWindowF
 
     fn clear(&mut self, ctx: &mut WindowContext<'_, W, ()>) -> Result<(), BoxError> {
         self.0.clear(ctx)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), BoxError> {
+        self.0.notify_checkpoint_complete(checkpoint_id)
+    }
+
+    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), BoxError> {
+        self.0.notify_checkpoint_aborted(checkpoint_id)
     }
 
     fn close(&mut self) -> Result<(), BoxError> {
@@ -325,6 +381,10 @@ pub(crate) trait WindowFn<K, T, W: Window, O>: 'static {
         false
     }
 
+    /// Tells the user's function (if any) of a checkpoint.
+    fn notify(&mut self, _note: CheckpointNote) -> Result<(), BoxError> {
+        Ok(())
+    }
     fn close(&mut self) -> Result<(), BoxError> {
         Ok(())
     }
@@ -348,6 +408,10 @@ pub(crate) trait Emit<K, V, W: Window, O>: 'static {
     /// False if `clear` does nothing.
     fn clears(&self) -> bool {
         true
+    }
+    /// Tells the user's function (if any) of a checkpoint.
+    fn notify(&mut self, _note: CheckpointNote) -> Result<(), BoxError> {
+        Ok(())
     }
     fn close(&mut self) -> Result<(), BoxError> {
         Ok(())
@@ -395,6 +459,9 @@ impl<K, V, W: Window, O, P: ProcessWindowFunction<V, O, K, W>> Emit<K, V, W, O> 
     }
     fn clear(&mut self, ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         self.0.clear(ctx)
+    }
+    fn notify(&mut self, note: CheckpointNote) -> Result<(), BoxError> {
+        note.tell(&mut self.0)
     }
     fn close(&mut self) -> Result<(), BoxError> {
         self.0.close()
@@ -473,6 +540,10 @@ where
 
     fn clear(&mut self, ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         self.emit.clear(ctx)
+    }
+
+    fn notify(&mut self, note: CheckpointNote) -> Result<(), BoxError> {
+        self.emit.notify(note)
     }
 
     fn close(&mut self) -> Result<(), BoxError> {
@@ -558,6 +629,10 @@ where
         self.emit.clear(ctx)
     }
 
+    fn notify(&mut self, note: CheckpointNote) -> Result<(), BoxError> {
+        self.emit.notify(note)
+    }
+
     fn close(&mut self) -> Result<(), BoxError> {
         self.emit.close()
     }
@@ -576,6 +651,10 @@ pub(crate) trait ApplyAll<K, T, W: Window, O>: 'static {
         out: &mut Collector<'_, O>,
     ) -> Result<(), BoxError>;
     fn clear(&mut self, _ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// Tells the user's function (if any) of a checkpoint.
+    fn notify(&mut self, _note: CheckpointNote) -> Result<(), BoxError> {
         Ok(())
     }
     fn close(&mut self) -> Result<(), BoxError> {
@@ -602,6 +681,9 @@ impl<K, T, W: Window, O, P: ProcessWindowFunction<T, O, K, W>> ApplyAll<K, T, W,
     }
     fn clear(&mut self, ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         self.0.clear(ctx)
+    }
+    fn notify(&mut self, note: CheckpointNote) -> Result<(), BoxError> {
+        note.tell(&mut self.0)
     }
     fn close(&mut self) -> Result<(), BoxError> {
         self.0.close()
@@ -641,6 +723,9 @@ where
     fn clear(&mut self, ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         self.emit.clear(ctx)
     }
+    fn notify(&mut self, note: CheckpointNote) -> Result<(), BoxError> {
+        self.emit.notify(note)
+    }
     fn close(&mut self) -> Result<(), BoxError> {
         self.emit.close()
     }
@@ -679,6 +764,9 @@ where
     }
     fn clear(&mut self, ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         self.emit.clear(ctx)
+    }
+    fn notify(&mut self, note: CheckpointNote) -> Result<(), BoxError> {
+        self.emit.notify(note)
     }
     fn close(&mut self) -> Result<(), BoxError> {
         self.emit.close()
@@ -745,6 +833,10 @@ where
 
     fn clear(&mut self, ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         self.0.clear(ctx)
+    }
+
+    fn notify(&mut self, note: CheckpointNote) -> Result<(), BoxError> {
+        self.0.notify(note)
     }
 
     fn close(&mut self) -> Result<(), BoxError> {
@@ -822,6 +914,10 @@ where
 
     fn clear(&mut self, ctx: &mut WindowContext<'_, W, K>) -> Result<(), BoxError> {
         self.function.clear(ctx)
+    }
+
+    fn notify(&mut self, note: CheckpointNote) -> Result<(), BoxError> {
+        self.function.notify(note)
     }
 
     fn close(&mut self) -> Result<(), BoxError> {

@@ -25,7 +25,7 @@ use std::hash::Hash;
 
 use hashbrown::HashTable;
 
-use self::functions::{KeyState, WindowContext, WindowFn};
+use self::functions::{CheckpointNote, KeyState, WindowContext, WindowFn};
 use super::batch::RecordBatch;
 use super::context::{OperatorCore, ShardEnv};
 use super::functions::Collector;
@@ -996,6 +996,14 @@ where
 
     fn close(&mut self) -> OpResult {
         self.base.core.close_function(|| self.function.close())
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> OpResult {
+        self.base.core.call_function(|| self.function.notify(CheckpointNote::Complete(checkpoint_id)))
+    }
+
+    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> OpResult {
+        self.base.core.call_function(|| self.function.notify(CheckpointNote::Aborted(checkpoint_id)))
     }
 
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
