@@ -31,6 +31,9 @@ pub struct SstOptions {
     pub bloom_bits_per_key: usize,
     /// Data blocks are written once this many bytes are staged (rounded up to whole blocks).
     pub write_buffer_bytes: usize,
+    /// Writes of staged bytes a writer keeps in flight while it goes on building blocks (write
+    /// behind); 1 waits for each write before the next.
+    pub writes_in_flight: usize,
     /// Sync each file and its directory before it is published (default `true`). A store whose
     /// contents matter only while the process lives (the LSM state backend's, which checkpoints
     /// make durable) turns it off: a crash then loses the store, never a file's checked contents.
@@ -44,6 +47,7 @@ impl Default for SstOptions {
             restart_interval: RESTART_INTERVAL_DEFAULT,
             bloom_bits_per_key: BLOOM_BITS_PER_KEY_DEFAULT,
             write_buffer_bytes: 64 << 10,
+            writes_in_flight: 4,
             sync: true,
         }
     }
@@ -63,6 +67,9 @@ impl SstOptions {
         }
         if self.write_buffer_bytes < 1 {
             return Err("write_buffer_bytes must be at least 1".into());
+        }
+        if self.writes_in_flight < 1 {
+            return Err("writes_in_flight must be at least 1".into());
         }
         Ok(())
     }

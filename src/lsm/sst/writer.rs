@@ -1,7 +1,9 @@
 //! `SstWriter`: writes sorted entries as an SST file through glommio's DMA API (O_DIRECT, aligned
 //! buffers) under a temporary name, then syncs it and renames it into place.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use glommio::io::{DmaFile, OpenOptions};
 
@@ -39,7 +41,9 @@ use super::{SstOptions, SstSummary};
 pub struct SstWriter {
     path: PathBuf,
     temp_path: PathBuf,
-    file: DmaFile,
+    file: Rc<DmaFile>,
+    /// Writes issued and not yet awaited, oldest first (at most `writes_in_flight`).
+    in_flight: VecDeque<glommio::Task<Result<()>>>,
     options: SstOptions,
     block: BlockBuilder,
     index: BlockBuilder,
@@ -71,7 +75,8 @@ impl SstWriter {
         Ok(SstWriter {
             path,
             temp_path,
-            file,
+            file: Rc::new(file),
+            in_flight: VecDeque::new(),
             block: BlockBuilder::new(options.restart_interval),
             index: BlockBuilder::new(1),
             bloom: BloomBuilder::new(options.bloom_bits_per_key),
@@ -128,29 +133,53 @@ impl SstWriter {
         Ok(())
     }
 
-    /// Writes the staged pages with one DMA write.
+    /// Writes the staged pages with one DMA write, issued in a task of its own so that the caller
+    /// goes on building blocks while it is in flight; waits for the oldest write first if
+    /// `writes_in_flight` are.
     async fn write_staged(&mut self) -> Result<()> {
         if self.staged.is_empty() {
             return Ok(());
         }
         assert_eq!(self.staged.len() as u64 % SST_PAGE_BYTES, 0, "DMA writes are whole pages");
+        while self.in_flight.len() >= self.options.writes_in_flight {
+            self.wait_oldest_write().await?;
+        }
         let mut buffer = self.file.alloc_dma_buffer(self.staged.len());
         buffer.as_bytes_mut().copy_from_slice(&self.staged);
-        let n_written = self
-            .file
-            .write_at(buffer, self.written_bytes)
-            .await
-            .map_err(|error| LsmError::io(&self.temp_path, "write", error))?;
-        if n_written != self.staged.len() {
-            let error = std::io::Error::new(
-                std::io::ErrorKind::WriteZero,
-                format!("wrote {n_written} of {} bytes at offset {}", self.staged.len(), self.written_bytes),
-            );
-            return Err(LsmError::io(&self.temp_path, "write", error));
-        }
-        self.written_bytes += n_written as u64;
+        let (file, temp_path, offset, len) =
+            (Rc::clone(&self.file), self.temp_path.clone(), self.written_bytes, self.staged.len());
+        self.in_flight.push_back(glommio::spawn_local(async move {
+            let n_written =
+                file.write_at(buffer, offset).await.map_err(|error| LsmError::io(&temp_path, "write", error))?;
+            if n_written != len {
+                let error = std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("wrote {n_written} of {len} bytes at offset {offset}"),
+                );
+                return Err(LsmError::io(&temp_path, "write", error));
+            }
+            Ok(())
+        }));
+        self.written_bytes += len as u64;
         self.staged.clear();
         Ok(())
+    }
+
+    async fn wait_oldest_write(&mut self) -> Result<()> {
+        match self.in_flight.pop_front() {
+            Some(write) => write.await,
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for every write in flight; the first error, if any.
+    async fn wait_all_writes(&mut self) -> Result<()> {
+        let mut result = Ok(());
+        while !self.in_flight.is_empty() {
+            let waited = self.wait_oldest_write().await;
+            result = result.and(waited);
+        }
+        result
     }
 
     /// Writes the last data block, the bloom filter, the index, the key range and the footer; syncs
@@ -158,8 +187,10 @@ impl SstWriter {
     pub async fn finish(mut self) -> Result<SstSummary> {
         assert!(self.n_entries > 0, "an SST holds at least one entry");
         let written = self.write_tail_and_sync().await;
+        // After an error, writes may still be in flight: the file closes once they are done.
+        let _ = self.wait_all_writes().await;
         let SstWriter { file, temp_path, path, options, .. } = self;
-        let closed = file.close().await.map_err(|error| LsmError::io(&temp_path, "close", error));
+        let closed = file.close_rc().await.map(drop).map_err(|error| LsmError::io(&temp_path, "close", error));
         let published = match (written, closed) {
             (Ok(summary), Ok(())) => rename_into_place(&temp_path, &path, options.sync).await.map(|()| summary),
             (Err(error), _) | (Ok(_), Err(error)) => Err(error),
@@ -195,6 +226,7 @@ impl SstWriter {
         self.staged.resize((file_bytes - self.written_bytes) as usize - FOOTER_BYTES, 0);
         self.staged.extend_from_slice(&footer.encode());
         self.write_staged().await?;
+        self.wait_all_writes().await?;
         assert_eq!(self.written_bytes, file_bytes);
         if self.options.sync {
             self.file.fdatasync().await.map_err(|error| LsmError::io(&self.temp_path, "sync", error))?;
@@ -210,9 +242,11 @@ impl SstWriter {
     }
 
     /// Removes the temporary file; nothing is published.
-    pub async fn abandon(self) -> Result<()> {
-        let _ = self.file.close().await;
-        glommio::io::remove(&self.temp_path).await.map_err(|error| LsmError::io(&self.temp_path, "remove", error))
+    pub async fn abandon(mut self) -> Result<()> {
+        let _ = self.wait_all_writes().await;
+        let SstWriter { file, temp_path, .. } = self;
+        let _ = file.close_rc().await;
+        glommio::io::remove(&temp_path).await.map_err(|error| LsmError::io(&temp_path, "remove", error))
     }
 }
 

@@ -48,7 +48,7 @@ fn score(version: &Version, options: &LsmOptions, level: usize) -> f64 {
 /// The compaction `version` needs most, if any: the level most over its limit, as RocksDB scores
 /// them. L0 does not go first whenever it is due: while writes keep L0 due, L0 compactions would
 /// otherwise starve L1's, L1 would grow without bound, and every L0 compaction would rewrite all of
-/// it. Files of deeper levels are picked round-robin by `cursors`.
+/// it. A deeper level gives its least overlapping file (`least_overlapping`).
 fn pick(version: &Version, options: &LsmOptions, cursors: &[Vec<u8>; LEVELS_MAX]) -> Option<Plan> {
     let due = |level: usize| {
         let score = score(version, options, level);
@@ -61,10 +61,7 @@ fn pick(version: &Version, options: &LsmOptions, cursors: &[Vec<u8>; LEVELS_MAX]
         (0, version.levels[0].clone())
     } else {
         let level = input_level;
-        let files = &version.levels[level];
-        let cursor = &cursors[level];
-        let file = files.iter().find(|handle| handle.meta.smallest_key > *cursor).unwrap_or(&files[0]);
-        (level, vec![Rc::clone(file)])
+        (level, vec![Rc::clone(least_overlapping(version, level, &cursors[level]))])
     };
     assert!(!inputs.is_empty());
     let n_upper = inputs.len();
@@ -74,6 +71,27 @@ fn pick(version: &Version, options: &LsmOptions, cursors: &[Vec<u8>; LEVELS_MAX]
     inputs.extend(version.overlapping(output_level, &smallest, &largest));
     let drop_tombstones = version.deepest_level_with_files().is_none_or(|deepest| deepest <= output_level);
     Some(Plan { inputs, n_upper, input_level, output_level, drop_tombstones })
+}
+
+/// The file of `level` (1 or deeper) to compact into the next level: the one whose overlap there is
+/// smallest for its size (RocksDB's `kMinOverlappingRatio`), so that a compaction rewrites as few
+/// bytes of the next level per byte it moves down; ties go to the first file after `cursor`, round
+/// robin.
+fn least_overlapping<'v>(version: &'v Version, level: usize, cursor: &[u8]) -> &'v Rc<SstHandle> {
+    let files = &version.levels[level];
+    let next = &version.levels[level + 1];
+    let start = files.partition_point(|handle| handle.meta.smallest_key.as_slice() <= cursor);
+    let ratio = |handle: &SstHandle| {
+        let first = next.partition_point(|other| other.meta.largest_key < handle.meta.smallest_key);
+        let overlap: u64 = next[first..]
+            .iter()
+            .take_while(|other| other.meta.smallest_key <= handle.meta.largest_key)
+            .map(|other| other.meta.file_bytes)
+            .sum();
+        overlap as f64 / handle.meta.file_bytes.max(1) as f64
+    };
+    let in_cursor_order = files[start..].iter().chain(&files[..start]);
+    in_cursor_order.min_by(|a, b| ratio(a).total_cmp(&ratio(b))).expect("a level over its limit holds files")
 }
 
 impl LsmStore {
