@@ -381,8 +381,7 @@ impl BlockIter {
         self.key.clear();
         self.peeked = None;
         self.failed = false;
-        let block = self.block.clone();
-        while let Some((kind, value)) = self.step(&block)? {
+        while let Some((kind, value)) = step(&self.block, &mut self.position, &mut self.key)? {
             if self.key.as_slice() >= key {
                 self.peeked = Some(Entry { key: self.key.clone(), value: Value::from_parts(kind, value) });
                 break;
@@ -391,18 +390,7 @@ impl BlockIter {
         Ok(())
     }
 
-    /// Moves to the next entry, rebuilding its key in `self.key`; returns its kind and value.
-    fn step<'b>(&mut self, block: &'b Block) -> Result<Option<(ValueKind, &'b [u8])>> {
-        step(block, &mut self.position, &mut self.key)
-    }
-
-    fn read_next(&mut self) -> Result<Option<Entry>> {
-        let block = self.block.clone();
-        let Some((kind, value)) = self.step(&block)? else { return Ok(None) };
-        Ok(Some(Entry { key: self.key.clone(), value: Value::from_parts(kind, value) }))
-    }
-
-    /// As `next`, but writes the entry into `out`, reusing its buffers: a scan of many entries (a
+    /// As `next`, but writes the entry into `out`, reusing its buffers: a scan of many puts (a
     /// compaction) allocates nothing per entry. `Ok(false)` at the end of the block, and after an
     /// error.
     pub fn next_into(&mut self, out: &mut Entry) -> Result<bool> {
@@ -448,15 +436,8 @@ impl Iterator for BlockIter {
     type Item = Result<Entry>;
 
     fn next(&mut self) -> Option<Result<Entry>> {
-        if let Some(entry) = self.peeked.take() {
-            return Some(Ok(entry));
-        }
-        if self.failed {
-            return None;
-        }
-        let next = self.read_next().transpose();
-        self.failed = matches!(next, Some(Err(_)));
-        next
+        let mut entry = Entry { key: Vec::new(), value: Value::Delete };
+        self.next_into(&mut entry).map(|read| read.then_some(entry)).transpose()
     }
 }
 

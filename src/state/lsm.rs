@@ -249,9 +249,10 @@ impl LsmShardStore {
             };
             files.push(SharedFile { name, level: file.level as u32, bytes: file.file_bytes });
         }
-        // A file not in the view left the store for good (file numbers are never reused): forget it.
+        // A file not in the view left the store for good (file numbers are never reused), and links
+        // into another shared directory are not reused: forget them.
         let live: std::collections::HashSet<u64> = view_files.iter().map(|file| file.file_number).collect();
-        linked.retain(|(dir, number), _| dir != shared || live.contains(number));
+        linked.retain(|(dir, number), _| dir == shared && live.contains(number));
         Ok((view, files, new_links))
     }
 

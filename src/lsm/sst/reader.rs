@@ -17,7 +17,7 @@ use super::super::block::{Block, BlockIter};
 use super::super::bloom::BloomFilter;
 use super::super::cache::BlockCache;
 use super::super::encoding::corrupt;
-use super::super::entry::Entry;
+use super::super::entry::{Entry, Value};
 use super::super::error::{LsmError, Result};
 use super::format::{FOOTER_BYTES, Footer, IndexEntry, KeyRange, SST_PAGE_BYTES, decode_index};
 
@@ -246,18 +246,8 @@ impl SstIter<'_> {
     /// The next entry, or `None` at the end of the file.
     #[allow(clippy::should_implement_trait)] // fallible, and `Iterator` gives no way back after an error
     pub fn next(&mut self) -> Result<Option<Entry>> {
-        self.check_not_failed()?;
-        loop {
-            if let Some(entry) = self.current.as_mut().and_then(Iterator::next) {
-                if entry.is_err() {
-                    self.failed_at_offset = self.current.as_ref().map(|iter| iter.block().offset());
-                }
-                return entry.map(Some);
-            }
-            if !self.open_next_block()? {
-                return Ok(None);
-            }
-        }
+        let mut entry = Entry { key: Vec::new(), value: Value::Delete };
+        Ok(self.next_into(&mut entry)?.then_some(entry))
     }
 
     /// As [`next`](Self::next), but writes the entry into `out`, reusing its buffers; `Ok(false)` at

@@ -19,7 +19,8 @@ use super::{SstOptions, SstSummary};
 /// renamed, directory synced). Must run on a glommio executor.
 ///
 /// Protocol: `add`* then exactly one of `finish` (the file is published) or `abandon` (the
-/// temporary file is removed). A writer dropped without either leaves `<path>.tmp` behind.
+/// temporary file is removed). A writer dropped without either leaves `<path>.tmp` behind (and
+/// cancels its writes in flight).
 ///
 /// ```
 /// use rill::lsm::{SstOptions, SstReader, SstWriter, Value, ValueKind};
@@ -190,7 +191,14 @@ impl SstWriter {
         // After an error, writes may still be in flight: the file closes once they are done.
         let _ = self.wait_all_writes().await;
         let SstWriter { file, temp_path, path, options, .. } = self;
-        let closed = file.close_rc().await.map(drop).map_err(|error| LsmError::io(&temp_path, "close", error));
+        let closed = match file.close_rc().await {
+            Ok(glommio::io::CloseResult::Closed) => Ok(()),
+            Ok(glommio::io::CloseResult::Unreferenced) => {
+                let error = std::io::Error::other("the file is still referenced by a write");
+                Err(LsmError::io(&temp_path, "close", error))
+            }
+            Err(error) => Err(LsmError::io(&temp_path, "close", error)),
+        };
         let published = match (written, closed) {
             (Ok(summary), Ok(())) => rename_into_place(&temp_path, &path, options.sync).await.map(|()| summary),
             (Err(error), _) | (Ok(_), Err(error)) => Err(error),

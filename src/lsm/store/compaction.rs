@@ -36,7 +36,8 @@ impl Drop for CompactingGuard<'_> {
 }
 
 /// How far over its limit `level` is: L0 by files against `l0_files_max` (due at 1.0), deeper levels
-/// by bytes against their size targets (due above 1.0); the last level has no limit.
+/// by bytes against their size targets (due above 1.0); the last level has no limit. (RocksDB's L0
+/// score also weighs L0's bytes against the L1 target; this one counts files only.)
 fn score(version: &Version, options: &LsmOptions, level: usize) -> f64 {
     if level == 0 {
         version.levels[0].len() as f64 / options.l0_files_max as f64
@@ -45,8 +46,8 @@ fn score(version: &Version, options: &LsmOptions, level: usize) -> f64 {
     }
 }
 
-/// The compaction `version` needs most, if any: the level most over its limit, as RocksDB scores
-/// them. L0 does not go first whenever it is due: while writes keep L0 due, L0 compactions would
+/// The compaction `version` needs most, if any: the level most over its limit, much as RocksDB
+/// scores them. L0 does not go first whenever it is due: while writes keep L0 due, L0 compactions would
 /// otherwise starve L1's, L1 would grow without bound, and every L0 compaction would rewrite all of
 /// it. A deeper level gives its least overlapping file (`least_overlapping`).
 fn pick(version: &Version, options: &LsmOptions, cursors: &[Vec<u8>; LEVELS_MAX]) -> Option<Plan> {
@@ -79,19 +80,18 @@ fn pick(version: &Version, options: &LsmOptions, cursors: &[Vec<u8>; LEVELS_MAX]
 /// robin.
 fn least_overlapping<'v>(version: &'v Version, level: usize, cursor: &[u8]) -> &'v Rc<SstHandle> {
     let files = &version.levels[level];
-    let next = &version.levels[level + 1];
     let start = files.partition_point(|handle| handle.meta.smallest_key.as_slice() <= cursor);
     let ratio = |handle: &SstHandle| {
-        let first = next.partition_point(|other| other.meta.largest_key < handle.meta.smallest_key);
-        let overlap: u64 = next[first..]
-            .iter()
-            .take_while(|other| other.meta.smallest_key <= handle.meta.largest_key)
-            .map(|other| other.meta.file_bytes)
-            .sum();
+        let below = version.overlapping(level + 1, &handle.meta.smallest_key, &handle.meta.largest_key);
+        let overlap: u64 = below.iter().map(|other| other.meta.file_bytes).sum();
         overlap as f64 / handle.meta.file_bytes.max(1) as f64
     };
     let in_cursor_order = files[start..].iter().chain(&files[..start]);
-    in_cursor_order.min_by(|a, b| ratio(a).total_cmp(&ratio(b))).expect("a level over its limit holds files")
+    let (_, file) = in_cursor_order
+        .map(|file| (ratio(file), file))
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .expect("a level over its limit holds files");
+    file
 }
 
 impl LsmStore {
@@ -219,7 +219,14 @@ impl LsmStore {
 
     async fn finish_output(&self, writer: SstWriter, file_number: u64, level: usize) -> Result<Rc<SstHandle>> {
         let summary = writer.finish().await?;
-        let reader = self.open_sst(&summary.path).await?;
+        let reader = match self.open_sst(&summary.path).await {
+            Ok(reader) => reader,
+            Err(error) => {
+                // Published but not installed: no version will name it.
+                let _ = glommio::io::remove(&summary.path).await;
+                return Err(error);
+            }
+        };
         let meta = SstMeta {
             file_number,
             level,

@@ -187,8 +187,8 @@ struct State {
 }
 
 impl LsmStore {
-    /// Stores `value` under `key`. If that fills the memtable, flushes it (and compacts L0 if it holds
-    /// twice `l0_files_max` files).
+    /// Stores `value` under `key`. If that fills the memtable, flushes it (and compacts while L0 holds
+    /// twice `l0_files_max` files: see [`stall`](Self::stall)).
     pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.write(key, Value::Put(value.to_vec())).await
     }
@@ -212,7 +212,8 @@ impl LsmStore {
         self.stall_work().is_some()
     }
 
-    /// What a stalled writer waits for: `Some(true)` a flush, `Some(false)` a compaction of L0.
+    /// What a stalled writer waits for: `Some(true)` a flush, `Some(false)` compactions until L0 is
+    /// below `2 * l0_files_max` files.
     fn stall_work(&self) -> Option<bool> {
         let state = self.inner.state.borrow();
         let options = &self.inner.options;
@@ -226,8 +227,9 @@ impl LsmStore {
     }
 
     /// The write stall, which bounds memory and L0 when writes outrun flushes and compactions:
-    /// returns once [`write_stalled`](Self::write_stalled) is false, flushing or compacting L0 in the
-    /// calling task while no other task does, else waiting for the task that does.
+    /// returns once [`write_stalled`](Self::write_stalled) is false, flushing or compacting in the
+    /// calling task while no other task does, else waiting for the task that does. Compactions go by
+    /// score, so a level deeper than L0 that is further over its limit is compacted first.
     pub async fn stall(&self) -> Result<()> {
         while let Some(flush) = self.stall_work() {
             if flush {

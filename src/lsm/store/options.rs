@@ -22,8 +22,8 @@ pub struct LsmOptions {
     /// Memtables that may wait for a flush before writes stall (`LsmStore::stall`), RocksDB's
     /// `max_write_buffer_number - 1`: with the memtable, memory holds at most this plus one memtables.
     pub frozen_memtables_max: usize,
-    /// L0 is compacted into L1 once it holds this many files; writes stall (`LsmStore::stall`) once it
-    /// holds twice as many.
+    /// L0 is due for a compaction into L1 once it holds this many files (it goes when no deeper level
+    /// is further over its limit); writes stall (`LsmStore::stall`) once it holds twice as many.
     pub l0_files_max: usize,
     /// L1 is compacted into L2 once its files pass this size.
     pub l1_bytes_max: u64,
