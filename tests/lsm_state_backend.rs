@@ -14,8 +14,8 @@ mod support;
 use support::tiny_lsm;
 
 use rill::state::{
-    ListStateDescriptor, LsmBackendOptions, MapStateDescriptor, ReducingStateDescriptor, StateBackend,
-    ValueStateDescriptor,
+    FunctionSnapshotContext, ListStateDescriptor, LsmBackendOptions, MapStateDescriptor, ReducingStateDescriptor,
+    StateBackend, ValueStateDescriptor,
 };
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -381,4 +381,80 @@ fn bad_lsm_options_are_a_configuration_error() {
         panic!("a level size factor of 1 is accepted");
     };
     assert!(error.to_string().contains("level_size_factor"), "{error}");
+}
+
+/// Declines the snapshots of even checkpoints (the final one aside); counts them.
+#[derive(Clone)]
+struct DeclineEven(Arc<AtomicU64>);
+
+impl RichMapFunction<(u64, u64), (u64, u64)> for DeclineEven {
+    fn map(&mut self, value: (u64, u64)) -> (u64, u64) {
+        value
+    }
+    fn snapshot_state(&mut self, ctx: &mut FunctionSnapshotContext<'_>) -> Result<(), BoxError> {
+        if ctx.checkpoint_id() % 2 == 0 && ctx.checkpoint_id() != u64::MAX {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            return Err("declined on purpose".into());
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn shared_files_of_aborted_checkpoints_are_swept_and_later_checkpoints_still_restore() {
+    // Every other checkpoint is declined (downstream, after the count linked its files) while a
+    // keyed count over 5,000 keys keeps a tiny store flushing and compacting: the declined
+    // checkpoints link files that no complete one names.
+    let (events, keys) = (300_000u64, 5_000u64);
+    let root = temp_dir("aborted-sweep");
+    let checkpoints = root.join("checkpoints");
+    let job = |env: &StreamEnv, declined: Arc<AtomicU64>, rate: f64| {
+        env.generator(Generator::bounded(events).per_second(rate), move |i| (i % keys, i))
+            .key_by(|r: &(u64, u64)| r.0)
+            .process(Count(ValueStateDescriptor::new("count")))
+            .uid("counts")
+            .map_rich(DeclineEven(declined))
+            .collect()
+    };
+    let config = CheckpointConfig::every(Duration::from_millis(50))
+        .directory(&checkpoints)
+        .incremental(true)
+        .max_retained(2)
+        .tolerable_failures(1_000)
+        .retain_on_cancel(true);
+    let env = StreamEnv::builder()
+        .cores(2)
+        .pinned(false)
+        .data_dir(root.join("data"))
+        .state_backend(tiny_lsm(0))
+        .checkpointing(config)
+        .build()
+        .unwrap();
+    let declined = Arc::new(AtomicU64::new(0));
+    let out = job(&env, declined.clone(), 1e9);
+    let running = env.execute_async().unwrap();
+    while out.len() < (events / 2) as usize {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    running.checkpoint(Duration::from_secs(30)).expect("a checkpoint");
+    running.cancel();
+    running.join().unwrap();
+    assert!(declined.load(Ordering::Relaxed) >= 4, "checkpoints were declined: {}", declined.load(Ordering::Relaxed));
+    // Only the files the retained checkpoints name are left, and each of them is there.
+    let named = named_shared_files(&checkpoints);
+    assert!(!named.is_empty());
+    assert_eq!(files_in(&checkpoints.join("shared")), named);
+
+    let (newest, skipped) = rill::checkpoint::storage::latest_checkpoint(&checkpoints);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let env = StreamEnv::builder().cores(1).pinned(false).restore_from(newest.unwrap().path).build().unwrap();
+    let out = job(&env, Arc::new(AtomicU64::new(0)), 1e9);
+    env.execute().unwrap();
+    let mut last = HashMap::new();
+    for (key, n) in out.take() {
+        last.insert(key, n);
+    }
+    assert_eq!(last.len(), keys as usize);
+    assert!(last.values().all(|&n| n == events / keys), "restored counts went on exactly");
+    let _ = std::fs::remove_dir_all(&root);
 }

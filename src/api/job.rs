@@ -346,6 +346,9 @@ fn supervise(
                 if let Some(coordinator) = &shared.coordinator {
                     if status == JobStatus::Finished || !retain {
                         coordinator.discard_all();
+                    } else {
+                        // Retained: nothing is in flight, the files of aborted checkpoints go.
+                        coordinator.sweep_shared();
                     }
                 }
                 return Ok(JobResult {

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use super::config::CheckpointConfig;
 use super::storage::{
-    OperatorState, SHARED_DIR, checkpoint_dir, delete_shared_files, list_checkpoints, shared_files_of, write_checkpoint,
+    OperatorStateRef, SHARED_DIR, checkpoint_dir, delete_shared_files, list_checkpoints, shared_files_of,
+    write_checkpoint_of,
 };
 use crate::runtime::{Doorbells, JobError, JobSignal};
 use crate::state::snapshot::OperatorSnapshot;
@@ -35,6 +36,14 @@ pub(crate) struct OperatorMeta {
     pub key: String,
     pub name: String,
     pub parallelism: usize,
+}
+
+/// One operator's snapshots for a checkpoint being written (a finished task's final snapshot is shared
+/// by every later checkpoint, not copied).
+struct Assembled {
+    key: String,
+    name: String,
+    subtasks: Vec<Arc<OperatorSnapshot>>,
 }
 
 struct Pending {
@@ -80,7 +89,7 @@ struct Inner {
     tasks: HashSet<TaskId>,
     registered_shards: usize,
     pending: BTreeMap<u64, Pending>,
-    finished: HashMap<TaskId, OperatorSnapshot>,
+    finished: HashMap<TaskId, Arc<OperatorSnapshot>>,
     next_id: u64,
     last_trigger: u64,
     last_done: Option<u64>,
@@ -98,6 +107,9 @@ struct Inner {
     full_requested: bool,
     /// Checkpoints triggered as full although checkpoints are incremental.
     full_ids: std::collections::BTreeSet<u64>,
+    /// Shared files may be linked that no complete checkpoint names (a checkpoint was aborted, or
+    /// an earlier attempt or run left some): swept once nothing is in flight.
+    orphans: bool,
 }
 
 /// Aborted checkpoint ids kept for the shards to notify: a shard further behind than this misses
@@ -147,6 +159,8 @@ pub(crate) struct Coordinator {
     aborted_total: AtomicU64,
     /// The final checkpoint's id once it is stored (0 before); published before `completed`.
     final_id: AtomicU64,
+    /// Sweeps of the shared directory so far (see [`shared_sweeps`](Self::shared_sweeps)).
+    sweeps: AtomicU64,
     inner: Mutex<Inner>,
     wake: Condvar,
     done: Condvar,
@@ -169,6 +183,7 @@ impl Coordinator {
         job: JobLinks,
     ) -> Coordinator {
         let JobLinks { doorbells, signal, clock } = job;
+        let orphans = config.incremental;
         Coordinator {
             own_from,
             config,
@@ -179,6 +194,7 @@ impl Coordinator {
             completed: AtomicU64::new(0),
             aborted_total: AtomicU64::new(0),
             final_id: AtomicU64::new(0),
+            sweeps: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 tasks: HashSet::new(),
                 registered_shards: 0,
@@ -196,6 +212,7 @@ impl Coordinator {
                 pinned_from: None,
                 full_requested: false,
                 full_ids: std::collections::BTreeSet::new(),
+                orphans,
             }),
             wake: Condvar::new(),
             done: Condvar::new(),
@@ -246,6 +263,7 @@ impl Coordinator {
             inner.aborted.pop_front();
         }
         inner.aborted.push_back(id);
+        inner.orphans |= self.config.incremental;
         self.aborted_total.fetch_add(1, Ordering::AcqRel);
         self.doorbells.ring_all();
     }
@@ -295,7 +313,7 @@ impl Coordinator {
         let mut inner = self.lock();
         match snapshot {
             Ok(snapshot) => {
-                inner.finished.insert(task, snapshot);
+                inner.finished.insert(task, Arc::new(snapshot));
             }
             Err(reason) => {
                 drop(inner);
@@ -445,6 +463,16 @@ impl Coordinator {
                 continue;
             }
 
+            // Shared files of aborted checkpoints go before the next one is triggered, so that a
+            // shard that reuses its links sees the sweep (see `shared_sweeps`).
+            if inner.orphans && inner.pending.is_empty() && inner.final_id.is_none() {
+                inner.orphans = false;
+                drop(inner);
+                self.sweep_shared();
+                inner = self.lock();
+                continue;
+            }
+
             // Triggering.
             let due = inner.requested || since(inner.last_trigger) >= self.config.interval;
             let paused = inner.last_done.is_some_and(|done| since(done) < self.config.min_pause) && !inner.requested;
@@ -482,7 +510,7 @@ impl Coordinator {
 
     /// Every task's snapshot for a checkpoint, by operator: the acknowledgements, and the final
     /// snapshots of tasks that finished.
-    fn assemble(&self, inner: &Inner, mut acks: HashMap<TaskId, OperatorSnapshot>) -> Vec<OperatorState> {
+    fn assemble(&self, inner: &Inner, mut acks: HashMap<TaskId, OperatorSnapshot>) -> Vec<Assembled> {
         let mut nodes: Vec<u32> = inner.tasks.iter().map(|t| t.0).collect();
         nodes.sort_unstable();
         nodes.dedup();
@@ -493,10 +521,13 @@ impl Coordinator {
                 let subtasks = (0..meta.parallelism as u32)
                     .map(|subtask| {
                         let task = (node, subtask);
-                        acks.remove(&task).or_else(|| inner.finished.get(&task).cloned()).unwrap_or_default()
+                        match acks.remove(&task) {
+                            Some(snapshot) => Arc::new(snapshot),
+                            None => inner.finished.get(&task).cloned().unwrap_or_default(),
+                        }
                     })
                     .collect();
-                OperatorState { key: meta.key.clone(), name: meta.name.clone(), subtasks }
+                Assembled { key: meta.key.clone(), name: meta.name.clone(), subtasks }
             })
             .collect()
     }
@@ -507,12 +538,22 @@ impl Coordinator {
         &'a self,
         inner: MutexGuard<'a, Inner>,
         (id, started, timing): (u64, u64, AckTiming),
-        operators: Vec<OperatorState>,
+        operators: Vec<Assembled>,
         is_final: bool,
     ) -> MutexGuard<'a, Inner> {
         drop(inner);
         let dir = checkpoint_dir(&self.root, id);
-        let written = write_checkpoint(&dir, id, &operators);
+        let refs: Vec<_> = operators
+            .iter()
+            .map(|operator| OperatorStateRef {
+                key: &operator.key,
+                name: &operator.name,
+                subtasks: operator.subtasks.iter().map(|snapshot| &**snapshot).collect(),
+            })
+            .collect();
+        let written = write_checkpoint_of(&dir, id, &refs);
+        drop(refs);
+        drop(operators);
         let mut inner = self.lock();
         inner.last_done = Some(self.clock.now_ns());
         match written {
@@ -567,6 +608,24 @@ impl Coordinator {
         delete_shared_files(root, unneeded);
     }
 
+    /// Deletes the shared files no complete checkpoint names (those of aborted checkpoints), then
+    /// counts a sweep. Only while no checkpoint is in flight: one being taken may name files no
+    /// complete checkpoint names yet.
+    pub fn sweep_shared(&self) {
+        let shared = self.root.join(SHARED_DIR);
+        let all = std::fs::read_dir(&shared).into_iter().flatten().flatten();
+        delete_shared_files(&self.root, all.filter_map(|entry| entry.file_name().into_string().ok()).collect());
+        self.sweeps.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many times the shared directory was swept. A shard reuses the links it made into the
+    /// shared directory for later checkpoints; when this count changed since it last looked, some
+    /// of them may be gone, and it checks them before naming them. A sweep is counted before the
+    /// next checkpoint is triggered, so the barrier of that checkpoint sees it.
+    pub fn shared_sweeps(&self) -> u64 {
+        self.sweeps.load(Ordering::Acquire)
+    }
+
     /// Deletes every checkpoint of the job (when it was cancelled or finished and they are not to be
     /// retained).
     pub fn discard_all(&self) {
@@ -575,10 +634,8 @@ impl Coordinator {
         }
         // Nothing is in flight any more: every shared file no checkpoint names goes, those of
         // aborted checkpoints too.
-        let shared = self.root.join(SHARED_DIR);
-        let all = std::fs::read_dir(&shared).into_iter().flatten().flatten();
-        delete_shared_files(&self.root, all.filter_map(|entry| entry.file_name().into_string().ok()).collect());
-        let _ = std::fs::remove_dir(&shared);
+        self.sweep_shared();
+        let _ = std::fs::remove_dir(self.root.join(SHARED_DIR));
         // Only if nothing else is left in it.
         let _ = std::fs::remove_dir(&self.root);
     }

@@ -5,18 +5,21 @@
 //! `_metadata` is text, one item per line, ending with the CRC-32 of everything before it:
 //!
 //! ```text
-//! RILLCHK 1
+//! RILLCHK 2
 //! checkpoint 7
 //! operators 2
 //! operator <parallelism> <key> <name>
 //! subtask <index> <file or -> <length> <crc32>
 //! ...
+//! shared <file>
+//! ...
 //! end <crc32>
 //! ```
 //!
 //! Incremental checkpoints of the LSM backend keep SST files in `shared/` beside the `chk-<id>/`
-//! directories; the state files name the ones they need. A shared file is deleted once no complete
-//! checkpoint in the directory names it.
+//! directories; the state files name the ones they need, and `_metadata` lists them all (`shared`
+//! lines), so retention learns which files a checkpoint needs without reading its state. A shared
+//! file is deleted once no complete checkpoint in the directory names it.
 //!
 //! Keys and names are percent-escaped (`%`, space, tab, CR, LF), so every line splits on spaces.
 
@@ -27,7 +30,8 @@ use std::path::{Path, PathBuf};
 use crate::state::snapshot::OperatorSnapshot;
 
 const MAGIC: &str = "RILLCHK";
-const VERSION: u32 = 1;
+/// The metadata format this build writes (it reads 1 too, which does not list shared files).
+const VERSION: u32 = 2;
 /// The name of the file that makes a directory a complete checkpoint.
 pub const METADATA: &str = "_metadata";
 /// The directory, beside the checkpoints, of the files incremental checkpoints share.
@@ -149,6 +153,17 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     file.sync_all().map_err(io(path))
 }
 
+/// Writes `snapshot` to `path` as it is encoded (never all of it in memory) and syncs it; returns its
+/// length and CRC-32.
+fn write_snapshot(path: &Path, snapshot: &OperatorSnapshot) -> Result<(u64, u32), CheckpointError> {
+    let file = fs::File::create(path).map_err(io(path))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let written = snapshot.write_to(&mut out).map_err(io(path))?;
+    let file = out.into_inner().map_err(|error| io(path)(error.into_error()))?;
+    file.sync_all().map_err(io(path))?;
+    Ok(written)
+}
+
 fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
     fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
@@ -161,6 +176,31 @@ pub fn checkpoint_dir(root: &Path, id: u64) -> PathBuf {
 /// Writes a checkpoint into `dir` (created; it must not hold a checkpoint yet): the state files,
 /// then `_metadata` atomically. Returns the bytes of state written.
 pub fn write_checkpoint(dir: &Path, id: u64, operators: &[OperatorState]) -> Result<u64, CheckpointError> {
+    let operators: Vec<_> = operators
+        .iter()
+        .map(|operator| OperatorStateRef {
+            key: &operator.key,
+            name: &operator.name,
+            subtasks: operator.subtasks.iter().collect(),
+        })
+        .collect();
+    write_checkpoint_of(dir, id, &operators)
+}
+
+/// An [`OperatorState`] whose snapshots are borrowed (a finished task's final snapshot belongs to
+/// every later checkpoint; it is written, not copied).
+pub(crate) struct OperatorStateRef<'a> {
+    pub key: &'a str,
+    pub name: &'a str,
+    pub subtasks: Vec<&'a OperatorSnapshot>,
+}
+
+/// [`write_checkpoint`] of borrowed snapshots.
+pub(crate) fn write_checkpoint_of(
+    dir: &Path,
+    id: u64,
+    operators: &[OperatorStateRef<'_>],
+) -> Result<u64, CheckpointError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
     let mut state_bytes = 0u64;
     let mut meta = format!("{MAGIC} {VERSION}\ncheckpoint {id}\noperators {}\n", operators.len());
@@ -168,20 +208,30 @@ pub fn write_checkpoint(dir: &Path, id: u64, operators: &[OperatorState]) -> Res
         meta.push_str(&format!(
             "operator {} {} {}\n",
             operator.subtasks.len(),
-            escape(&operator.key),
-            escape(&operator.name)
+            escape(operator.key),
+            escape(operator.name)
         ));
         for (subtask, snapshot) in operator.subtasks.iter().enumerate() {
             if snapshot.is_empty() {
                 meta.push_str(&format!("subtask {subtask} - 0 0\n"));
                 continue;
             }
-            let bytes = snapshot.to_bytes();
-            state_bytes += bytes.len() as u64;
             let file = format!("op{index}-{subtask}.snap");
-            write_synced(&dir.join(&file), &bytes)?;
-            meta.push_str(&format!("subtask {subtask} {file} {} {:08x}\n", bytes.len(), crc32fast::hash(&bytes)));
+            let (len, crc) = write_snapshot(&dir.join(&file), snapshot)?;
+            state_bytes += len;
+            meta.push_str(&format!("subtask {subtask} {file} {len} {crc:08x}\n"));
         }
+    }
+    let mut shared: Vec<&str> = operators
+        .iter()
+        .flat_map(|operator| &operator.subtasks)
+        .flat_map(|snapshot| snapshot.keyed_state().store_parts())
+        .flat_map(|part| part.files.iter().map(|file| file.name.as_str()))
+        .collect();
+    shared.sort_unstable();
+    shared.dedup();
+    for name in shared {
+        meta.push_str(&format!("shared {}\n", escape(name)));
     }
     meta.push_str(&format!("end {:08x}\n", crc32fast::hash(meta.as_bytes())));
     let tmp = dir.join("_metadata.tmp");
@@ -195,8 +245,24 @@ pub fn write_checkpoint(dir: &Path, id: u64, operators: &[OperatorState]) -> Res
     Ok(state_bytes)
 }
 
-/// Reads and validates the checkpoint in `dir` (every file: lengths, checksums, formats).
-pub fn read_checkpoint(dir: &Path) -> Result<CompletedCheckpoint, CheckpointError> {
+/// A checkpoint's `_metadata`, read and checked.
+struct Metadata {
+    id: u64,
+    operators: Vec<OperatorFiles>,
+    /// The shared files its state names (`None`: format version 1, which does not list them).
+    shared: Option<Vec<String>>,
+}
+
+/// An operator's entry in `_metadata`: key, name, and per subtask its state file with length and
+/// CRC-32 (`None`: no state).
+struct OperatorFiles {
+    key: String,
+    name: String,
+    subtasks: Vec<Option<(String, u64, u32)>>,
+}
+
+/// Reads and checks `dir`'s `_metadata` (not the state files it names).
+fn read_metadata(dir: &Path) -> Result<Metadata, CheckpointError> {
     let path = dir.join(METADATA);
     let bytes = fs::read(&path).map_err(io(&path))?;
     let bad = |line: usize, reason: String| CheckpointError::Metadata { path: path.clone(), line, reason };
@@ -221,7 +287,8 @@ pub fn read_checkpoint(dir: &Path) -> Result<CompletedCheckpoint, CheckpointErro
     if header.first() != Some(&MAGIC) || header.len() != 2 {
         return Err(bad(n, "not a rill checkpoint".into()));
     }
-    if number(n, header[1])? != VERSION as u64 {
+    let version = number(n, header[1])?;
+    if version != VERSION as u64 && version != 1 {
         return Err(bad(n, format!("format version {} is not supported (this build reads {VERSION})", header[1])));
     }
     let (n, line) = next("the checkpoint id")?;
@@ -250,7 +317,7 @@ pub fn read_checkpoint(dir: &Path) -> Result<CompletedCheckpoint, CheckpointErro
                 return Err(bad(n, format!("expected 'subtask {index} <file> <length> <crc32>'")));
             }
             if line[2] == "-" {
-                subtasks.push(OperatorSnapshot::default());
+                subtasks.push(None);
                 continue;
             }
             let file = line[2];
@@ -259,6 +326,37 @@ pub fn read_checkpoint(dir: &Path) -> Result<CompletedCheckpoint, CheckpointErro
             }
             let length = number(n, line[3])?;
             let crc = u32::from_str_radix(line[4], 16).map_err(|_| bad(n, format!("{:?} is not a CRC", line[4])))?;
+            subtasks.push(Some((file.to_string(), length, crc)));
+        }
+        operators.push(OperatorFiles { key, name, subtasks });
+    }
+    let mut shared = (version >= 2).then(Vec::new);
+    for (n, line) in lines {
+        let names = shared.as_mut().ok_or_else(|| bad(n, "unexpected line after the last operator".into()))?;
+        let Some(name) = line.strip_prefix("shared ") else {
+            return Err(bad(n, "expected 'shared <file>' or the end line".into()));
+        };
+        let name = unescape(name).ok_or_else(|| bad(n, "bad escape in a shared file's name".into()))?;
+        if name.contains('/') || name.starts_with('.') || name.is_empty() {
+            return Err(bad(n, format!("shared file name {name:?} leaves the shared directory")));
+        }
+        names.push(name);
+    }
+    Ok(Metadata { id, operators, shared })
+}
+
+/// Reads and validates the checkpoint in `dir` (every file: lengths, checksums, formats).
+pub fn read_checkpoint(dir: &Path) -> Result<CompletedCheckpoint, CheckpointError> {
+    let metadata = read_metadata(dir)?;
+    let shared = dir.parent().unwrap_or(dir).join(SHARED_DIR);
+    let mut operators = Vec::new();
+    for OperatorFiles { key, name, subtasks: files } in metadata.operators {
+        let mut subtasks = Vec::new();
+        for file in files {
+            let Some((file, length, crc)) = file else {
+                subtasks.push(OperatorSnapshot::default());
+                continue;
+            };
             let file_path = dir.join(file);
             let data = fs::read(&file_path).map_err(io(&file_path))?;
             let damaged = |reason: String| CheckpointError::State { path: file_path.clone(), reason };
@@ -269,7 +367,7 @@ pub fn read_checkpoint(dir: &Path) -> Result<CompletedCheckpoint, CheckpointErro
                 return Err(damaged("checksum mismatch".into()));
             }
             let mut snapshot = OperatorSnapshot::from_bytes(&data).map_err(|e| damaged(e.to_string()))?;
-            let shared = dir.parent().unwrap_or(dir).join(SHARED_DIR);
+            drop(data);
             for part in snapshot.keyed_state_mut().store_parts_mut() {
                 part.shared_dir = Some(shared.clone());
             }
@@ -277,18 +375,22 @@ pub fn read_checkpoint(dir: &Path) -> Result<CompletedCheckpoint, CheckpointErro
         }
         operators.push(OperatorState { key, name, subtasks });
     }
-    if let Some((n, _)) = lines.next() {
-        return Err(bad(n, "unexpected line after the last operator".into()));
-    }
-    Ok(CompletedCheckpoint { id, path: dir.to_path_buf(), operators })
+    Ok(CompletedCheckpoint { id: metadata.id, path: dir.to_path_buf(), operators })
 }
 
-/// The shared files the checkpoint in `dir` names (none if it cannot be read).
+/// The shared files the checkpoint in `dir` names (none if it cannot be read): from its
+/// `_metadata`, or from its state files if the metadata is of format version 1.
 pub(crate) fn shared_files_of(dir: &Path) -> Vec<String> {
-    let Ok(checkpoint) = read_checkpoint(dir) else { return Vec::new() };
-    let subtasks = checkpoint.operators.iter().flat_map(|operator| &operator.subtasks);
-    let parts = subtasks.flat_map(|snapshot| snapshot.keyed_state().store_parts());
-    parts.flat_map(|part| part.files.iter().map(|file| file.name.clone())).collect()
+    match read_metadata(dir) {
+        Ok(Metadata { shared: Some(names), .. }) => names,
+        Ok(Metadata { shared: None, .. }) => {
+            let Ok(checkpoint) = read_checkpoint(dir) else { return Vec::new() };
+            let subtasks = checkpoint.operators.iter().flat_map(|operator| &operator.subtasks);
+            let parts = subtasks.flat_map(|snapshot| snapshot.keyed_state().store_parts());
+            parts.flat_map(|part| part.files.iter().map(|file| file.name.clone())).collect()
+        }
+        Err(_) => Vec::new(),
+    }
 }
 
 /// Deletes those of `candidates` in `root`'s shared directory that no complete checkpoint in `root`
@@ -375,5 +477,87 @@ mod tests {
         }
         assert_eq!(unescape("%zz"), None);
         assert_eq!(unescape("%2"), None);
+    }
+
+    /// A snapshot whose state is in shared SST files `names`.
+    fn in_shared_files(names: &[&str]) -> OperatorSnapshot {
+        use crate::state::KeyGroupRange;
+        use crate::state::snapshot::{KeyedSnapshot, SharedFile, StateKind, StateMeta, StorePart};
+        let mut keyed = KeyedSnapshot::new(128);
+        let meta = StateMeta { name: "s".into(), kind: StateKind::Value, types: "u64".into(), ttl: false };
+        let state = keyed.add_state(meta);
+        let files = names.iter().map(|name| SharedFile { name: name.to_string(), level: 1, bytes: 4096 }).collect();
+        let range = KeyGroupRange { start: 0, end: 127 };
+        keyed.add_store_part(StorePart {
+            range,
+            files,
+            states: vec![(state, 1)],
+            memory: Vec::new(),
+            shared_dir: None,
+        });
+        OperatorSnapshot::keyed(keyed)
+    }
+
+    #[test]
+    fn metadata_lists_the_shared_files_so_retention_reads_no_state() {
+        let root = std::env::temp_dir().join(format!("rill-storage-shared-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let dir = checkpoint_dir(&root, 3);
+        let operators = vec![OperatorState {
+            key: "k".into(),
+            name: "n".into(),
+            subtasks: vec![in_shared_files(&["a-2.sst", "a-1.sst"]), in_shared_files(&["a-1.sst", "b 1.sst"])],
+        }];
+        write_checkpoint(&dir, 3, &operators).unwrap();
+        let read = read_checkpoint(&dir).unwrap();
+        assert_eq!(read.operators[0].subtasks[1].keyed_state().store_parts()[0].files[1].name, "b 1.sst");
+        // Named once each, in order, from `_metadata` alone: the state files are not read.
+        for subtask in 0..2 {
+            fs::remove_file(dir.join(format!("op0-{subtask}.snap"))).unwrap();
+        }
+        assert_eq!(shared_files_of(&dir), ["a-1.sst", "a-2.sst", "b 1.sst"]);
+        assert!(read_checkpoint(&dir).is_err(), "the state files are gone");
+
+        // Metadata of format version 1 has no shared lines: the state files tell.
+        write_checkpoint(&checkpoint_dir(&root, 4), 4, &operators).unwrap();
+        let path = checkpoint_dir(&root, 4).join(METADATA);
+        let text = fs::read_to_string(&path).unwrap();
+        let body: String = text
+            .lines()
+            .filter(|line| !line.starts_with("shared ") && !line.starts_with("end "))
+            .map(|line| format!("{}\n", line.replace("RILLCHK 2", "RILLCHK 1")))
+            .collect();
+        fs::write(&path, format!("{body}end {:08x}\n", crc32fast::hash(body.as_bytes()))).unwrap();
+        assert_eq!(read_checkpoint(&checkpoint_dir(&root, 4)).unwrap().id, 4);
+        let mut names = shared_files_of(&checkpoint_dir(&root, 4));
+        names.sort_unstable();
+        assert_eq!(names, ["a-1.sst", "a-1.sst", "a-2.sst", "b 1.sst"]);
+
+        // A shared line in version 1, or a name leaving the directory, is an error naming the line.
+        for (version, line) in [("1", "shared a-1.sst"), ("2", "shared ../x.sst"), ("2", "bogus")] {
+            let body = format!("RILLCHK {version}\ncheckpoint 5\noperators 0\n{line}\n");
+            let dir = checkpoint_dir(&root, 5);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join(METADATA), format!("{body}end {:08x}\n", crc32fast::hash(body.as_bytes()))).unwrap();
+            let error = read_checkpoint(&dir).unwrap_err().to_string();
+            assert!(error.contains("line 4"), "{line}: {error}");
+        }
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_snapshot_is_written_as_encoded_with_the_bytes_to_bytes_gives() {
+        let root = std::env::temp_dir().join(format!("rill-storage-stream-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let snapshot = in_shared_files(&["x.sst"]);
+        let path = root.join("snap");
+        fs::create_dir_all(&root).unwrap();
+        let (len, crc) = write_snapshot(&path, &snapshot).unwrap();
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(bytes, snapshot.to_bytes());
+        assert_eq!((len, crc), (bytes.len() as u64, crc32fast::hash(&bytes)));
+        let error = write_snapshot(&root.join("missing").join("snap"), &snapshot).unwrap_err().to_string();
+        assert!(error.contains("missing"), "{error}");
+        let _ = fs::remove_dir_all(&root);
     }
 }

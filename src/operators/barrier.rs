@@ -213,7 +213,7 @@ impl TapCore {
         let barrier_at_ns = monotonic_ns();
         let incremental = self.shard.state_store.as_ref().filter(|_| self.shard.coordinator.is_incremental(id));
         if let Some((store, shared)) = incremental {
-            store.set_incremental(Some(shared.clone()));
+            store.set_incremental(Some((shared.clone(), self.shard.coordinator.shared_sweeps())));
         }
         let result = self.lifecycle.borrow_mut().snapshot_state_async(id);
         if let Some((store, _)) = incremental {

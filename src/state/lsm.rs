@@ -123,6 +123,10 @@ pub(crate) struct LsmShardStore {
     incremental: RefCell<Option<PathBuf>>,
     /// Files of this store linked into a shared directory already: (directory, file number) → name.
     linked: RefCell<std::collections::HashMap<(PathBuf, u64), String>>,
+    /// The coordinator's count of shared-directory sweeps as the snapshot being taken saw it, and
+    /// as it was when the links in `linked` were last checked: a sweep since may have deleted some.
+    sweeps: Cell<u64>,
+    links_checked_at: Cell<u64>,
     /// Tells this store's linked files from other stores' (and other attempts').
     token: u64,
     /// Wakes the flush task: a memtable was frozen.
@@ -152,6 +156,8 @@ impl LsmShardStore {
             restored_rows: RefCell::default(),
             incremental: RefCell::new(None),
             linked: RefCell::default(),
+            sweeps: Cell::new(0),
+            links_checked_at: Cell::new(0),
             token: crate::time::clock::monotonic_ns() ^ (std::process::id() as u64).rotate_left(40) ^ dir_hash(dir),
             wake: glommio::sync::Semaphore::new(0),
             compact_wake: glommio::sync::Semaphore::new(0),
@@ -212,10 +218,14 @@ impl LsmShardStore {
         self.restored_rows.borrow().get(&id).copied().unwrap_or(0)
     }
 
-    /// Makes the snapshots taken until the next call incremental, linking files into `shared`
-    /// (`None`: full snapshots).
-    pub(crate) fn set_incremental(&self, shared: Option<PathBuf>) {
-        *self.incremental.borrow_mut() = shared;
+    /// Makes the snapshots taken until the next call incremental, linking files into a shared
+    /// directory, given with the coordinator's count of its sweeps (`Coordinator::shared_sweeps`)
+    /// read at the barrier (`None`: full snapshots).
+    pub(crate) fn set_incremental(&self, target: Option<(PathBuf, u64)>) {
+        if let Some((_, sweeps)) = &target {
+            self.sweeps.set(*sweeps);
+        }
+        *self.incremental.borrow_mut() = target.map(|(shared, _)| shared);
     }
 
     /// The shared directory of the incremental snapshot being taken, if it is one.
@@ -230,6 +240,13 @@ impl LsmShardStore {
         let view = self.view();
         std::fs::create_dir_all(shared).map_err(|error| LsmError::io(shared, "create the shared directory", error))?;
         let mut linked = self.linked.borrow_mut();
+        let sweeps = self.sweeps.get();
+        if sweeps != self.links_checked_at.get() {
+            // The coordinator swept the shared directory since: the links of aborted checkpoints
+            // are gone, and these files are linked again.
+            linked.retain(|(dir, _), name| dir.join(&*name).symlink_metadata().is_ok());
+            self.links_checked_at.set(sweeps);
+        }
         let (mut files, mut new_links) = (Vec::new(), Vec::new());
         let view_files = view.files();
         for file in &view_files {

@@ -420,41 +420,78 @@ impl KeyedSnapshot {
 
     /// The canonical bytes (see the module docs).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut body = Vec::new();
-        put_u32(&mut body, self.max_parallelism as u32);
-        put_u32(&mut body, self.states.len() as u32);
-        for meta in &self.states {
-            put_str(&mut body, &meta.name);
-            body.push(meta.kind as u8);
-            put_str(&mut body, &meta.types);
-            body.push(meta.ttl as u8);
+        let (header, body_len) = self.header();
+        let mut bytes = Vec::with_capacity(HEADER_LEN + body_len as usize);
+        bytes.extend_from_slice(&header);
+        self.put_body(&mut bytes);
+        bytes
+    }
+
+    /// Writes the canonical bytes to `out` as they are encoded, without holding them in memory (a
+    /// first pass over the sections computes the checksum the header carries). Returns their length
+    /// and their CRC-32 (of the header and body together, as [`to_bytes`](Self::to_bytes) would
+    /// return them).
+    ///
+    /// ```
+    /// use rill::state::snapshot::KeyedSnapshot;
+    /// let snapshot = KeyedSnapshot::new(128);
+    /// let mut file = Vec::new();
+    /// let (len, crc) = snapshot.write_to(&mut file)?;
+    /// assert_eq!(file, snapshot.to_bytes());
+    /// assert_eq!((len, crc), (file.len() as u64, crc32fast::hash(&file)));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn write_to(&self, out: impl std::io::Write) -> std::io::Result<(u64, u32)> {
+        let (header, _) = self.header();
+        let mut sink = WriteSink { out, crc: crc32fast::Hasher::new(), len: 0, error: None };
+        sink.put(&header);
+        self.put_body(&mut sink);
+        match sink.error {
+            Some(error) => Err(error),
+            None => Ok((sink.len, sink.crc.finalize())),
         }
-        put_u32(&mut body, self.groups.len() as u32);
+    }
+
+    /// The header (body checksum and length: one pass over the body) and the body's length.
+    fn header(&self) -> ([u8; HEADER_LEN], u64) {
+        let mut measure = Measure { crc: crc32fast::Hasher::new(), len: 0 };
+        self.put_body(&mut measure);
+        let mut header = [0u8; HEADER_LEN];
+        header[..8].copy_from_slice(MAGIC);
+        header[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        // Bytes 10..12: reserved, zero.
+        header[12..16].copy_from_slice(&measure.crc.finalize().to_le_bytes());
+        header[16..24].copy_from_slice(&measure.len.to_le_bytes());
+        (header, measure.len)
+    }
+
+    fn put_body(&self, body: &mut impl Sink) {
+        put_u32(body, self.max_parallelism as u32);
+        put_u32(body, self.states.len() as u32);
+        for meta in &self.states {
+            put_str(body, &meta.name);
+            body.put(&[meta.kind as u8]);
+            put_str(body, &meta.types);
+            body.put(&[meta.ttl as u8]);
+        }
+        put_u32(body, self.groups.len() as u32);
         for (key_group, sections) in &self.groups {
-            put_u32(&mut body, *key_group);
-            put_u32(&mut body, sections.len() as u32);
+            put_u32(body, *key_group);
+            put_u32(body, sections.len() as u32);
             for (state, section) in sections {
-                put_u32(&mut body, *state);
-                put_section(&mut body, section);
+                put_u32(body, *state);
+                put_section(body, section);
             }
         }
-        put_u32(&mut body, self.operator.len() as u32);
+        put_u32(body, self.operator.len() as u32);
         for (state, section) in &self.operator {
-            put_u32(&mut body, *state);
-            put_section(&mut body, section);
+            put_u32(body, *state);
+            put_section(body, section);
         }
-        put_u32(&mut body, self.store.len() as u32);
+        put_u32(body, self.store.len() as u32);
         for part in &self.store {
-            put_store_part(&mut body, part);
+            put_store_part(body, part);
         }
-        let mut bytes = Vec::with_capacity(HEADER_LEN + body.len());
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        bytes.extend_from_slice(&0u16.to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        put_u64(&mut bytes, body.len() as u64);
-        bytes.extend_from_slice(&body);
-        bytes
     }
 
     /// Reads and validates canonical bytes.
@@ -590,22 +627,83 @@ impl OperatorSnapshot {
         self.keyed.to_bytes()
     }
 
+    /// Writes the canonical bytes to `out` as they are encoded; returns their length and CRC-32 (see
+    /// [`KeyedSnapshot::write_to`]).
+    ///
+    /// ```
+    /// use rill::state::snapshot::OperatorSnapshot;
+    /// let mut file = Vec::new();
+    /// OperatorSnapshot::default().write_to(&mut file)?;
+    /// assert_eq!(file, OperatorSnapshot::default().to_bytes());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn write_to(&self, out: impl std::io::Write) -> std::io::Result<(u64, u32)> {
+        self.keyed.write_to(out)
+    }
+
     /// Reads and validates canonical bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<OperatorSnapshot, StateError> {
         Ok(OperatorSnapshot { keyed: KeyedSnapshot::from_bytes(bytes)? })
     }
 }
 
-fn put_section(out: &mut Vec<u8>, section: &Section) {
+/// Where encoded bytes go: memory, a checksum pass, a file.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Counts and checksums bytes, keeping none.
+struct Measure {
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl Sink for Measure {
+    fn put(&mut self, bytes: &[u8]) {
+        self.crc.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+}
+
+/// Writes bytes on, counting and checksumming them; keeps the first error and writes nothing after it.
+struct WriteSink<W> {
+    out: W,
+    crc: crc32fast::Hasher,
+    len: u64,
+    error: Option<std::io::Error>,
+}
+
+impl<W: std::io::Write> Sink for WriteSink<W> {
+    fn put(&mut self, bytes: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        match self.out.write_all(bytes) {
+            Ok(()) => {
+                self.crc.update(bytes);
+                self.len += bytes.len() as u64;
+            }
+            Err(error) => self.error = Some(error),
+        }
+    }
+}
+
+fn put_section(out: &mut impl Sink, section: &Section) {
     put_u32(out, section.rows);
     put_u32(out, section.columns.len() as u32);
     for column in &section.columns {
         put_u64(out, column.len() as u64);
-        out.extend_from_slice(column);
+        out.put(column);
     }
 }
 
-fn put_store_part(out: &mut Vec<u8>, part: &StorePart) {
+fn put_store_part(out: &mut impl Sink, part: &StorePart) {
     put_u32(out, part.range.start as u32);
     put_u32(out, part.range.end as u32);
     put_u32(out, part.files.len() as u32);
@@ -626,30 +724,30 @@ fn put_store_part(out: &mut Vec<u8>, part: &StorePart) {
         put_u32(out, chunk.entries.len() as u32);
         for (key, value) in &chunk.entries {
             put_u32(out, key.len() as u32);
-            out.extend_from_slice(key);
+            out.put(key);
             match value {
                 Some(value) => {
-                    out.push(1);
+                    out.put(&[1]);
                     put_u32(out, value.len() as u32);
-                    out.extend_from_slice(value);
+                    out.put(value);
                 }
-                None => out.push(0),
+                None => out.put(&[0]),
             }
         }
     }
 }
 
-fn put_u32(out: &mut Vec<u8>, value: u32) {
-    out.extend_from_slice(&value.to_le_bytes());
+fn put_u32(out: &mut impl Sink, value: u32) {
+    out.put(&value.to_le_bytes());
 }
 
-fn put_u64(out: &mut Vec<u8>, value: u64) {
-    out.extend_from_slice(&value.to_le_bytes());
+fn put_u64(out: &mut impl Sink, value: u64) {
+    out.put(&value.to_le_bytes());
 }
 
-fn put_str(out: &mut Vec<u8>, value: &str) {
+fn put_str(out: &mut impl Sink, value: &str) {
     put_u32(out, value.len() as u32);
-    out.extend_from_slice(value.as_bytes());
+    out.put(value.as_bytes());
 }
 
 /// Bounds-checked reads over the snapshot's bytes.
