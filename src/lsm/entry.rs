@@ -127,3 +127,32 @@ impl Entry {
         Entry { key: key.to_vec(), value: Value::Delete }
     }
 }
+
+/// A value borrowed from where it is stored (a memtable's arena): its kind and its bytes (empty
+/// for a tombstone).
+///
+/// ```
+/// use rill::lsm::{Value, ValueKind, ValueRef};
+/// let value = ValueRef { kind: ValueKind::Put, bytes: b"v" };
+/// assert_eq!(value.to_value(), Value::Put(b"v".to_vec()));
+/// assert_eq!(ValueRef { kind: ValueKind::Delete, bytes: b"" }.to_live(), None);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValueRef<'a> {
+    /// A put or a tombstone.
+    pub kind: ValueKind,
+    /// The bytes of a put.
+    pub bytes: &'a [u8],
+}
+
+impl ValueRef<'_> {
+    /// An owned copy.
+    pub fn to_value(self) -> Value {
+        Value::from_parts(self.kind, self.bytes)
+    }
+
+    /// A copy of the bytes of a put; `None` for a tombstone.
+    pub fn to_live(self) -> Option<Vec<u8>> {
+        (self.kind == ValueKind::Put).then(|| self.bytes.to_vec())
+    }
+}

@@ -51,7 +51,7 @@ mod test_support;
 pub use block::{Block, BlockBuilder, BlockIter, RESTART_INTERVAL_DEFAULT};
 pub use bloom::{BLOOM_BITS_PER_KEY_DEFAULT, BloomBuilder, BloomFilter, bloom_hash};
 pub use cache::{BlockCache, BlockCacheStats};
-pub use entry::{Entry, Value, ValueKind};
+pub use entry::{Entry, Value, ValueKind, ValueRef};
 pub use error::{LsmError, Result};
 pub use memtable::Memtable;
 pub use sst::{SST_FORMAT_VERSION, SST_PAGE_BYTES, SstIter, SstOptions, SstReader, SstSummary, SstWriter};

@@ -40,7 +40,7 @@ use super::snapshot::{
 };
 use super::ttl::StateTtlConfig;
 use crate::codec::ExchangeData;
-use crate::lsm::{LsmError, LsmOptions, LsmStore, StoreView, Value, prefix_end};
+use crate::lsm::{LsmError, LsmOptions, LsmStore, StoreView, prefix_end};
 use crate::util::hash::{BuildStableHasher, stable_hash};
 use hashbrown::HashMap;
 
@@ -274,8 +274,8 @@ impl LsmShardStore {
     }
 
     /// Writes a row (`None`: deletes it), freezing a full memtable for the store task.
-    fn write(&self, key: &[u8], value: Option<Vec<u8>>) {
-        if self.store.write_value(key, value.map_or(Value::Delete, Value::Put)) {
+    fn write(&self, key: &[u8], value: Option<&[u8]>) {
+        if self.store.write_now(key, value) {
             self.store.freeze();
             self.wake.signal(1);
         }
@@ -352,7 +352,7 @@ impl RawState {
 
     /// Stores `value` under `rest` in `key_group` (`None`: deletes it).
     pub(crate) fn write(&self, key_group: usize, rest: &[u8], value: Option<Vec<u8>>) {
-        self.shard.write(&self.key(key_group, rest), value);
+        self.shard.write(&self.key(key_group, rest), value.as_deref());
     }
 
     /// Every row of `key_group` whose `rest` starts with `rest_prefix`, in key order, page by page:
@@ -605,7 +605,7 @@ impl WriteBack<'_> {
                 let row_key = self.row_key(row.key_group, key, namespace)?;
                 let mut columns = Vec::with_capacity(4);
                 S::write_columns(self.name, std::iter::once(state), &mut columns, self.codec)?;
-                self.shard.write(&row_key, Some(pack_columns(&columns)));
+                self.shard.write(&row_key, Some(&pack_columns(&columns)));
                 row.stored = true;
             }
             None if row.stored => {
@@ -1048,7 +1048,7 @@ pub(crate) async fn ingest_store_parts(
                 for key_group in part.range.intersection(range).key_groups() {
                     for (mut key, value) in part_rows(name, &view, part, (index, id), key_group)? {
                         key[2..PREFIX_BYTES].copy_from_slice(&new_id.to_be_bytes());
-                        shard.write(&key, Some(value));
+                        shard.write(&key, Some(&value));
                         written += 1;
                     }
                     shard.stall().await.map_err(|error| store_error(name, error))?;

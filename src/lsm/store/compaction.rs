@@ -113,6 +113,9 @@ impl LsmStore {
             pick(&state.version, &self.inner.options, &state.compaction_cursors)
         };
         let Some(plan) = plan else { return Ok(false) };
+        if plan.inputs.len() == 1 {
+            return self.trivial_move(plan).await.map(|()| true);
+        }
         let outputs = self.write_outputs(&plan).await?;
         let input_numbers: Vec<u64> = plan.inputs.iter().map(|handle| handle.meta.file_number).collect();
         let bytes_read: u64 = plan.inputs.iter().map(|handle| handle.meta.file_bytes).sum();
@@ -137,6 +140,27 @@ impl LsmStore {
             glommio::io::remove(&path).await.map_err(|error| LsmError::io(&path, "remove", error))?;
         }
         Ok(true)
+    }
+
+    /// Moves the plan's one input file to the output level, where nothing overlaps it, without
+    /// rewriting it (RocksDB's trivial move): the manifest names it at its new level. Its tombstones
+    /// stay (as they would in a file flushed there).
+    async fn trivial_move(&self, plan: Plan) -> Result<()> {
+        let input = &plan.inputs[0];
+        let reader = self.open_sst(input.reader.path()).await?;
+        let meta = SstMeta { level: plan.output_level, ..input.meta.clone() };
+        let moved = Rc::new(SstHandle { meta, reader });
+        let number = input.meta.file_number;
+        let cursor = input.meta.largest_key.clone();
+        self.install(
+            |version| version.with_compacted(&[number], plan.output_level, std::slice::from_ref(&moved)),
+            |state| {
+                state.compaction_cursors[plan.input_level] = cursor;
+                state.counters.n_compactions += 1;
+                state.counters.n_trivial_moves += 1;
+            },
+        )
+        .await
     }
 
     /// Runs compaction steps until none is due (or another task is compacting), yielding between them;

@@ -44,7 +44,7 @@ use std::task::{Poll, Waker};
 use glommio::sync::Semaphore;
 
 use super::cache::{BlockCache, BlockCacheStats};
-use super::entry::{Entry, Value};
+use super::entry::{Entry, Value, ValueKind};
 use super::error::Result;
 use super::memtable::Memtable;
 use super::sst::SstReader;
@@ -68,8 +68,11 @@ pub struct LsmCounters {
     pub compaction_bytes_read: u64,
     /// Flushes done.
     pub n_flushes: u64,
-    /// Compactions done.
+    /// Compactions done (trivial moves included).
     pub n_compactions: u64,
+    /// Compactions that moved a file down a level without rewriting it (nothing overlapped it
+    /// there).
+    pub n_trivial_moves: u64,
 }
 
 /// One page of a scan: up to `limit` live entries in key order, and where to go on.
@@ -190,16 +193,16 @@ impl LsmStore {
     /// Stores `value` under `key`. If that fills the memtable, flushes it (and compacts while L0 holds
     /// twice `l0_files_max` files: see [`stall`](Self::stall)).
     pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.write(key, Value::Put(value.to_vec())).await
+        self.write(key, ValueKind::Put, value).await
     }
 
     /// Deletes `key` (writes a tombstone). Flushes (and compacts) as `put` does.
     pub async fn delete(&self, key: &[u8]) -> Result<()> {
-        self.write(key, Value::Delete).await
+        self.write(key, ValueKind::Delete, &[]).await
     }
 
-    async fn write(&self, key: &[u8], value: Value) -> Result<()> {
-        if !self.insert(key, value) {
+    async fn write(&self, key: &[u8], kind: ValueKind, bytes: &[u8]) -> Result<()> {
+        if !self.insert(key, kind, bytes) {
             return Ok(());
         }
         self.flush().await?;
@@ -274,19 +277,22 @@ impl LsmStore {
     /// true once the memtable is full: the caller should [`freeze`](Self::freeze) it and have it
     /// flushed ([`flush`](Self::flush), in a background task).
     pub fn write_now(&self, key: &[u8], value: Option<&[u8]>) -> bool {
-        self.insert(key, value.map_or(Value::Delete, |bytes| Value::Put(bytes.to_vec())))
+        match value {
+            Some(bytes) => self.insert(key, ValueKind::Put, bytes),
+            None => self.insert(key, ValueKind::Delete, &[]),
+        }
     }
 
-    /// As [`write_now`](Self::write_now), taking the value (or [`Value::Delete`]) by value.
-    pub fn write_value(&self, key: &[u8], value: Value) -> bool {
-        self.insert(key, value)
+    /// As [`write_now`](Self::write_now), with the value (or [`Value::Delete`]) as a [`Value`].
+    pub fn write_value(&self, key: &[u8], value: &Value) -> bool {
+        self.insert(key, value.kind(), value.bytes())
     }
 
     /// Inserts into the memtable; true once it is full.
-    fn insert(&self, key: &[u8], value: Value) -> bool {
+    fn insert(&self, key: &[u8], kind: ValueKind, bytes: &[u8]) -> bool {
         let mut state = self.inner.state.borrow_mut();
-        state.counters.user_bytes_written += (key.len() + value.bytes().len()) as u64;
-        state.memtable.insert(key, value);
+        state.counters.user_bytes_written += (key.len() + bytes.len()) as u64;
+        state.memtable.write(key, kind, bytes);
         state.memtable.approximate_bytes() >= self.inner.options.memtable_bytes_max
     }
 
@@ -517,7 +523,7 @@ fn get_from<'a>(
     key: &[u8],
 ) -> Result<Option<Vec<u8>>> {
     if let Some(value) = in_memory.find_map(|memtable| memtable.get(key)) {
-        return Ok(value.clone().into_live());
+        return Ok(value.to_live());
     }
     Ok(version.get(key)?.and_then(|entry| entry.value.into_live()))
 }
@@ -552,8 +558,11 @@ fn scan_merged<'a>(
     let end_bound = end.map_or(Bound::Unbounded, Bound::Excluded);
     for memtable in in_memory {
         let mut range = memtable.range(Bound::Included(start), end_bound);
-        let entries: Vec<Entry> =
-            range.by_ref().take(limit).map(|(key, value)| Entry { key: key.to_vec(), value: value.clone() }).collect();
+        let entries: Vec<Entry> = range
+            .by_ref()
+            .take(limit)
+            .map(|(key, value)| Entry { key: key.to_vec(), value: value.to_value() })
+            .collect();
         if range.next().is_some() {
             let last_key = entries.last().map(|entry| entry.key.clone()).unwrap_or_default();
             truncated_at = Some(truncated_at.map_or(last_key.clone(), |at| at.min(last_key)));

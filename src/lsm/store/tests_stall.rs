@@ -113,3 +113,37 @@ fn levels_stay_near_their_targets_while_writes_keep_l0_due() {
         store.close().await.expect("close");
     });
 }
+
+#[test]
+fn files_that_overlap_nothing_below_move_down_without_a_rewrite_and_survive_a_reopen() {
+    // Keys in ascending order: each deeper level's files cover ranges below or above the next
+    // level's, so compactions past L0 move files rather than rewrite them.
+    let dir = TestDir::new("lsm-trivial-move");
+    let path = dir.path.clone();
+    run_in_executor(move || async move {
+        let store = LsmStore::open(&path, tiny_options()).await.expect("open");
+        for i in 0..3_000u32 {
+            store.put(format!("key-{i:08}").as_bytes(), &[3; 40]).await.expect("put");
+        }
+        store.flush().await.expect("flush");
+        while store.compact_step().await.expect("compact") {}
+        let counters = store.counters();
+        assert!(counters.n_trivial_moves > 0, "{counters:?}");
+        assert!(counters.n_trivial_moves < counters.n_compactions, "L0 compactions rewrite: {counters:?}");
+        let levels = store.files_per_level();
+        assert!(levels[2..].iter().sum::<usize>() > 0, "files reached L2 and deeper: {levels:?}");
+        // Moved files are read at their new level, and the manifest names them there.
+        let check = |store: &LsmStore| {
+            for i in (0..3_000u32).step_by(7) {
+                let key = format!("key-{i:08}");
+                assert_eq!(store.get(key.as_bytes()).expect("get"), Some(vec![3; 40]), "{key}");
+            }
+        };
+        check(&store);
+        store.close().await.expect("close");
+        let store = LsmStore::open(&path, tiny_options()).await.expect("reopen");
+        assert_eq!(store.files_per_level(), levels);
+        check(&store);
+        store.close().await.expect("close");
+    });
+}
