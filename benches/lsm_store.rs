@@ -51,8 +51,9 @@ use rill::lsm::{LsmOptions, LsmStore};
 
 /// The writer gives way to the compaction queue every this many puts.
 const YIELD_EVERY: u64 = 128;
-/// Bytes counted per memtable entry on top of the key and value (as the memtable counts them), for the
-/// number of keys that fill a memtable in the latency phase's overwrite cycles.
+/// About the bytes a memtable holds per entry on top of the key and value (its node, links and index
+/// slot, with their room to grow), for the number of keys that fill a memtable in the latency
+/// phase's overwrite cycles.
 const MEMTABLE_ENTRY_OVERHEAD_BYTES: u64 = 64;
 /// At most this many overwrite-and-compact cycles in the latency phase.
 const LATENCY_CYCLES_MAX: usize = 50;

@@ -481,6 +481,8 @@ impl Coordinator {
                 && due
                 && !paused
                 && inner.pending.len() < self.config.max_concurrent
+                // Checkpoints in flight drain first after an abort, so that the sweep runs.
+                && (!inner.orphans || inner.pending.is_empty())
             {
                 let id = inner.next_id;
                 inner.next_id += 1;
@@ -573,7 +575,9 @@ impl Coordinator {
                     self.final_id.store(id, Ordering::Release);
                 }
                 self.completed.store(id, Ordering::Release);
-                self.retain(&self.root, inner.pinned_from);
+                if self.retain(&self.root, inner.pinned_from) {
+                    inner.orphans |= self.config.incremental;
+                }
                 self.doorbells.ring_all();
                 self.done.notify_all();
             }
@@ -593,28 +597,35 @@ impl Coordinator {
         inner
     }
 
-    /// Deletes the job's oldest complete checkpoints beyond `max_retained`.
-    fn retain(&self, root: &Path, pinned_from: Option<u64>) {
+    /// Deletes the job's oldest complete checkpoints beyond `max_retained`; true if shared files
+    /// they named may be left that no checkpoint names (a checkpoint could not be read: the next
+    /// sweep takes them).
+    fn retain(&self, root: &Path, pinned_from: Option<u64>) -> bool {
         let all: Vec<_> = list_checkpoints(root)
             .into_iter()
             .filter(|(id, _)| *id >= self.own_from && pinned_from.is_none_or(|pinned| *id < pinned))
             .collect();
         let excess = all.len().saturating_sub(self.config.max_retained);
         let mut unneeded = Vec::new();
+        let mut left = false;
         for (_, dir) in &all[..excess] {
-            unneeded.extend(shared_files_of(dir));
+            match shared_files_of(dir) {
+                Ok(names) => unneeded.extend(names),
+                Err(_) => left = true,
+            }
             let _ = std::fs::remove_dir_all(dir);
         }
-        delete_shared_files(root, unneeded);
+        delete_shared_files(root, unneeded).is_err() || left
     }
 
     /// Deletes the shared files no complete checkpoint names (those of aborted checkpoints), then
     /// counts a sweep. Only while no checkpoint is in flight: one being taken may name files no
-    /// complete checkpoint names yet.
+    /// complete checkpoint names yet. If a complete checkpoint cannot be read it deletes nothing
+    /// (its files may be among them); the next sweep tries again.
     pub fn sweep_shared(&self) {
         let shared = self.root.join(SHARED_DIR);
         let all = std::fs::read_dir(&shared).into_iter().flatten().flatten();
-        delete_shared_files(&self.root, all.filter_map(|entry| entry.file_name().into_string().ok()).collect());
+        let _ = delete_shared_files(&self.root, all.filter_map(|entry| entry.file_name().into_string().ok()).collect());
         self.sweeps.fetch_add(1, Ordering::AcqRel);
     }
 

@@ -222,12 +222,8 @@ pub(crate) fn write_checkpoint_of(
             meta.push_str(&format!("subtask {subtask} {file} {len} {crc:08x}\n"));
         }
     }
-    let mut shared: Vec<&str> = operators
-        .iter()
-        .flat_map(|operator| &operator.subtasks)
-        .flat_map(|snapshot| snapshot.keyed_state().store_parts())
-        .flat_map(|part| part.files.iter().map(|file| file.name.as_str()))
-        .collect();
+    let mut shared: Vec<&str> =
+        operators.iter().flat_map(|operator| shared_names(operator.subtasks.iter().copied())).collect();
     shared.sort_unstable();
     shared.dedup();
     for name in shared {
@@ -289,7 +285,7 @@ fn read_metadata(dir: &Path) -> Result<Metadata, CheckpointError> {
     }
     let version = number(n, header[1])?;
     if version != VERSION as u64 && version != 1 {
-        return Err(bad(n, format!("format version {} is not supported (this build reads {VERSION})", header[1])));
+        return Err(bad(n, format!("format version {} is not supported (this build reads 1 to {VERSION})", header[1])));
     }
     let (n, line) = next("the checkpoint id")?;
     if line.len() != 2 || line[0] != "checkpoint" {
@@ -321,7 +317,7 @@ fn read_metadata(dir: &Path) -> Result<Metadata, CheckpointError> {
                 continue;
             }
             let file = line[2];
-            if file.contains('/') || file.starts_with('.') {
+            if !is_plain_name(file) {
                 return Err(bad(n, format!("file name {file:?} leaves the checkpoint directory")));
             }
             let length = number(n, line[3])?;
@@ -337,12 +333,23 @@ fn read_metadata(dir: &Path) -> Result<Metadata, CheckpointError> {
             return Err(bad(n, "expected 'shared <file>' or the end line".into()));
         };
         let name = unescape(name).ok_or_else(|| bad(n, "bad escape in a shared file's name".into()))?;
-        if name.contains('/') || name.starts_with('.') || name.is_empty() {
+        if !is_plain_name(&name) {
             return Err(bad(n, format!("shared file name {name:?} leaves the shared directory")));
         }
         names.push(name);
     }
     Ok(Metadata { id, operators, shared })
+}
+
+/// True if `name` names a file in its directory (not empty, no `/`, not hidden, not `.` or `..`).
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('/') && !name.starts_with('.')
+}
+
+/// The names of the shared files `snapshots` name (with repeats).
+fn shared_names<'a>(snapshots: impl Iterator<Item = &'a OperatorSnapshot>) -> impl Iterator<Item = &'a str> {
+    let parts = snapshots.flat_map(|snapshot| snapshot.keyed_state().store_parts());
+    parts.flat_map(|part| part.files.iter().map(|file| file.name.as_str()))
 }
 
 /// Reads and validates the checkpoint in `dir` (every file: lengths, checksums, formats).
@@ -378,37 +385,61 @@ pub fn read_checkpoint(dir: &Path) -> Result<CompletedCheckpoint, CheckpointErro
     Ok(CompletedCheckpoint { id: metadata.id, path: dir.to_path_buf(), operators })
 }
 
-/// The shared files the checkpoint in `dir` names (none if it cannot be read): from its
-/// `_metadata`, or from its state files if the metadata is of format version 1.
-pub(crate) fn shared_files_of(dir: &Path) -> Vec<String> {
-    match read_metadata(dir) {
-        Ok(Metadata { shared: Some(names), .. }) => names,
-        Ok(Metadata { shared: None, .. }) => {
-            let Ok(checkpoint) = read_checkpoint(dir) else { return Vec::new() };
+/// The shared files the checkpoint in `dir` names: from its `_metadata`, or from its state files if
+/// the metadata is of format version 1.
+pub(crate) fn shared_files_of(dir: &Path) -> Result<Vec<String>, CheckpointError> {
+    match read_metadata(dir)?.shared {
+        Some(names) => Ok(names),
+        None => {
+            let checkpoint = read_checkpoint(dir)?;
             let subtasks = checkpoint.operators.iter().flat_map(|operator| &operator.subtasks);
-            let parts = subtasks.flat_map(|snapshot| snapshot.keyed_state().store_parts());
-            parts.flat_map(|part| part.files.iter().map(|file| file.name.clone())).collect()
+            Ok(shared_names(subtasks).map(str::to_string).collect())
         }
-        Err(_) => Vec::new(),
     }
 }
 
-/// Deletes those of `candidates` in `root`'s shared directory that no complete checkpoint in `root`
-/// names. Call it only for files no checkpoint in flight may name: those of deleted checkpoints
-/// (a store's file that a newer checkpoint does not name left that store for good), or any once
-/// nothing is in flight.
-pub(crate) fn delete_shared_files(root: &Path, candidates: Vec<String>) {
-    if candidates.is_empty() {
-        return;
+/// The shared files the complete checkpoints in `root` name. An error if the directory or any
+/// complete checkpoint in it cannot be read: then no shared file may be deleted.
+fn needed_shared_files(root: &Path) -> Result<std::collections::HashSet<String>, CheckpointError> {
+    let mut needed = std::collections::HashSet::new();
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(needed),
+        Err(error) => return Err(io(root)(error)),
+    };
+    for entry in entries {
+        let dir = entry.map_err(io(root))?.path();
+        let is_checkpoint = dir.file_name().and_then(|name| name.to_str()).and_then(|name| name.strip_prefix("chk-"));
+        if is_checkpoint.is_none_or(|id| id.parse::<u64>().is_err()) {
+            continue;
+        }
+        let metadata = dir.join(METADATA);
+        match fs::metadata(&metadata) {
+            Ok(_) => needed.extend(shared_files_of(&dir)?),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {} // Not complete.
+            Err(error) => return Err(io(&metadata)(error)),
+        }
     }
-    let needed: std::collections::HashSet<String> =
-        list_checkpoints(root).iter().flat_map(|(_, dir)| shared_files_of(dir)).collect();
+    Ok(needed)
+}
+
+/// Deletes those of `candidates` in `root`'s shared directory that no complete checkpoint in `root`
+/// names; deletes nothing if a complete checkpoint cannot be read (its files may be among them).
+/// Call it only for files no checkpoint in flight may name: those of deleted checkpoints (a store's
+/// file that a newer checkpoint does not name left that store for good), or any once nothing is in
+/// flight.
+pub(crate) fn delete_shared_files(root: &Path, candidates: Vec<String>) -> Result<(), CheckpointError> {
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let needed = needed_shared_files(root)?;
     let shared = root.join(SHARED_DIR);
     for name in candidates {
         if !needed.contains(&name) {
             let _ = fs::remove_file(shared.join(name));
         }
     }
+    Ok(())
 }
 
 /// Every `chk-<id>` directory under `root`, complete or not: (id, path).
@@ -515,7 +546,7 @@ mod tests {
         for subtask in 0..2 {
             fs::remove_file(dir.join(format!("op0-{subtask}.snap"))).unwrap();
         }
-        assert_eq!(shared_files_of(&dir), ["a-1.sst", "a-2.sst", "b 1.sst"]);
+        assert_eq!(shared_files_of(&dir).unwrap(), ["a-1.sst", "a-2.sst", "b 1.sst"]);
         assert!(read_checkpoint(&dir).is_err(), "the state files are gone");
 
         // Metadata of format version 1 has no shared lines: the state files tell.
@@ -529,7 +560,7 @@ mod tests {
             .collect();
         fs::write(&path, format!("{body}end {:08x}\n", crc32fast::hash(body.as_bytes()))).unwrap();
         assert_eq!(read_checkpoint(&checkpoint_dir(&root, 4)).unwrap().id, 4);
-        let mut names = shared_files_of(&checkpoint_dir(&root, 4));
+        let mut names = shared_files_of(&checkpoint_dir(&root, 4)).unwrap();
         names.sort_unstable();
         assert_eq!(names, ["a-1.sst", "a-1.sst", "a-2.sst", "b 1.sst"]);
 
@@ -542,6 +573,34 @@ mod tests {
             let error = read_checkpoint(&dir).unwrap_err().to_string();
             assert!(error.contains("line 4"), "{line}: {error}");
         }
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn shared_files_are_deleted_only_when_every_complete_checkpoint_could_be_read() {
+        let root = std::env::temp_dir().join(format!("rill-storage-delete-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let operators =
+            vec![OperatorState { key: "k".into(), name: "n".into(), subtasks: vec![in_shared_files(&["a-1.sst"])] }];
+        write_checkpoint(&checkpoint_dir(&root, 1), 1, &operators).unwrap();
+        fs::create_dir_all(checkpoint_dir(&root, 2)).unwrap(); // Not complete: names nothing.
+        fs::create_dir_all(root.join(SHARED_DIR)).unwrap();
+        for name in ["a-1.sst", "x.sst"] {
+            fs::write(root.join(SHARED_DIR).join(name), b"sst").unwrap();
+        }
+        let candidates = || vec!["a-1.sst".to_string(), "x.sst".to_string()];
+        let metadata = checkpoint_dir(&root, 1).join(METADATA);
+        let good = fs::read(&metadata).unwrap();
+        let mut damaged = good.clone();
+        damaged[3] ^= 1;
+        fs::write(&metadata, &damaged).unwrap();
+        let error = delete_shared_files(&root, candidates()).unwrap_err().to_string();
+        assert!(error.contains("chk-1"), "{error}");
+        assert_eq!(fs::read_dir(root.join(SHARED_DIR)).unwrap().count(), 2, "nothing deleted");
+        fs::write(&metadata, &good).unwrap();
+        delete_shared_files(&root, candidates()).unwrap();
+        assert!(root.join(SHARED_DIR).join("a-1.sst").exists(), "named by checkpoint 1");
+        assert!(!root.join(SHARED_DIR).join("x.sst").exists(), "named by no complete checkpoint");
         let _ = fs::remove_dir_all(&root);
     }
 

@@ -3,7 +3,8 @@
 //! allocates nothing of its own; a hash index finds a key's entry for point reads and for updates
 //! of a key already present (the common case of keyed state), and a skip list over the entries
 //! keeps them in key order for scans and the flush. An update writes the new value over the old
-//! one when it fits, else appends it (the old bytes stay counted until the memtable is dropped).
+//! one when it fits, else appends it (the old bytes stay in the arena until the memtable is
+//! dropped). Its size is what it holds allocated: arena chunks, nodes, links and index slots.
 
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -16,11 +17,10 @@ use super::sst::{SstOptions, SstSummary, SstWriter};
 use crate::util::SplitMix64;
 use crate::util::hash::BuildStableHasher;
 
-/// Bytes counted per entry on top of its key and value: its node, its share of the skip list's
-/// links and its hash index slot.
-const ENTRY_OVERHEAD_BYTES: usize = 48;
-/// The arena grows by chunks of this size (a larger key or value gets a chunk of its own).
-const CHUNK_BYTES: usize = 256 << 10;
+/// The arena's first chunk; each next one is twice as large, up to `CHUNK_BYTES_MAX` (a larger key or
+/// value gets a chunk of its own), so that a small memtable holds little room it does not use.
+const CHUNK_BYTES_MIN: usize = 512;
+const CHUNK_BYTES_MAX: usize = 256 << 10;
 /// The skip list's tallest tower; with a branching factor of 4 it serves 4^12 entries well.
 const HEIGHT_MAX: usize = 12;
 /// No node: the end of a level.
@@ -53,6 +53,8 @@ struct Node {
 #[derive(Debug)]
 struct Entries {
     chunks: Vec<Vec<u8>>,
+    /// The chunks' capacity, in bytes.
+    chunk_bytes: usize,
     nodes: Vec<Node>,
     links: Vec<u32>,
     /// Levels in use (at least 1).
@@ -66,6 +68,7 @@ impl Entries {
             Node { key: Span::default(), value: Span::default(), value_room: 0, kind: ValueKind::Delete, tower: 0 };
         Entries {
             chunks: Vec::new(),
+            chunk_bytes: 0,
             nodes: vec![head],
             links: vec![NIL; HEIGHT_MAX],
             height: 1,
@@ -98,13 +101,17 @@ impl Entries {
 
     /// Copies `bytes` into the arena.
     fn append(&mut self, bytes: &[u8]) -> Span {
+        let len = u32::try_from(bytes.len()).expect("memtable keys and values are below 4 GiB");
         let fits = self.chunks.last().is_some_and(|chunk| chunk.capacity() - chunk.len() >= bytes.len());
         if !fits {
-            self.chunks.push(Vec::with_capacity(CHUNK_BYTES.max(bytes.len())));
+            let next = self.chunks.last().map_or(CHUNK_BYTES_MIN, |last| (2 * last.capacity()).min(CHUNK_BYTES_MAX));
+            let chunk = Vec::with_capacity(next.max(bytes.len()));
+            self.chunk_bytes += chunk.capacity();
+            self.chunks.push(chunk);
         }
         let chunk_index = self.chunks.len() - 1;
         let chunk = &mut self.chunks[chunk_index];
-        let span = Span { chunk: chunk_index as u32, offset: chunk.len() as u32, len: bytes.len() as u32 };
+        let span = Span { chunk: chunk_index as u32, offset: chunk.len() as u32, len };
         chunk.extend_from_slice(bytes);
         span
     }
@@ -173,24 +180,23 @@ impl Entries {
         id
     }
 
-    /// Replaces the value of `node`; returns the arena bytes it added.
-    fn replace(&mut self, node: u32, kind: ValueKind, bytes: &[u8]) -> usize {
+    /// Replaces the value of `node`.
+    fn replace(&mut self, node: u32, kind: ValueKind, bytes: &[u8]) {
         let entry = self.nodes[node as usize];
-        if bytes.len() as u32 <= entry.value_room {
+        if bytes.len() <= entry.value_room as usize {
             let span = Span { len: bytes.len() as u32, ..entry.value };
             let start = span.offset as usize;
             self.chunks[span.chunk as usize][start..start + bytes.len()].copy_from_slice(bytes);
             let entry = &mut self.nodes[node as usize];
             entry.value = span;
             entry.kind = kind;
-            return 0;
+            return;
         }
         let value = self.append(bytes);
         let entry = &mut self.nodes[node as usize];
         entry.value = value;
         entry.value_room = value.len;
         entry.kind = kind;
-        bytes.len()
     }
 }
 
@@ -213,9 +219,6 @@ pub struct Memtable {
     entries: Entries,
     /// Node ids by their key's hash.
     index: HashTable<u32>,
-    /// Arena bytes written (values replaced in place count once) and `ENTRY_OVERHEAD_BYTES` per
-    /// entry; kept up to date by every write.
-    approximate_bytes: usize,
 }
 
 impl Default for Memtable {
@@ -232,7 +235,7 @@ fn hash(key: &[u8]) -> u64 {
 impl Memtable {
     /// An empty memtable.
     pub fn new() -> Memtable {
-        Memtable { entries: Entries::new(), index: HashTable::new(), approximate_bytes: 0 }
+        Memtable { entries: Entries::new(), index: HashTable::new() }
     }
 
     /// Stores `value` under `key`, replacing what was there.
@@ -254,13 +257,12 @@ impl Memtable {
     pub fn write(&mut self, key: &[u8], kind: ValueKind, bytes: &[u8]) {
         debug_assert!(kind == ValueKind::Put || bytes.is_empty(), "a tombstone has no value bytes");
         let hash = hash(key);
-        let Memtable { entries, index, approximate_bytes } = self;
+        let Memtable { entries, index } = self;
         match index.find(hash, |&node| entries.key(node) == key) {
-            Some(&node) => *approximate_bytes += entries.replace(node, kind, bytes),
+            Some(&node) => entries.replace(node, kind, bytes),
             None => {
                 let node = entries.insert_new(key, kind, bytes);
                 index.insert_unique(hash, node, |&node| self::hash(entries.key(node)));
-                *approximate_bytes += key.len() + bytes.len() + ENTRY_OVERHEAD_BYTES;
             }
         }
     }
@@ -291,9 +293,15 @@ impl Memtable {
         self.len() == 0
     }
 
-    /// Approximate memory held: keys, values (replaced ones too) and a fixed overhead per entry.
+    /// Memory held: the arena's chunks (keys and values, replaced values too), the nodes, the
+    /// skip list's links and the index's slots, as allocated (a structure that doubled counts its
+    /// unused room too).
     pub fn approximate_bytes(&self) -> usize {
-        self.approximate_bytes
+        let entries = &self.entries;
+        entries.chunk_bytes
+            + entries.nodes.capacity() * std::mem::size_of::<Node>()
+            + entries.links.capacity() * std::mem::size_of::<u32>()
+            + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
     }
 
     /// Writes every entry, tombstones included, as an SST file at `path` (the memtable must not be
@@ -367,11 +375,11 @@ mod tests {
             memtable.insert(&key, &value);
             model.insert(key, value);
         }
-        let live_bytes: usize =
-            model.iter().map(|(key, value)| key.len() + value.bytes().len() + ENTRY_OVERHEAD_BYTES).sum();
+        let live_bytes: usize = model.iter().map(|(key, value)| key.len() + value.bytes().len() + 40).sum();
         assert!(memtable.approximate_bytes() >= live_bytes, "{} < {live_bytes}", memtable.approximate_bytes());
-        let arena: usize = memtable.entries.chunks.iter().map(Vec::len).sum();
-        assert_eq!(memtable.approximate_bytes(), arena + memtable.len() * ENTRY_OVERHEAD_BYTES);
+        let arena: usize = memtable.entries.chunks.iter().map(Vec::capacity).sum();
+        assert!(memtable.approximate_bytes() > arena + memtable.len() * 40);
+        assert!(memtable.approximate_bytes() < 3 * (arena + memtable.len() * 40));
         assert_eq!(memtable.len(), model.len());
         assert!(memtable.iter().map(|(key, value)| (key.to_vec(), value.to_value())).eq(model.clone()));
         for _ in 0..500 {

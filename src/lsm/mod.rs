@@ -53,7 +53,7 @@ pub use bloom::{BLOOM_BITS_PER_KEY_DEFAULT, BloomBuilder, BloomFilter, bloom_has
 pub use cache::{BlockCache, BlockCacheStats};
 pub use entry::{Entry, Value, ValueKind, ValueRef};
 pub use error::{LsmError, Result};
-pub use memtable::Memtable;
+pub use memtable::{Memtable, MemtableIter};
 pub use sst::{SST_FORMAT_VERSION, SST_PAGE_BYTES, SstIter, SstOptions, SstReader, SstSummary, SstWriter};
 pub use store::{
     LEVELS_MAX, LsmCounters, LsmOptions, LsmStore, MANIFEST_FILE_NAME, MANIFEST_FORMAT_VERSION, ScanPage, SstMeta,

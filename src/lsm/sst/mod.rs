@@ -89,6 +89,8 @@ pub struct SstSummary {
     pub path: PathBuf,
     /// Entries written (puts and tombstones).
     pub n_entries: u64,
+    /// Tombstones among them.
+    pub n_tombstones: u64,
     /// Data blocks written.
     pub n_data_blocks: usize,
     /// The file's size, a multiple of `SST_PAGE_BYTES`.

@@ -53,6 +53,7 @@ pub struct SstWriter {
     staged: Vec<u8>,
     written_bytes: u64,
     n_entries: u64,
+    n_tombstones: u64,
     n_data_blocks: usize,
     smallest_key: Vec<u8>,
     last_key: Vec<u8>,
@@ -85,6 +86,7 @@ impl SstWriter {
             staged: Vec::new(),
             written_bytes: 0,
             n_entries: 0,
+            n_tombstones: 0,
             n_data_blocks: 0,
             smallest_key: Vec::new(),
             last_key: Vec::new(),
@@ -107,6 +109,7 @@ impl SstWriter {
         self.last_key.clear();
         self.last_key.extend_from_slice(key);
         self.n_entries += 1;
+        self.n_tombstones += u64::from(kind == ValueKind::Delete);
         Ok(())
     }
 
@@ -242,6 +245,7 @@ impl SstWriter {
         Ok(SstSummary {
             path: self.path.clone(),
             n_entries: self.n_entries,
+            n_tombstones: self.n_tombstones,
             n_data_blocks: self.n_data_blocks,
             file_bytes,
             smallest_key: key_range.smallest,

@@ -1,6 +1,8 @@
 //! Leveled compaction: pick the level most over its limit (L0 by file count, deeper levels by bytes),
 //! merge its file(s) with the overlapping files of the next level, write the result as new SSTs of
-//! the next level, install them in one manifest change, then delete the inputs.
+//! the next level, install them in one manifest change, then delete the inputs. A lone file that
+//! overlaps nothing in the next level (and holds no tombstone the merge would drop) moves there in
+//! the manifest instead, without a rewrite.
 
 use std::rc::Rc;
 
@@ -113,7 +115,8 @@ impl LsmStore {
             pick(&state.version, &self.inner.options, &state.compaction_cursors)
         };
         let Some(plan) = plan else { return Ok(false) };
-        if plan.inputs.len() == 1 {
+        // A lone file moves down as it is, unless it may hold tombstones this compaction would drop.
+        if plan.inputs.len() == 1 && (!plan.drop_tombstones || plan.inputs[0].tombstones == Some(0)) {
             return self.trivial_move(plan).await.map(|()| true);
         }
         let outputs = self.write_outputs(&plan).await?;
@@ -143,13 +146,13 @@ impl LsmStore {
     }
 
     /// Moves the plan's one input file to the output level, where nothing overlaps it, without
-    /// rewriting it (RocksDB's trivial move): the manifest names it at its new level. Its tombstones
-    /// stay (as they would in a file flushed there).
+    /// rewriting it (RocksDB's trivial move): the manifest names it at its new level. (The file is
+    /// opened again for its new handle: it starts cold in the block cache.)
     async fn trivial_move(&self, plan: Plan) -> Result<()> {
         let input = &plan.inputs[0];
         let reader = self.open_sst(input.reader.path()).await?;
         let meta = SstMeta { level: plan.output_level, ..input.meta.clone() };
-        let moved = Rc::new(SstHandle { meta, reader });
+        let moved = Rc::new(SstHandle { meta, reader, tombstones: input.tombstones });
         let number = input.meta.file_number;
         let cursor = input.meta.largest_key.clone();
         self.install(
@@ -251,6 +254,7 @@ impl LsmStore {
                 return Err(error);
             }
         };
+        let tombstones = Some(summary.n_tombstones);
         let meta = SstMeta {
             file_number,
             level,
@@ -259,7 +263,7 @@ impl LsmStore {
             smallest_key: summary.smallest_key,
             largest_key: summary.largest_key,
         };
-        Ok(Rc::new(SstHandle { meta, reader }))
+        Ok(Rc::new(SstHandle { meta, reader, tombstones }))
     }
 }
 

@@ -283,11 +283,6 @@ impl LsmStore {
         }
     }
 
-    /// As [`write_now`](Self::write_now), with the value (or [`Value::Delete`]) as a [`Value`].
-    pub fn write_value(&self, key: &[u8], value: &Value) -> bool {
-        self.insert(key, value.kind(), value.bytes())
-    }
-
     /// Inserts into the memtable; true once it is full.
     fn insert(&self, key: &[u8], kind: ValueKind, bytes: &[u8]) -> bool {
         let mut state = self.inner.state.borrow_mut();
@@ -488,7 +483,7 @@ impl StoreView {
                 smallest_key: reader.smallest_key().to_vec(),
                 largest_key: reader.largest_key().to_vec(),
             };
-            version.levels[*level].push(Rc::new(version::SstHandle { meta, reader }));
+            version.levels[*level].push(Rc::new(version::SstHandle { meta, reader, tombstones: None }));
         }
         for (level, handles) in version.levels.iter_mut().enumerate().skip(1) {
             handles.sort_by(|a, b| a.meta.smallest_key.cmp(&b.meta.smallest_key));

@@ -50,7 +50,7 @@ impl LsmStore {
                 let _ = reader.close().await;
                 return Err(corrupt(&path, 0, format!("the file disagrees with the manifest's {meta:?}")));
             }
-            version.levels[meta.level].push(Rc::new(SstHandle { meta: meta.clone(), reader }));
+            version.levels[meta.level].push(Rc::new(SstHandle { meta: meta.clone(), reader, tombstones: None }));
         }
         version.check();
         let state = State {

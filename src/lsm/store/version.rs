@@ -13,6 +13,8 @@ use super::manifest::{Manifest, SstMeta};
 pub(crate) struct SstHandle {
     pub(crate) meta: SstMeta,
     pub(crate) reader: SstReader,
+    /// Tombstones in the file, if known (files this store wrote since it was opened).
+    pub(crate) tombstones: Option<u64>,
 }
 
 /// The live SSTs. L0 is newest first and may overlap; each deeper level is sorted by key and its
