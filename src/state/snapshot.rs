@@ -420,8 +420,8 @@ impl KeyedSnapshot {
 
     /// The canonical bytes (see the module docs).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let (header, body_len) = self.header();
-        let mut bytes = Vec::with_capacity(HEADER_LEN + body_len as usize);
+        let (header, body) = self.header();
+        let mut bytes = Vec::with_capacity(HEADER_LEN + body.len as usize);
         bytes.extend_from_slice(&header);
         self.put_body(&mut bytes);
         bytes
@@ -442,27 +442,32 @@ impl KeyedSnapshot {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn write_to(&self, out: impl std::io::Write) -> std::io::Result<(u64, u32)> {
-        let (header, _) = self.header();
-        let mut sink = WriteSink { out, crc: crc32fast::Hasher::new(), len: 0, error: None };
+        let (header, body) = self.header();
+        let mut sink = WriteSink { out, error: None };
         sink.put(&header);
         self.put_body(&mut sink);
-        match sink.error {
-            Some(error) => Err(error),
-            None => Ok((sink.len, sink.crc.finalize())),
+        if let Some(error) = sink.error {
+            return Err(error);
         }
+        // The file's checksum from the header's and the body's, without a second pass.
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&header);
+        crc.combine(&body.crc);
+        Ok((HEADER_LEN as u64 + body.len, crc.finalize()))
     }
 
-    /// The header (body checksum and length: one pass over the body) and the body's length.
-    fn header(&self) -> ([u8; HEADER_LEN], u64) {
-        let mut measure = Measure { crc: crc32fast::Hasher::new(), len: 0 };
-        self.put_body(&mut measure);
+    /// The header (body checksum and length: one pass over the body) and that pass's checksum and
+    /// length of the body.
+    fn header(&self) -> ([u8; HEADER_LEN], Measure) {
+        let mut body = Measure { crc: crc32fast::Hasher::new(), len: 0 };
+        self.put_body(&mut body);
         let mut header = [0u8; HEADER_LEN];
         header[..8].copy_from_slice(MAGIC);
         header[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         // Bytes 10..12: reserved, zero.
-        header[12..16].copy_from_slice(&measure.crc.finalize().to_le_bytes());
-        header[16..24].copy_from_slice(&measure.len.to_le_bytes());
-        (header, measure.len)
+        header[12..16].copy_from_slice(&body.crc.clone().finalize().to_le_bytes());
+        header[16..24].copy_from_slice(&body.len.to_le_bytes());
+        (header, body)
     }
 
     fn put_body(&self, body: &mut impl Sink) {
@@ -671,11 +676,9 @@ impl Sink for Measure {
     }
 }
 
-/// Writes bytes on, counting and checksumming them; keeps the first error and writes nothing after it.
+/// Writes bytes on; keeps the first error and writes nothing after it.
 struct WriteSink<W> {
     out: W,
-    crc: crc32fast::Hasher,
-    len: u64,
     error: Option<std::io::Error>,
 }
 
@@ -684,12 +687,8 @@ impl<W: std::io::Write> Sink for WriteSink<W> {
         if self.error.is_some() {
             return;
         }
-        match self.out.write_all(bytes) {
-            Ok(()) => {
-                self.crc.update(bytes);
-                self.len += bytes.len() as u64;
-            }
-            Err(error) => self.error = Some(error),
+        if let Err(error) = self.out.write_all(bytes) {
+            self.error = Some(error);
         }
     }
 }
