@@ -23,6 +23,8 @@ pub(crate) struct TimestampsAndWatermarksOp<T: 'static> {
     controls: Vec<Control>,
     out: Output<T>,
     scratch: RecordBatch<T>,
+    /// The timestamps of the batch being stamped (reused).
+    stamps: Vec<i64>,
     timers: Rc<ProcessingTimeService>,
     interval_ms: i64,
     next_emit_ms: i64,
@@ -41,6 +43,7 @@ impl<T: Clone + 'static> TimestampsAndWatermarksOp<T> {
             controls: Vec::new(),
             out,
             scratch: RecordBatch::new(),
+            stamps: Vec::new(),
             timers: env.timers.clone(),
             // Processing time is in whole milliseconds: a shorter interval means every millisecond.
             interval_ms: match env.config.auto_watermark_interval {
@@ -73,6 +76,47 @@ impl<T: Clone + 'static> TimestampsAndWatermarksOp<T> {
         result
     }
 
+    /// A batch under an assigner that stamps every record: the timestamps first, then the generator
+    /// over runs of records, each run passed on before what the generator emitted after it.
+    fn stamp_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
+        let n = batch.values.len();
+        self.stamps.clear();
+        match &self.assigner {
+            Assigner::Function(f) => {
+                let previous = &batch.timestamps;
+                self.stamps.extend(batch.values.iter().enumerate().map(|(i, v)| f(v, timestamp_at(previous, i))));
+            }
+            Assigner::Ingestion => {
+                let now_ms = self.core.context.current_processing_time();
+                self.last_ingestion_ms = self.last_ingestion_ms.max(now_ms);
+                self.stamps.resize(n, self.last_ingestion_ms);
+            }
+            Assigner::Record => unreachable!("records keep their own timestamps"),
+        }
+        // Records before `sent` have been passed on.
+        let (mut at, mut sent) = (0, 0);
+        while at < n {
+            let taken = self.generator.on_events(&batch.values[at..], &self.stamps[at..], &mut self.emitter);
+            at += taken.clamp(1, n - at);
+            if self.emitter.has_pending() && at < n {
+                self.scratch.values.extend_from_slice(&batch.values[sent..at]);
+                self.scratch.timestamps.extend_from_slice(&self.stamps[sent..at]);
+                sent = at;
+                self.emit_pending()?;
+            }
+        }
+        if sent == 0 && self.scratch.is_empty() {
+            // The common case: the whole batch in one run, handed on without copying.
+            std::mem::swap(&mut self.scratch.values, &mut batch.values);
+            std::mem::swap(&mut self.scratch.timestamps, &mut self.stamps);
+        } else {
+            self.scratch.values.extend_from_slice(&batch.values[sent..]);
+            self.scratch.timestamps.extend_from_slice(&self.stamps[sent..]);
+            batch.values.clear();
+        }
+        if self.emitter.has_pending() { self.emit_pending() } else { self.emit_records() }
+    }
+
     fn schedule_next(&mut self, now_ms: i64) {
         if self.interval_ms > 0 {
             self.next_emit_ms = now_ms.saturating_add(self.interval_ms);
@@ -85,6 +129,9 @@ impl<T: Clone + 'static> Input<T> for TimestampsAndWatermarksOp<T> {
     fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
         self.core.enter();
         self.core.records_in.add(batch.len() as u64);
+        if !matches!(self.assigner, Assigner::Record) {
+            return self.stamp_batch(batch);
+        }
         let timestamps = std::mem::take(&mut batch.timestamps);
         let now_ms = match self.assigner {
             Assigner::Ingestion => self.core.context.current_processing_time(),

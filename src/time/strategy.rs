@@ -46,6 +46,32 @@ pub trait WatermarkGenerator<T>: Send + 'static {
     fn on_event(&mut self, event: &T, timestamp: i64, output: &mut WatermarkOutput);
     /// Called every `auto_watermark_interval` of processing time, and once at the end of input.
     fn on_periodic_emit(&mut self, output: &mut WatermarkOutput);
+
+    /// `on_event` for a run of events in order (`timestamps[i]` is the timestamp of `events[i]`),
+    /// stopping after the first event at which something was emitted, so that the operator can send
+    /// that watermark right after that event: returns how many events it took, at least one unless
+    /// the run is empty. The default calls `on_event` for each; a generator that emits nothing per
+    /// event may take the whole run at once.
+    ///
+    /// ```
+    /// use rill::time::{BoundedOutOfOrderness, Watermark, WatermarkGenerator, WatermarkOutput};
+    /// use std::time::Duration;
+    /// let mut generator = BoundedOutOfOrderness::new(Duration::ZERO);
+    /// let mut output = WatermarkOutput::new();
+    /// assert_eq!(generator.on_events(&[(), (), ()], &[5, 9, 7], &mut output), 3);
+    /// WatermarkGenerator::<()>::on_periodic_emit(&mut generator, &mut output);
+    /// assert_eq!(output.current_watermark(), Watermark(8));
+    /// ```
+    fn on_events(&mut self, events: &[T], timestamps: &[i64], output: &mut WatermarkOutput) -> usize {
+        debug_assert_eq!(events.len(), timestamps.len());
+        for (taken, (event, &timestamp)) in events.iter().zip(timestamps).enumerate() {
+            self.on_event(event, timestamp, output);
+            if output.has_pending() {
+                return taken + 1;
+            }
+        }
+        events.len().min(timestamps.len())
+    }
 }
 
 /// Where a generator emits: keeps the last watermark and the idle flag, and passes on only watermarks
@@ -106,8 +132,17 @@ impl WatermarkOutput {
         self.idle
     }
 
+    /// True if something was emitted that the operator has not yet sent downstream.
+    ///
+    /// ```
+    /// use rill::time::{Watermark, WatermarkOutput};
+    /// let mut output = WatermarkOutput::new();
+    /// assert!(!output.has_pending());
+    /// output.emit_watermark(Watermark(3));
+    /// assert!(output.has_pending());
+    /// ```
     #[inline]
-    pub(crate) fn has_pending(&self) -> bool {
+    pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
     }
 
@@ -155,6 +190,13 @@ impl<T> WatermarkGenerator<T> for BoundedOutOfOrderness {
     fn on_periodic_emit(&mut self, output: &mut WatermarkOutput) {
         output.emit_watermark(Watermark(self.max_timestamp - self.bound_ms - 1));
     }
+
+    /// Emits nothing per event: takes the whole run.
+    #[inline]
+    fn on_events(&mut self, _events: &[T], timestamps: &[i64], _output: &mut WatermarkOutput) -> usize {
+        self.max_timestamp = timestamps.iter().fold(self.max_timestamp, |max, &ts| max.max(ts));
+        timestamps.len()
+    }
 }
 
 /// A watermark per event, decided by a function of the event and its timestamp.
@@ -179,6 +221,9 @@ pub struct NoWatermarks;
 impl<T> WatermarkGenerator<T> for NoWatermarks {
     fn on_event(&mut self, _event: &T, _timestamp: i64, _output: &mut WatermarkOutput) {}
     fn on_periodic_emit(&mut self, _output: &mut WatermarkOutput) {}
+    fn on_events(&mut self, _events: &[T], timestamps: &[i64], _output: &mut WatermarkOutput) -> usize {
+        timestamps.len()
+    }
 }
 
 /// Wraps a generator to mark the stream idle after `timeout` of processing time without events
@@ -229,6 +274,13 @@ impl<T, G: WatermarkGenerator<T>> WatermarkGenerator<T> for WithIdleness<G> {
     fn on_event(&mut self, event: &T, timestamp: i64, output: &mut WatermarkOutput) {
         self.inner.on_event(event, timestamp, output);
         self.events += 1;
+    }
+
+    #[inline]
+    fn on_events(&mut self, events: &[T], timestamps: &[i64], output: &mut WatermarkOutput) -> usize {
+        let taken = self.inner.on_events(events, timestamps, output);
+        self.events += taken as u64;
+        taken
     }
 
     fn on_periodic_emit(&mut self, output: &mut WatermarkOutput) {
@@ -372,5 +424,10 @@ impl<T: 'static> WatermarkGenerator<T> for Box<dyn WatermarkGenerator<T>> {
 
     fn on_periodic_emit(&mut self, output: &mut WatermarkOutput) {
         (**self).on_periodic_emit(output)
+    }
+
+    #[inline]
+    fn on_events(&mut self, events: &[T], timestamps: &[i64], output: &mut WatermarkOutput) -> usize {
+        (**self).on_events(events, timestamps, output)
     }
 }

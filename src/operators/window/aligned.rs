@@ -28,14 +28,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hashbrown::HashTable;
-
 use super::functions::WindowFn;
+use super::pane_index::PaneIndex;
 use super::spill::PaneStore;
 use super::{WindowBase, WindowSettings};
 use crate::codec::ExchangeData;
 use crate::exchange::Control;
-use crate::operators::batch::RecordBatch;
+use crate::operators::batch::{RecordBatch, timestamp_at};
 use crate::operators::context::{OperatorCore, ShardEnv};
 use crate::operators::input::{Input, Lifecycle, OpError, OpResult, Output};
 use crate::state::heap::Codec;
@@ -50,6 +49,9 @@ use crate::util::hash::stable_hash;
 use crate::window::assigner::AlignedWindows;
 use crate::window::{TimeWindow, Window, WindowAssigner};
 
+/// How many records ahead of its lookup a record's pane slot is prefetched.
+const PREFETCH_AHEAD: usize = 8;
+
 struct PaneEntry<K, A> {
     hash: u64,
     key: K,
@@ -59,7 +61,7 @@ struct PaneEntry<K, A> {
 /// The keys of one slice of time and their contents, in arrival order (those in memory: see
 /// `window::spill` for a pane spilled to the LSM store).
 struct Pane<K, A> {
-    index: HashTable<u32>,
+    index: PaneIndex,
     entries: Vec<PaneEntry<K, A>>,
     /// Some of the pane's entries were written to the store (and maybe left memory).
     spilled: bool,
@@ -69,15 +71,23 @@ struct Pane<K, A> {
 
 impl<K: Eq, A> Pane<K, A> {
     fn new() -> Self {
-        Pane { index: HashTable::new(), entries: Vec::new(), spilled: false, stored_rows: 0 }
+        Pane { index: PaneIndex::new(), entries: Vec::new(), spilled: false, stored_rows: 0 }
+    }
+
+    /// An empty pane with room for `entries` keys.
+    fn with_capacity(entries: usize) -> Self {
+        let mut pane = Pane::new();
+        pane.index.reserve(entries);
+        pane.entries.reserve(entries);
+        pane
     }
 
     #[inline]
     fn find(&self, hash: u64, key: &K) -> Option<usize> {
         let entries = &self.entries;
         self.index
-            .find(hash, |&i| entries[i as usize].hash == hash && entries[i as usize].key == *key)
-            .map(|&i| i as usize)
+            .find(hash, |i| entries[i as usize].hash == hash && entries[i as usize].key == *key)
+            .map(|i| i as usize)
     }
 
     #[inline]
@@ -95,19 +105,15 @@ impl<K: Eq, A> Pane<K, A> {
     where
         K: Clone,
     {
-        let entries = &mut self.entries;
-        let index = *self
-            .index
-            .entry(
-                hash,
-                |&i| entries[i as usize].hash == hash && entries[i as usize].key == *key,
-                |&i| entries[i as usize].hash,
-            )
-            .or_insert_with(|| {
-                entries.push(PaneEntry { hash, key: key.clone(), acc: None });
-                (entries.len() - 1) as u32
-            })
-            .get();
+        let entries = &self.entries;
+        let (index, inserted) = self.index.find_or_insert(
+            hash,
+            |i| entries[i as usize].hash == hash && entries[i as usize].key == *key,
+            entries.len() as u32,
+        );
+        if inserted {
+            self.entries.push(PaneEntry { hash, key: key.clone(), acc: None });
+        }
         index as usize
     }
 
@@ -142,6 +148,11 @@ pub(crate) struct AlignedWindowOp<K, T, O, S, A: Window, F: WindowFn<K, T, A, O>
     panes: BTreeMap<i64, usize>,
     slab: Vec<Pane<K, F::Acc>>,
     free: Vec<usize>,
+    /// The keys in memory of the pane dropped last: a new pane starts with room for as many.
+    pane_keys_hint: usize,
+    /// The keys and stable hashes of the batch being processed (reused).
+    keys: Vec<K>,
+    hashes: Vec<u64>,
     /// The start of the pane of the last record, and of the last window holding it.
     last_starts: Option<(i64, i64)>,
     /// The pane used last (start, slab index): records arrive mostly in time order.
@@ -186,6 +197,9 @@ where
             panes: BTreeMap::new(),
             slab: Vec::new(),
             free: Vec::new(),
+            pane_keys_hint: 0,
+            keys: Vec::new(),
+            hashes: Vec::new(),
             last: None,
             last_starts: None,
             pending: BTreeSet::new(),
@@ -247,7 +261,7 @@ where
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
-                self.slab.push(Pane::new());
+                self.slab.push(Pane::with_capacity(self.pane_keys_hint));
                 self.slab.len() - 1
             }
         };
@@ -255,10 +269,11 @@ where
         slot
     }
 
-    fn process_record(&mut self, value: T, timestamp: Option<i64>) -> OpResult {
-        let key = (self.key_selector)(&value);
-        let (key_hash, key_group) = self.base.locate(&key)?;
-        let key_hash = crate::state::key_group::table_hash(key_hash);
+    /// One record, whose key and stable hash the batch loop took.
+    #[inline]
+    fn process_record(&mut self, value: T, timestamp: Option<i64>, key: K, stable: u64) -> OpResult {
+        let key_group = self.base.key_group_of_hash(stable)?;
+        let key_hash = table_hash(stable);
         let ts = crate::window::assigner::event_timestamp(timestamp).map_err(|e| self.base.error(e))?;
         // Records arrive mostly in time order: the pane used last usually holds this one too.
         let (pane_start, last_start) = match self.last_starts {
@@ -509,6 +524,7 @@ where
                 self.delete_spilled(pane_start, slot)?;
             }
             self.in_memory -= self.slab[slot].entries.len();
+            self.pane_keys_hint = self.slab[slot].entries.len();
             self.slab[slot].clear();
             self.free.push(slot);
             if self.last.is_some_and(|(start, _)| start == pane_start) {
@@ -662,7 +678,33 @@ where
     fn process_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
         self.base.core.enter();
         self.base.core.records_in.add(batch.len() as u64);
-        batch.drain_each(|value, timestamp| self.process_record(value, timestamp))?;
+        // Every record's key and hash first, so that the slot each lookup starts at can be fetched
+        // from memory a few records ahead (in the pane used last, which usually takes the record):
+        // the cache misses of a batch overlap instead of coming one after another.
+        let (mut keys, mut hashes) = (std::mem::take(&mut self.keys), std::mem::take(&mut self.hashes));
+        for value in &batch.values {
+            let key = (self.key_selector)(value);
+            hashes.push(stable_hash(&key));
+            keys.push(key);
+        }
+        let timestamps = std::mem::take(&mut batch.timestamps);
+        let mut result = Ok(());
+        for (i, (value, key)) in batch.values.drain(..).zip(keys.drain(..)).enumerate() {
+            if let (Some(&ahead), Some((_, slot))) = (hashes.get(i + PREFETCH_AHEAD), self.last) {
+                self.slab[slot].index.prefetch(table_hash(ahead));
+            }
+            result = self.process_record(value, timestamp_at(&timestamps, i), key, hashes[i]);
+            if result.is_err() {
+                break;
+            }
+        }
+        batch.values.clear();
+        batch.timestamps = timestamps;
+        batch.timestamps.clear();
+        keys.clear();
+        hashes.clear();
+        (self.keys, self.hashes) = (keys, hashes);
+        result?;
         self.base.emission.flush()
     }
 

@@ -18,6 +18,7 @@
 pub(crate) mod aligned;
 pub(crate) mod columns;
 pub(crate) mod functions;
+mod pane_index;
 pub(crate) mod sliding;
 mod spill;
 
@@ -356,6 +357,12 @@ impl<T: 'static, O: Clone> WindowBase<T, O> {
     #[inline]
     fn locate<K: Hash>(&self, key: &K) -> Result<(u64, usize), OpError> {
         let hash = stable_hash(key);
+        Ok((hash, self.key_group_of_hash(hash)?))
+    }
+
+    /// The key group of a key's stable hash, which this instance must own.
+    #[inline]
+    fn key_group_of_hash(&self, hash: u64) -> Result<usize, OpError> {
         let key_group = key_group_for_hash(hash, self.max_parallelism);
         if !self.key_groups.contains(key_group) {
             return Err(self.error(format!(
@@ -363,7 +370,7 @@ impl<T: 'static, O: Clone> WindowBase<T, O> {
                 self.key_groups
             )));
         }
-        Ok((hash, key_group))
+        Ok(key_group)
     }
 
     /// A late record: to the late-data side output if there is one, else dropped and counted.
