@@ -7,6 +7,7 @@
 # the job's net runtime (mini-cluster start-up not counted). JOB=anchor runs the anchor job itself, whose
 # figure includes start-up.
 # Flink needs far more events than rill for a steady figure (its JIT warms up over seconds).
+# PARS="2" picks the parallelisms (default "1 2").
 # BACKEND=lsm runs rill on its LSM backend (CACHED_ROWS rows cached, default 262144) and the tumbling
 # job on Flink's RocksDB backend.
 set -euo pipefail
@@ -34,7 +35,7 @@ cargo build --release --bench windows >/dev/null 2>&1 || cargo build --release -
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-for par in 1 2; do
+for par in ${PARS:-1 2}; do
   rill_rates=(); flink_rates=()
   for ((i = 0; i < runs; i++)); do
     rate=$(cargo bench --bench windows -- job="${job/anchor/tumbling}" events="$rill_events" keys="$keys" runs=1 shards="$par" latency=off "${rill_backend[@]}" 2>/dev/null \

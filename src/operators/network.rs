@@ -53,21 +53,6 @@ struct SenderChannel<T> {
 }
 
 impl<T> SenderChannel<T> {
-    #[inline]
-    fn push(&mut self, value: T, timestamp: Option<i64>) {
-        match timestamp {
-            Some(ts) => {
-                if self.pending_timestamps.len() < self.pending.len() {
-                    self.pending_timestamps.resize(self.pending.len(), NO_TIMESTAMP);
-                }
-                self.pending_timestamps.push(ts);
-            }
-            None if !self.pending_timestamps.is_empty() => self.pending_timestamps.push(NO_TIMESTAMP),
-            None => {}
-        }
-        self.pending.push(value);
-    }
-
     fn has_pending(&self) -> bool {
         self.staged.is_some() || !self.pending.is_empty() || !self.controls.is_empty()
     }
@@ -133,8 +118,6 @@ pub(crate) struct ExchangeSender<T, P> {
     backpressured_ns: Counter,
     blocked_since_ns: Option<u64>,
     next_marker_channel: usize,
-    /// The channel of each record of the batch being distributed (reused).
-    targets: Vec<u32>,
 }
 
 impl<T: ExchangeData + Clone, P: Partition<T>> ExchangeSender<T, P> {
@@ -172,7 +155,6 @@ impl<T: ExchangeData + Clone, P: Partition<T>> ExchangeSender<T, P> {
             backpressured_ns,
             blocked_since_ns: None,
             next_marker_channel: env.shard,
-            targets: Vec::new(),
         }
     }
 
@@ -276,21 +258,44 @@ impl<T: ExchangeData + Clone, P: Partition<T>> Input<T> for ExchangeSender<T, P>
         } else if n_channels == 1 && !self.partition.must_select() {
             self.channels[0].append(batch);
         } else {
-            // First every record's channel, then the records: two tight loops.
-            self.targets.clear();
-            for value in &batch.values {
-                let target = self.partition.select(value, n_channels).map_err(|e| OpError::new(self.operator_id, e))?;
-                debug_assert!(target < n_channels);
-                self.targets.push(target as u32);
+            // The timestamp columns are made as long as the records first, so that each record is two
+            // plain pushes (or one) onto its channel.
+            let has_timestamps = batch.has_timestamps();
+            for channel in &mut self.channels {
+                channel.prepare_timestamps(has_timestamps);
             }
-            if batch.timestamps.is_empty() {
-                for (value, &target) in batch.values.drain(..).zip(&self.targets) {
-                    self.channels[target as usize].push(value, None);
+            let (partition, channels) = (&mut self.partition, &mut self.channels[..]);
+            let mut failed = None;
+            if has_timestamps {
+                for (value, &ts) in batch.values.drain(..).zip(&batch.timestamps) {
+                    match partition.select(&value, n_channels) {
+                        Ok(target) => {
+                            let channel = &mut channels[target];
+                            channel.pending.push(value);
+                            channel.pending_timestamps.push(ts);
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
                 }
             } else {
-                for ((value, &ts), &target) in batch.values.drain(..).zip(&batch.timestamps).zip(&self.targets) {
-                    self.channels[target as usize].push(value, Some(ts));
+                for value in batch.values.drain(..) {
+                    match partition.select(&value, n_channels) {
+                        Ok(target) => channels[target].pending.push(value),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
                 }
+                for channel in channels {
+                    channel.pad_timestamps();
+                }
+            }
+            if let Some(e) = failed {
+                return Err(OpError::new(self.operator_id, e));
             }
         }
         for index in 0..n_channels {
