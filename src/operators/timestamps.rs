@@ -77,7 +77,8 @@ impl<T: Clone + 'static> TimestampsAndWatermarksOp<T> {
     }
 
     /// A batch under an assigner that stamps every record: the timestamps first, then the generator
-    /// over runs of records, each run passed on before what the generator emitted after it.
+    /// over runs of records, each run passed on before what the generator emitted after it. (An
+    /// assigner that fails fails the batch before any of it is passed on.)
     fn stamp_batch(&mut self, batch: &mut RecordBatch<T>) -> OpResult {
         let n = batch.values.len();
         self.stamps.clear();
@@ -97,6 +98,10 @@ impl<T: Clone + 'static> TimestampsAndWatermarksOp<T> {
         let (mut at, mut sent) = (0, 0);
         while at < n {
             let taken = self.generator.on_events(&batch.values[at..], &self.stamps[at..], &mut self.emitter);
+            if taken == 0 {
+                // A generator that took nothing of a non-empty run still sees every event.
+                self.generator.on_event(&batch.values[at], self.stamps[at], &mut self.emitter);
+            }
             at += taken.clamp(1, n - at);
             if self.emitter.has_pending() && at < n {
                 self.scratch.values.extend_from_slice(&batch.values[sent..at]);

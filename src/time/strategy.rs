@@ -50,8 +50,9 @@ pub trait WatermarkGenerator<T>: Send + 'static {
     /// `on_event` for a run of events in order (`timestamps[i]` is the timestamp of `events[i]`),
     /// stopping after the first event at which something was emitted, so that the operator can send
     /// that watermark right after that event: returns how many events it took, at least one unless
-    /// the run is empty. The default calls `on_event` for each; a generator that emits nothing per
-    /// event may take the whole run at once.
+    /// the run is empty. The operator calls it with nothing pending on `output`. The default calls
+    /// `on_event` for each and stops once `output` has something pending; a generator that emits
+    /// nothing per event may take the whole run at once.
     ///
     /// ```
     /// use rill::time::{BoundedOutOfOrderness, Watermark, WatermarkGenerator, WatermarkOutput};

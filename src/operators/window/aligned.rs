@@ -148,7 +148,8 @@ pub(crate) struct AlignedWindowOp<K, T, O, S, A: Window, F: WindowFn<K, T, A, O>
     panes: BTreeMap<i64, usize>,
     slab: Vec<Pane<K, F::Acc>>,
     free: Vec<usize>,
-    /// The keys in memory of the pane dropped last: a new pane starts with room for as many.
+    /// The keys in memory of the pane dropped last: a pane the slab adds starts with room for as many
+    /// (a reused pane keeps its own room).
     pane_keys_hint: usize,
     /// The keys and stable hashes of the batch being processed (reused).
     keys: Vec<K>,

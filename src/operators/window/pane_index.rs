@@ -5,7 +5,7 @@
 //! starts at is known before the lookup: [`PaneIndex::prefetch`] asks for it a few records ahead,
 //! so that the cache misses of a batch's lookups overlap instead of coming one after another.
 
-/// Slots per entry at most: the table grows when it would be fuller than 3/4.
+/// The most entries per slot (3/4): the table grows before it would be fuller.
 const LOAD_NUM: usize = 3;
 const LOAD_DEN: usize = 4;
 /// The first allocation, in slots (a power of two).
@@ -48,7 +48,7 @@ impl PaneIndex {
     pub fn reserve(&mut self, additional: usize) {
         let needed = self.len.saturating_add(additional);
         if needed > self.capacity() {
-            let slots = (needed.saturating_mul(LOAD_DEN) / LOAD_NUM + 1).next_power_of_two().max(MIN_SLOTS);
+            let slots = needed.saturating_mul(LOAD_DEN).div_ceil(LOAD_NUM).next_power_of_two().max(MIN_SLOTS);
             self.resize(slots);
         }
     }
@@ -56,15 +56,15 @@ impl PaneIndex {
     /// Starts bringing the slot where a lookup of `hash` begins into the cache; a hint only.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
         if !self.slots.is_empty() {
             use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
             let at = hash as u32 as usize & (self.slots.len() - 1);
             // SAFETY: a prefetch reads nothing a program sees and cannot fault; the address is a slot
-            // of `slots` anyway, and SSE is part of every x86_64 target.
+            // of `slots` anyway, and the cfg above makes sure the target has SSE.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().wrapping_add(at).cast::<i8>()) };
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
         let _ = hash;
     }
 
@@ -96,6 +96,7 @@ impl PaneIndex {
     /// there is none, `new_position` (indexed from now on: the caller makes that entry) and true.
     #[inline]
     pub fn find_or_insert(&mut self, hash: u64, mut is_key: impl FnMut(u32) -> bool, new_position: u32) -> (u32, bool) {
+        // Positions come from a pane's entry count, far below this (a pane holds at most a shard's keys).
         debug_assert!(new_position < u32::MAX, "a pane holds fewer than 2^32 - 1 entries");
         if self.len >= self.capacity() {
             self.reserve(1);
