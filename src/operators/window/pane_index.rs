@@ -70,51 +70,48 @@ impl PaneIndex {
 
     /// The position of the entry with `hash` for which `is_key(position)` holds.
     #[inline]
-    pub fn find(&self, hash: u64, mut is_key: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub fn find(&self, hash: u64, is_key: impl FnMut(u32) -> bool) -> Option<u32> {
         if self.slots.is_empty() {
             return None;
         }
-        let mask = self.slots.len() - 1;
-        let tag = hash as u32 as u64;
-        let mut at = tag as usize & mask;
-        loop {
-            let slot = self.slots[at];
-            if slot == 0 {
-                return None;
-            }
-            if slot >> 32 == tag {
-                let position = (slot as u32).wrapping_sub(1);
-                if is_key(position) {
-                    return Some(position);
-                }
-            }
-            at = (at + 1) & mask;
-        }
+        self.probe(hash, is_key).ok()
     }
 
     /// The position of the entry with `hash` for which `is_key(position)` holds and false; or, if
     /// there is none, `new_position` (indexed from now on: the caller makes that entry) and true.
     #[inline]
-    pub fn find_or_insert(&mut self, hash: u64, mut is_key: impl FnMut(u32) -> bool, new_position: u32) -> (u32, bool) {
+    pub fn find_or_insert(&mut self, hash: u64, is_key: impl FnMut(u32) -> bool, new_position: u32) -> (u32, bool) {
         // Positions come from a pane's entry count, far below this (a pane holds at most a shard's keys).
         debug_assert!(new_position < u32::MAX, "a pane holds fewer than 2^32 - 1 entries");
         if self.len >= self.capacity() {
             self.reserve(1);
         }
+        match self.probe(hash, is_key) {
+            Ok(position) => (position, false),
+            Err(at) => {
+                self.slots[at] = (hash as u32 as u64) << 32 | (u64::from(new_position) + 1);
+                self.len += 1;
+                (new_position, true)
+            }
+        }
+    }
+
+    /// Probes from `hash`'s slot: the position of the entry for which `is_key` holds, or the empty slot
+    /// the probe ended at. The table has slots, and always an empty one.
+    #[inline]
+    fn probe(&self, hash: u64, mut is_key: impl FnMut(u32) -> bool) -> Result<u32, usize> {
         let mask = self.slots.len() - 1;
         let tag = hash as u32 as u64;
         let mut at = tag as usize & mask;
         loop {
             let slot = self.slots[at];
             if slot == 0 {
-                self.slots[at] = tag << 32 | (u64::from(new_position) + 1);
-                self.len += 1;
-                return (new_position, true);
+                return Err(at);
             }
             if slot >> 32 == tag {
                 let position = (slot as u32).wrapping_sub(1);
                 if is_key(position) {
-                    return (position, false);
+                    return Ok(position);
                 }
             }
             at = (at + 1) & mask;
