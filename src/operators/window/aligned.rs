@@ -262,7 +262,10 @@ where
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
-                self.slab.push(Pane::with_capacity(self.pane_keys_hint));
+                // Before any pane was dropped, the pane used last (mostly the one before in time) is
+                // the best guess of a pane's keys.
+                let last_keys = self.last.map_or(0, |(_, slot)| self.slab[slot].entries.len());
+                self.slab.push(Pane::with_capacity(self.pane_keys_hint.max(last_keys)));
                 self.slab.len() - 1
             }
         };
