@@ -6,7 +6,10 @@
 # timed on the job's net runtime), SlidingWindowBench.java and SessionWindowBench.java; all report on
 # the job's net runtime (mini-cluster start-up not counted). JOB=anchor runs the anchor job itself, whose
 # figure includes start-up.
-# Flink needs far more events than rill for a steady figure (its JIT warms up over seconds).
+# Both sides need runs of several seconds for a steady figure: Flink's JIT warms up over seconds, and
+# rill keeps every pane until its first watermark (the 200 ms auto-watermark interval, about 300 s of
+# event time at its rate), which weighs on a run under a second. `tumbling 100000000 40000000` gives
+# runs of about 4 s and 30 s on 2 cores; the defaults (2e7 each) suit the slower jobs and backends.
 # PARS="2" picks the parallelisms (default "1 2").
 # BACKEND=lsm runs rill on its LSM backend (CACHED_ROWS rows cached, default 262144) and the tumbling
 # job on Flink's RocksDB backend.
