@@ -3,9 +3,12 @@
 //! checkpoints to storage, and tells the shards which checkpoint completed.
 //!
 //! A task is an operator instance with state (or a source instance): `(node, subtask)`. Checkpoint `n`
-//! completes when every task acknowledged `n` or finished (a finished task's state no longer changes,
-//! so its final snapshot belongs to every later checkpoint). Once every task finished, the coordinator
-//! writes a final checkpoint with those snapshots, so that a bounded job's last results commit too.
+//! completes when every task acknowledged `n` or finished before it saw any barrier of `n` or later (a
+//! finished task's state no longer changes, and everything it emitted reached downstream before `n`'s
+//! barriers, so its final snapshot belongs to `n`). A task that saw a newer barrier and skipped `n`
+//! (a source that only injects the newest one, an alignment that a newer barrier subsumed) leaves `n`
+//! to the newer checkpoint. Once every task finished, the coordinator writes a final checkpoint with
+//! those snapshots, so that a bounded job's last results commit too.
 //!
 //! Shards see the coordinator through two counters: `trigger` (the newest checkpoint sources should
 //! inject a barrier for) and `completed` (the newest complete one); a change rings every shard's
@@ -89,7 +92,8 @@ struct Inner {
     tasks: HashSet<TaskId>,
     registered_shards: usize,
     pending: BTreeMap<u64, Pending>,
-    finished: HashMap<TaskId, Arc<OperatorSnapshot>>,
+    /// Finished tasks: their final snapshot and the newest checkpoint whose barrier they saw.
+    finished: HashMap<TaskId, (Arc<OperatorSnapshot>, u64)>,
     next_id: u64,
     last_trigger: u64,
     last_done: Option<u64>,
@@ -110,6 +114,14 @@ struct Inner {
     /// Shared files may be linked that no complete checkpoint names (a checkpoint was aborted, or
     /// an earlier attempt or run left some): swept once nothing is in flight.
     orphans: bool,
+}
+
+impl Inner {
+    /// True if `task` finished before it saw a barrier of checkpoint `id` or a newer one, so that its
+    /// final snapshot is its state in `id`.
+    fn stands_in(&self, task: &TaskId, id: u64) -> bool {
+        self.finished.get(task).is_some_and(|&(_, last_barrier)| last_barrier < id)
+    }
 }
 
 /// Aborted checkpoint ids kept for the shards to notify: a shard further behind than this misses
@@ -308,12 +320,13 @@ impl Coordinator {
         }
     }
 
-    /// A task ended its input: `snapshot` is its final state.
-    pub fn finish(&self, task: TaskId, snapshot: Result<OperatorSnapshot, String>) {
+    /// A task ended its input: `snapshot` is its final state, and `last_barrier` the newest checkpoint
+    /// whose barrier it saw (0: none). Its final state stands in for later checkpoints only.
+    pub fn finish(&self, task: TaskId, snapshot: Result<OperatorSnapshot, String>, last_barrier: u64) {
         let mut inner = self.lock();
         match snapshot {
             Ok(snapshot) => {
-                inner.finished.insert(task, Arc::new(snapshot));
+                inner.finished.insert(task, (Arc::new(snapshot), last_barrier));
             }
             Err(reason) => {
                 drop(inner);
@@ -432,7 +445,7 @@ impl Coordinator {
 
             // Completions, oldest first.
             let complete = inner.pending.iter().find_map(|(&id, p)| {
-                let acked = inner.tasks.iter().all(|t| p.acks.contains_key(t) || inner.finished.contains_key(t));
+                let acked = inner.tasks.iter().all(|t| p.acks.contains_key(t) || inner.stands_in(t, id));
                 acked.then_some(id)
             });
             if let Some(id) = complete {
@@ -525,7 +538,7 @@ impl Coordinator {
                         let task = (node, subtask);
                         match acks.remove(&task) {
                             Some(snapshot) => Arc::new(snapshot),
-                            None => inner.finished.get(&task).cloned().unwrap_or_default(),
+                            None => inner.finished.get(&task).map(|(snapshot, _)| snapshot.clone()).unwrap_or_default(),
                         }
                     })
                     .collect();
@@ -575,11 +588,17 @@ impl Coordinator {
                     self.final_id.store(id, Ordering::Release);
                 }
                 self.completed.store(id, Ordering::Release);
-                if self.retain(&self.root, inner.pinned_from) {
-                    inner.orphans |= self.config.incremental;
-                }
                 self.doorbells.ring_all();
                 self.done.notify_all();
+                // Deleting old checkpoints takes the file system's time: not while shards wait on the
+                // lock to acknowledge. Only this thread writes, retains and sweeps checkpoints.
+                let pinned_from = inner.pinned_from;
+                drop(inner);
+                let left_orphans = self.retain(&self.root, pinned_from);
+                inner = self.lock();
+                if left_orphans {
+                    inner.orphans |= self.config.incremental;
+                }
             }
             Err(error) => {
                 inner.consecutive_failures += 1;
@@ -649,5 +668,79 @@ impl Coordinator {
         let _ = std::fs::remove_dir(self.root.join(SHARED_DIR));
         // Only if nothing else is left in it.
         let _ = std::fs::remove_dir(&self.root);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::clock::RealClock;
+
+    /// A coordinator for two single-instance operators on one shard, its thread running; checkpoints
+    /// are triggered only on request, up to two at a time.
+    fn coordinator(name: &str) -> (Arc<Coordinator>, std::thread::JoinHandle<()>, PathBuf) {
+        let root = std::env::temp_dir().join(format!("rill-coordinator-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let config = CheckpointConfig::every(Duration::from_secs(3600)).max_concurrent(2);
+        let operators =
+            (0..2).map(|i| OperatorMeta { key: format!("op-{i}"), name: format!("op {i}"), parallelism: 1 }).collect();
+        let doorbells = Doorbells::new(1).expect("doorbells");
+        let links = JobLinks {
+            doorbells: doorbells.clone(),
+            signal: Arc::new(JobSignal::new(doorbells)),
+            clock: Arc::new(RealClock::new()),
+        };
+        let coordinator = Arc::new(Coordinator::new(config, root.clone(), operators, 1, (0, 1), links));
+        coordinator.register([(0, 0), (1, 0)]);
+        let thread = std::thread::spawn({
+            let coordinator = coordinator.clone();
+            move || coordinator.run()
+        });
+        (coordinator, thread, root)
+    }
+
+    /// Requests checkpoint `id` and waits until it is triggered.
+    fn trigger(coordinator: &Coordinator, id: u64) {
+        coordinator.request();
+        for _ in 0..5_000 {
+            if coordinator.trigger_id() == id {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("checkpoint {id} was not triggered");
+    }
+
+    /// Checkpoints 1 and 2 in flight; task (0, 0) acknowledges both, task (1, 0) acknowledges `acked`
+    /// and finishes having seen the barriers up to `last_barrier`. The ids of the checkpoints that
+    /// completed.
+    fn completed_with_a_finished_task(name: &str, acked: &[u64], last_barrier: u64) -> Vec<u64> {
+        let (coordinator, thread, root) = coordinator(name);
+        trigger(&coordinator, 1);
+        trigger(&coordinator, 2);
+        let acks = [1, 2].map(|id| ((0, 0), id)).into_iter().chain(acked.iter().map(|&id| ((1, 0), id)));
+        for (task, id) in acks {
+            coordinator.acknowledge(task, id, Ok(OperatorSnapshot::default()), AckTiming::default());
+        }
+        coordinator.finish((1, 0), Ok(OperatorSnapshot::default()), last_barrier);
+        let completed = coordinator.wait_completed(1, Duration::from_secs(10));
+        coordinator.stop();
+        thread.join().expect("coordinator thread");
+        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(completed, Some(2), "the newer checkpoint completes in any case");
+        coordinator.stats().iter().map(|stats| stats.id).collect()
+    }
+
+    #[test]
+    fn a_final_snapshot_stands_in_for_checkpoints_whose_barriers_the_task_never_saw() {
+        assert_eq!(completed_with_a_finished_task("stand-in", &[], 0), [1, 2]);
+        assert_eq!(completed_with_a_finished_task("stand-in-2", &[1], 1), [1, 2]);
+    }
+
+    #[test]
+    fn a_task_that_skipped_a_checkpoint_leaves_it_to_the_newer_one() {
+        // The task saw barrier 2 before 1 completed on it (a newer barrier subsumed 1's alignment, or
+        // a source injected only the newest): its final state is not its state at barrier 1.
+        assert_eq!(completed_with_a_finished_task("skipped", &[2], 2), [2]);
     }
 }

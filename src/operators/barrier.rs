@@ -262,9 +262,13 @@ impl TapCore {
     }
 
     fn after_end(&self) {
-        if self.alignment.borrow().all_ended() {
+        let (ended, last_barrier) = {
+            let alignment = self.alignment.borrow();
+            (alignment.all_ended(), alignment.last_id())
+        };
+        if ended {
             self.shard.finish_in_flight(self.task);
-            self.shard.coordinator.finish(self.task, self.snapshot_state(u64::MAX));
+            self.shard.coordinator.finish(self.task, self.snapshot_state(u64::MAX), last_barrier);
         }
     }
 }

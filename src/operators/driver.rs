@@ -206,7 +206,7 @@ impl<T: Clone + 'static, S: SourceFunction<T>> SourceDriver<T, S> {
         let Some(checkpoints) = env.checkpoints.as_ref() else { return Ok(()) };
         let source = &mut self.source;
         let snapshot = guarded(env, || self.core.snapshot_function(u64::MAX, |ctx| source.snapshot_state(ctx)))?;
-        checkpoints.coordinator.finish((self.core.id, env.shard as u32), Ok(snapshot));
+        checkpoints.coordinator.finish((self.core.id, env.shard as u32), Ok(snapshot), self.last_barrier);
         Ok(())
     }
 
