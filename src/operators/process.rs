@@ -642,14 +642,14 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
         self.snapshot_async()?.finish().map_err(|e| OpError::new(self.core.id, e))
     }
 
-    /// [`snapshot`](Self::snapshot) in two parts: timers and broadcast state now, the keyed state's
-    /// rows shared copy-on-write and encoded afterwards.
+    /// [`snapshot`](Self::snapshot) in two parts: broadcast state now, the keyed state's rows and the
+    /// timers shared copy-on-write and encoded afterwards.
     pub fn snapshot_async(&self) -> Result<PendingSnapshot, OpError> {
         let mut snapshot = KeyedSnapshot::new(self.max_parallelism);
         let fail = |e: StateError| OpError::new(self.core.id, e);
-        let shared = self.state.snapshot_deferred(&mut snapshot).map_err(fail)?;
-        self.timers.event.snapshot_into(EVENT_TIMERS, &mut snapshot).map_err(fail)?;
-        self.timers.processing.snapshot_into(PROCESSING_TIMERS, &mut snapshot).map_err(fail)?;
+        let mut shared = self.state.snapshot_deferred(&mut snapshot).map_err(fail)?;
+        shared.push(self.timers.event.snapshot_deferred(EVENT_TIMERS, &mut snapshot));
+        shared.push(self.timers.processing.snapshot_deferred(PROCESSING_TIMERS, &mut snapshot));
         if let Some(broadcast) = &self.broadcast {
             broadcast.snapshot_into(&mut snapshot).map_err(fail)?;
         }

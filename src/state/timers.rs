@@ -9,10 +9,17 @@
 //! rebalancing. Deleting removes the map entry only; the bucket entry is left behind and skipped
 //! when it comes up (its sequence no longer matches), and buckets are compacted when such stale
 //! entries outnumber the live ones.
+//!
+//! A checkpoint shares each key group's map copy-on-write (`Rc`) at the barrier and encodes it
+//! afterwards, a bounded section at a time ([`crate::state::deferred`]); the first change to a key
+//! group a pending snapshot shares copies that key group's map.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::Hash;
+use std::rc::Rc;
 
+use super::deferred::{DeferredState, SECTION_ROWS_MAX};
 use super::heap::Codec;
 use super::snapshot::{KeyedSnapshot, Section, StateError, StateKind, StateMeta};
 use super::{KeyGroupRange, key_group_of};
@@ -78,7 +85,8 @@ pub struct Timer<K, N> {
 /// ```
 pub struct TimerQueue<K, N> {
     range: KeyGroupRange,
-    by_key_group: Vec<TimerMap<K, N>>,
+    /// Shared with the snapshots still encoding them (copied on write).
+    by_key_group: Vec<Rc<TimerMap<K, N>>>,
     buckets: BTreeMap<i64, Bucket<K, N>>,
     /// Emptied buckets' vectors, reused so that steady firing does not allocate.
     spare: Vec<Vec<Entry<K, N>>>,
@@ -93,7 +101,7 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
     pub fn new(range: KeyGroupRange) -> TimerQueue<K, N> {
         TimerQueue {
             range,
-            by_key_group: (0..range.len()).map(|_| TimerMap::default()).collect(),
+            by_key_group: (0..range.len()).map(|_| Rc::new(TimerMap::default())).collect(),
             buckets: BTreeMap::new(),
             spare: Vec::new(),
             queued: 0,
@@ -104,7 +112,7 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
 
     fn map(&mut self, key_group: usize) -> &mut TimerMap<K, N> {
         assert!(self.range.contains(key_group), "key group {key_group} is not in {:?}", self.range);
-        &mut self.by_key_group[key_group - self.range.start]
+        Rc::make_mut(&mut self.by_key_group[key_group - self.range.start])
     }
 
     /// Adds a timer; false if the same one exists already (then nothing is cloned).
@@ -191,7 +199,7 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
             self.queued -= 1;
             let entry = &bucket.entries[index];
             let offset = entry.key_group as usize - self.range.start;
-            let map = &mut self.by_key_group[offset];
+            let map = Rc::make_mut(&mut self.by_key_group[offset]);
             match map.remove_entry(&Probe(&entry.key, &entry.namespace, timestamp)) {
                 Some((owned, seq)) if seq == entry.seq => {
                     self.live -= 1;
@@ -220,28 +228,27 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         K: ExchangeData,
         N: ExchangeData,
     {
-        let state = snapshot.add_state(timers_meta::<K, N>(name));
+        let mut deferred = self.snapshot_deferred(name, snapshot);
         let mut codec = Codec::default();
-        for key_group in self.range.start..=self.range.end {
-            let map = &self.by_key_group[key_group - self.range.start];
-            if map.is_empty() {
-                continue;
-            }
-            let mut timers: Vec<(i64, u64, &K, &N)> = map.iter().map(|((k, n, ts), seq)| (*ts, *seq, k, n)).collect();
-            timers.sort_unstable_by_key(|(ts, seq, _, _)| (*ts, *seq));
-            let keys: Vec<K> = timers.iter().map(|t| t.2.clone()).collect();
-            let namespaces: Vec<N> = timers.iter().map(|t| t.3.clone()).collect();
-            let timestamps: Vec<i64> = timers.iter().map(|t| t.0).collect();
-            let sequence: Vec<u64> = timers.iter().map(|t| t.1).collect();
-            let columns = vec![
-                codec.encode(name, &keys)?,
-                codec.encode(name, &namespaces)?,
-                codec.encode(name, &timestamps)?,
-                codec.encode(name, &sequence)?,
-            ];
-            snapshot.add_section(key_group, state, Section { rows: timers.len() as u32, columns });
-        }
+        while deferred.encode_next(snapshot, &mut codec)? {}
         Ok(())
+    }
+
+    /// [`snapshot_into`](Self::snapshot_into) in two parts: declares the state in `snapshot` and
+    /// shares the key groups' maps now; the returned state encodes them afterwards, in sections of at
+    /// most [`SECTION_ROWS_MAX`] timers.
+    pub(crate) fn snapshot_deferred(&self, name: &str, snapshot: &mut KeyedSnapshot) -> Box<dyn DeferredState>
+    where
+        K: ExchangeData,
+        N: ExchangeData,
+    {
+        let state = snapshot.add_state(timers_meta::<K, N>(name));
+        let groups = (self.range.start..=self.range.end)
+            .zip(&self.by_key_group)
+            .filter(|(_, map)| !map.is_empty())
+            .map(|(key_group, map)| (key_group, map.clone()))
+            .collect();
+        Box::new(SharedTimers { name: name.to_string(), state, groups, left: Vec::new() })
     }
 
     /// Registers the timers `snapshots` hold as the state `name` in this queue's key groups: in
@@ -314,6 +321,52 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
     }
 }
 
+/// Timers shared at a barrier, still to encode: key groups front to back.
+struct SharedTimers<K, N> {
+    name: String,
+    state: u32,
+    groups: VecDeque<(usize, Rc<TimerMap<K, N>>)>,
+    /// The front key group's timers not encoded yet, in reverse firing order (the next last).
+    left: Vec<(i64, u64, K, N)>,
+}
+
+impl<K, N> DeferredState for SharedTimers<K, N>
+where
+    K: ExchangeData + Hash + Eq + Clone,
+    N: ExchangeData + Hash + Eq + Clone,
+{
+    fn encode_next(&mut self, snapshot: &mut KeyedSnapshot, codec: &mut Codec) -> Result<bool, StateError> {
+        let Some((key_group, map)) = self.groups.front() else { return Ok(false) };
+        if self.left.is_empty() {
+            self.left = map.iter().map(|((k, n, ts), seq)| (*ts, *seq, k.clone(), n.clone())).collect();
+            self.left.sort_unstable_by_key(|(ts, seq, _, _)| Reverse((*ts, *seq)));
+        }
+        let key_group = *key_group;
+        let section = self.left.split_off(self.left.len().saturating_sub(SECTION_ROWS_MAX));
+        let rows = section.len();
+        let (mut keys, mut namespaces) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+        let (mut timestamps, mut sequence) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+        for (ts, seq, key, namespace) in section.into_iter().rev() {
+            timestamps.push(ts);
+            sequence.push(seq);
+            keys.push(key);
+            namespaces.push(namespace);
+        }
+        let name = &self.name;
+        let columns = vec![
+            codec.encode(name, &keys)?,
+            codec.encode(name, &namespaces)?,
+            codec.encode(name, &timestamps)?,
+            codec.encode(name, &sequence)?,
+        ];
+        snapshot.add_section(key_group, self.state, Section { rows: rows as u32, columns });
+        if self.left.is_empty() {
+            self.groups.pop_front();
+        }
+        Ok(true)
+    }
+}
+
 fn timers_meta<K, N>(name: &str) -> StateMeta {
     StateMeta {
         name: name.to_string(),
@@ -360,6 +413,56 @@ mod tests {
         assert_eq!(q.len(), 1);
         assert_eq!(q.pop_due(5).map(|t| (t.key, t.namespace)), Some((7, 1)));
         assert_eq!(q.pop_due(i64::MAX), None);
+    }
+
+    /// Timers of `(key, namespace)` on every key group: one key group with more than a section holds.
+    fn crowded_queue() -> TimerQueue<u64, u8> {
+        let mut q = TimerQueue::new(KeyGroupRange { start: 0, end: 127 });
+        let crowded = key_group_of(&0u64, 128);
+        let keys = (0u64..).filter(|k| key_group_of(k, 128) == crowded).take(SECTION_ROWS_MAX + 10);
+        for (i, key) in keys.enumerate() {
+            q.register(crowded, &key, &1, (i % 7) as i64);
+        }
+        for key in 0..50u64 {
+            q.register(key_group_of(&key, 128), &key, &2, 100 + key as i64);
+        }
+        q
+    }
+
+    fn changes_after_the_barrier(q: &mut TimerQueue<u64, u8>) {
+        q.register(key_group_of(&7u64, 128), &7, &3, 1);
+        q.delete(key_group_of(&9u64, 128), &9, &2, 109);
+        for _ in 0..100 {
+            q.pop_due(3);
+        }
+    }
+
+    fn drain(mut q: TimerQueue<u64, u8>) -> Vec<(u64, u8, i64)> {
+        std::iter::from_fn(|| q.pop_due(i64::MAX)).map(|t| (t.key, t.namespace, t.timestamp)).collect()
+    }
+
+    #[test]
+    fn a_deferred_snapshot_holds_the_timers_at_its_barrier_in_bounded_sections() {
+        let mut q = crowded_queue();
+        let mut snapshot = KeyedSnapshot::new(128);
+        let mut deferred = q.snapshot_deferred("timers", &mut snapshot);
+        changes_after_the_barrier(&mut q);
+        let (mut codec, mut sections) = (Codec::default(), 0);
+        while deferred.encode_next(&mut snapshot, &mut codec).unwrap() {
+            sections += 1;
+        }
+        let mut key_groups: Vec<usize> = (0..50u64).map(|k| key_group_of(&k, 128)).collect();
+        key_groups.push(key_group_of(&0u64, 128));
+        key_groups.sort_unstable();
+        key_groups.dedup();
+        assert_eq!(sections, key_groups.len() + 1, "the crowded key group takes two sections, the others one");
+        let mut restored = TimerQueue::new(KeyGroupRange { start: 0, end: 127 });
+        restored.restore_from("timers", &[&snapshot]).unwrap();
+        assert_eq!(drain(restored), drain(crowded_queue()), "the timers as they were at the barrier");
+        // The queue itself went on with its own copy.
+        let mut expected = crowded_queue();
+        changes_after_the_barrier(&mut expected);
+        assert_eq!(drain(q), drain(expected));
     }
 
     #[test]
