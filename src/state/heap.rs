@@ -779,16 +779,6 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
         }
     }
 
-    /// Writes every state into `snapshot` (the states a restore brought back and nobody declared
-    /// since, unchanged).
-    pub(crate) fn snapshot_into(&self, snapshot: &mut KeyedSnapshot) -> Result<(), StateError> {
-        let mut codec = Codec::default();
-        for mut state in self.snapshot_deferred(snapshot)? {
-            while state.encode_next(snapshot, &mut codec)? {}
-        }
-        Ok(())
-    }
-
     /// The synchronous part of a snapshot: declares every state in `snapshot`, adds the states a
     /// restore brought back and nobody declared since, and shares the rows of the declared ones, to be
     /// encoded afterwards (while the operator goes on: its writes copy the key groups still shared).

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
-use super::deferred::{DeferredState, SECTION_ROWS_MAX};
+use super::deferred::{DeferredState, KeyGroupTables, SECTION_ROWS_MAX};
 use super::heap::Codec;
 use super::key_group::{KeyGroupRange, key_group_for_hash, table_hash};
 use super::snapshot::{KeyedSnapshot, Section, StateError, StateKind, StateMeta, check_key_group};
@@ -160,6 +160,18 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
     {
         self.copy_group = Some(HashTable::clone);
         Box::new(self.share(name, snapshot))
+    }
+
+    /// The tables of the key groups, shared with a snapshot (the map copies one before it changes
+    /// it while shared), for an operator that encodes them its own way.
+    pub(crate) fn share_groups(&mut self) -> KeyGroupTables<(K, V)>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        self.copy_group = Some(HashTable::clone);
+        let start = self.range.start;
+        self.groups.iter().enumerate().map(|(offset, table)| (start + offset, table.clone())).collect()
     }
 
     /// The tables, shared with a snapshot that encodes them as the value state `name`.

@@ -23,6 +23,7 @@ pub(crate) mod sliding;
 mod spill;
 
 use std::hash::Hash;
+use std::rc::Rc;
 
 use hashbrown::HashTable;
 
@@ -35,10 +36,11 @@ use super::process::KeyedTimers;
 use super::side_output::OutputTag;
 use crate::exchange::Control;
 use crate::metrics::{Counter, Gauge};
+use crate::state::deferred::{DeferredState, EncodeRows, KeyGroupTables, PendingSnapshot, SharedGroups};
 use crate::state::heap::Codec;
 use crate::state::snapshot::{
-    KeyedSnapshot, OperatorSnapshot, Section, StateError, StateKind, StateMeta, check_key_group, read_times,
-    total_count, write_times,
+    KeyedSnapshot, OperatorSnapshot, StateError, StateKind, StateMeta, check_key_group, read_times, total_count,
+    write_times,
 };
 use crate::state::{KeyGroupRange, KeyGroupedMap, KeyedStateBackend, key_group_for_hash};
 use crate::time::{Clock, SharedClock, Watermark};
@@ -73,6 +75,7 @@ impl<T, A: WindowAssigner<T>, Tr: Trigger<T, A::W>> WindowSettings<T, A, Tr> {
 
 /// A window of a key: its contents (under the state window, for merging windows) and its trigger's
 /// state (under the window itself).
+#[derive(Clone)]
 struct Slot<K, W, A, S> {
     hash: u64,
     key: K,
@@ -87,11 +90,15 @@ impl<K, W, A, S> Slot<K, W, A, S> {
     }
 }
 
+/// One key group's windows.
+type SlotTable<K, W, A, S> = Rc<HashTable<Slot<K, W, A, S>>>;
+
 /// The windows of the shard's keys, a hash table per key group (so that they move key group by key
-/// group), hashed by key and window.
+/// group), hashed by key and window. A snapshot shares the tables; one still shared is copied before
+/// it changes.
 struct Slots<K, W, A, S> {
     range: KeyGroupRange,
-    groups: Vec<HashTable<Slot<K, W, A, S>>>,
+    groups: Vec<SlotTable<K, W, A, S>>,
 }
 
 #[inline]
@@ -99,14 +106,20 @@ fn slot_hash<W: Hash>(key_hash: u64, window: &W) -> u64 {
     fmix64(key_hash ^ stable_hash(window).rotate_left(29))
 }
 
-impl<K: Eq + Clone, W: Eq + Clone, A, S> Slots<K, W, A, S> {
+impl<K: Eq + Clone, W: Eq + Clone, A: Clone, S: Clone> Slots<K, W, A, S> {
     fn new(range: KeyGroupRange) -> Self {
-        Slots { range, groups: (0..range.len()).map(|_| HashTable::new()).collect() }
+        Slots { range, groups: (0..range.len()).map(|_| Rc::new(HashTable::new())).collect() }
     }
 
     #[inline]
     fn table(&mut self, key_group: usize) -> &mut HashTable<Slot<K, W, A, S>> {
-        &mut self.groups[key_group - self.range.start]
+        Rc::make_mut(&mut self.groups[key_group - self.range.start])
+    }
+
+    /// The tables by key group, shared with a snapshot.
+    fn share(&self) -> KeyGroupTables<Slot<K, W, A, S>> {
+        let start = self.range.start;
+        self.groups.iter().enumerate().map(|(offset, table)| (start + offset, table.clone())).collect()
     }
 
     #[inline]
@@ -133,12 +146,56 @@ impl<K: Eq + Clone, W: Eq + Clone, A, S> Slots<K, W, A, S> {
     }
 
     fn len(&self) -> usize {
-        self.groups.iter().map(HashTable::len).sum()
+        self.groups.iter().map(|table| table.len()).sum()
     }
+}
+
+/// How a window function writes window contents into a section's columns.
+type ContentsEncoder<A> = fn(&mut Codec, &str, &[&A], &mut Vec<Vec<u8>>) -> Result<(), StateError>;
+
+/// Writes windows as rows of the contents state: key, window, whether it has contents and trigger
+/// state, the trigger states, then the contents (by `encode_contents`).
+fn slot_encoder<K: crate::api::Data, W: crate::api::Data, A: 'static, S: crate::api::Data>(
+    encode_contents: ContentsEncoder<A>,
+) -> EncodeRows<Slot<K, W, A, S>> {
+    Box::new(move |slots, codec| {
+        let keys: Vec<K> = slots.iter().map(|s| s.key.clone()).collect();
+        let windows: Vec<W> = slots.iter().map(|s| s.window.clone()).collect();
+        let has_contents: Vec<bool> = slots.iter().map(|s| s.contents.is_some()).collect();
+        let has_trigger: Vec<bool> = slots.iter().map(|s| s.trigger.is_some()).collect();
+        let triggers: Vec<S> = slots.iter().filter_map(|s| s.trigger.clone()).collect();
+        let contents: Vec<&A> = slots.iter().filter_map(|s| s.contents.as_ref()).collect();
+        let mut columns = vec![
+            codec.encode(CONTENTS, &keys)?,
+            codec.encode(CONTENTS, &windows)?,
+            codec.encode(CONTENTS, &has_contents)?,
+            codec.encode(CONTENTS, &has_trigger)?,
+            codec.encode(CONTENTS, &triggers)?,
+        ];
+        encode_contents(codec, CONTENTS, &contents, &mut columns)?;
+        Ok(columns)
+    })
+}
+
+/// Writes merging-window sets as rows: key, number of windows, the windows, their state windows.
+fn merging_encoder<K: crate::api::Data, W: crate::api::Data>() -> EncodeRows<(K, MergingWindowSet<W>)> {
+    Box::new(|entries, codec| {
+        let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
+        let lengths: Vec<u32> = entries.iter().map(|(_, set)| set.mapping.len() as u32).collect();
+        let windows: Vec<W> = entries.iter().flat_map(|(_, set)| set.mapping.iter().map(|m| m.0.clone())).collect();
+        let states: Vec<W> = entries.iter().flat_map(|(_, set)| set.mapping.iter().map(|m| m.1.clone())).collect();
+        Ok(vec![
+            codec.encode(MERGING, &keys)?,
+            codec.encode(MERGING, &lengths)?,
+            codec.encode(MERGING, &windows)?,
+            codec.encode(MERGING, &states)?,
+        ])
+    })
 }
 
 /// The windows of one key of a merging assigner, each with the window its contents are stored under
 /// (Flink's `MergingWindowSet`).
+#[derive(Clone)]
 struct MergingWindowSet<W> {
     mapping: Vec<(W, W)>,
 }
@@ -467,54 +524,27 @@ where
 
     /// Everything the operator keeps, in the canonical format: per key group its windows (key,
     /// window, contents, trigger state), the merging-window sets, the timers and the function's state.
-    fn snapshot(&self) -> Result<OperatorSnapshot, StateError> {
+    fn snapshot(&mut self) -> Result<OperatorSnapshot, StateError> {
+        self.snapshot_async()?.finish()
+    }
+
+    /// [`snapshot`](Self::snapshot) in two parts: the watermark now; the windows, merging-window
+    /// sets, timers and the function's state shared copy-on-write and encoded afterwards.
+    fn snapshot_async(&mut self) -> Result<PendingSnapshot, StateError> {
         let mut snapshot = KeyedSnapshot::new(self.merging.max_parallelism());
         let (contents_meta, merging_meta) = Self::window_metas();
-        let mut codec = Codec::default();
         let contents_state = snapshot.add_state(contents_meta);
-        for (offset, table) in self.slots.groups.iter().enumerate() {
-            if table.is_empty() {
-                continue;
-            }
-            let slots: Vec<&Slot<_, _, _, _>> = table.iter().collect();
-            let keys: Vec<K> = slots.iter().map(|s| s.key.clone()).collect();
-            let windows: Vec<A::W> = slots.iter().map(|s| s.window.clone()).collect();
-            let has_contents: Vec<bool> = slots.iter().map(|s| s.contents.is_some()).collect();
-            let has_trigger: Vec<bool> = slots.iter().map(|s| s.trigger.is_some()).collect();
-            let triggers: Vec<Tr::State> = slots.iter().filter_map(|s| s.trigger.clone()).collect();
-            let contents: Vec<&F::Acc> = slots.iter().filter_map(|s| s.contents.as_ref()).collect();
-            let mut columns = vec![
-                codec.encode(CONTENTS, &keys)?,
-                codec.encode(CONTENTS, &windows)?,
-                codec.encode(CONTENTS, &has_contents)?,
-                codec.encode(CONTENTS, &has_trigger)?,
-                codec.encode(CONTENTS, &triggers)?,
-            ];
-            F::encode_contents(&mut codec, CONTENTS, &contents, &mut columns)?;
-            let key_group = self.slots.range.start + offset;
-            snapshot.add_section(key_group, contents_state, Section { rows: slots.len() as u32, columns });
-        }
         let merging_state = snapshot.add_state(merging_meta);
-        for (key_group, entries) in self.merging.groups() {
-            let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
-            let lengths: Vec<u32> = entries.iter().map(|(_, set)| set.mapping.len() as u32).collect();
-            let windows: Vec<A::W> =
-                entries.iter().flat_map(|(_, set)| set.mapping.iter().map(|m| m.0.clone())).collect();
-            let states: Vec<A::W> =
-                entries.iter().flat_map(|(_, set)| set.mapping.iter().map(|m| m.1.clone())).collect();
-            let columns = vec![
-                codec.encode(MERGING, &keys)?,
-                codec.encode(MERGING, &lengths)?,
-                codec.encode(MERGING, &windows)?,
-                codec.encode(MERGING, &states)?,
-            ];
-            snapshot.add_section(key_group, merging_state, Section { rows: keys.len() as u32, columns });
-        }
-        self.timers.event.snapshot_into(EVENT_TIMERS, &mut snapshot)?;
-        self.timers.processing.snapshot_into(PROCESSING_TIMERS, &mut snapshot)?;
-        write_times(&mut snapshot, &mut codec, aligned::WATERMARK, &[self.timers.watermark])?;
-        self.state.snapshot_into(&mut snapshot)?;
-        Ok(OperatorSnapshot::keyed(snapshot))
+        let slots = slot_encoder::<K, A::W, F::Acc, Tr::State>(F::encode_contents);
+        let mut deferred: Vec<Box<dyn DeferredState>> = vec![
+            Box::new(SharedGroups::new(contents_state, self.slots.share(), slots)),
+            Box::new(SharedGroups::new(merging_state, self.merging.share_groups(), merging_encoder())),
+            self.timers.event.snapshot_deferred(EVENT_TIMERS, &mut snapshot),
+            self.timers.processing.snapshot_deferred(PROCESSING_TIMERS, &mut snapshot),
+        ];
+        write_times(&mut snapshot, &mut Codec::default(), aligned::WATERMARK, &[self.timers.watermark])?;
+        deferred.extend(self.state.snapshot_deferred(&mut snapshot)?);
+        Ok(PendingSnapshot::new(snapshot, deferred))
     }
 
     /// Takes back this instance's key groups from the snapshots of any instances. Before `open`.
@@ -1015,6 +1045,10 @@ where
 
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
         self.snapshot().map_err(|e| OpError::new(self.base.core.id, e))
+    }
+
+    fn snapshot_state_async(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot, OpError> {
+        self.snapshot_async().map_err(|e| OpError::new(self.base.core.id, e))
     }
 
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
