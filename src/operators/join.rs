@@ -21,10 +21,11 @@ use super::two_input::TwoInputOperator;
 use super::window::functions::{ApplyAll, Elements, WindowContext};
 use crate::exchange::Control;
 use crate::metrics::Counter;
+use crate::state::deferred::{DeferredState, EncodeRows, PendingSnapshot, SharedGroups};
 use crate::state::heap::Codec;
 use crate::state::snapshot::{
-    KeyedSnapshot, OperatorSnapshot, Section, StateError, StateKind, StateMeta, check_key_group, check_snapshots,
-    read_times, total_count, write_times,
+    KeyedSnapshot, OperatorSnapshot, StateError, StateKind, StateMeta, check_key_group, check_snapshots, read_times,
+    total_count, write_times,
 };
 use crate::state::{KeyGroupRange, KeyGroupedMap, TimerQueue, key_group_of};
 use crate::time::Watermark;
@@ -119,6 +120,44 @@ pub(crate) struct IntervalBounds<L, R> {
     pub right_late: Option<OutputTag<R>>,
 }
 
+/// Writes keys with their buffered records as rows of the buffers state. Columns (one row per key):
+/// keys, left counts, right counts, then the left timestamps and records of every key, then the right
+/// ones.
+fn buffers_encoder<K: crate::api::Data, L: crate::api::Data, R: crate::api::Data>() -> EncodeRows<(K, Buffers<L, R>)> {
+    Box::new(|entries, codec| {
+        let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
+        let count = |n: usize| u32::try_from(n).map_err(|_| too_many(BUFFERS));
+        let mut left_counts = Vec::with_capacity(entries.len());
+        let mut right_counts = Vec::with_capacity(entries.len());
+        let (mut left_times, mut lefts) = (Vec::new(), Vec::new());
+        let (mut right_times, mut rights) = (Vec::new(), Vec::new());
+        for (_, buffers) in entries {
+            let before = lefts.len();
+            for (&ts, records) in &buffers.left {
+                left_times.extend(std::iter::repeat_n(ts, records.len()));
+                lefts.extend(records.iter().cloned());
+            }
+            left_counts.push(count(lefts.len() - before)?);
+            let before = rights.len();
+            for (&ts, records) in &buffers.right {
+                right_times.extend(std::iter::repeat_n(ts, records.len()));
+                rights.extend(records.iter().cloned());
+            }
+            right_counts.push(count(rights.len() - before)?);
+        }
+        Ok(vec![
+            codec.encode(BUFFERS, &keys)?,
+            codec.encode(BUFFERS, &left_counts)?,
+            codec.encode(BUFFERS, &right_counts)?,
+            codec.encode(BUFFERS, &left_times)?,
+            codec.encode(BUFFERS, &lefts)?,
+            codec.encode(BUFFERS, &right_times)?,
+            codec.encode(BUFFERS, &rights)?,
+        ])
+    })
+}
+
+#[derive(Clone)]
 struct Buffers<L, R> {
     left: BTreeMap<i64, Vec<L>>,
     right: BTreeMap<i64, Vec<R>>,
@@ -356,45 +395,21 @@ where
     ///
     /// Columns of a buffers section (one row per key): keys, left counts, right counts, then the
     /// left timestamps and records of every key, then the right ones.
-    fn snapshot(&self) -> Result<OperatorSnapshot, StateError> {
+    fn snapshot(&mut self) -> Result<OperatorSnapshot, StateError> {
+        self.snapshot_async()?.finish()
+    }
+
+    /// [`snapshot`](Self::snapshot) in two parts: the watermark now; the buffers and the cleanup
+    /// timers shared copy-on-write and encoded afterwards.
+    fn snapshot_async(&mut self) -> Result<PendingSnapshot, StateError> {
         let mut snapshot = KeyedSnapshot::new(self.max_parallelism);
-        let mut codec = Codec::default();
         let buffers_state = snapshot.add_state(Self::buffers_meta());
-        for (key_group, entries) in self.buffers.groups() {
-            let keys: Vec<K> = entries.iter().map(|(k, _)| k.clone()).collect();
-            let count = |n: usize| u32::try_from(n).map_err(|_| too_many(BUFFERS));
-            let mut left_counts = Vec::with_capacity(entries.len());
-            let mut right_counts = Vec::with_capacity(entries.len());
-            let (mut left_times, mut lefts) = (Vec::new(), Vec::new());
-            let (mut right_times, mut rights) = (Vec::new(), Vec::new());
-            for (_, buffers) in &entries {
-                let before = lefts.len();
-                for (&ts, records) in &buffers.left {
-                    left_times.extend(std::iter::repeat_n(ts, records.len()));
-                    lefts.extend(records.iter().cloned());
-                }
-                left_counts.push(count(lefts.len() - before)?);
-                let before = rights.len();
-                for (&ts, records) in &buffers.right {
-                    right_times.extend(std::iter::repeat_n(ts, records.len()));
-                    rights.extend(records.iter().cloned());
-                }
-                right_counts.push(count(rights.len() - before)?);
-            }
-            let columns = vec![
-                codec.encode(BUFFERS, &keys)?,
-                codec.encode(BUFFERS, &left_counts)?,
-                codec.encode(BUFFERS, &right_counts)?,
-                codec.encode(BUFFERS, &left_times)?,
-                codec.encode(BUFFERS, &lefts)?,
-                codec.encode(BUFFERS, &right_times)?,
-                codec.encode(BUFFERS, &rights)?,
-            ];
-            snapshot.add_section(key_group, buffers_state, Section { rows: count(keys.len())?, columns });
-        }
-        self.timers.snapshot_into(CLEANUP_TIMERS, &mut snapshot)?;
-        write_times(&mut snapshot, &mut codec, WATERMARK, &[self.watermark])?;
-        Ok(OperatorSnapshot::keyed(snapshot))
+        let deferred: Vec<Box<dyn DeferredState>> = vec![
+            Box::new(SharedGroups::new(buffers_state, self.buffers.share_groups(), buffers_encoder::<K, L, R>())),
+            self.timers.snapshot_deferred(CLEANUP_TIMERS, &mut snapshot),
+        ];
+        write_times(&mut snapshot, &mut Codec::default(), WATERMARK, &[self.watermark])?;
+        Ok(PendingSnapshot::new(snapshot, deferred))
     }
 
     /// Takes back this instance's key groups from the snapshots of any instances. Before `open`,
@@ -511,6 +526,10 @@ where
 
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
         self.join.snapshot().map_err(|e| OpError::new(self.join.core.id, e))
+    }
+
+    fn snapshot_state_async(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot, OpError> {
+        self.join.snapshot_async().map_err(|e| OpError::new(self.join.core.id, e))
     }
 
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
@@ -630,6 +649,10 @@ impl<Op: Lifecycle> Lifecycle for CoGroupOp<Op> {
 
     fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<OperatorSnapshot, OpError> {
         self.inner.snapshot_state(checkpoint_id)
+    }
+
+    fn snapshot_state_async(&mut self, checkpoint_id: u64) -> Result<PendingSnapshot, OpError> {
+        self.inner.snapshot_state_async(checkpoint_id)
     }
 
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {

@@ -131,16 +131,6 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
         }
     }
 
-    /// The entries of each key group that has some: (key group, entries).
-    pub(crate) fn groups(&self) -> impl Iterator<Item = (usize, Vec<&(K, V)>)> {
-        let start = self.range.start;
-        self.groups
-            .iter()
-            .enumerate()
-            .filter(|(_, table)| !table.is_empty())
-            .map(move |(offset, table)| (start + offset, table.iter().collect()))
-    }
-
     /// Removes `key`; returns its value.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let (group, hash) = self.locate(key);

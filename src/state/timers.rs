@@ -221,22 +221,10 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         map.into_iter().flat_map(|m| m.keys().map(|(k, n, ts)| (k, n, *ts)))
     }
 
-    /// Writes the timers into `snapshot` as the state `name`: per key group, in firing order, with
-    /// their registration sequence so that a restore keeps the order of timers of one timestamp.
-    pub(crate) fn snapshot_into(&self, name: &str, snapshot: &mut KeyedSnapshot) -> Result<(), StateError>
-    where
-        K: ExchangeData,
-        N: ExchangeData,
-    {
-        let mut deferred = self.snapshot_deferred(name, snapshot);
-        let mut codec = Codec::default();
-        while deferred.encode_next(snapshot, &mut codec)? {}
-        Ok(())
-    }
-
-    /// [`snapshot_into`](Self::snapshot_into) in two parts: declares the state in `snapshot` and
-    /// shares the key groups' maps now; the returned state encodes them afterwards, in sections of at
-    /// most [`SECTION_ROWS_MAX`] timers.
+    /// Snapshots the timers as the state `name`: declares it in `snapshot` and shares the key groups'
+    /// maps now; the returned state encodes them afterwards, per key group in firing order with their
+    /// registration sequence (so that a restore keeps the order of timers of one timestamp), in
+    /// sections of at most [`SECTION_ROWS_MAX`] timers.
     pub(crate) fn snapshot_deferred(&self, name: &str, snapshot: &mut KeyedSnapshot) -> Box<dyn DeferredState>
     where
         K: ExchangeData,
