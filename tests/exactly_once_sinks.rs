@@ -72,9 +72,10 @@ fn run(name: &str, mode: CheckpointingMode, thresholds: Vec<u64>) -> (Vec<String
     (lines, result, fired.load(Ordering::SeqCst))
 }
 
-/// Like `run`, with event-time session windows (counting records per key and session) between the
-/// failures and the sink.
-fn run_windowed(name: &str, thresholds: Vec<u64>) -> (Vec<String>, JobResult, usize) {
+/// Like `run`, with event-time windows counting records per key and window between the failures and
+/// the sink: sessions (the general window operator), or tumbling windows (the operator of aligned
+/// windows, whose panes a checkpoint shares copy-on-write).
+fn run_windowed(name: &str, thresholds: Vec<u64>, tumbling: bool) -> (Vec<String>, JobResult, usize) {
     let root = std::env::temp_dir().join(format!("rill-eo-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let out = root.join("out");
@@ -88,16 +89,19 @@ fn run_windowed(name: &str, thresholds: Vec<u64>) -> (Vec<String>, JobResult, us
     let fired = Arc::new(AtomicUsize::new(0));
     let injector = Injector { seen: 0, thresholds: Arc::new(thresholds), fired: fired.clone() };
     // Every 500 records time jumps by a second, so every key's session closes.
-    env.generator(Generator::bounded(30_000).per_second(300_000.0), |i| (i % 37, i + (i / 500) * 1_000))
+    let keyed = env
+        .generator(Generator::bounded(30_000).per_second(300_000.0), |i| (i % 37, i + (i / 500) * 1_000))
         .assign_timestamps_and_watermarks(
             WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|r: &(u64, u64), _| r.1 as i64),
         )
         .map_rich(injector)
-        .key_by(|r: &(u64, u64)| r.0)
-        .window(EventTimeSessionWindows::with_gap(Duration::from_millis(100)))
-        .aggregate(Count)
-        .map(|(k, n)| format!("{k},{n}"))
-        .add_sink(two_phase_commit(TransactionalFileSink::<String>::new(&out)));
+        .key_by(|r: &(u64, u64)| r.0);
+    let counts = if tumbling {
+        keyed.window(TumblingEventTimeWindows::of(Duration::from_millis(100))).aggregate(Count)
+    } else {
+        keyed.window(EventTimeSessionWindows::with_gap(Duration::from_millis(100))).aggregate(Count)
+    };
+    counts.map(|(k, n)| format!("{k},{n}")).add_sink(two_phase_commit(TransactionalFileSink::<String>::new(&out)));
     let result = env.execute().unwrap();
     let lines = committed_lines(&out);
     let _ = std::fs::remove_dir_all(&root);
@@ -125,22 +129,25 @@ impl AggregateFunction<(u64, u64), (u64, u64)> for Count {
 }
 
 #[test]
-fn a_windowed_job_with_seeded_failures_commits_exactly_the_output_of_a_run_without_failures() {
-    let (expected, _, _) = run_windowed("win-clean", Vec::new());
-    assert!(!expected.is_empty());
-    let total: u64 = expected.iter().map(|l| l.split(',').nth(1).unwrap().parse::<u64>().unwrap()).sum();
-    assert_eq!(total, 30_000, "every record is in one session");
-    for seed in 0..2u64 {
-        let mut rng = SplitMix64::new(100 + seed);
-        let thresholds: Vec<u64> = (0..3).map(|_| 200 + rng.next_u64() % 3_000).collect();
-        let (got, result, fired) = run_windowed(&format!("win-seed{seed}"), thresholds.clone());
-        assert!(fired >= 1 && (1..=fired).contains(&(result.restarts as usize)), "seed {seed}: {thresholds:?}");
-        assert!(
-            got == expected,
-            "seed {seed}: the committed output differs ({} vs {} lines)",
-            got.len(),
-            expected.len()
-        );
+fn windowed_jobs_with_seeded_failures_commit_exactly_the_output_of_a_run_without_failures() {
+    for tumbling in [false, true] {
+        let kind = if tumbling { "tumbling" } else { "session" };
+        let (expected, _, _) = run_windowed(&format!("{kind}-clean"), Vec::new(), tumbling);
+        assert!(!expected.is_empty());
+        let total: u64 = expected.iter().map(|l| l.split(',').nth(1).unwrap().parse::<u64>().unwrap()).sum();
+        assert_eq!(total, 30_000, "{kind}: every record is in one window");
+        for seed in 0..2u64 {
+            let mut rng = SplitMix64::new(100 + seed);
+            let thresholds: Vec<u64> = (0..3).map(|_| 200 + rng.next_u64() % 3_000).collect();
+            let (got, result, fired) = run_windowed(&format!("{kind}-seed{seed}"), thresholds.clone(), tumbling);
+            assert!(fired >= 1 && (1..=fired).contains(&(result.restarts as usize)), "{kind} {seed}: {thresholds:?}");
+            assert!(
+                got == expected,
+                "{kind}, seed {seed}: the committed output differs ({} vs {} lines)",
+                got.len(),
+                expected.len()
+            );
+        }
     }
 }
 

@@ -24,9 +24,12 @@
 //! the ends of the windows that have not fired (`$window/pending`) and the watermark
 //! (`$window/watermark`). A restore merges the key groups of every old instance back into each
 //! pane's arrival order, so that windows fire their keys in the order an uninterrupted run does.
+//! At a checkpoint's barrier the panes are shared (`Rc`) with the snapshot, which sorts their rows by
+//! key group and encodes them afterwards; a pane written while still shared is copied first.
 //! The helpers of this layout serve `window::sliding` too.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use super::functions::WindowFn;
 use super::pane_index::PaneIndex;
@@ -37,6 +40,7 @@ use crate::exchange::Control;
 use crate::operators::batch::{RecordBatch, timestamp_at};
 use crate::operators::context::{OperatorCore, ShardEnv};
 use crate::operators::input::{Input, Lifecycle, OpError, OpResult, Output};
+use crate::state::deferred::{DeferredState, PendingSnapshot, SECTION_ROWS_MAX};
 use crate::state::heap::Codec;
 use crate::state::key_group::table_hash;
 use crate::state::snapshot::{
@@ -52,6 +56,7 @@ use crate::window::{TimeWindow, Window, WindowAssigner};
 /// How many records ahead of its lookup a record's pane slot is prefetched.
 const PREFETCH_AHEAD: usize = 8;
 
+#[derive(Clone)]
 struct PaneEntry<K, A> {
     hash: u64,
     key: K,
@@ -60,6 +65,7 @@ struct PaneEntry<K, A> {
 
 /// The keys of one slice of time and their contents, in arrival order (those in memory: see
 /// `window::spill` for a pane spilled to the LSM store).
+#[derive(Clone)]
 struct Pane<K, A> {
     index: PaneIndex,
     entries: Vec<PaneEntry<K, A>>,
@@ -146,7 +152,8 @@ pub(crate) struct AlignedWindowOp<K, T, O, S, A: Window, F: WindowFn<K, T, A, O>
     watermark: i64,
     /// Panes by start, as indices into `slab`.
     panes: BTreeMap<i64, usize>,
-    slab: Vec<Pane<K, F::Acc>>,
+    /// Shared with the snapshots still encoding them (a shared pane is copied before it changes).
+    slab: Vec<Rc<Pane<K, F::Acc>>>,
     free: Vec<usize>,
     /// The keys in memory of the pane dropped last: a pane the slab adds starts with room for as many
     /// (a reused pane keeps its own room).
@@ -265,7 +272,7 @@ where
                 // Before any pane was dropped, the pane used last (mostly the one before in time) is
                 // the best guess of a pane's keys.
                 let last_keys = self.last.map_or(0, |(_, slot)| self.slab[slot].entries.len());
-                self.slab.push(Pane::with_capacity(self.pane_keys_hint.max(last_keys)));
+                self.slab.push(Rc::new(Pane::with_capacity(self.pane_keys_hint.max(last_keys))));
                 self.slab.len() - 1
             }
         };
@@ -299,7 +306,7 @@ where
             return Ok(());
         }
         let slot = self.pane(pane_start);
-        let pane = &mut self.slab[slot];
+        let pane = Rc::make_mut(&mut self.slab[slot]);
         let before = pane.entries.len();
         let index = pane.entry_index(key_hash, &key);
         if pane.entries.len() > before {
@@ -313,7 +320,7 @@ where
                 pane.entries[index].acc = stored;
             }
         }
-        let acc = &mut self.slab[slot].entries[index].acc;
+        let acc = &mut pane.entries[index].acc;
         self.function.add(acc, value, timestamp).map_err(|e| OpError::new(self.base.core.id, e))?;
         // The event-time trigger fires a window the watermark has passed at once (a late firing). Every
         // window holding the pane ends after it, so none has been passed while the pane is ahead.
@@ -356,7 +363,7 @@ where
     /// memory.
     fn spill_pane(&mut self, pane_start: i64, slot: usize) -> Result<(), StateError> {
         let Some(spill) = self.spill.as_mut() else { return Ok(()) };
-        let pane = &mut self.slab[slot];
+        let pane = Rc::make_mut(&mut self.slab[slot]);
         for entry in &pane.entries {
             // An entry without contents is left by a function that failed to add to it.
             let Some(contents) = &entry.acc else { continue };
@@ -407,7 +414,7 @@ where
         }
         if self.pane_size == self.shape.size {
             let Some(&slot) = self.panes.get(&start) else { return Ok(()) };
-            let pane = &mut self.slab[slot];
+            let pane = Rc::make_mut(&mut self.slab[slot]);
             for entry in &mut pane.entries {
                 self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc, None)?;
             }
@@ -467,9 +474,9 @@ where
             self.fire_merged(&starts, window)?;
         }
         if delete {
-            let slot = starts[0].1;
-            self.slab[slot].stored_rows = 0;
-            self.slab[slot].spilled = false;
+            let pane = Rc::make_mut(&mut self.slab[starts[0].1]);
+            pane.stored_rows = 0;
+            pane.spilled = false;
         }
         Ok(())
     }
@@ -504,8 +511,9 @@ where
         for key_group in self.base.key_groups.start..=self.base.key_groups.end {
             spill.delete(key_group, pane_start).map_err(|e| self.base.error(e))?;
         }
-        self.slab[slot].stored_rows = 0;
-        self.slab[slot].spilled = false;
+        let pane = Rc::make_mut(&mut self.slab[slot]);
+        pane.stored_rows = 0;
+        pane.spilled = false;
         Ok(())
     }
 
@@ -529,7 +537,11 @@ where
             }
             self.in_memory -= self.slab[slot].entries.len();
             self.pane_keys_hint = self.slab[slot].entries.len();
-            self.slab[slot].clear();
+            // A pane a snapshot still shares stays with it: the slot gets a new one.
+            match Rc::get_mut(&mut self.slab[slot]) {
+                Some(pane) => pane.clear(),
+                None => self.slab[slot] = Rc::new(Pane::with_capacity(self.pane_keys_hint)),
+            }
             self.free.push(slot);
             if self.last.is_some_and(|(start, _)| start == pane_start) {
                 self.last = None;
@@ -544,7 +556,43 @@ where
 
     /// Everything that decides what the operator emits next: the panes' contents in arrival order,
     /// the windows not fired yet, and the watermark.
-    fn snapshot(&self) -> Result<OperatorSnapshot, StateError> {
+    fn snapshot(&mut self) -> Result<OperatorSnapshot, StateError> {
+        match self.spill {
+            Some(_) => self.snapshot_with_store(),
+            None => self.snapshot_async()?.finish(),
+        }
+    }
+
+    /// [`snapshot`](Self::snapshot) in two parts: the pending windows and the watermark now, the panes
+    /// shared copy-on-write and encoded afterwards. With a store that panes spill to, all at once
+    /// (the rows of spilled panes are read from the store at the barrier).
+    fn snapshot_async(&mut self) -> Result<PendingSnapshot, StateError> {
+        if self.spill.is_some() {
+            return Ok(PendingSnapshot::ready(self.snapshot_with_store()?));
+        }
+        let max_parallelism = self.base.max_parallelism;
+        let mut snapshot = KeyedSnapshot::new(max_parallelism);
+        let state = snapshot.add_state(contents_meta::<K, F::Acc>(PANES));
+        let mut codec = Codec::default();
+        let pending: Vec<i64> = self.pending.iter().copied().collect();
+        write_times(&mut snapshot, &mut codec, PENDING, &pending)?;
+        write_times(&mut snapshot, &mut codec, WATERMARK, &[self.watermark])?;
+        let panes = self.panes.iter().map(|(&start, &slot)| (start, self.slab[slot].clone())).collect();
+        let shared = SharedPanes {
+            state,
+            panes,
+            max_parallelism,
+            encode: F::encode_contents,
+            scanned: (0, 0),
+            rows: BTreeMap::new(),
+            encoded: 0,
+        };
+        Ok(PendingSnapshot::new(snapshot, vec![Box::new(shared)]))
+    }
+
+    /// The snapshot with a store that panes spill to: the rows of spilled panes whose keys are not
+    /// in memory come first, read from the store.
+    fn snapshot_with_store(&self) -> Result<OperatorSnapshot, StateError> {
         let max_parallelism = self.base.max_parallelism;
         let mut snapshot = KeyedSnapshot::new(max_parallelism);
         let mut codec = Codec::default();
@@ -626,7 +674,7 @@ where
                 None => self.insert_pane(row.start),
             };
             let hash = table_hash(row.hash);
-            let pane = &mut self.slab[slot];
+            let pane = Rc::make_mut(&mut self.slab[slot]);
             if pane.find(hash, &row.key).is_some() {
                 return Err(mismatch(PANES, format!("a key is saved twice in the pane at {}", row.start)));
             }
@@ -745,6 +793,10 @@ where
         self.snapshot().map_err(|e| OpError::new(self.base.core.id, e))
     }
 
+    fn snapshot_state_async(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot, OpError> {
+        self.snapshot_async().map_err(|e| OpError::new(self.base.core.id, e))
+    }
+
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
         self.restore(snapshots).map_err(|e| OpError::new(self.base.core.id, e))
     }
@@ -755,6 +807,74 @@ where
 
     fn state_entries(&self) -> usize {
         self.entries()
+    }
+}
+
+/// Pane entries a step of [`SharedPanes`]'s scan reads.
+const SCAN_STEP: usize = 4 * SECTION_ROWS_MAX;
+
+/// Panes shared at a barrier, still to encode as [`ContentRows`]: first a scan that sorts their rows
+/// by key group (a bounded number of entries per step), then each key group's rows in sections of at
+/// most [`SECTION_ROWS_MAX`].
+struct SharedPanes<K, A> {
+    state: u32,
+    /// (start, pane), by start.
+    panes: Vec<(i64, Rc<Pane<K, A>>)>,
+    max_parallelism: usize,
+    encode: super::ContentsEncoder<A>,
+    /// The next entry the scan reads: (pane, entry).
+    scanned: (usize, usize),
+    /// Rows with contents by key group, as (pane, entry), in pane order and arrival order in a pane.
+    rows: BTreeMap<usize, Vec<(u32, u32)>>,
+    /// Rows of the first key group already encoded.
+    encoded: usize,
+}
+
+impl<K: crate::api::Key, A> SharedPanes<K, A> {
+    /// Sorts up to [`SCAN_STEP`] more entries by key group.
+    fn scan(&mut self) {
+        let mut budget = SCAN_STEP;
+        while budget > 0 && self.scanned.0 < self.panes.len() {
+            let (pane, from) = self.scanned;
+            let entries = &self.panes[pane].1.entries;
+            let to = entries.len().min(from + budget);
+            for (index, entry) in entries[from..to].iter().enumerate() {
+                // An entry without contents is left by a function that failed to add to it.
+                if entry.acc.is_some() {
+                    let key_group = key_group_for_hash(stable_hash(&entry.key), self.max_parallelism);
+                    self.rows.entry(key_group).or_default().push((pane as u32, (from + index) as u32));
+                }
+            }
+            budget -= to - from;
+            self.scanned = if to == entries.len() { (pane + 1, 0) } else { (pane, to) };
+        }
+    }
+}
+
+impl<K: crate::api::Key, A> DeferredState for SharedPanes<K, A> {
+    fn encode_next(&mut self, snapshot: &mut KeyedSnapshot, codec: &mut Codec) -> Result<bool, StateError> {
+        if self.scanned.0 < self.panes.len() {
+            self.scan();
+            return Ok(true);
+        }
+        let Some(first) = self.rows.first_entry() else { return Ok(false) };
+        let key_group = *first.key();
+        let all = first.get();
+        let rows = &all[self.encoded..all.len().min(self.encoded + SECTION_ROWS_MAX)];
+        let mut section = ContentRows::new();
+        for &(pane, order) in rows {
+            let (start, pane) = &self.panes[pane as usize];
+            let entry = &pane.entries[order as usize];
+            let contents = entry.acc.as_ref().expect("only entries with contents are listed");
+            section.push(&entry.key, *start, order as usize, contents);
+        }
+        write_rows(snapshot, codec, (PANES, self.state), key_group, section, self.encode)?;
+        self.encoded += rows.len();
+        if self.encoded == all.len() {
+            first.remove();
+            self.encoded = 0;
+        }
+        Ok(true)
     }
 }
 
@@ -813,14 +933,24 @@ pub(super) fn write_contents<K: ExchangeData, A>(
     let name = meta.name.clone();
     let state = snapshot.add_state(meta);
     for (key_group, rows) in groups {
-        let mut columns = vec![
-            codec.encode(&name, &rows.keys)?,
-            codec.encode(&name, &rows.starts)?,
-            codec.encode(&name, &rows.orders)?,
-        ];
-        encode(codec, &name, &rows.contents, &mut columns)?;
-        snapshot.add_section(key_group, state, Section { rows: rows.keys.len() as u32, columns });
+        write_rows(snapshot, codec, (&name, state), key_group, rows, &encode)?;
     }
+    Ok(())
+}
+
+/// Writes one key group's rows as a section of the state `name` (declared as `state`).
+fn write_rows<K: ExchangeData, A>(
+    snapshot: &mut KeyedSnapshot,
+    codec: &mut Codec,
+    (name, state): (&str, u32),
+    key_group: usize,
+    rows: ContentRows<'_, K, A>,
+    encode: impl Fn(&mut Codec, &str, &[&A], &mut Vec<Vec<u8>>) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    let mut columns =
+        vec![codec.encode(name, &rows.keys)?, codec.encode(name, &rows.starts)?, codec.encode(name, &rows.orders)?];
+    encode(codec, name, &rows.contents, &mut columns)?;
+    snapshot.add_section(key_group, state, Section { rows: rows.keys.len() as u32, columns });
     Ok(())
 }
 

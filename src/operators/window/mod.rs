@@ -151,7 +151,7 @@ impl<K: Eq + Clone, W: Eq + Clone, A: Clone, S: Clone> Slots<K, W, A, S> {
 }
 
 /// How a window function writes window contents into a section's columns.
-type ContentsEncoder<A> = fn(&mut Codec, &str, &[&A], &mut Vec<Vec<u8>>) -> Result<(), StateError>;
+pub(super) type ContentsEncoder<A> = fn(&mut Codec, &str, &[&A], &mut Vec<Vec<u8>>) -> Result<(), StateError>;
 
 /// Writes windows as rows of the contents state: key, window, whether it has contents and trigger
 /// state, the trigger states, then the contents (by `encode_contents`).

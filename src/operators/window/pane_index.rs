@@ -13,6 +13,7 @@ const MIN_SLOTS: usize = 16;
 
 /// Positions of a pane's entries by the low 32 bits of their keys' table hashes
 /// ([`crate::state::key_group::table_hash`]).
+#[derive(Clone)]
 pub(super) struct PaneIndex {
     /// Zero for an empty slot, else `hash32 << 32 | (position + 1)`. The length is zero or a power
     /// of two.
