@@ -25,8 +25,9 @@ pub const SECTION_ROWS_MAX: usize = 4096;
 
 /// One state's rows, shared at the barrier, still to encode.
 pub(crate) trait DeferredState {
-    /// Encodes the next section (at most [`SECTION_ROWS_MAX`] rows) into `snapshot`; false once every
-    /// row is encoded (nothing was added then).
+    /// Does the next bounded step: encodes the next section (at most [`SECTION_ROWS_MAX`] rows) into
+    /// `snapshot`, or a bounded part of the work that comes before one (a step may add nothing); false
+    /// once every row is encoded (nothing was added then).
     fn encode_next(&mut self, snapshot: &mut KeyedSnapshot, codec: &mut Codec) -> Result<bool, StateError>;
 }
 
