@@ -12,6 +12,10 @@
 //! difference is the time to read, check and restore the state (without failure detection and the
 //! restart delay, which are configuration). Medians of `runs`.
 //!
+//! `job=window` runs 1 s tumbling event-time windows summing per key instead (a window holds each key
+//! once: event time advances 1 ms every `keys / 1000` records), whose state is the panes of the
+//! windows not yet fired.
+//!
 //! `cargo bench --bench checkpoints -- events=2e8 keys=1e6 interval_ms=1000 runs=3`
 
 #![allow(clippy::disallowed_methods)] // a benchmark measures real time
@@ -28,17 +32,32 @@ use rill::checkpoint::{CheckpointConfig, CheckpointStats};
 use rill::prelude::*;
 
 /// One run: M events/s and the checkpoints it completed (not the final one).
-fn run(shards: usize, events: u64, keys: u64, interval: Option<Duration>) -> (f64, Vec<CheckpointStats>) {
+fn run(
+    shards: usize,
+    (events, keys, window): (u64, u64, bool),
+    interval: Option<Duration>,
+) -> (f64, Vec<CheckpointStats>) {
     let mut builder = StreamEnv::builder().cores(shards);
     let dir = std::env::temp_dir().join(format!("rill-bench-checkpoints-{}", std::process::id()));
     if let Some(interval) = interval {
         builder = builder.checkpointing(CheckpointConfig::every(interval).directory(&dir));
     }
     let env = builder.build().expect("bench environment");
-    env.generator(Generator::bounded(events), move |i| (i % keys, i))
-        .key_by(|r: &(u64, u64)| r.0)
-        .sum(|r| &mut r.1)
-        .add_sink(DiscardingSink);
+    let records = env.generator(Generator::bounded(events), move |i| (i % keys, i));
+    if window {
+        let per_ms = (keys / 1000).max(1);
+        records
+            .assign_timestamps_and_watermarks(
+                WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(100))
+                    .with_timestamp_assigner(move |r: &(u64, u64), _| (r.1 / per_ms) as i64),
+            )
+            .key_by(|r: &(u64, u64)| r.0)
+            .window(TumblingEventTimeWindows::of(Duration::from_secs(1)))
+            .sum(|r| &mut r.1)
+            .add_sink(DiscardingSink);
+    } else {
+        records.key_by(|r: &(u64, u64)| r.0).sum(|r| &mut r.1).add_sink(DiscardingSink);
+    }
     let result = env.execute().expect("bench job");
     let _ = std::fs::remove_dir_all(&dir);
     let checkpoints = result.checkpoints.into_iter().filter(|c| !c.is_final).collect();
@@ -95,8 +114,10 @@ fn recovery(shards: usize, keys: u64) -> (f64, f64) {
 fn main() {
     let args = Args::parse(100_000_000);
     let interval = Duration::from_millis(args.interval_ms);
+    let window = args.job == "window";
+    let job = if window { "1 s tumbling window sum" } else { "keyed running sum" };
     println!(
-        "checkpoints: keyed running sum, {} events, {} keys, checkpoint every {:?}, median of {} runs",
+        "checkpoints: {job}, {} events, {} keys, checkpoint every {:?}, median of {} runs",
         args.events, args.keys, interval, args.runs
     );
     println!(
@@ -108,8 +129,8 @@ fn main() {
         let (mut durations, mut delays, mut syncs, mut asyncs) = (vec![], vec![], vec![], vec![]);
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         for _ in 0..args.runs {
-            off.push(run(shards, args.events, args.keys, None).0);
-            let (rate, checkpoints) = run(shards, args.events, args.keys, Some(interval));
+            off.push(run(shards, (args.events, args.keys, window), None).0);
+            let (rate, checkpoints) = run(shards, (args.events, args.keys, window), Some(interval));
             on.push(rate);
             counts.push(checkpoints.len() as f64);
             durations.extend(checkpoints.iter().map(|c| ms(c.duration)));
@@ -134,6 +155,9 @@ fn main() {
             median_max(syncs),
             median_max(asyncs),
         );
+    }
+    if window {
+        return;
     }
     println!(
         "recovery: restore of the running sum's state (restored job minus fresh job, no input), median of {} runs",

@@ -155,6 +155,9 @@ pub(crate) struct AlignedWindowOp<K, T, O, S, A: Window, F: WindowFn<K, T, A, O>
     /// Shared with the snapshots still encoding them (a shared pane is copied before it changes).
     slab: Vec<Rc<Pane<K, F::Acc>>>,
     free: Vec<usize>,
+    /// Dropped panes a snapshot still shared when they were dropped: taken back into a free slot once
+    /// the snapshot let go of them, so that their memory is reused.
+    lent: Vec<Rc<Pane<K, F::Acc>>>,
     /// The keys in memory of the pane dropped last: a pane the slab adds starts with room for as many
     /// (a reused pane keeps its own room).
     pane_keys_hint: usize,
@@ -205,6 +208,7 @@ where
             panes: BTreeMap::new(),
             slab: Vec::new(),
             free: Vec::new(),
+            lent: Vec::new(),
             pane_keys_hint: 0,
             keys: Vec::new(),
             hashes: Vec::new(),
@@ -267,7 +271,12 @@ where
     /// Makes an empty pane at `pane_start` (which has none); returns its slab index.
     fn insert_pane(&mut self, pane_start: i64) -> usize {
         let slot = match self.free.pop() {
-            Some(slot) => slot,
+            Some(slot) => {
+                if self.slab[slot].entries.capacity() == 0 {
+                    self.refill(slot);
+                }
+                slot
+            }
             None => {
                 // Before any pane was dropped, the pane used last (mostly the one before in time) is
                 // the best guess of a pane's keys.
@@ -278,6 +287,20 @@ where
         };
         self.panes.insert(pane_start, slot);
         slot
+    }
+
+    /// Gives the free slot `slot`, whose pane went to a snapshot, a pane the snapshots let go of (or a
+    /// new one with room for as many keys as the last pane dropped).
+    #[cold]
+    fn refill(&mut self, slot: usize) {
+        match self.lent.iter().position(|pane| Rc::strong_count(pane) == 1) {
+            Some(at) => {
+                let mut pane = self.lent.swap_remove(at);
+                Rc::get_mut(&mut pane).expect("no snapshot holds it").clear();
+                self.slab[slot] = pane;
+            }
+            None => self.slab[slot] = Rc::new(Pane::with_capacity(self.pane_keys_hint)),
+        }
     }
 
     /// One record, whose key and stable hash the batch loop took.
@@ -414,9 +437,21 @@ where
         }
         if self.pane_size == self.shape.size {
             let Some(&slot) = self.panes.get(&start) else { return Ok(()) };
-            let pane = Rc::make_mut(&mut self.slab[slot]);
-            for entry in &mut pane.entries {
-                self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc, None)?;
+            match Rc::get_mut(&mut self.slab[slot]) {
+                Some(pane) => {
+                    for entry in &mut pane.entries {
+                        let acc = &mut entry.acc;
+                        self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, acc, None)?;
+                    }
+                }
+                // A snapshot shares the pane: firing (without an evictor) does not change contents, so
+                // it reads copies instead of copying the pane.
+                None => {
+                    for entry in &self.slab[slot].entries {
+                        let mut acc = entry.acc.clone();
+                        self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut acc, None)?;
+                    }
+                }
             }
             return Ok(());
         }
@@ -537,10 +572,10 @@ where
             }
             self.in_memory -= self.slab[slot].entries.len();
             self.pane_keys_hint = self.slab[slot].entries.len();
-            // A pane a snapshot still shares stays with it: the slot gets a new one.
+            // A pane a snapshot still shares stays with it until the snapshot lets go (see `refill`).
             match Rc::get_mut(&mut self.slab[slot]) {
                 Some(pane) => pane.clear(),
-                None => self.slab[slot] = Rc::new(Pane::with_capacity(self.pane_keys_hint)),
+                None => self.lent.push(std::mem::replace(&mut self.slab[slot], Rc::new(Pane::new()))),
             }
             self.free.push(slot);
             if self.last.is_some_and(|(start, _)| start == pane_start) {
