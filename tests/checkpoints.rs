@@ -319,7 +319,8 @@ fn functions_hear_of_aborted_checkpoints() {
         .build()
         .unwrap();
     let decliner = Decliner { completed: Default::default(), aborted: Default::default() };
-    env.generator(Generator::bounded(50_000).per_second(500_000.0), |i| i)
+    // 0.2 s of input at least: on a loaded machine a shorter job may end before a third checkpoint.
+    env.generator(Generator::bounded(100_000).per_second(500_000.0), |i| i)
         .map_rich(decliner.clone())
         .add_sink(DiscardingSink);
     let result = env.execute().unwrap();

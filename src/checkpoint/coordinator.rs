@@ -42,7 +42,7 @@ pub(crate) struct OperatorMeta {
 }
 
 /// One operator's snapshots for a checkpoint being written (a finished task's final snapshot is shared
-/// by every later checkpoint, not copied).
+/// by every later checkpoint it stands in for, not copied).
 struct Assembled {
     key: String,
     name: String,

@@ -188,7 +188,7 @@ pub fn write_checkpoint(dir: &Path, id: u64, operators: &[OperatorState]) -> Res
 }
 
 /// An [`OperatorState`] whose snapshots are borrowed (a finished task's final snapshot belongs to
-/// every later checkpoint; it is written, not copied).
+/// every later checkpoint whose barrier the task never saw; it is written, not copied).
 pub(crate) struct OperatorStateRef<'a> {
     pub key: &'a str,
     pub name: &'a str,

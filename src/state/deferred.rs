@@ -44,9 +44,9 @@ pub(crate) struct SharedGroups<T> {
     state: u32,
     /// (key group, its table), the one being encoded in front.
     groups: VecDeque<(usize, Rc<HashTable<T>>)>,
-    /// Rows of the front table already encoded (a shared table does not change, so its iteration
-    /// order does not either).
-    encoded: usize,
+    /// The next bucket of the front table to read (a shared table does not change, so its buckets do
+    /// not either).
+    bucket: usize,
     encode: EncodeRows<T>,
 }
 
@@ -54,20 +54,25 @@ impl<T: 'static> SharedGroups<T> {
     /// The tables `groups` (empty ones are skipped), to be encoded as the snapshot's state `state`.
     pub fn new(state: u32, groups: impl IntoIterator<Item = (usize, Rc<HashTable<T>>)>, encode: EncodeRows<T>) -> Self {
         let groups = groups.into_iter().filter(|(_, table)| !table.is_empty()).collect();
-        SharedGroups { state, groups, encoded: 0, encode }
+        SharedGroups { state, groups, bucket: 0, encode }
     }
 }
 
 impl<T> DeferredState for SharedGroups<T> {
     fn encode_next(&mut self, snapshot: &mut KeyedSnapshot, codec: &mut Codec) -> Result<bool, StateError> {
         let Some((key_group, table)) = self.groups.front() else { return Ok(false) };
-        let rows: Vec<&T> = table.iter().skip(self.encoded).take(SECTION_ROWS_MAX).collect();
-        let columns = (self.encode)(&rows, codec)?;
-        snapshot.add_section(*key_group, self.state, Section { rows: rows.len() as u32, columns });
-        self.encoded += rows.len();
-        if self.encoded == table.len() {
+        let mut rows: Vec<&T> = Vec::with_capacity(SECTION_ROWS_MAX.min(table.len()));
+        while rows.len() < SECTION_ROWS_MAX && self.bucket < table.num_buckets() {
+            rows.extend(table.get_bucket(self.bucket));
+            self.bucket += 1;
+        }
+        if !rows.is_empty() {
+            let columns = (self.encode)(&rows, codec)?;
+            snapshot.add_section(*key_group, self.state, Section { rows: rows.len() as u32, columns });
+        }
+        if self.bucket == table.num_buckets() {
             self.groups.pop_front();
-            self.encoded = 0;
+            self.bucket = 0;
         }
         Ok(true)
     }
@@ -99,7 +104,8 @@ impl PendingSnapshot {
         self.deferred.is_empty()
     }
 
-    /// Encodes one section (at most [`SECTION_ROWS_MAX`] rows); true once nothing is left to encode.
+    /// Does one bounded step of the encoding (at most one section of [`SECTION_ROWS_MAX`] rows); true
+    /// once nothing is left to encode.
     pub fn step(&mut self) -> Result<bool, StateError> {
         while let Some(state) = self.deferred.front_mut() {
             if state.encode_next(&mut self.snapshot, &mut self.codec)? {

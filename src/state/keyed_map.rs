@@ -1,16 +1,15 @@
 //! A map from key to value split by key group, for keyed operators on one shard.
 
-use std::collections::VecDeque;
 use std::hash::Hash;
 use std::rc::Rc;
 
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
-use super::deferred::{DeferredState, KeyGroupTables, SECTION_ROWS_MAX};
+use super::deferred::{DeferredState, EncodeRows, KeyGroupTables, SharedGroups};
 use super::heap::Codec;
 use super::key_group::{KeyGroupRange, key_group_for_hash, table_hash};
-use super::snapshot::{KeyedSnapshot, Section, StateError, StateKind, StateMeta, check_key_group};
+use super::snapshot::{KeyedSnapshot, StateError, StateKind, StateMeta, check_key_group};
 use crate::codec::ExchangeData;
 use crate::util::hash::stable_hash;
 
@@ -148,8 +147,8 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
         K: ExchangeData + Clone,
         V: ExchangeData + Clone,
     {
-        self.copy_group = Some(HashTable::clone);
-        Box::new(self.share(name, snapshot))
+        let state = snapshot.add_state(value_meta::<K, V>(name));
+        Box::new(SharedGroups::new(state, self.share_groups(), value_encoder::<K, V>(name)))
     }
 
     /// The tables of the key groups, shared with a snapshot (the map copies one before it changes
@@ -162,18 +161,6 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
         self.copy_group = Some(HashTable::clone);
         let start = self.range.start;
         self.groups.iter().enumerate().map(|(offset, table)| (start + offset, table.clone())).collect()
-    }
-
-    /// The tables, shared with a snapshot that encodes them as the value state `name`.
-    fn share(&self, name: &str, snapshot: &mut KeyedSnapshot) -> SharedTables<K, V>
-    where
-        K: ExchangeData + Clone,
-        V: ExchangeData + Clone,
-    {
-        let state = snapshot.add_state(value_meta::<K, V>(name));
-        let groups = self.groups.iter().enumerate().filter(|(_, table)| !table.is_empty());
-        let groups = groups.map(|(offset, table)| (self.range.start + offset, table.clone())).collect();
-        SharedTables { name: name.to_string(), state, groups, current: None, encoded_rows: 0 }
     }
 
     /// Takes back the keys of this map's key groups that `snapshots` hold as the value state `name`.
@@ -224,46 +211,19 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
     }
 }
 
-/// A map's tables as a snapshot saw them, still to encode.
-struct SharedTables<K, V> {
-    name: String,
-    state: u32,
-    /// (key group, its table), the next to encode in front.
-    groups: VecDeque<(usize, Rc<Table<K, V>>)>,
-    /// The keys and values of the key group being encoded (copied out of its table in one pass: a
-    /// hash table's iteration cannot resume in the middle), and how many are encoded.
-    current: Option<(usize, Vec<K>, Vec<V>)>,
-    encoded_rows: usize,
-}
-
-impl<K: ExchangeData + Clone, V: ExchangeData + Clone> DeferredState for SharedTables<K, V> {
-    fn encode_next(&mut self, snapshot: &mut KeyedSnapshot, codec: &mut Codec) -> Result<bool, StateError> {
-        loop {
-            if self.current.as_ref().is_some_and(|(_, keys, _)| self.encoded_rows == keys.len()) {
-                self.current = None;
-            }
-            if self.current.is_none() {
-                let Some((key_group, table)) = self.groups.pop_front() else { return Ok(false) };
-                let (keys, values) = table.iter().map(|(k, v)| (k.clone(), v.clone())).unzip();
-                self.current = Some((key_group, keys, values));
-                self.encoded_rows = 0;
-                continue;
-            }
-            let (key_group, keys, values) = self.current.as_ref().expect("checked above");
-            let rows = self.encoded_rows..keys.len().min(self.encoded_rows + SECTION_ROWS_MAX);
-            let n_rows = rows.len();
-            let name = &self.name;
-            let columns = vec![
-                codec.encode(name, &keys[rows.clone()])?,
-                codec.encode(name, &vec![(); n_rows])?,
-                codec.encode(name, &values[rows])?,
-                codec.encode(name, &vec![0i64; n_rows])?,
-            ];
-            snapshot.add_section(*key_group, self.state, Section { rows: n_rows as u32, columns });
-            self.encoded_rows += n_rows;
-            return Ok(true);
-        }
-    }
+/// Writes entries as rows of a value state `name` (namespace `()`, no TTL).
+fn value_encoder<K: ExchangeData + Clone, V: ExchangeData + Clone>(name: &str) -> EncodeRows<(K, V)> {
+    let name = name.to_string();
+    Box::new(move |rows, codec| {
+        let keys: Vec<K> = rows.iter().map(|(k, _)| k.clone()).collect();
+        let values: Vec<V> = rows.iter().map(|(_, v)| v.clone()).collect();
+        Ok(vec![
+            codec.encode(&name, &keys)?,
+            codec.encode(&name, &vec![(); rows.len()])?,
+            codec.encode(&name, &values)?,
+            codec.encode(&name, &vec![0i64; rows.len()])?,
+        ])
+    })
 }
 
 fn value_meta<K, V>(name: &str) -> StateMeta {
@@ -287,6 +247,7 @@ impl<K, V> std::fmt::Debug for KeyGroupedMap<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::deferred::SECTION_ROWS_MAX;
 
     #[test]
     #[should_panic(expected = "wrong shard")]

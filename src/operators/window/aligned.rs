@@ -25,7 +25,8 @@
 //! (`$window/watermark`). A restore merges the key groups of every old instance back into each
 //! pane's arrival order, so that windows fire their keys in the order an uninterrupted run does.
 //! At a checkpoint's barrier the panes are shared (`Rc`) with the snapshot, which sorts their rows by
-//! key group and encodes them afterwards; a pane written while still shared is copied first.
+//! key group and encodes them afterwards; a pane written while still shared is copied first. With a
+//! store that panes spill to (the LSM backend), the whole snapshot is taken at the barrier.
 //! The helpers of this layout serve `window::sliding` too.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -159,7 +160,7 @@ pub(crate) struct AlignedWindowOp<K, T, O, S, A: Window, F: WindowFn<K, T, A, O>
     /// the snapshot let go of them, so that their memory is reused.
     lent: Vec<Rc<Pane<K, F::Acc>>>,
     /// The keys in memory of the pane dropped last: a pane the slab adds starts with room for as many
-    /// (a reused pane keeps its own room).
+    /// (a reused pane keeps its own room); before any was dropped, as many as the pane used last.
     pane_keys_hint: usize,
     /// The keys and stable hashes of the batch being processed (reused).
     keys: Vec<K>,
@@ -280,8 +281,11 @@ where
             None => {
                 // Before any pane was dropped, the pane used last (mostly the one before in time) is
                 // the best guess of a pane's keys.
-                let last_keys = self.last.map_or(0, |(_, slot)| self.slab[slot].entries.len());
-                self.slab.push(Rc::new(Pane::with_capacity(self.pane_keys_hint.max(last_keys))));
+                let keys = match self.pane_keys_hint {
+                    0 => self.last.map_or(0, |(_, slot)| self.slab[slot].entries.len()),
+                    hint => hint,
+                };
+                self.slab.push(Rc::new(Pane::with_capacity(keys)));
                 self.slab.len() - 1
             }
         };
@@ -582,7 +586,28 @@ where
                 self.last = None;
             }
         }
+        if !self.lent.is_empty() {
+            self.take_back_lent();
+        }
         Ok(())
+    }
+
+    /// Puts the lent panes the snapshots let go of into free slots that wait for one (see `refill`),
+    /// and frees the others.
+    fn take_back_lent(&mut self) {
+        let mut at = 0;
+        while at < self.lent.len() {
+            if Rc::strong_count(&self.lent[at]) > 1 {
+                at += 1;
+                continue;
+            }
+            let mut pane = self.lent.swap_remove(at);
+            let waiting = self.free.iter().copied().find(|&slot| self.slab[slot].entries.capacity() == 0);
+            if let (Some(slot), Some(released)) = (waiting, Rc::get_mut(&mut pane)) {
+                released.clear();
+                self.slab[slot] = pane;
+            }
+        }
     }
 
     fn entries(&self) -> usize {
