@@ -61,6 +61,7 @@ use crate::operators::{
     KeyedProcessFunction, OutputTag, ProcessFunction, RichCoFlatMapFunction, RichFilterFunction, RichFlatMapFunction,
     RichMapFunction,
 };
+use crate::state::deferred::PendingSnapshot;
 use crate::state::snapshot::OperatorSnapshot;
 use crate::time::{Clock, ManualClock, Watermark, WatermarkStatus, WatermarkStrategy};
 
@@ -262,6 +263,39 @@ impl<O: Clone + 'static> Harness<O> {
         }
     }
 
+    /// Starts a snapshot as a checkpoint's barrier does: takes its synchronous part now and returns
+    /// the rest, which encodes the state shared at this moment while the operator goes on (what the
+    /// operator changes meanwhile is copied first, so the snapshot holds the state as it is now).
+    /// [`PendingHarnessSnapshot::finish`] gives the same snapshot [`snapshot`](Self::snapshot) would
+    /// have given now.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rill::prelude::*;
+    /// use rill::testing::OneInputHarness;
+    /// let make = || {
+    ///     OneInputHarness::operator(|input: &DataStream<(char, u64)>| {
+    ///         input.key_by(|r: &(char, u64)| r.0).window(TumblingEventTimeWindows::of(Duration::from_millis(10))).sum(|r| &mut r.1)
+    ///     })
+    /// };
+    /// let (mut running, mut reference) = (make(), make());
+    /// for harness in [&mut running, &mut reference] {
+    ///     harness.process_element(('a', 1), 3)?;
+    /// }
+    /// let pending = running.begin_snapshot()?;
+    /// running.process_element(('a', 2), 4)?; // after the barrier: not in the snapshot
+    /// assert_eq!(pending.finish()?.to_bytes(), reference.snapshot()?.to_bytes());
+    /// # Ok::<(), rill::BoxError>(())
+    /// ```
+    pub fn begin_snapshot(&mut self) -> Result<PendingHarnessSnapshot, BoxError> {
+        self.checkpoints += 1;
+        let pending = match &self.lifecycle {
+            Some(lifecycle) => lifecycle.borrow_mut().snapshot_state_async(self.checkpoints).map_err(user_error)?,
+            None => PendingSnapshot::ready(OperatorSnapshot::default()),
+        };
+        Ok(PendingHarnessSnapshot(pending))
+    }
+
     /// Current processing time (ms) of the harness's manual clock; starts at 0.
     pub fn processing_time(&self) -> i64 {
         self.clock.now_ms()
@@ -360,6 +394,36 @@ impl<O: Clone + 'static> Harness<O> {
             Some(lifecycle) => lifecycle.borrow_mut().close().map_err(user_error),
             None => Ok(()),
         }
+    }
+}
+
+/// A snapshot begun with [`Harness::begin_snapshot`] whose asynchronous part is still to encode.
+///
+/// ```
+/// use rill::prelude::*;
+/// use rill::testing::OneInputHarness;
+/// let mut harness = OneInputHarness::operator(|input: &DataStream<(char, u64)>| {
+///     input.key_by(|r: &(char, u64)| r.0).sum(|r| &mut r.1)
+/// });
+/// harness.process_element(('a', 1), 0)?;
+/// let mut pending = harness.begin_snapshot()?;
+/// while !pending.step()? {
+///     harness.process_element(('a', 1), 0)?;
+/// }
+/// assert!(!pending.finish()?.is_empty());
+/// # Ok::<(), rill::BoxError>(())
+/// ```
+pub struct PendingHarnessSnapshot(PendingSnapshot);
+
+impl PendingHarnessSnapshot {
+    /// Encodes a bounded part of what is left, as a shard does between records; true once nothing is.
+    pub fn step(&mut self) -> Result<bool, BoxError> {
+        Ok(self.0.step()?)
+    }
+
+    /// Encodes what is left and returns the snapshot.
+    pub fn finish(self) -> Result<OperatorSnapshot, BoxError> {
+        Ok(self.0.finish()?)
     }
 }
 
