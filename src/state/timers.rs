@@ -117,6 +117,9 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
 
     /// Adds a timer; false if the same one exists already (then nothing is cloned).
     pub fn register(&mut self, key_group: usize, key: &K, namespace: &N, timestamp: i64) -> bool {
+        if self.shared_without(key_group, key, namespace, timestamp) == Some(false) {
+            return false;
+        }
         let seq = self.next_seq;
         let map = self.map(key_group);
         if map.contains_key(&Probe(key, namespace, timestamp)) {
@@ -138,8 +141,10 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
 
     /// Removes a timer; false if there was none.
     pub fn delete(&mut self, key_group: usize, key: &K, namespace: &N, timestamp: i64) -> bool {
-        let map = self.map(key_group);
-        if map.remove(&Probe(key, namespace, timestamp)).is_none() {
+        if self.shared_without(key_group, key, namespace, timestamp) == Some(true) {
+            return false;
+        }
+        if self.map(key_group).remove(&Probe(key, namespace, timestamp)).is_none() {
             return false;
         }
         self.live -= 1;
@@ -147,6 +152,14 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
             self.compact();
         }
         true
+    }
+
+    /// While a snapshot shares the timer's key group: `Some(true)` if the timer is missing, else
+    /// `Some(false)`; `None` if the key group is not shared. Looked up first, so that a shared map is
+    /// copied only for a change.
+    fn shared_without(&self, key_group: usize, key: &K, namespace: &N, timestamp: i64) -> Option<bool> {
+        let map = self.by_key_group.get(key_group.checked_sub(self.range.start)?)?;
+        (Rc::strong_count(map) > 1).then(|| !map.contains_key(&Probe(key, namespace, timestamp)))
     }
 
     /// True if the timer exists.
