@@ -119,6 +119,19 @@ fn sliding_window_panes() {
 }
 
 #[test]
+fn sliding_windows_with_reduce() {
+    check_one(|| {
+        OneInputHarness::operator(|input: &DataStream<Rec>| {
+            input
+                .key_by(|r: &Rec| r.0)
+                .window(SlidingEventTimeWindows::of(Duration::from_millis(30), Duration::from_millis(10)))
+                .allowed_lateness(Duration::from_millis(10))
+                .reduce(sum)
+        })
+    });
+}
+
+#[test]
 fn session_windows_and_their_timers() {
     check_one(|| {
         OneInputHarness::operator(|input: &DataStream<Rec>| {

@@ -999,7 +999,7 @@ pub(super) fn write_contents<K: ExchangeData, A>(
 }
 
 /// Writes one key group's rows as a section of the state `name` (declared as `state`).
-fn write_rows<K: ExchangeData, A>(
+pub(super) fn write_rows<K: ExchangeData, A>(
     snapshot: &mut KeyedSnapshot,
     codec: &mut Codec,
     (name, state): (&str, u32),

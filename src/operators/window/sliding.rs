@@ -19,18 +19,24 @@
 //! panes), and for the instance the watermark (`$window/watermark`), which tells the windows that
 //! fired from those that have not. A restore rebuilds each key's ring from its rows and each window's
 //! key list in the saved order, merging the key groups of every old instance.
+//!
+//! At a checkpoint's barrier the keys' rings (in segments of [`SEGMENT`] keys) and the windows' key
+//! lists are shared (`Rc`) with the snapshot, which sorts their rows by key group and encodes them
+//! afterwards; a segment or key list written while still shared is copied first.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
 
 use hashbrown::HashTable;
 
-use super::aligned::{ContentRows, WATERMARK, contents_meta, mismatch, read_contents, write_contents};
+use super::aligned::{ContentRows, WATERMARK, contents_meta, mismatch, read_contents, write_rows};
 use super::functions::WindowFn;
 use super::{WindowBase, WindowSettings};
 use crate::exchange::Control;
 use crate::operators::batch::RecordBatch;
 use crate::operators::context::{OperatorCore, ShardEnv};
 use crate::operators::input::{Input, Lifecycle, OpError, OpResult, Output};
+use crate::state::deferred::{DeferredState, PendingSnapshot, SECTION_ROWS_MAX};
 use crate::state::heap::Codec;
 use crate::state::key_group::table_hash;
 use crate::state::key_group_for_hash;
@@ -43,7 +49,26 @@ use crate::window::{TimeWindow, Window, WindowAssigner};
 /// The state name of the sliding operator's window contents in snapshots.
 const SLIDING: &str = "$window/sliding";
 
+/// Keys per segment of the slab: the unit a snapshot shares and a write copies.
+const SEGMENT: usize = 1024;
+
+/// A segment of the slab's keys.
+type Segment<K, A> = Rc<Vec<KeyWindows<K, A>>>;
+
+/// The key at `slot`.
+#[inline]
+fn key_at<K, A>(slab: &[Segment<K, A>], slot: u32) -> &KeyWindows<K, A> {
+    &slab[slot as usize / SEGMENT][slot as usize % SEGMENT]
+}
+
+/// The key at `slot`, to change (its segment is copied first if a snapshot shares it).
+#[inline]
+fn key_at_mut<K: Clone, A: Clone>(slab: &mut [Segment<K, A>], slot: u32) -> &mut KeyWindows<K, A> {
+    &mut Rc::make_mut(&mut slab[slot as usize / SEGMENT])[slot as usize % SEGMENT]
+}
+
 /// A key's open windows: `accs[i]` is the contents of the window starting at `first + i * slide`.
+#[derive(Clone)]
 struct KeyWindows<K, A> {
     hash: u64,
     key: K,
@@ -61,10 +86,12 @@ pub(crate) struct SlidingWindowOp<K, T, O, S, W: Window, F: WindowFn<K, T, W, O>
     function: F,
     watermark: i64,
     index: HashTable<u32>,
-    slab: Vec<KeyWindows<K, F::Acc>>,
+    /// The keys, in segments of [`SEGMENT`] (shared with the snapshots still encoding them).
+    slab: Vec<Segment<K, F::Acc>>,
     free: Vec<u32>,
-    /// Per window start, the keys (slab indices) with contents in it, in the order they got them.
-    windows: BTreeMap<i64, Vec<u32>>,
+    /// Per window start, the keys (slab indices) with contents in it, in the order they got them
+    /// (shared with the snapshots still encoding them).
+    windows: BTreeMap<i64, Rc<Vec<u32>>>,
     /// Start of the next window to fire (every window starting before it has fired).
     spare: Vec<Vec<u32>>,
 }
@@ -118,17 +145,23 @@ where
         let free = &mut self.free;
         *self
             .index
-            .entry(hash, |&i| slab[i as usize].hash == hash && slab[i as usize].key == *key, |&i| slab[i as usize].hash)
+            .entry(hash, |&i| key_at(slab, i).hash == hash && key_at(slab, i).key == *key, |&i| key_at(slab, i).hash)
             .or_insert_with(|| {
                 let entry = KeyWindows { hash, key: key.clone(), first, accs: VecDeque::new(), live: 0 };
                 match free.pop() {
                     Some(i) => {
-                        slab[i as usize] = entry;
+                        *key_at_mut(slab, i) = entry;
                         i
                     }
                     None => {
-                        slab.push(entry);
-                        (slab.len() - 1) as u32
+                        if slab.last().is_none_or(|segment| segment.len() == SEGMENT) {
+                            slab.push(Rc::new(Vec::with_capacity(SEGMENT)));
+                        }
+                        let segments = slab.len();
+                        let last = slab.last_mut().expect("a segment with room");
+                        let slot = ((segments - 1) * SEGMENT + last.len()) as u32;
+                        Rc::make_mut(last).push(entry);
+                        slot
                     }
                 }
             })
@@ -170,7 +203,7 @@ where
         loop {
             let record = if start == first { value.take() } else { value.clone() };
             let record = record.expect("the record moves into its earliest window only");
-            let entry = &mut self.slab[slot as usize];
+            let entry = key_at_mut(&mut self.slab, slot);
             if entry.accs.is_empty() {
                 entry.first = start;
             }
@@ -188,7 +221,8 @@ where
             if new {
                 entry.live += 1;
                 let spare = &mut self.spare;
-                self.windows.entry(start).or_insert_with(|| spare.pop().unwrap_or_default()).push(slot);
+                let keys = self.windows.entry(start).or_insert_with(|| Rc::new(spare.pop().unwrap_or_default()));
+                Rc::make_mut(keys).push(slot);
             }
             // The event-time trigger fires a window the watermark has passed at once (a late firing).
             if self.max_timestamp(start) <= self.watermark {
@@ -205,11 +239,25 @@ where
     /// Fires the window starting at `start` for the key at `slot`.
     fn fire(&mut self, slot: u32, start: i64) -> OpResult {
         let window = (self.shape.make)(start, start.saturating_add(self.shape.size));
-        let watermark = self.watermark;
-        let entry = &mut self.slab[slot as usize];
-        let position = ((start - entry.first) / self.shape.slide) as usize;
-        let Some(acc) = entry.accs.get_mut(position) else { return Ok(()) };
-        self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, acc, None)
+        let (watermark, slide) = (self.watermark, self.shape.slide);
+        let segment = &mut self.slab[slot as usize / SEGMENT];
+        match Rc::get_mut(segment) {
+            Some(keys) => {
+                let entry = &mut keys[slot as usize % SEGMENT];
+                let position = ((start - entry.first) / slide) as usize;
+                let Some(acc) = entry.accs.get_mut(position) else { return Ok(()) };
+                self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, acc, None)
+            }
+            // A snapshot shares the segment: firing (without an evictor) does not change contents, so
+            // it reads a copy instead of copying the segment.
+            None => {
+                let entry = &segment[slot as usize % SEGMENT];
+                let position = ((start - entry.first) / slide) as usize;
+                let Some(acc) = entry.accs.get(position) else { return Ok(()) };
+                let mut acc = acc.clone();
+                self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut acc, None)
+            }
+        }
     }
 
     fn on_watermark(&mut self, watermark: i64) -> OpResult {
@@ -223,8 +271,8 @@ where
             .filter(|&start| self.max_timestamp(start) > previous && self.max_timestamp(start) <= watermark)
             .collect();
         for start in due {
-            let keys = self.windows.get(&start).cloned().unwrap_or_default();
-            for slot in keys {
+            let Some(keys) = self.windows.get(&start).cloned() else { continue };
+            for &slot in keys.iter() {
                 self.fire(slot, start)?;
             }
         }
@@ -233,12 +281,15 @@ where
             if self.cleanup_time(start) > watermark {
                 break;
             }
-            let (_, mut keys) = self.windows.pop_first().expect("a first window");
-            for &slot in &keys {
+            let (_, keys) = self.windows.pop_first().expect("a first window");
+            for &slot in keys.iter() {
                 self.retire(slot, start);
             }
-            keys.clear();
-            self.spare.push(keys);
+            // A list a snapshot still shares goes with it.
+            if let Ok(mut keys) = Rc::try_unwrap(keys) {
+                keys.clear();
+                self.spare.push(keys);
+            }
         }
         Ok(())
     }
@@ -246,7 +297,7 @@ where
     /// Drops the window starting at `start` of the key at `slot`, and the key once it has none.
     fn retire(&mut self, slot: u32, start: i64) {
         let slide = self.shape.slide;
-        let entry = &mut self.slab[slot as usize];
+        let entry = key_at_mut(&mut self.slab, slot);
         let position = ((start - entry.first) / slide) as usize;
         if let Some(acc) = entry.accs.get_mut(position) {
             if acc.take().is_some() {
@@ -268,28 +319,34 @@ where
     }
 
     fn entries(&self) -> usize {
-        self.windows.values().map(Vec::len).sum()
+        self.windows.values().map(|keys| keys.len()).sum()
     }
 
     /// Everything that decides what the operator emits next: each window's contents per key, in the
     /// order the window fires its keys, and the watermark.
-    fn snapshot(&self) -> Result<OperatorSnapshot, StateError> {
+    fn snapshot(&mut self) -> Result<OperatorSnapshot, StateError> {
+        self.snapshot_async()?.finish()
+    }
+
+    /// [`snapshot`](Self::snapshot) in two parts: the watermark now, the keys' windows shared
+    /// copy-on-write and encoded afterwards.
+    fn snapshot_async(&mut self) -> Result<PendingSnapshot, StateError> {
         let max_parallelism = self.base.max_parallelism;
         let mut snapshot = KeyedSnapshot::new(max_parallelism);
-        let mut codec = Codec::default();
-        let mut groups: BTreeMap<usize, ContentRows<'_, K, F::Acc>> = BTreeMap::new();
-        for (&start, slots) in &self.windows {
-            for (order, &slot) in slots.iter().enumerate() {
-                let entry = &self.slab[slot as usize];
-                let position = ((start - entry.first) / self.shape.slide) as usize;
-                let Some(Some(contents)) = entry.accs.get(position) else { continue };
-                let key_group = key_group_for_hash(stable_hash(&entry.key), max_parallelism);
-                groups.entry(key_group).or_insert_with(ContentRows::new).push(&entry.key, start, order, contents);
-            }
-        }
-        write_contents(&mut snapshot, &mut codec, contents_meta::<K, F::Acc>(SLIDING), groups, F::encode_contents)?;
-        write_times(&mut snapshot, &mut codec, WATERMARK, &[self.watermark])?;
-        Ok(OperatorSnapshot::keyed(snapshot))
+        let state = snapshot.add_state(contents_meta::<K, F::Acc>(SLIDING));
+        write_times(&mut snapshot, &mut Codec::default(), WATERMARK, &[self.watermark])?;
+        let shared = SharedWindows {
+            state,
+            slab: self.slab.clone(),
+            windows: self.windows.iter().map(|(&start, keys)| (start, keys.clone())).collect(),
+            slide: self.shape.slide,
+            max_parallelism,
+            encode: F::encode_contents,
+            scanned: (0, 0),
+            rows: BTreeMap::new(),
+            encoded: 0,
+        };
+        Ok(PendingSnapshot::new(snapshot, vec![Box::new(shared)]))
     }
 
     /// Takes back the key groups of this instance from the snapshots of any old instances. Before
@@ -323,7 +380,7 @@ where
             // The key's ring gets a slot per slide from its first window to this one, as records that
             // far apart give it; a span that cannot be allocated is an error.
             let slot = self.entry(table_hash(row.hash), &row.key, start);
-            let entry = &mut self.slab[slot as usize];
+            let entry = key_at_mut(&mut self.slab, slot);
             if entry.accs.is_empty() {
                 entry.first = start;
             }
@@ -341,7 +398,7 @@ where
             entry.accs.resize_with(position, || None);
             entry.accs.push_back(Some(row.contents));
             entry.live += 1;
-            self.windows.entry(start).or_default().push(slot);
+            Rc::make_mut(self.windows.entry(start).or_default()).push(slot);
         }
         Ok(())
     }
@@ -407,6 +464,10 @@ where
         self.snapshot().map_err(|e| OpError::new(self.base.core.id, e))
     }
 
+    fn snapshot_state_async(&mut self, _checkpoint_id: u64) -> Result<PendingSnapshot, OpError> {
+        self.snapshot_async().map_err(|e| OpError::new(self.base.core.id, e))
+    }
+
     fn restore_state(&mut self, snapshots: &[&OperatorSnapshot]) -> OpResult {
         self.restore(snapshots).map_err(|e| OpError::new(self.base.core.id, e))
     }
@@ -417,5 +478,76 @@ where
 
     fn state_entries(&self) -> usize {
         self.entries()
+    }
+}
+
+/// Window entries a step of [`SharedWindows`]'s scan reads.
+const SCAN_STEP: usize = 4 * SECTION_ROWS_MAX;
+
+/// Windows shared at a barrier, still to encode as [`ContentRows`]: first a scan that sorts their rows
+/// by key group (a bounded number per step), then each key group's rows in sections of at most
+/// [`SECTION_ROWS_MAX`].
+struct SharedWindows<K, A> {
+    state: u32,
+    slab: Vec<Segment<K, A>>,
+    /// (start, its keys in firing order), by start.
+    windows: Vec<(i64, Rc<Vec<u32>>)>,
+    slide: i64,
+    max_parallelism: usize,
+    encode: super::ContentsEncoder<A>,
+    /// The next window entry the scan reads: (window, rank).
+    scanned: (usize, usize),
+    /// Rows with contents by key group, as (window, rank), in window order and firing order.
+    rows: BTreeMap<usize, Vec<(u32, u32)>>,
+    /// Rows of the first key group already encoded.
+    encoded: usize,
+}
+
+impl<K, A> SharedWindows<K, A> {
+    /// The contents of the key at `slot` in the window starting at `start`, if any.
+    fn contents(&self, slot: u32, start: i64) -> (&KeyWindows<K, A>, Option<&A>) {
+        let entry = key_at(&self.slab, slot);
+        let position = usize::try_from((start - entry.first) / self.slide).ok();
+        (entry, position.and_then(|p| entry.accs.get(p)).and_then(Option::as_ref))
+    }
+}
+
+impl<K: crate::api::Key, A> DeferredState for SharedWindows<K, A> {
+    fn encode_next(&mut self, snapshot: &mut KeyedSnapshot, codec: &mut Codec) -> Result<bool, StateError> {
+        if self.scanned.0 < self.windows.len() {
+            let mut budget = SCAN_STEP;
+            while budget > 0 && self.scanned.0 < self.windows.len() {
+                let (window, from) = self.scanned;
+                let (start, keys) = &self.windows[window];
+                let to = keys.len().min(from + budget);
+                for (rank, &slot) in keys[from..to].iter().enumerate() {
+                    let (entry, contents) = self.contents(slot, *start);
+                    if contents.is_some() {
+                        let key_group = key_group_for_hash(stable_hash(&entry.key), self.max_parallelism);
+                        self.rows.entry(key_group).or_default().push((window as u32, (from + rank) as u32));
+                    }
+                }
+                budget -= to - from;
+                self.scanned = if to == keys.len() { (window + 1, 0) } else { (window, to) };
+            }
+            return Ok(true);
+        }
+        let Some(first) = self.rows.first_key_value() else { return Ok(false) };
+        let (key_group, all) = (*first.0, first.1);
+        let rows = &all[self.encoded..all.len().min(self.encoded + SECTION_ROWS_MAX)];
+        let mut section = ContentRows::new();
+        for &(window, rank) in rows {
+            let (start, keys) = &self.windows[window as usize];
+            let (entry, contents) = self.contents(keys[rank as usize], *start);
+            let contents = contents.expect("only windows with contents are listed");
+            section.push(&entry.key, *start, rank as usize, contents);
+        }
+        write_rows(snapshot, codec, (SLIDING, self.state), key_group, section, self.encode)?;
+        self.encoded += rows.len();
+        if self.encoded == all.len() {
+            self.rows.pop_first();
+            self.encoded = 0;
+        }
+        Ok(true)
     }
 }
