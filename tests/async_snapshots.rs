@@ -46,9 +46,16 @@ fn feed_one<O: Clone + 'static>(harness: &mut OneInputHarness<Rec, O>, step: Ste
     }
 }
 
-/// Checks one single-input operator: see the module docs.
+/// Checks one single-input operator over 300 keys: see the module docs.
 fn check_one<O: Clone + PartialEq + std::fmt::Debug + 'static>(make: impl Fn() -> OneInputHarness<Rec, O>) {
-    let (before, after) = (input(300, (0, 6)), input(300, (40, 8)));
+    check_one_with(300, make);
+}
+
+fn check_one_with<O: Clone + PartialEq + std::fmt::Debug + 'static>(
+    keys: u64,
+    make: impl Fn() -> OneInputHarness<Rec, O>,
+) {
+    let (before, after) = (input(keys, (0, 6)), input(keys, (40, 8)));
     let (mut stepped, mut reference, mut plain) = (make(), make(), make());
     for &step in &before {
         for harness in [&mut stepped, &mut reference, &mut plain] {
@@ -120,7 +127,9 @@ fn sliding_window_panes() {
 
 #[test]
 fn sliding_windows_with_reduce() {
-    check_one(|| {
+    // Enough keys for several segments of the operator's slab and for its snapshot's scan to stop
+    // and resume in the middle of a window.
+    check_one_with(2_500, || {
         OneInputHarness::operator(|input: &DataStream<Rec>| {
             input
                 .key_by(|r: &Rec| r.0)

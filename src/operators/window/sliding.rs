@@ -160,7 +160,13 @@ where
                         let segments = slab.len();
                         let last = slab.last_mut().expect("a segment with room");
                         let slot = ((segments - 1) * SEGMENT + last.len()) as u32;
-                        Rc::make_mut(last).push(entry);
+                        if Rc::get_mut(last).is_none() {
+                            // A snapshot shares it: the copy gets a whole segment's room.
+                            let mut copy = Vec::with_capacity(SEGMENT);
+                            copy.extend(last.iter().cloned());
+                            *last = Rc::new(copy);
+                        }
+                        Rc::get_mut(last).expect("unshared above").push(entry);
                         slot
                     }
                 }
