@@ -637,16 +637,8 @@ where
         let pending: Vec<i64> = self.pending.iter().copied().collect();
         write_times(&mut snapshot, &mut codec, PENDING, &pending)?;
         write_times(&mut snapshot, &mut codec, WATERMARK, &[self.watermark])?;
-        let panes = self.panes.iter().map(|(&start, &slot)| (start, self.slab[slot].clone())).collect();
-        let shared = SharedPanes {
-            state,
-            panes,
-            max_parallelism,
-            encode: F::encode_contents,
-            scanned: (0, 0),
-            rows: BTreeMap::new(),
-            encoded: 0,
-        };
+        let panes = SharedPanes(self.panes.iter().map(|(&start, &slot)| (start, self.slab[slot].clone())).collect());
+        let shared = SharedContents::new((PANES, state), panes, max_parallelism, F::encode_contents);
         Ok(PendingSnapshot::new(snapshot, vec![Box::new(shared)]))
     }
 
@@ -870,71 +862,122 @@ where
     }
 }
 
-/// Pane entries a step of [`SharedPanes`]'s scan reads.
+/// Rows a step of [`SharedContents`]'s scan reads.
 const SCAN_STEP: usize = 4 * SECTION_ROWS_MAX;
 
-/// Panes shared at a barrier, still to encode as [`ContentRows`]: first a scan that sorts their rows
-/// by key group (a bounded number of entries per step), then each key group's rows in sections of at
-/// most [`SECTION_ROWS_MAX`].
-struct SharedPanes<K, A> {
+/// Window contents shared at a barrier as groups of rows (panes, or windows), each group at a start:
+/// what [`SharedContents`] encodes as [`ContentRows`].
+pub(super) trait ContentSource: 'static {
+    type Key: crate::api::Key;
+    type Acc;
+    /// The number of groups.
+    fn groups(&self) -> usize;
+    /// The start of `group` and its number of rows (with contents or not).
+    fn group(&self, group: usize) -> (i64, usize);
+    /// The key and contents of the row at `rank` in `group`; `None` if it has no contents.
+    fn row(&self, group: usize, rank: usize) -> Option<(&Self::Key, &Self::Acc)>;
+}
+
+/// Window contents shared at a barrier, still to encode as the state `name`: first a scan that sorts
+/// their rows by key group (a bounded number of rows per step), then each key group's rows in
+/// sections of at most [`SECTION_ROWS_MAX`]. A row's rank is its place in its group.
+pub(super) struct SharedContents<S: ContentSource> {
+    name: &'static str,
     state: u32,
-    /// (start, pane), by start.
-    panes: Vec<(i64, Rc<Pane<K, A>>)>,
+    source: S,
     max_parallelism: usize,
-    encode: super::ContentsEncoder<A>,
-    /// The next entry the scan reads: (pane, entry).
+    encode: super::ContentsEncoder<S::Acc>,
+    /// The next row the scan reads: (group, rank).
     scanned: (usize, usize),
-    /// Rows with contents by key group, as (pane, entry), in pane order and arrival order in a pane.
+    /// Rows with contents by key group, as (group, rank), in group order and rank order.
     rows: BTreeMap<usize, Vec<(u32, u32)>>,
     /// Rows of the first key group already encoded.
     encoded: usize,
 }
 
-impl<K: crate::api::Key, A> SharedPanes<K, A> {
-    /// Sorts up to [`SCAN_STEP`] more entries by key group.
+impl<S: ContentSource> SharedContents<S> {
+    pub(super) fn new(
+        (name, state): (&'static str, u32),
+        source: S,
+        max_parallelism: usize,
+        encode: super::ContentsEncoder<S::Acc>,
+    ) -> Self {
+        SharedContents {
+            name,
+            state,
+            source,
+            max_parallelism,
+            encode,
+            scanned: (0, 0),
+            rows: BTreeMap::new(),
+            encoded: 0,
+        }
+    }
+
+    /// Sorts up to [`SCAN_STEP`] more rows by key group.
     fn scan(&mut self) {
         let mut budget = SCAN_STEP;
-        while budget > 0 && self.scanned.0 < self.panes.len() {
-            let (pane, from) = self.scanned;
-            let entries = &self.panes[pane].1.entries;
-            let to = entries.len().min(from + budget);
-            for (index, entry) in entries[from..to].iter().enumerate() {
-                // An entry without contents is left by a function that failed to add to it.
-                if entry.acc.is_some() {
-                    let key_group = key_group_for_hash(stable_hash(&entry.key), self.max_parallelism);
-                    self.rows.entry(key_group).or_default().push((pane as u32, (from + index) as u32));
+        while budget > 0 && self.scanned.0 < self.source.groups() {
+            let (group, from) = self.scanned;
+            let len = self.source.group(group).1;
+            let to = len.min(from + budget);
+            for rank in from..to {
+                // A row without contents is left by a function that failed to add to it.
+                if let Some((key, _)) = self.source.row(group, rank) {
+                    let key_group = key_group_for_hash(stable_hash(key), self.max_parallelism);
+                    self.rows.entry(key_group).or_default().push((group as u32, rank as u32));
                 }
             }
             budget -= to - from;
-            self.scanned = if to == entries.len() { (pane + 1, 0) } else { (pane, to) };
+            self.scanned = if to == len { (group + 1, 0) } else { (group, to) };
         }
     }
 }
 
-impl<K: crate::api::Key, A> DeferredState for SharedPanes<K, A> {
+impl<S: ContentSource> DeferredState for SharedContents<S> {
     fn encode_next(&mut self, snapshot: &mut KeyedSnapshot, codec: &mut Codec) -> Result<bool, StateError> {
-        if self.scanned.0 < self.panes.len() {
+        if self.scanned.0 < self.source.groups() {
             self.scan();
             return Ok(true);
         }
-        let Some(first) = self.rows.first_entry() else { return Ok(false) };
-        let key_group = *first.key();
-        let all = first.get();
+        let Some(first) = self.rows.first_key_value() else { return Ok(false) };
+        let (key_group, all) = (*first.0, first.1);
         let rows = &all[self.encoded..all.len().min(self.encoded + SECTION_ROWS_MAX)];
         let mut section = ContentRows::new();
-        for &(pane, order) in rows {
-            let (start, pane) = &self.panes[pane as usize];
-            let entry = &pane.entries[order as usize];
-            let contents = entry.acc.as_ref().expect("only entries with contents are listed");
-            section.push(&entry.key, *start, order as usize, contents);
+        for &(group, rank) in rows {
+            let start = self.source.group(group as usize).0;
+            let (key, contents) =
+                self.source.row(group as usize, rank as usize).expect("only rows with contents are listed");
+            section.push(key, start, rank as usize, contents);
         }
-        write_rows(snapshot, codec, (PANES, self.state), key_group, section, self.encode)?;
+        write_rows(snapshot, codec, (self.name, self.state), key_group, section, self.encode)?;
         self.encoded += rows.len();
         if self.encoded == all.len() {
-            first.remove();
+            self.rows.pop_first();
             self.encoded = 0;
         }
         Ok(true)
+    }
+}
+
+/// The panes shared at a barrier: (start, pane), by start.
+struct SharedPanes<K, A>(Vec<(i64, Rc<Pane<K, A>>)>);
+
+impl<K: crate::api::Key, A: 'static> ContentSource for SharedPanes<K, A> {
+    type Key = K;
+    type Acc = A;
+
+    fn groups(&self) -> usize {
+        self.0.len()
+    }
+
+    fn group(&self, group: usize) -> (i64, usize) {
+        (self.0[group].0, self.0[group].1.entries.len())
+    }
+
+    fn row(&self, group: usize, rank: usize) -> Option<(&K, &A)> {
+        let entry = &self.0[group].1.entries[rank];
+        entry.acc.as_ref().map(|acc| (&entry.key, acc))
     }
 }
 
@@ -999,7 +1042,7 @@ pub(super) fn write_contents<K: ExchangeData, A>(
 }
 
 /// Writes one key group's rows as a section of the state `name` (declared as `state`).
-pub(super) fn write_rows<K: ExchangeData, A>(
+fn write_rows<K: ExchangeData, A>(
     snapshot: &mut KeyedSnapshot,
     codec: &mut Codec,
     (name, state): (&str, u32),

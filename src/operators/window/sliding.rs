@@ -29,20 +29,18 @@ use std::rc::Rc;
 
 use hashbrown::HashTable;
 
-use super::aligned::{ContentRows, WATERMARK, contents_meta, mismatch, read_contents, write_rows};
+use super::aligned::{ContentSource, SharedContents, WATERMARK, contents_meta, mismatch, read_contents};
 use super::functions::WindowFn;
 use super::{WindowBase, WindowSettings};
 use crate::exchange::Control;
 use crate::operators::batch::RecordBatch;
 use crate::operators::context::{OperatorCore, ShardEnv};
 use crate::operators::input::{Input, Lifecycle, OpError, OpResult, Output};
-use crate::state::deferred::{DeferredState, PendingSnapshot, SECTION_ROWS_MAX};
+use crate::state::deferred::PendingSnapshot;
 use crate::state::heap::Codec;
 use crate::state::key_group::table_hash;
-use crate::state::key_group_for_hash;
 use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot, StateError, check_snapshots, read_times, write_times};
 use crate::time::Watermark;
-use crate::util::hash::stable_hash;
 use crate::window::assigner::AlignedWindows;
 use crate::window::{TimeWindow, Window, WindowAssigner};
 
@@ -341,17 +339,12 @@ where
         let mut snapshot = KeyedSnapshot::new(max_parallelism);
         let state = snapshot.add_state(contents_meta::<K, F::Acc>(SLIDING));
         write_times(&mut snapshot, &mut Codec::default(), WATERMARK, &[self.watermark])?;
-        let shared = SharedWindows {
-            state,
+        let windows = SharedWindows {
             slab: self.slab.clone(),
             windows: self.windows.iter().map(|(&start, keys)| (start, keys.clone())).collect(),
             slide: self.shape.slide,
-            max_parallelism,
-            encode: F::encode_contents,
-            scanned: (0, 0),
-            rows: BTreeMap::new(),
-            encoded: 0,
         };
+        let shared = SharedContents::new((SLIDING, state), windows, max_parallelism, F::encode_contents);
         Ok(PendingSnapshot::new(snapshot, vec![Box::new(shared)]))
     }
 
@@ -487,73 +480,30 @@ where
     }
 }
 
-/// Window entries a step of [`SharedWindows`]'s scan reads.
-const SCAN_STEP: usize = 4 * SECTION_ROWS_MAX;
-
-/// Windows shared at a barrier, still to encode as [`ContentRows`]: first a scan that sorts their rows
-/// by key group (a bounded number per step), then each key group's rows in sections of at most
-/// [`SECTION_ROWS_MAX`].
+/// The keys' windows shared at a barrier, as groups of rows: each window's keys in firing order.
 struct SharedWindows<K, A> {
-    state: u32,
     slab: Vec<Segment<K, A>>,
     /// (start, its keys in firing order), by start.
     windows: Vec<(i64, Rc<Vec<u32>>)>,
     slide: i64,
-    max_parallelism: usize,
-    encode: super::ContentsEncoder<A>,
-    /// The next window entry the scan reads: (window, rank).
-    scanned: (usize, usize),
-    /// Rows with contents by key group, as (window, rank), in window order and firing order.
-    rows: BTreeMap<usize, Vec<(u32, u32)>>,
-    /// Rows of the first key group already encoded.
-    encoded: usize,
 }
 
-impl<K, A> SharedWindows<K, A> {
-    /// The contents of the key at `slot` in the window starting at `start`, if any.
-    fn contents(&self, slot: u32, start: i64) -> (&KeyWindows<K, A>, Option<&A>) {
-        let entry = key_at(&self.slab, slot);
-        let position = usize::try_from((start - entry.first) / self.slide).ok();
-        (entry, position.and_then(|p| entry.accs.get(p)).and_then(Option::as_ref))
+impl<K: crate::api::Key, A: 'static> ContentSource for SharedWindows<K, A> {
+    type Key = K;
+    type Acc = A;
+
+    fn groups(&self) -> usize {
+        self.windows.len()
     }
-}
 
-impl<K: crate::api::Key, A> DeferredState for SharedWindows<K, A> {
-    fn encode_next(&mut self, snapshot: &mut KeyedSnapshot, codec: &mut Codec) -> Result<bool, StateError> {
-        if self.scanned.0 < self.windows.len() {
-            let mut budget = SCAN_STEP;
-            while budget > 0 && self.scanned.0 < self.windows.len() {
-                let (window, from) = self.scanned;
-                let (start, keys) = &self.windows[window];
-                let to = keys.len().min(from + budget);
-                for (rank, &slot) in keys[from..to].iter().enumerate() {
-                    let (entry, contents) = self.contents(slot, *start);
-                    if contents.is_some() {
-                        let key_group = key_group_for_hash(stable_hash(&entry.key), self.max_parallelism);
-                        self.rows.entry(key_group).or_default().push((window as u32, (from + rank) as u32));
-                    }
-                }
-                budget -= to - from;
-                self.scanned = if to == keys.len() { (window + 1, 0) } else { (window, to) };
-            }
-            return Ok(true);
-        }
-        let Some(first) = self.rows.first_key_value() else { return Ok(false) };
-        let (key_group, all) = (*first.0, first.1);
-        let rows = &all[self.encoded..all.len().min(self.encoded + SECTION_ROWS_MAX)];
-        let mut section = ContentRows::new();
-        for &(window, rank) in rows {
-            let (start, keys) = &self.windows[window as usize];
-            let (entry, contents) = self.contents(keys[rank as usize], *start);
-            let contents = contents.expect("only windows with contents are listed");
-            section.push(&entry.key, *start, rank as usize, contents);
-        }
-        write_rows(snapshot, codec, (SLIDING, self.state), key_group, section, self.encode)?;
-        self.encoded += rows.len();
-        if self.encoded == all.len() {
-            self.rows.pop_first();
-            self.encoded = 0;
-        }
-        Ok(true)
+    fn group(&self, group: usize) -> (i64, usize) {
+        (self.windows[group].0, self.windows[group].1.len())
+    }
+
+    fn row(&self, group: usize, rank: usize) -> Option<(&K, &A)> {
+        let (start, keys) = &self.windows[group];
+        let entry = key_at(&self.slab, keys[rank]);
+        let position = usize::try_from((start - entry.first) / self.slide).ok()?;
+        entry.accs.get(position)?.as_ref().map(|acc| (&entry.key, acc))
     }
 }
