@@ -15,7 +15,8 @@
 //! bloom_offset    bloom filter block     (page-aligned; see `bloom`)
 //! index_offset    index block            (a block whose entries map the last key of each data block
 //!                                         to its offset: u64 and length: u32)
-//! keys_offset     key range block        (smallest_len: u32 | smallest | largest_len: u32 | largest | CRC-32)
+//! keys_offset     key range block        (smallest_len: u32 | smallest | largest_len: u32 | largest
+//!                                         | tombstone count: u64 (format 2 on) | CRC-32)
 //!                 zero padding
 //! size - 64       footer, 64 bytes       (magic "RILLSST\0" | format version: u32 | flags: u32 = 0
 //!                                         | bloom offset: u64, length: u32 | index offset: u64, length: u32
@@ -46,7 +47,7 @@ mod sst;
 mod store;
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 pub use block::{Block, BlockBuilder, BlockIter, RESTART_INTERVAL_DEFAULT};
 pub use bloom::{BLOOM_BITS_PER_KEY_DEFAULT, BloomBuilder, BloomFilter, bloom_hash};
@@ -56,6 +57,6 @@ pub use error::{LsmError, Result};
 pub use memtable::{Memtable, MemtableIter};
 pub use sst::{SST_FORMAT_VERSION, SST_PAGE_BYTES, SstIter, SstOptions, SstReader, SstSummary, SstWriter};
 pub use store::{
-    LEVELS_MAX, LsmCounters, LsmOptions, LsmStore, MANIFEST_FILE_NAME, MANIFEST_FORMAT_VERSION, ScanPage, SstMeta,
-    StoreView, ViewFile, prefix_end,
+    CompactionFilter, LEVELS_MAX, LsmCounters, LsmOptions, LsmStore, MANIFEST_FILE_NAME, MANIFEST_FORMAT_VERSION,
+    ScanPage, SstMeta, StoreView, ViewFile, prefix_end,
 };

@@ -111,7 +111,9 @@ impl<K: Eq + Clone, N: Eq + Clone, S: Clone> Group<K, N, S> {
     }
 }
 
-/// How one kind of state stores what a (key, namespace) holds, and writes it to a snapshot.
+/// How one kind of state stores what a (key, namespace) holds, and writes it to a snapshot. Every
+/// kind's last column holds the TTL stamps (`i64`) of its values, which cleanup at compaction reads
+/// without knowing the kind (`lsm::latest_stamp`).
 pub(crate) trait Stored: Sized + 'static {
     /// Removes what expired at `now`; true if nothing is left.
     fn expire(&mut self, ttl: &StateTtlConfig, now: i64) -> bool;
@@ -152,6 +154,19 @@ impl Codec {
         expected: usize,
     ) -> Result<Vec<T>, StateError> {
         decode_column(state, section, index, expected, &mut self.bytes)
+    }
+
+    /// Decodes one column's bytes, of as many values as its archive says it holds (the count that
+    /// ends it: see `ExchangeData::decode_batch`).
+    pub fn decode_all<T: ExchangeData>(&mut self, state: &str, column: &[u8]) -> Result<Vec<T>, StateError> {
+        let count = column.len().checked_sub(4).map(|at| u32::from_le_bytes(column[at..].try_into().expect("4 bytes")));
+        // Archives are read in place and must be aligned: copy into an aligned buffer.
+        self.bytes.clear();
+        self.bytes.extend_from_slice(column);
+        let mut out = Vec::new();
+        T::decode_batch(&self.bytes, count.unwrap_or(0) as usize, &mut out)
+            .map_err(|source| StateError::Codec { state: state.to_string(), source })?;
+        Ok(out)
     }
 }
 
@@ -755,7 +770,10 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
         }
         let mut table: Box<dyn ErasedTable<K>> = match &self.lsm {
             None => Box::new(Table::<K, N, S>::new(self.range, ttl)),
-            Some(store) => Box::new(LsmTable::<K, N, S>::new(store.clone(), (self.node, &meta.name), self.range, ttl)),
+            Some(store) => {
+                let place = (self.node, meta.name.as_str());
+                Box::new(LsmTable::<K, N, S>::new(store.clone(), place, self.range, ttl, &self.clock))
+            }
         };
         if let Some(at) = self.restored_in_store.iter().position(|(saved, _)| saved.name == meta.name) {
             self.restored_in_store.remove(at).0.check_compatible(&meta)?;

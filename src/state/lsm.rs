@@ -15,6 +15,9 @@
 //! snapshot section of one row holds them (a value and its TTL stamp, a list, a map), each behind its
 //! length.
 //!
+//! States with a time-to-live have compactions drop their rows once every stamp in them expired
+//! (`TtlCompactionFilter`, Flink's TTL compaction filter).
+//!
 //! A state access reads the row (memtable, then SSTs through the page cache), decodes it, and, if
 //! the access changed it, encodes it and writes it to the memtable before the access returns. A full
 //! memtable is frozen and flushed, and levels compacted, by the shard's store task in a background
@@ -40,7 +43,8 @@ use super::snapshot::{
 };
 use super::ttl::StateTtlConfig;
 use crate::codec::ExchangeData;
-use crate::lsm::{LsmError, LsmOptions, LsmStore, StoreView, prefix_end};
+use crate::lsm::{CompactionFilter, LsmError, LsmOptions, LsmStore, StoreView, prefix_end};
+use crate::time::clock::SharedClock;
 use crate::util::hash::{BuildStableHasher, stable_hash};
 use hashbrown::HashMap;
 
@@ -133,6 +137,8 @@ pub(crate) struct LsmShardStore {
     wake: glommio::sync::Semaphore,
     /// Wakes the compaction task: a flush left a level over its bounds.
     compact_wake: glommio::sync::Semaphore,
+    /// The store's compaction filter: the TTL rules of the states declared so far.
+    ttl_filter: Rc<TtlCompactionFilter>,
 }
 
 impl LsmShardStore {
@@ -148,6 +154,8 @@ impl LsmShardStore {
         }
         std::fs::create_dir_all(dir).map_err(|error| LsmError::io(dir, "create the state directory", error))?;
         let store = LsmStore::open(dir, store_options).await?;
+        let ttl_filter = Rc::new(TtlCompactionFilter::default());
+        store.set_compaction_filter(Some(Rc::clone(&ttl_filter) as Rc<dyn CompactionFilter>));
         Ok(Rc::new(LsmShardStore {
             store,
             cached_rows: options.cached_rows,
@@ -161,6 +169,7 @@ impl LsmShardStore {
             token: crate::time::clock::monotonic_ns() ^ (std::process::id() as u64).rotate_left(40) ^ dir_hash(dir),
             wake: glommio::sync::Semaphore::new(0),
             compact_wake: glommio::sync::Semaphore::new(0),
+            ttl_filter,
         }))
     }
 
@@ -638,14 +647,19 @@ where
     N: Namespace,
     S: Stored + Clone,
 {
-    /// The table of state `name` of operator `node`, with the rows a restore wrote for it.
+    /// The table of state `name` of operator `node`, with the rows a restore wrote for it; `clock`
+    /// is the time its TTL (if any) goes by.
     pub(crate) fn new(
         shard: Rc<LsmShardStore>,
         (node, name): (u32, &str),
         range: KeyGroupRange,
         ttl: Option<StateTtlConfig>,
+        clock: &SharedClock,
     ) -> LsmTable<K, N, S> {
         let state_id = shard.state_id(node, name);
+        if let Some(ttl) = ttl.filter(|ttl| ttl.compaction.is_some()) {
+            shard.ttl_filter.rules.borrow_mut().insert(state_id, TtlRule::new(ttl, clock.clone()));
+        }
         let len = shard.take_restored_rows(state_id);
         let cache = RefCell::new(RowCache::new(shard.cached_rows));
         LsmTable {
@@ -755,6 +769,8 @@ where
         Ok(keys)
     }
 
+    /// Rows written and not yet seen gone: a row that expired counts until a read or a full
+    /// snapshot finds it so, and a row that cleanup at compaction dropped keeps counting.
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -1165,5 +1181,183 @@ impl DeferredState for RawRows {
             snapshot.add_section(key_group, self.state, raw_row_section(&self.name, key, value, &self.unit)?);
         }
         Ok(true)
+    }
+}
+
+/// Cleanup at compaction (`StateTtlConfig::cleanup_in_compaction`): the shard store's compaction
+/// filter, which drops a row of a state with a time-to-live once every stamp in it expired. Reads
+/// never return expired values anyway; this frees their room. Rows of states it has no rule for
+/// (no TTL, cleanup turned off, or restored and not declared yet) are kept, and so is a value it
+/// cannot read.
+#[derive(Default)]
+pub(crate) struct TtlCompactionFilter {
+    /// By state id.
+    rules: RefCell<std::collections::HashMap<u32, TtlRule>>,
+    codec: RefCell<Codec>,
+}
+
+/// How cleanup at compaction treats one state.
+struct TtlRule {
+    ttl: StateTtlConfig,
+    clock: SharedClock,
+    /// The clock as last read, and the rows still to check before it is read again.
+    now: Cell<i64>,
+    unread: Cell<u64>,
+}
+
+impl TtlRule {
+    fn new(ttl: StateTtlConfig, clock: SharedClock) -> TtlRule {
+        TtlRule { ttl, clock, now: Cell::new(0), unread: Cell::new(0) }
+    }
+
+    /// The time to check a row against: the clock, read again every `compaction` rows.
+    fn now(&self) -> i64 {
+        match self.unread.get() {
+            0 => {
+                self.now.set(self.clock.now_ms());
+                self.unread.set(self.ttl.compaction.unwrap_or(1).saturating_sub(1));
+            }
+            unread => self.unread.set(unread - 1),
+        }
+        self.now.get()
+    }
+}
+
+impl CompactionFilter for TtlCompactionFilter {
+    fn drop_put(&self, key: &[u8], value: &[u8]) -> bool {
+        let rules = self.rules.borrow();
+        if rules.is_empty() {
+            return false;
+        }
+        let Some(id) = key.get(2..PREFIX_BYTES) else { return false };
+        let Some(rule) = rules.get(&u32::from_be_bytes(id.try_into().expect("4 bytes"))) else { return false };
+        match latest_stamp(value, &mut self.codec.borrow_mut()) {
+            Some(stamp) => rule.ttl.expired(stamp, rule.now()),
+            None => false,
+        }
+    }
+}
+
+/// The latest TTL stamp in a stored value (its last column: see `Stored`), or `None` if it holds no
+/// stamp or cannot be read.
+fn latest_stamp(value: &[u8], codec: &mut Codec) -> Option<i64> {
+    let (&n_columns, rest) = value.split_first()?;
+    let n_columns = usize::from(n_columns);
+    let lengths = rest.get(..4 * n_columns)?;
+    let mut offset = 4 * n_columns;
+    let mut last = None;
+    for length in lengths.chunks_exact(4) {
+        let length = u32::from_le_bytes(length.try_into().expect("4 bytes")) as usize;
+        last = Some(rest.get(offset..offset.checked_add(length)?)?);
+        offset += length;
+    }
+    let stamps: Vec<i64> = codec.decode_all("(compaction)", last?).ok()?;
+    stamps.into_iter().max()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::lsm::test_support::{TestDir, run_in_executor};
+    use crate::state::heap::{Stamped, row_hash};
+    use crate::state::key_group_for_hash;
+    use crate::time::clock::ManualClock;
+
+    const MAX_PARALLELISM: usize = 4;
+
+    type ValueTable = LsmTable<u64, (), Stamped<u64>>;
+
+    /// Writes `key`'s value stamped at `stamp`, through to the store (the tables cache no row).
+    fn write(table: &mut ValueTable, key: u64, stamp: i64) {
+        let key_hash = stable_hash(&key);
+        let key_group = key_group_for_hash(key_hash, MAX_PARALLELISM);
+        let at = RowRef { key: &key, namespace: &(), key_group, hash: row_hash(key_hash, &()) };
+        let mut row = LsmRow::new(table, at);
+        *row.state().expect("reads") = Some(Stamped { value: key, stamp });
+        row.touch();
+        row.commit().expect("writes");
+    }
+
+    /// The keys of the rows the store holds for `table`.
+    fn stored_keys(table: &mut ValueTable) -> Vec<u64> {
+        let mut keys: Vec<u64> = table.keys().expect("scans").into_iter().map(|(key, _)| key).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    #[test]
+    fn compactions_drop_the_rows_whose_time_to_live_ran_out() {
+        let dir = TestDir::new("lsm-ttl-compaction");
+        let path = dir.path.clone();
+        run_in_executor(move || async move {
+            let store = LsmOptions {
+                memtable_bytes_max: 16 << 10,
+                l0_files_max: 2,
+                l1_bytes_max: 1 << 30,
+                ..LsmOptions::default()
+            };
+            let shard = LsmShardStore::open(&path, &LsmBackendOptions { store, cached_rows: 0 }).await.expect("open");
+            let clock = Arc::new(ManualClock::new(0));
+            let job_clock: SharedClock = clock.clone();
+            let range = KeyGroupRange { start: 0, end: MAX_PARALLELISM - 1 };
+            let ttl = StateTtlConfig::new(Duration::from_millis(100)).cleanup_in_compaction(1);
+            let mut cleaned = ValueTable::new(Rc::clone(&shard), (0, "cleaned"), range, Some(ttl), &job_clock);
+            let off = Some(ttl.disable_cleanup_in_background());
+            let mut kept = ValueTable::new(Rc::clone(&shard), (0, "kept"), range, off, &job_clock);
+            let mut plain = ValueTable::new(Rc::clone(&shard), (0, "plain"), range, None, &job_clock);
+            for key in 0..2000 {
+                write(&mut cleaned, key, 0);
+                write(&mut kept, key, 0);
+                write(&mut plain, key, 0);
+            }
+            // Past the TTL of the rows above; the rows below are fresh.
+            clock.set_ms(1000);
+            for key in 2000..3000 {
+                write(&mut cleaned, key, 1000);
+            }
+            shard.store.flush().await.expect("flush");
+            assert!(shard.store.files_per_level()[0] > 2, "several overlapping L0 files");
+            // One compaction merges all of L0, so every row passes the filter.
+            assert!(shard.store.compact_step().await.expect("compact"));
+            assert_eq!(shard.store.files_per_level()[0], 0);
+            assert_eq!(shard.store.counters().n_filtered, 2000);
+            assert_eq!(stored_keys(&mut cleaned), (2000..3000).collect::<Vec<_>>());
+            assert_eq!(stored_keys(&mut kept), (0..2000).collect::<Vec<_>>());
+            assert_eq!(stored_keys(&mut plain), (0..2000).collect::<Vec<_>>());
+        });
+    }
+
+    #[test]
+    fn the_latest_stamp_is_read_from_the_last_column_of_every_kind() {
+        /// A stored value of one row of kind `S`.
+        fn stored<S: Stored>(row: &S, codec: &mut Codec) -> Vec<u8> {
+            let mut columns = Vec::new();
+            S::write_columns("s", std::iter::once(row), &mut columns, codec).expect("encodes");
+            pack_columns(&columns)
+        }
+        let mut codec = Codec::default();
+        let valid = stored(&Stamped { value: 7u64, stamp: 42 }, &mut codec);
+        assert_eq!(latest_stamp(&valid, &mut codec), Some(42));
+        let list =
+            vec![Stamped { value: 1u64, stamp: 5 }, Stamped { value: 2, stamp: 9 }, Stamped { value: 3, stamp: 6 }];
+        assert_eq!(latest_stamp(&stored(&list, &mut codec), &mut codec), Some(9));
+        let mut map = crate::state::heap::MapEntries::<u64, u64>::default();
+        map.insert(1, Stamped { value: 1, stamp: 12 });
+        map.insert(2, Stamped { value: 2, stamp: 3 });
+        assert_eq!(latest_stamp(&stored(&map, &mut codec), &mut codec), Some(12));
+        assert_eq!(latest_stamp(&stored(&Vec::<Stamped<u64>>::new(), &mut codec), &mut codec), None);
+
+        let mut rng = crate::util::SplitMix64::new(5);
+        for _ in 0..5000 {
+            let len = rng.below(valid.len() as u64 + 4) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|idx| valid.get(idx).copied().unwrap_or(0)).collect();
+            if let Some(byte) = bytes.get_mut(rng.below(len.max(1) as u64) as usize) {
+                *byte = rng.next_u64() as u8;
+            }
+            let _ = latest_stamp(&bytes, &mut codec);
+        }
     }
 }

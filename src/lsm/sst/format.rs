@@ -9,8 +9,11 @@ use super::super::error::{LsmError, Result};
 
 /// Data blocks start on, and the file's size is a multiple of, this many bytes (O_DIRECT alignment).
 pub const SST_PAGE_BYTES: u64 = 4096;
-/// The SST format this build writes and reads.
-pub const SST_FORMAT_VERSION: u32 = 1;
+/// The SST format this build writes. It reads this one and version 1, whose key range block has no
+/// tombstone count.
+pub const SST_FORMAT_VERSION: u32 = 2;
+/// The oldest SST format this build reads.
+pub(crate) const SST_FORMAT_VERSION_OLDEST: u32 = 1;
 /// The first eight bytes of the footer.
 pub(crate) const SST_MAGIC: u64 = u64::from_le_bytes(*b"RILLSST\0");
 /// Bytes of the footer, which ends the file.
@@ -43,13 +46,15 @@ pub(crate) struct Footer {
     pub(crate) index: BlockHandle,
     pub(crate) key_range: BlockHandle,
     pub(crate) n_entries: u64,
+    /// The format the file is written in.
+    pub(crate) version: u32,
 }
 
 impl Footer {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(FOOTER_BYTES);
         bytes.extend_from_slice(&SST_MAGIC.to_le_bytes());
-        bytes.extend_from_slice(&SST_FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&self.version.to_le_bytes());
         bytes.extend_from_slice(&0u32.to_le_bytes());
         for handle in [self.bloom, self.index, self.key_range] {
             bytes.extend_from_slice(&handle.offset.to_le_bytes());
@@ -74,7 +79,7 @@ impl Footer {
         }
         verify_crc(bytes, file, offset)?;
         let version = decoder.u32_le("format version")?;
-        if version != SST_FORMAT_VERSION {
+        if !(SST_FORMAT_VERSION_OLDEST..=SST_FORMAT_VERSION).contains(&version) {
             let file = file.to_path_buf();
             return Err(LsmError::UnsupportedVersion { file, version, supported: SST_FORMAT_VERSION });
         }
@@ -89,7 +94,7 @@ impl Footer {
         }
         let [bloom, index, key_range] = handles;
         let n_entries = decoder.u64_le("entry count")?;
-        let footer = Footer { bloom, index, key_range, n_entries };
+        let footer = Footer { bloom, index, key_range, n_entries, version };
         footer.check_layout(file, offset, file_bytes)?;
         Ok(footer)
     }
@@ -151,34 +156,46 @@ pub(crate) fn decode_index(index: &Block, data_end: u64) -> Result<Vec<IndexEntr
     Ok(entries)
 }
 
-/// The smallest and largest keys of the file.
+/// The smallest and largest keys of the file, and how many of its entries are tombstones.
+///
+/// ```text
+/// smallest_len: u32 | smallest | largest_len: u32 | largest | tombstones: u64 (from version 2) | CRC-32
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct KeyRange {
     pub(crate) smallest: Vec<u8>,
     pub(crate) largest: Vec<u8>,
+    /// `None` in a version 1 file, which does not record it.
+    pub(crate) n_tombstones: Option<u64>,
 }
 
 impl KeyRange {
+    /// The block as a file of version 2 holds it, or of version 1 if the count is `None`.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(12 + self.smallest.len() + self.largest.len());
+        let mut bytes = Vec::with_capacity(24 + self.smallest.len() + self.largest.len());
         for key in [&self.smallest, &self.largest] {
             bytes.extend_from_slice(&u32::try_from(key.len()).expect("keys are below 4 GiB").to_le_bytes());
             bytes.extend_from_slice(key);
+        }
+        if let Some(n_tombstones) = self.n_tombstones {
+            bytes.extend_from_slice(&n_tombstones.to_le_bytes());
         }
         seal_with_crc(&mut bytes);
         bytes
     }
 
-    pub(crate) fn decode(bytes: &[u8], file: &Path, offset: u64) -> Result<KeyRange> {
+    /// Decodes the block of a file in format `version`.
+    pub(crate) fn decode(bytes: &[u8], file: &Path, offset: u64, version: u32) -> Result<KeyRange> {
         let payload = verify_crc(bytes, file, offset)?;
         let mut decoder = Decoder::new(payload, file, offset);
         let smallest_len = decoder.u32_le("smallest key length")? as usize;
         let smallest = decoder.bytes(smallest_len, "smallest key")?.to_vec();
         let largest_len = decoder.u32_le("largest key length")? as usize;
         let largest = decoder.bytes(largest_len, "largest key")?.to_vec();
+        let n_tombstones = if version >= 2 { Some(decoder.u64_le("tombstone count")?) } else { None };
         if !decoder.is_empty() || smallest > largest {
             return Err(decoder.corrupt_here("the key range block has trailing bytes or smallest > largest"));
         }
-        Ok(KeyRange { smallest, largest })
+        Ok(KeyRange { smallest, largest, n_tombstones })
     }
 }

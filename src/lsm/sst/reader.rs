@@ -88,7 +88,7 @@ impl SstReader {
         let index_block = Block::decode(slice_of(footer.index.offset, footer.index.len)?, path, footer.index.offset)?;
         let index = decode_index(&index_block, footer.bloom.offset)?;
         let key_range_bytes = slice_of(footer.key_range.offset, footer.key_range.len)?;
-        let key_range = KeyRange::decode(key_range_bytes, path, footer.key_range.offset)?;
+        let key_range = KeyRange::decode(key_range_bytes, path, footer.key_range.offset, footer.version)?;
         let first_last_key = index.first().map(|entry| entry.last_key.as_slice());
         let last_last_key = index.last().map(|entry| entry.last_key.as_slice());
         let consistent = last_last_key == Some(key_range.largest.as_slice())
@@ -113,6 +113,11 @@ impl SstReader {
     /// Entries in the file (puts and tombstones).
     pub fn n_entries(&self) -> u64 {
         self.n_entries
+    }
+
+    /// Tombstones among the entries; `None` for a file of format version 1, which does not say.
+    pub fn n_tombstones(&self) -> Option<u64> {
+        self.key_range.n_tombstones
     }
 
     /// Data blocks in the file.

@@ -58,6 +58,9 @@ fn random_entries_round_trip() {
             assert!(!dir_path.join(format!("{seed:06}.sst.tmp")).exists());
             let reader = SstReader::open(&path).await.expect("open");
             assert_eq!(reader.n_entries(), model.len() as u64);
+            let n_tombstones = model.values().filter(|value| **value == Value::Delete).count() as u64;
+            assert!(n_tombstones > 0, "the model deletes some keys");
+            assert_eq!((summary.n_tombstones, reader.n_tombstones()), (n_tombstones, Some(n_tombstones)));
             assert_eq!(reader.n_data_blocks(), summary.n_data_blocks);
             assert_eq!(reader.smallest_key(), model.keys().next().expect("non-empty").as_slice());
             assert_eq!(reader.largest_key(), model.keys().next_back().expect("non-empty").as_slice());
@@ -244,7 +247,13 @@ fn random_files_are_errors() {
 
 fn valid_footer() -> Footer {
     let handle = |offset, len| BlockHandle { offset, len };
-    Footer { bloom: handle(8192, 100), index: handle(8292, 50), key_range: handle(8342, 20), n_entries: 9 }
+    Footer {
+        bloom: handle(8192, 100),
+        index: handle(8292, 50),
+        key_range: handle(8342, 20),
+        n_entries: 9,
+        version: SST_FORMAT_VERSION,
+    }
 }
 
 #[test]
@@ -277,18 +286,30 @@ fn footers_round_trip_and_damaged_footers_never_panic() {
     }
     assert!(matches!(Footer::decode(&[0; FOOTER_BYTES], &file, 0, 64), Err(LsmError::BadMagic { .. })));
     let mut wrong_version = encoded[..FOOTER_BYTES - 4].to_vec();
-    wrong_version[8] = 2;
+    wrong_version[8] = 3;
     seal_with_crc(&mut wrong_version);
-    let error = Footer::decode(&wrong_version, &file, footer_offset, 3 * SST_PAGE_BYTES).expect_err("version 2");
-    assert!(matches!(error, LsmError::UnsupportedVersion { version: 2, .. }), "{error}");
+    let error = Footer::decode(&wrong_version, &file, footer_offset, 3 * SST_PAGE_BYTES).expect_err("version 3");
+    assert!(matches!(error, LsmError::UnsupportedVersion { version: 3, .. }), "{error}");
+    let mut version_1 = encoded[..FOOTER_BYTES - 4].to_vec();
+    version_1[8] = 1;
+    seal_with_crc(&mut version_1);
+    let footer = Footer::decode(&version_1, &file, footer_offset, 3 * SST_PAGE_BYTES).expect("version 1 is read");
+    assert_eq!(footer.version, 1);
 }
 
 #[test]
 fn damaged_key_ranges_and_indexes_never_panic() {
     let file = Path::new("f.sst");
     let mut rng = SplitMix64::new(71);
-    let valid = KeyRange { smallest: b"a".to_vec(), largest: b"zz".to_vec() }.encode();
-    assert!(KeyRange::decode(&valid, file, 0).is_ok());
+    for n_tombstones in [None, Some(3)] {
+        let valid = KeyRange { smallest: b"a".to_vec(), largest: b"zz".to_vec(), n_tombstones }.encode();
+        let version = if n_tombstones.is_some() { 2 } else { 1 };
+        let decoded = KeyRange::decode(&valid, file, 0, version).expect("valid");
+        assert_eq!(decoded.n_tombstones, n_tombstones);
+        let other_version = 3 - version;
+        assert!(KeyRange::decode(&valid, file, 0, other_version).is_err(), "read as version {other_version}");
+    }
+    let valid = KeyRange { smallest: b"a".to_vec(), largest: b"zz".to_vec(), n_tombstones: Some(1) }.encode();
     for _ in 0..20_000 {
         let len = rng.below(valid.len() as u64 + 8) as usize;
         let mut bytes: Vec<u8> = (0..len).map(|idx| valid.get(idx).copied().unwrap_or(0)).collect();
@@ -296,11 +317,12 @@ fn damaged_key_ranges_and_indexes_never_panic() {
             let idx = rng.below(bytes.len() as u64) as usize;
             bytes[idx] = rng.next_u64() as u8;
         }
-        let _ = KeyRange::decode(&bytes, file, 0);
+        let _ = KeyRange::decode(&bytes, file, 0, 2);
         let unsealed = bytes.len().saturating_sub(4);
         bytes.truncate(unsealed);
         seal_with_crc(&mut bytes);
-        let _ = KeyRange::decode(&bytes, file, 0);
+        let _ = KeyRange::decode(&bytes, file, 0, 1);
+        let _ = KeyRange::decode(&bytes, file, 0, 2);
     }
     for _ in 0..3000 {
         let mut builder = BlockBuilder::new(1);

@@ -11,7 +11,9 @@ use super::super::block::{Block, BlockBuilder};
 use super::super::bloom::BloomBuilder;
 use super::super::entry::ValueKind;
 use super::super::error::{LsmError, Result};
-use super::format::{BlockHandle, FOOTER_BYTES, Footer, KeyRange, SST_PAGE_BYTES, encode_index_value, page_align_up};
+use super::format::{
+    BlockHandle, FOOTER_BYTES, Footer, KeyRange, SST_FORMAT_VERSION, SST_PAGE_BYTES, encode_index_value, page_align_up,
+};
 use super::{SstOptions, SstSummary};
 
 /// Writes one SST file. Feed it entries in strictly increasing key order with `add`, then `finish`:
@@ -229,10 +231,20 @@ impl SstWriter {
         self.staged.extend_from_slice(&self.index.finish());
         let index = handle_of(&self.staged, start);
         let start = self.staged.len();
-        let key_range = KeyRange { smallest: self.smallest_key.clone(), largest: self.last_key.clone() };
+        let key_range = KeyRange {
+            smallest: self.smallest_key.clone(),
+            largest: self.last_key.clone(),
+            n_tombstones: Some(self.n_tombstones),
+        };
         self.staged.extend_from_slice(&key_range.encode());
         let key_range_handle = handle_of(&self.staged, start);
-        let footer = Footer { bloom, index, key_range: key_range_handle, n_entries: self.n_entries };
+        let footer = Footer {
+            bloom,
+            index,
+            key_range: key_range_handle,
+            n_entries: self.n_entries,
+            version: SST_FORMAT_VERSION,
+        };
         let file_bytes = page_align_up(meta_offset + (self.staged.len() - meta_start + FOOTER_BYTES) as u64);
         self.staged.resize((file_bytes - self.written_bytes) as usize - FOOTER_BYTES, 0);
         self.staged.extend_from_slice(&footer.encode());

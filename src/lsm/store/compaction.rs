@@ -2,7 +2,7 @@
 //! merge its file(s) with the overlapping files of the next level, write the result as new SSTs of
 //! the next level, install them in one manifest change, then delete the inputs. A lone file that
 //! overlaps nothing in the next level (and holds no tombstone the merge would drop) moves there in
-//! the manifest instead, without a rewrite.
+//! the manifest instead, without a rewrite. A `CompactionFilter` may drop puts on the way.
 
 use std::rc::Rc;
 
@@ -14,6 +14,30 @@ use super::manifest::{SstMeta, sst_file_name};
 use super::merge::{MergeIter, Source};
 use super::version::{SstHandle, Version};
 use super::{LEVELS_MAX, LsmOptions, LsmStore};
+
+/// Decides, for each put a compaction merges, whether to drop it (RocksDB's compaction filter): the
+/// LSM state backend drops rows whose time-to-live ran out. A dropped put becomes a tombstone, so that
+/// no older value of its key in a deeper level shows again; the compaction into the last level with
+/// data drops that tombstone too. Only a compaction's newest value of each key is asked about; a
+/// compaction that moves a file without a rewrite asks about nothing.
+///
+/// ```
+/// use rill::lsm::CompactionFilter;
+/// /// Drops the values that are empty.
+/// struct DropEmpty;
+/// impl CompactionFilter for DropEmpty {
+///     fn drop_put(&self, _key: &[u8], value: &[u8]) -> bool {
+///         value.is_empty()
+///     }
+/// }
+/// assert!(DropEmpty.drop_put(b"k", b""));
+/// // store.set_compaction_filter(Some(std::rc::Rc::new(DropEmpty)));
+/// ```
+pub trait CompactionFilter {
+    /// True to drop the put of `value` under `key`. Runs in the compaction's task, once per entry:
+    /// keep it cheap, and never panic (a value it cannot read is best kept).
+    fn drop_put(&self, key: &[u8], value: &[u8]) -> bool;
+}
 
 /// One compaction: its inputs, newest first, and where the output goes.
 struct Plan {
@@ -116,10 +140,10 @@ impl LsmStore {
         };
         let Some(plan) = plan else { return Ok(false) };
         // A lone file moves down as it is, unless it may hold tombstones this compaction would drop.
-        if plan.inputs.len() == 1 && (!plan.drop_tombstones || plan.inputs[0].tombstones == Some(0)) {
+        if plan.inputs.len() == 1 && (!plan.drop_tombstones || plan.inputs[0].reader.n_tombstones() == Some(0)) {
             return self.trivial_move(plan).await.map(|()| true);
         }
-        let outputs = self.write_outputs(&plan).await?;
+        let (outputs, n_filtered) = self.write_outputs(&plan).await?;
         let input_numbers: Vec<u64> = plan.inputs.iter().map(|handle| handle.meta.file_number).collect();
         let bytes_read: u64 = plan.inputs.iter().map(|handle| handle.meta.file_bytes).sum();
         let bytes_written: u64 = outputs.iter().map(|handle| handle.meta.file_bytes).sum();
@@ -131,13 +155,14 @@ impl LsmStore {
                 state.counters.compaction_bytes_read += bytes_read;
                 state.counters.compaction_bytes_written += bytes_written;
                 state.counters.n_compactions += 1;
+                state.counters.n_filtered += n_filtered;
             },
         )
         .await?;
         for handle in plan.inputs {
             let path = self.inner.dir.join(sst_file_name(handle.meta.file_number));
             if let Ok(handle) = Rc::try_unwrap(handle) {
-                let _ = handle.reader.close().await;
+                let _ = handle.close().await;
             }
             self.inner.faults.check(&path, "delete a compaction input")?;
             glommio::io::remove(&path).await.map_err(|error| LsmError::io(&path, "remove", error))?;
@@ -146,13 +171,12 @@ impl LsmStore {
     }
 
     /// Moves the plan's one input file to the output level, where nothing overlaps it, without
-    /// rewriting it (RocksDB's trivial move): the manifest names it at its new level. (The file is
-    /// opened again for its new handle: it starts cold in the block cache.)
+    /// rewriting it (RocksDB's trivial move): the manifest names it at its new level. The new handle
+    /// shares the open file, so its cached blocks stay cached.
     async fn trivial_move(&self, plan: Plan) -> Result<()> {
         let input = &plan.inputs[0];
-        let reader = self.open_sst(input.reader.path()).await?;
         let meta = SstMeta { level: plan.output_level, ..input.meta.clone() };
-        let moved = Rc::new(SstHandle { meta, reader, tombstones: input.tombstones });
+        let moved = Rc::new(SstHandle { meta, reader: Rc::clone(&input.reader) });
         let number = input.meta.file_number;
         let cursor = input.meta.largest_key.clone();
         self.install(
@@ -177,8 +201,9 @@ impl LsmStore {
         Ok(n_steps)
     }
 
-    /// Merges the plan's inputs into new files at the output level; on error removes what it wrote.
-    async fn write_outputs(&self, plan: &Plan) -> Result<Vec<Rc<SstHandle>>> {
+    /// Merges the plan's inputs into new files at the output level, and says how many puts the filter
+    /// dropped; on error removes what it wrote.
+    async fn write_outputs(&self, plan: &Plan) -> Result<(Vec<Rc<SstHandle>>, u64)> {
         let mut outputs = Vec::new();
         let written = self.merge_into(plan, &mut outputs).await;
         if written.is_err() {
@@ -186,14 +211,15 @@ impl LsmStore {
                 let _ = glommio::io::remove(handle.reader.path()).await;
             }
         }
-        written.map(|()| outputs)
+        written.map(|n_filtered| (outputs, n_filtered))
     }
 
     /// Merges the plan's inputs into outputs of about `sst_bytes_target` each, yielding to the
     /// other tasks of its queue every `YIELD_EVERY_ENTRIES` entries. Each input-level file is a source
     /// of its own (L0 files overlap); the output level's files are one sorted run, so that the merge
     /// compares the heads of a few sources rather than of every file.
-    async fn merge_into(&self, plan: &Plan, outputs: &mut Vec<Rc<SstHandle>>) -> Result<()> {
+    /// Returns how many puts the filter dropped.
+    async fn merge_into(&self, plan: &Plan, outputs: &mut Vec<Rc<SstHandle>>) -> Result<u64> {
         let (upper, lower) = plan.inputs.split_at(plan.n_upper);
         let mut sources = Vec::with_capacity(upper.len() + 1);
         for handle in upper {
@@ -203,18 +229,25 @@ impl LsmStore {
             sources.push(Source::files(lower, b"", false)?);
         }
         let mut merge = MergeIter::new(sources)?;
+        let filter = self.inner.filter.borrow().clone();
+        let mut n_filtered = 0u64;
         let mut writer: Option<(SstWriter, u64)> = None;
         let mut written_bytes = 0u64;
         for n_entries in 1u64.. {
             if n_entries % YIELD_EVERY_ENTRIES == 0 {
                 futures_lite::future::yield_now().await;
             }
-            let entry = merge.next();
-            let entry = match entry {
+            let mut entry = match merge.next() {
                 Ok(Some(entry)) => entry,
                 Ok(None) => break,
                 Err(error) => return Err(abandon(writer, error).await),
             };
+            if let (Some(filter), Value::Put(bytes)) = (&filter, &entry.value) {
+                if filter.drop_put(&entry.key, bytes) {
+                    entry.value = Value::Delete;
+                    n_filtered += 1;
+                }
+            }
             if plan.drop_tombstones && entry.value == Value::Delete {
                 merge.recycle(entry);
                 continue;
@@ -241,7 +274,7 @@ impl LsmStore {
         if let Some((sst_writer, file_number)) = writer {
             outputs.push(self.finish_output(sst_writer, file_number, plan.output_level).await?);
         }
-        Ok(())
+        Ok(n_filtered)
     }
 
     async fn finish_output(&self, writer: SstWriter, file_number: u64, level: usize) -> Result<Rc<SstHandle>> {
@@ -254,7 +287,6 @@ impl LsmStore {
                 return Err(error);
             }
         };
-        let tombstones = Some(summary.n_tombstones);
         let meta = SstMeta {
             file_number,
             level,
@@ -263,7 +295,7 @@ impl LsmStore {
             smallest_key: summary.smallest_key,
             largest_key: summary.largest_key,
         };
-        Ok(Rc::new(SstHandle { meta, reader, tombstones }))
+        Ok(SstHandle::new(meta, reader))
     }
 }
 

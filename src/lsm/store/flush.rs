@@ -39,7 +39,6 @@ impl LsmStore {
         self.inner.faults.check(&path, "write an SST")?;
         let summary = memtable.flush(&path, self.inner.options.sst.clone()).await?;
         let reader = self.open_sst(&path).await?;
-        let summary_tombstones = summary.n_tombstones;
         let meta = SstMeta {
             file_number,
             level: 0,
@@ -48,7 +47,7 @@ impl LsmStore {
             smallest_key: summary.smallest_key,
             largest_key: summary.largest_key,
         };
-        let handle = Rc::new(SstHandle { meta, reader, tombstones: Some(summary_tombstones) });
+        let handle = SstHandle::new(meta, reader);
         self.install(
             |version| version.with_flushed(handle),
             |state| {

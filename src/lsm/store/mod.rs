@@ -52,6 +52,7 @@ use faults::Faults;
 use merge::{MergeIter, Source};
 use version::Version;
 
+pub use compaction::CompactionFilter;
 pub use manifest::{MANIFEST_FILE_NAME, MANIFEST_FORMAT_VERSION, SstMeta};
 pub use options::{LEVELS_MAX, LsmOptions};
 
@@ -73,6 +74,8 @@ pub struct LsmCounters {
     /// Compactions that moved a file down a level without rewriting it (nothing overlapped it
     /// there).
     pub n_trivial_moves: u64,
+    /// Puts a compaction dropped because the [`CompactionFilter`] said so.
+    pub n_filtered: u64,
 }
 
 /// One page of a scan: up to `limit` live entries in key order, and where to go on.
@@ -145,6 +148,8 @@ struct Inner {
     progress: Progress,
     /// Decoded blocks of the store's files.
     cache: Rc<BlockCache>,
+    /// Decides which puts compactions drop.
+    filter: RefCell<Option<Rc<dyn CompactionFilter>>>,
     faults: Faults,
 }
 
@@ -349,6 +354,11 @@ impl LsmStore {
         Ok(SstReader::open(path).await?.with_cache(&self.inner.cache))
     }
 
+    /// Has compactions ask `filter` which puts to drop from now on (`None`: keep them all).
+    pub fn set_compaction_filter(&self, filter: Option<Rc<dyn CompactionFilter>>) {
+        *self.inner.filter.borrow_mut() = filter;
+    }
+
     /// The options the store was opened with.
     pub fn options(&self) -> &LsmOptions {
         &self.inner.options
@@ -380,7 +390,7 @@ impl LsmStore {
         let mut closed = Ok(());
         for handle in handles {
             if let Ok(handle) = Rc::try_unwrap(handle) {
-                closed = closed.and(handle.reader.close().await);
+                closed = closed.and(handle.close().await);
             }
         }
         closed
@@ -483,7 +493,7 @@ impl StoreView {
                 smallest_key: reader.smallest_key().to_vec(),
                 largest_key: reader.largest_key().to_vec(),
             };
-            version.levels[*level].push(Rc::new(version::SstHandle { meta, reader, tombstones: None }));
+            version.levels[*level].push(version::SstHandle::new(meta, reader));
         }
         for (level, handles) in version.levels.iter_mut().enumerate().skip(1) {
             handles.sort_by(|a, b| a.meta.smallest_key.cmp(&b.meta.smallest_key));

@@ -50,7 +50,7 @@ impl LsmStore {
                 let _ = reader.close().await;
                 return Err(corrupt(&path, 0, format!("the file disagrees with the manifest's {meta:?}")));
             }
-            version.levels[meta.level].push(Rc::new(SstHandle { meta: meta.clone(), reader, tombstones: None }));
+            version.levels[meta.level].push(SstHandle::new(meta.clone(), reader));
         }
         version.check();
         let state = State {
@@ -70,6 +70,7 @@ impl LsmStore {
             compacting: Cell::new(false),
             progress: Default::default(),
             cache,
+            filter: RefCell::new(None),
             faults,
         };
         Ok(LsmStore { inner: Rc::new(inner) })

@@ -143,3 +143,94 @@ fn a_missing_or_damaged_sst_names_the_sst() {
         store.close().await.expect("close");
     });
 }
+
+/// A file whose tombstone count its SST records moves to the last level without a rewrite even after
+/// the store was reopened, and the moved file keeps its cached blocks; a file holding a tombstone
+/// that the move would keep is rewritten instead.
+#[test]
+fn trivial_moves_after_a_reopen_keep_the_file_warm() {
+    let dir = TestDir::new("store-trivial-move");
+    let path = dir.path.clone();
+    run_in_executor(move || async move {
+        let options = LsmOptions { l0_files_max: 1, ..LsmOptions::default() };
+        let store = LsmStore::open(&path, options.clone()).await.expect("open");
+        store.write_now(b"a", Some(b"1"));
+        store.write_now(b"b", Some(b"2"));
+        store.flush().await.expect("flush");
+        store.close().await.expect("close");
+
+        let store = LsmStore::open(&path, options.clone()).await.expect("reopen");
+        assert_eq!(store.files_per_level()[..2], [1, 0]);
+        assert_eq!(store.get(b"a").expect("get"), Some(b"1".to_vec()));
+        let misses = store.block_cache().misses;
+        assert!(store.compact_step().await.expect("compact"));
+        assert_eq!((store.counters().n_compactions, store.counters().n_trivial_moves), (1, 1));
+        assert_eq!(store.files_per_level()[..2], [0, 1]);
+        assert_eq!(store.get(b"b").expect("get"), Some(b"2".to_vec()));
+        assert_eq!(store.block_cache().misses, misses, "the moved file's block stays cached");
+
+        store.write_now(b"c", None);
+        store.flush().await.expect("flush");
+        store.close().await.expect("close");
+        let store = LsmStore::open(&path, LsmOptions { l1_bytes_max: 1, ..options }).await.expect("reopen");
+        // Levels over their limits while they hold a file: both files go down as far as they can.
+        // The one of a and b moves; the one holding the tombstone moves until nothing lies below it,
+        // where it is rewritten (the tombstone dropped, nothing left).
+        while store.compact_step().await.expect("compact") {}
+        let counters = store.counters();
+        assert_eq!(store.files_per_level().iter().sum::<usize>(), 1);
+        assert_eq!(counters.n_compactions - counters.n_trivial_moves, 1, "{counters:?}");
+        let live = scan_all(&store, b"", None, 10).await;
+        assert_eq!(live, vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
+        store.close().await.expect("close");
+    });
+}
+
+/// Drops the puts whose value starts with "drop".
+struct DropMarked;
+
+impl CompactionFilter for DropMarked {
+    fn drop_put(&self, _key: &[u8], value: &[u8]) -> bool {
+        value.starts_with(b"drop")
+    }
+}
+
+/// A put the compaction filter drops leaves a tombstone where an older value of its key lies deeper,
+/// so that the older value never shows again.
+#[test]
+fn a_filtered_put_hides_the_older_value_below() {
+    let dir = TestDir::new("store-compaction-filter");
+    let path = dir.path.clone();
+    run_in_executor(move || async move {
+        // k0 and k1 end up in L2, by two trivial moves.
+        let options = LsmOptions { l0_files_max: 1, l1_bytes_max: 1, ..LsmOptions::default() };
+        let store = LsmStore::open(&path, options).await.expect("open");
+        store.write_now(b"k0", Some(b"x"));
+        store.write_now(b"k1", Some(b"old"));
+        store.flush().await.expect("flush");
+        assert!(store.compact_step().await.expect("compact"));
+        assert!(store.compact_step().await.expect("compact"));
+        assert_eq!(store.files_per_level()[..3], [0, 0, 1]);
+        store.close().await.expect("close");
+
+        let options = LsmOptions { l0_files_max: 1, ..LsmOptions::default() };
+        let store = LsmStore::open(&path, options).await.expect("reopen");
+        store.write_now(b"k5", Some(b"y"));
+        store.flush().await.expect("flush");
+        assert!(store.compact_step().await.expect("compact"));
+        assert_eq!(store.counters().n_trivial_moves, 1);
+        store.write_now(b"k1", Some(b"drop me"));
+        store.write_now(b"k9", Some(b"keep me"));
+        store.flush().await.expect("flush");
+        store.set_compaction_filter(Some(Rc::new(DropMarked)));
+        assert!(store.compact_step().await.expect("compact"));
+        assert_eq!(store.files_per_level()[..3], [0, 1, 1]);
+        assert_eq!(store.counters().n_filtered, 1);
+        assert_eq!(store.get(b"k1").expect("get"), None, "the older value stays hidden");
+        let live = scan_all(&store, b"", None, 10).await;
+        let expected: Vec<(Vec<u8>, Vec<u8>)> =
+            [("k0", "x"), ("k5", "y"), ("k9", "keep me")].map(|(k, v)| (k.into(), v.into())).into();
+        assert_eq!(live, expected);
+        store.close().await.expect("close");
+    });
+}

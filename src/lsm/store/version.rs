@@ -12,9 +12,23 @@ use super::manifest::{Manifest, SstMeta};
 /// A live SST: what the manifest says of it, and the open file.
 pub(crate) struct SstHandle {
     pub(crate) meta: SstMeta,
-    pub(crate) reader: SstReader,
-    /// Tombstones in the file, if known (files this store wrote since it was opened).
-    pub(crate) tombstones: Option<u64>,
+    /// Shared with the file's handle at its old level after a trivial move, so that the move keeps
+    /// the file's blocks in the cache and its index and bloom filter in memory once.
+    pub(crate) reader: Rc<SstReader>,
+}
+
+impl SstHandle {
+    pub(crate) fn new(meta: SstMeta, reader: SstReader) -> Rc<SstHandle> {
+        Rc::new(SstHandle { meta, reader: Rc::new(reader) })
+    }
+
+    /// Closes the file unless another handle still reads it.
+    pub(crate) async fn close(self) -> Result<()> {
+        match Rc::try_unwrap(self.reader) {
+            Ok(reader) => reader.close().await,
+            Err(_) => Ok(()),
+        }
+    }
 }
 
 /// The live SSTs. L0 is newest first and may overlap; each deeper level is sorted by key and its
