@@ -296,13 +296,23 @@ impl LsmShardStore {
         &self,
         name: &str,
         prefix: &[u8],
+        visit: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        self.scan_range(name, prefix, prefix_end(prefix).as_deref(), visit)
+    }
+
+    /// Every live row with a key from `start` to `end` (exclusive; `None`: no end), in key order,
+    /// read page by page (errors name state `name`).
+    fn scan_range(
+        &self,
+        name: &str,
+        start: &[u8],
+        end: Option<&[u8]>,
         mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>,
     ) -> Result<(), StateError> {
-        let end = prefix_end(prefix);
-        let mut from = prefix.to_vec();
+        let mut from = start.to_vec();
         loop {
-            let page =
-                self.store.scan(&from, end.as_deref(), SECTION_ROWS_MAX).map_err(|error| store_error(name, error))?;
+            let page = self.store.scan(&from, end, SECTION_ROWS_MAX).map_err(|error| store_error(name, error))?;
             for (key, value) in &page.entries {
                 visit(key, value)?;
             }
@@ -375,6 +385,18 @@ impl RawState {
         let start = self.key(key_group, rest_prefix);
         self.shard.scan_prefix(&self.name, &start, |key, value| visit(&key[start.len()..], value))
     }
+
+    /// Every row of `key_group` whose `rest` is from `rest_start` to `rest_end` (exclusive), in key
+    /// order, page by page: `visit` gets each row's whole `rest`, and its value.
+    pub(crate) fn scan_between(
+        &self,
+        key_group: usize,
+        (rest_start, rest_end): (&[u8], &[u8]),
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        let (start, end) = (self.key(key_group, rest_start), self.key(key_group, rest_end));
+        self.shard.scan_range(&self.name, &start, Some(&end), |key, value| visit(&key[PREFIX_BYTES..], value))
+    }
 }
 
 /// A hash of a directory's path (to tell stores apart in linked file names).
@@ -403,7 +425,7 @@ fn store_error(state: &str, source: LsmError) -> StateError {
     StateError::Store { state: state.to_string(), source }
 }
 
-fn damaged(state: &str, reason: impl Into<String>) -> StateError {
+pub(crate) fn damaged(state: &str, reason: impl Into<String>) -> StateError {
     StateError::Corrupt { offset: 0, reason: format!("state '{state}': a row in the LSM store: {}", reason.into()) }
 }
 

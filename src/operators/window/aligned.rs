@@ -489,14 +489,18 @@ where
     }
 
     /// Fires the window starting at `start`, some of whose panes were spilled: key group by key group,
-    /// each in the store's key order, once every entry of its panes is in the store. A tumbling
-    /// window cleaned up at this watermark deletes its rows as it reads them.
+    /// once every entry of its spilled panes is in the store. A tumbling window cleaned up at this
+    /// watermark deletes its rows as it reads them. Panes never spilled stay in memory: spilling them
+    /// here would spill every later pane of a sliding window in turn, as each window shares panes
+    /// with the next.
     fn fire_spilled(&mut self, start: i64, window: A) -> OpResult {
         let watermark = self.watermark;
         let starts: Vec<(i64, usize)> =
             self.pane_starts(start).filter_map(|s| self.panes.get(&s).map(|&slot| (s, slot))).collect();
         for &(pane_start, slot) in &starts {
-            self.spill_pane(pane_start, slot).map_err(|e| self.base.error(e))?;
+            if self.slab[slot].spilled {
+                self.spill_pane(pane_start, slot).map_err(|e| self.base.error(e))?;
+            }
         }
         let tumbling = self.pane_size == self.shape.size;
         let delete = tumbling && self.cleanup_time(start) <= watermark;
@@ -520,20 +524,44 @@ where
         Ok(())
     }
 
-    /// Fires a window from the rows of its panes (`starts`, all in the store), merged per key, key
-    /// group by key group.
+    /// Fires a window from its panes (`starts`: the spilled ones wholly in the store, the others in
+    /// memory), merged per key in pane order, key group by key group.
     fn fire_merged(&mut self, starts: &[(i64, usize)], window: A) -> OpResult {
         let watermark = self.watermark;
+        let groups = self.base.key_groups;
+        // The entries of the panes in memory by key group: (position in `starts`, entry index).
+        let mut in_memory: Vec<Vec<(usize, usize)>> = vec![Vec::new(); groups.end + 1 - groups.start];
+        for (position, &(_, slot)) in starts.iter().enumerate().filter(|(_, (_, slot))| !self.slab[*slot].spilled) {
+            for (index, entry) in self.slab[slot].entries.iter().enumerate() {
+                let key_group = key_group_for_hash(stable_hash(&entry.key), self.base.max_parallelism);
+                in_memory[key_group - groups.start].push((position, index));
+            }
+        }
         let spill = self.spill.as_ref().expect("only a store spills panes");
+        let (first, end) = (starts[0].0, starts[starts.len() - 1].0.saturating_add(self.pane_size));
         let mut merged = std::mem::replace(&mut self.merged, Pane::new());
-        for key_group in self.base.key_groups.start..=self.base.key_groups.end {
+        for key_group in groups.start..=groups.end {
             merged.clear();
-            for &(pane_start, _) in starts {
-                let rows = spill.rows::<T, A, O, F>(key_group, pane_start, false).map_err(|e| self.base.error(e))?;
-                for (key, contents) in rows {
+            let mut from_memory = in_memory[key_group - groups.start].iter().peekable();
+            let stored = spill.rows_of_panes::<T, A, O, F>(key_group, first, end).map_err(|e| self.base.error(e))?;
+            let mut from_store = stored.into_iter().peekable();
+            for (position, &(pane_start, slot)) in starts.iter().enumerate() {
+                while let Some((_, key, contents)) = from_store.next_if(|(start, _, _)| *start == pane_start) {
                     let target = merged.entry(table_hash(stable_hash(&key)), &key);
                     self.function.merge(&mut target.acc, contents).map_err(|e| OpError::new(self.base.core.id, e))?;
                 }
+                while let Some((_, index)) = from_memory.next_if(|(at, _)| *at == position) {
+                    let entry = &self.slab[slot].entries[*index];
+                    let Some(contents) = &entry.acc else { continue };
+                    let target = merged.entry(entry.hash, &entry.key);
+                    self.function
+                        .merge(&mut target.acc, contents.clone())
+                        .map_err(|e| OpError::new(self.base.core.id, e))?;
+                }
+            }
+            if let Some((pane_start, _, _)) = from_store.next() {
+                let reason = format!("a row of pane {pane_start}, which the window's panes do not list");
+                return Err(self.base.error(crate::state::lsm::damaged("window panes", reason)));
             }
             for entry in &mut merged.entries {
                 self.base.emission.fire(&mut self.function, &entry.key, &window, watermark, &mut entry.acc, None)?;

@@ -6,10 +6,12 @@
 //! written to the store as a row `key_group | state_id | pane start | key` (the pane start big-endian
 //! with its sign bit flipped, the key rkyv-encoded) whose value is the contents as a one-row snapshot
 //! section holds them, and the pane's entries leave memory. A record for a spilled pane whose key is
-//! not in memory reads the key's row back first. A spilled pane fires key group by key group, in the
-//! store's key order, after its entries in memory were written too; its rows are deleted when the
-//! pane is dropped. A pane never spilled costs no store access at all, so state that fits in the
-//! bound runs as on the heap.
+//! not in memory reads the key's row back first. A window with a spilled pane fires key group by key
+//! group, after the entries in memory of its spilled panes were written too: a tumbling window in the
+//! store's key order; a sliding window merges, per key group, the rows of all its spilled panes (one
+//! scan: they lie side by side) with the entries of its panes in memory, pane by pane. A spilled
+//! pane's rows are deleted when the pane is dropped. A pane never spilled costs no store access at
+//! all, so state that fits in the bound runs as on the heap.
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -18,7 +20,7 @@ use std::rc::Rc;
 use super::functions::WindowFn;
 use crate::codec::ExchangeData;
 use crate::state::heap::Codec;
-use crate::state::lsm::{LsmShardStore, RawState, decode_one, pack_columns, unpack_columns};
+use crate::state::lsm::{LsmShardStore, RawState, damaged, decode_one, pack_columns, unpack_columns};
 use crate::state::snapshot::StateError;
 use crate::window::Window;
 
@@ -111,6 +113,29 @@ impl<K: ExchangeData, A> PaneStore<K, A> {
                 row_key.extend_from_slice(key_bytes);
                 rows.write(key_group, &row_key, None);
             }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The rows in `key_group` of the panes starting from `first_pane` up to `end_pane` (exclusive),
+    /// decoded with their pane starts, pane by pane and in key order within a pane: one scan, as
+    /// their rows lie side by side.
+    pub(super) fn rows_of_panes<T, W: Window, O, F: WindowFn<K, T, W, O, Acc = A>>(
+        &self,
+        key_group: usize,
+        first_pane: i64,
+        end_pane: i64,
+    ) -> Result<Vec<(i64, K, A)>, StateError> {
+        let (rows, codec) = (&self.rows, &mut *self.codec.borrow_mut());
+        let mut out = Vec::new();
+        rows.scan_between(key_group, (&pane_bytes(first_pane), &pane_bytes(end_pane)), |rest, value| {
+            let (pane, key_bytes) = rest
+                .split_first_chunk::<8>()
+                .ok_or_else(|| damaged(rows.name(), "a pane row without its pane start"))?;
+            let pane_start = (u64::from_be_bytes(*pane) ^ (1 << 63)) as i64;
+            let key: K = decode_one(rows.name(), key_bytes, codec)?;
+            out.push((pane_start, key, decode_contents::<K, T, W, O, F>(codec, rows.name(), value)?));
             Ok(())
         })?;
         Ok(out)
