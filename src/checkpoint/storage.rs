@@ -346,18 +346,37 @@ fn is_plain_name(name: &str) -> bool {
     !name.is_empty() && !name.contains('/') && !name.starts_with('.')
 }
 
-/// A state file, memory-mapped (`None` if it is empty): a restore decodes its sections straight from
-/// the page cache, so that the file's bytes are not held in memory beside the decoded sections.
-fn map_state_file(path: &Path) -> Result<Option<memmap2::Mmap>, CheckpointError> {
-    let file = fs::File::open(path).map_err(io(path))?;
-    if file.metadata().map_err(io(path))?.len() == 0 {
-        return Ok(None);
+/// The bytes of a state file: memory-mapped, so that a restore decodes its sections straight from the
+/// page cache and the file's bytes are not held in memory beside the decoded sections; read into
+/// memory where the file system cannot map it (or the file is empty).
+enum StateFileBytes {
+    Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+impl std::ops::Deref for StateFileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            StateFileBytes::Mapped(map) => map,
+            StateFileBytes::Read(bytes) => bytes,
+        }
     }
-    // SAFETY: a checkpoint's state files are written once, before its `_metadata`, and never
-    // changed; a file changed underneath anyway fails its length or checksum check, or decodes to
-    // an error, as a damaged file does.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io(path))?;
-    Ok(Some(map))
+}
+
+fn map_state_file(path: &Path) -> Result<StateFileBytes, CheckpointError> {
+    let file = fs::File::open(path).map_err(io(path))?;
+    if file.metadata().map_err(io(path))?.len() > 0 {
+        // SAFETY: a checkpoint's state files are written once, before its `_metadata`, and never
+        // changed in place. (Truncating one while a restore reads it, which nothing in rill does,
+        // would fault the reading thread; other damage done before the read fails its length or
+        // checksum check.)
+        if let Ok(map) = unsafe { memmap2::Mmap::map(&file) } {
+            return Ok(StateFileBytes::Mapped(map));
+        }
+    }
+    fs::read(path).map(StateFileBytes::Read).map_err(io(path))
 }
 
 /// The names of the shared files `snapshots` name (with repeats).
@@ -380,7 +399,7 @@ pub fn read_checkpoint(dir: &Path) -> Result<CompletedCheckpoint, CheckpointErro
             };
             let file_path = dir.join(file);
             let data = map_state_file(&file_path)?;
-            let data: &[u8] = data.as_deref().unwrap_or_default();
+            let data: &[u8] = &data;
             let damaged = |reason: String| CheckpointError::State { path: file_path.clone(), reason };
             if data.len() as u64 != length {
                 return Err(damaged(format!("{} bytes, but the metadata says {length}", data.len())));

@@ -62,7 +62,7 @@ pub enum LsmError {
         magic: u64,
     },
     /// The file is written in a format version this build cannot read.
-    #[error("{file} has format version {version}; this build reads version {supported}")]
+    #[error("{file} has format version {version}; this build reads versions up to {supported}")]
     UnsupportedVersion {
         /// The file.
         file: PathBuf,

@@ -386,16 +386,21 @@ impl RawState {
         self.shard.scan_prefix(&self.name, &start, |key, value| visit(&key[start.len()..], value))
     }
 
-    /// Every row of `key_group` whose `rest` is from `rest_start` to `rest_end` (exclusive), in key
-    /// order, page by page: `visit` gets each row's whole `rest`, and its value.
+    /// Every row of `key_group` whose `rest` is from `rest_start` to `rest_end` (exclusive; `None`:
+    /// the key group's last row), in key order, page by page: `visit` gets each row's whole `rest`, and
+    /// its value.
     pub(crate) fn scan_between(
         &self,
         key_group: usize,
-        (rest_start, rest_end): (&[u8], &[u8]),
+        (rest_start, rest_end): (&[u8], Option<&[u8]>),
         mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>,
     ) -> Result<(), StateError> {
-        let (start, end) = (self.key(key_group, rest_start), self.key(key_group, rest_end));
-        self.shard.scan_range(&self.name, &start, Some(&end), |key, value| visit(&key[PREFIX_BYTES..], value))
+        let start = self.key(key_group, rest_start);
+        let end = match rest_end {
+            Some(rest_end) => Some(self.key(key_group, rest_end)),
+            None => prefix_end(&prefix(key_group, self.state_id)),
+        };
+        self.shard.scan_range(&self.name, &start, end.as_deref(), |key, value| visit(&key[PREFIX_BYTES..], value))
     }
 }
 
@@ -1232,7 +1237,8 @@ impl TtlRule {
         TtlRule { ttl, clock, now: Cell::new(0), unread: Cell::new(0) }
     }
 
-    /// The time to check a row against: the clock, read again every `compaction` rows.
+    /// The time to check a row against: the clock, read at a compaction's first row and again every
+    /// `compaction` rows.
     fn now(&self) -> i64 {
         match self.unread.get() {
             0 => {
@@ -1246,6 +1252,12 @@ impl TtlRule {
 }
 
 impl CompactionFilter for TtlCompactionFilter {
+    fn begin_compaction(&self) {
+        for rule in self.rules.borrow().values() {
+            rule.unread.set(0);
+        }
+    }
+
     fn drop_put(&self, key: &[u8], value: &[u8]) -> bool {
         let rules = self.rules.borrow();
         if rules.is_empty() {

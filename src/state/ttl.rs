@@ -78,7 +78,8 @@ impl StateTtlConfig {
     /// `cleanupInRocksdbCompactFilter`), reading the job clock again after every
     /// `query_time_after_entries` entries they check (at least 1). A row of a list or map state goes
     /// once every element or entry in it expired; until then reads leave its expired ones out. A
-    /// compaction that moves a file down without rewriting it checks nothing in it.
+    /// compaction that moves a file down without rewriting it checks nothing in it. The state's row
+    /// count (`len` of the keyed state backend) does not see the rows it drops go.
     ///
     /// ```
     /// use rill::state::StateTtlConfig;

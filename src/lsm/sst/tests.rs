@@ -346,3 +346,40 @@ fn damaged_key_ranges_and_indexes_never_panic() {
         }
     }
 }
+
+/// A file of format version 1 (no tombstone count in its key range block) opens and reads as it
+/// did; its tombstone count is unknown.
+#[test]
+fn version_1_files_are_read() {
+    let dir = TestDir::new("sst-version-1");
+    let dir_path = dir.path.clone();
+    run_in_executor(move || async move {
+        let mut rng = SplitMix64::new(3);
+        let model = random_model(&mut rng, 500, 4097);
+        let path = dir_path.join("000001.sst");
+        write_sst(&path, &model, SstOptions::default()).await;
+        let mut bytes = std::fs::read(&path).expect("read back");
+        let file_bytes = bytes.len() as u64;
+        let footer_offset = file_bytes - FOOTER_BYTES as u64;
+        let footer =
+            Footer::decode(&bytes[footer_offset as usize..], &path, footer_offset, file_bytes).expect("footer");
+        let range = footer.key_range;
+        let block = &bytes[range.offset as usize..range.end() as usize];
+        let key_range = KeyRange::decode(block, &path, range.offset, 2).expect("key range");
+        // Rewrite the key range block and the footer as version 1 wrote them.
+        let old_block = KeyRange { n_tombstones: None, ..key_range }.encode();
+        assert_eq!(old_block.len() + 8, range.len as usize);
+        bytes[range.offset as usize..range.end() as usize].fill(0);
+        bytes[range.offset as usize..range.offset as usize + old_block.len()].copy_from_slice(&old_block);
+        let old_range = BlockHandle { offset: range.offset, len: old_block.len() as u32 };
+        let old_footer = Footer { key_range: old_range, version: 1, ..footer };
+        bytes[footer_offset as usize..].copy_from_slice(&old_footer.encode());
+        std::fs::write(&path, &bytes).expect("write version 1");
+
+        let reader = SstReader::open(&path).await.expect("a version 1 file opens");
+        assert_eq!(reader.n_tombstones(), None);
+        assert_eq!(reader.n_entries(), model.len() as u64);
+        assert_eq!(scan_all(&reader).await.expect("scan"), model_entries(&model));
+        reader.close().await.expect("close");
+    });
+}

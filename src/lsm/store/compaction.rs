@@ -37,6 +37,9 @@ pub trait CompactionFilter {
     /// True to drop the put of `value` under `key`. Runs in the compaction's task, once per entry:
     /// keep it cheap, and never panic (a value it cannot read is best kept).
     fn drop_put(&self, key: &[u8], value: &[u8]) -> bool;
+
+    /// Called as a compaction starts merging, before its first `drop_put` (to read a clock, say).
+    fn begin_compaction(&self) {}
 }
 
 /// One compaction: its inputs, newest first, and where the output goes.
@@ -230,6 +233,9 @@ impl LsmStore {
         }
         let mut merge = MergeIter::new(sources)?;
         let filter = self.inner.filter.borrow().clone();
+        if let Some(filter) = &filter {
+            filter.begin_compaction();
+        }
         let mut n_filtered = 0u64;
         let mut writer: Option<(SstWriter, u64)> = None;
         let mut written_bytes = 0u64;

@@ -498,7 +498,8 @@ where
         let starts: Vec<(i64, usize)> =
             self.pane_starts(start).filter_map(|s| self.panes.get(&s).map(|&slot| (s, slot))).collect();
         for &(pane_start, slot) in &starts {
-            if self.slab[slot].spilled {
+            let pane = &self.slab[slot];
+            if pane.spilled && !pane.entries.is_empty() {
                 self.spill_pane(pane_start, slot).map_err(|e| self.base.error(e))?;
             }
         }
@@ -530,20 +531,20 @@ where
         let watermark = self.watermark;
         let groups = self.base.key_groups;
         // The entries of the panes in memory by key group: (position in `starts`, entry index).
-        let mut in_memory: Vec<Vec<(usize, usize)>> = vec![Vec::new(); groups.end + 1 - groups.start];
+        let mut by_group: Vec<Vec<(usize, usize)>> = vec![Vec::new(); groups.end + 1 - groups.start];
         for (position, &(_, slot)) in starts.iter().enumerate().filter(|(_, (_, slot))| !self.slab[*slot].spilled) {
             for (index, entry) in self.slab[slot].entries.iter().enumerate() {
                 let key_group = key_group_for_hash(stable_hash(&entry.key), self.base.max_parallelism);
-                in_memory[key_group - groups.start].push((position, index));
+                by_group[key_group - groups.start].push((position, index));
             }
         }
         let spill = self.spill.as_ref().expect("only a store spills panes");
-        let (first, end) = (starts[0].0, starts[starts.len() - 1].0.saturating_add(self.pane_size));
+        let (first, last) = (starts[0].0, starts[starts.len() - 1].0);
         let mut merged = std::mem::replace(&mut self.merged, Pane::new());
         for key_group in groups.start..=groups.end {
             merged.clear();
-            let mut from_memory = in_memory[key_group - groups.start].iter().peekable();
-            let stored = spill.rows_of_panes::<T, A, O, F>(key_group, first, end).map_err(|e| self.base.error(e))?;
+            let mut from_memory = by_group[key_group - groups.start].iter().peekable();
+            let stored = spill.rows_of_panes::<T, A, O, F>(key_group, first, last).map_err(|e| self.base.error(e))?;
             let mut from_store = stored.into_iter().peekable();
             for (position, &(pane_start, slot)) in starts.iter().enumerate() {
                 while let Some((_, key, contents)) = from_store.next_if(|(start, _, _)| *start == pane_start) {

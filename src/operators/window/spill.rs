@@ -118,18 +118,19 @@ impl<K: ExchangeData, A> PaneStore<K, A> {
         Ok(out)
     }
 
-    /// The rows in `key_group` of the panes starting from `first_pane` up to `end_pane` (exclusive),
+    /// The rows in `key_group` of the panes starting from `first_pane` to `last_pane` (inclusive),
     /// decoded with their pane starts, pane by pane and in key order within a pane: one scan, as
     /// their rows lie side by side.
     pub(super) fn rows_of_panes<T, W: Window, O, F: WindowFn<K, T, W, O, Acc = A>>(
         &self,
         key_group: usize,
         first_pane: i64,
-        end_pane: i64,
+        last_pane: i64,
     ) -> Result<Vec<(i64, K, A)>, StateError> {
         let (rows, codec) = (&self.rows, &mut *self.codec.borrow_mut());
         let mut out = Vec::new();
-        rows.scan_between(key_group, (&pane_bytes(first_pane), &pane_bytes(end_pane)), |rest, value| {
+        let end = crate::lsm::prefix_end(&pane_bytes(last_pane));
+        rows.scan_between(key_group, (&pane_bytes(first_pane), end.as_deref()), |rest, value| {
             let (pane, key_bytes) = rest
                 .split_first_chunk::<8>()
                 .ok_or_else(|| damaged(rows.name(), "a pane row without its pane start"))?;
