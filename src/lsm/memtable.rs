@@ -238,6 +238,19 @@ impl Memtable {
         Memtable { entries: Entries::new(), index: HashTable::new() }
     }
 
+    /// An empty memtable with room for `keys` keys in its node list and hash index, so that filling
+    /// it to that many does not grow (and rehash) them step by step.
+    ///
+    /// ```
+    /// let memtable = rill::lsm::Memtable::with_capacity(1000);
+    /// assert!(memtable.is_empty());
+    /// ```
+    pub fn with_capacity(keys: usize) -> Memtable {
+        let mut entries = Entries::new();
+        entries.nodes.reserve(keys);
+        Memtable { entries, index: HashTable::with_capacity(keys) }
+    }
+
     /// Stores `value` under `key`, replacing what was there.
     pub fn put(&mut self, key: &[u8], value: &[u8]) {
         self.write(key, ValueKind::Put, value);

@@ -301,7 +301,9 @@ impl LsmStore {
     pub fn freeze(&self) -> usize {
         let mut state = self.inner.state.borrow_mut();
         if !state.memtable.is_empty() {
-            let memtable = std::mem::take(&mut state.memtable);
+            // The next memtable is sized like this one, which saves its index the rehashes of growing.
+            let next = Memtable::with_capacity(state.memtable.len());
+            let memtable = std::mem::replace(&mut state.memtable, next);
             state.frozen.push_back(Rc::new(memtable));
         }
         state.frozen.len()
