@@ -31,8 +31,9 @@ use super::{LEVELS_MAX, LsmOptions, LsmStore};
 ///     }
 /// }
 /// assert!(DropEmpty.drop_put(b"k", b""));
-/// // store.set_compaction_filter(Some(std::rc::Rc::new(DropEmpty)));
 /// ```
+///
+/// [`LsmStore::set_compaction_filter`] installs one.
 pub trait CompactionFilter {
     /// True to drop the put of `value` under `key`. Runs in the compaction's task, once per entry:
     /// keep it cheap, and never panic (a value it cannot read is best kept).

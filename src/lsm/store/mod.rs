@@ -357,6 +357,35 @@ impl LsmStore {
     }
 
     /// Has compactions ask `filter` which puts to drop from now on (`None`: keep them all).
+    ///
+    /// ```
+    /// use rill::lsm::{CompactionFilter, LsmOptions, LsmStore};
+    /// use std::rc::Rc;
+    /// struct DropEmpty;
+    /// impl CompactionFilter for DropEmpty {
+    ///     fn drop_put(&self, _key: &[u8], value: &[u8]) -> bool {
+    ///         value.is_empty()
+    ///     }
+    /// }
+    /// # let dir = std::env::temp_dir().join(format!("rill-doc-filter-{}", std::process::id()));
+    /// # let store_dir = dir.clone();
+    /// glommio::LocalExecutorBuilder::default().io_memory(1 << 20).spawn(move || async move {
+    ///     let store = LsmStore::open(&store_dir, LsmOptions { l0_files_max: 1, ..Default::default() }).await?;
+    ///     store.set_compaction_filter(Some(Rc::new(DropEmpty)));
+    ///     store.write_now(b"a", Some(b""));
+    ///     store.write_now(b"b", Some(b"2"));
+    ///     store.flush().await?;
+    ///     store.write_now(b"c", Some(b"3"));
+    ///     store.flush().await?;
+    ///     assert!(store.compact_step().await?);
+    ///     assert_eq!(store.counters().n_filtered, 1);
+    ///     assert_eq!(store.get(b"a")?, None);
+    ///     assert_eq!(store.get(b"b")?, Some(b"2".to_vec()));
+    ///     store.close().await
+    /// }).expect("executor").join().expect("ran")?;
+    /// # std::fs::remove_dir_all(&dir).expect("remove the example's store");
+    /// # Ok::<(), rill::lsm::LsmError>(())
+    /// ```
     pub fn set_compaction_filter(&self, filter: Option<Rc<dyn CompactionFilter>>) {
         *self.inner.filter.borrow_mut() = filter;
     }
