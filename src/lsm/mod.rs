@@ -57,6 +57,6 @@ pub use error::{LsmError, Result};
 pub use memtable::{Memtable, MemtableIter};
 pub use sst::{SST_FORMAT_VERSION, SST_PAGE_BYTES, SstIter, SstOptions, SstReader, SstSummary, SstWriter};
 pub use store::{
-    CompactionFilter, LEVELS_MAX, LsmCounters, LsmOptions, LsmStore, MANIFEST_FILE_NAME, MANIFEST_FORMAT_VERSION,
-    ScanPage, SstMeta, StoreView, ViewFile, prefix_end,
+    CompactionFilter, FilterDecision, LEVELS_MAX, LsmCounters, LsmOptions, LsmStore, MANIFEST_FILE_NAME,
+    MANIFEST_FORMAT_VERSION, ScanPage, SstMeta, StoreView, ViewFile, prefix_end,
 };

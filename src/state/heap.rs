@@ -113,7 +113,7 @@ impl<K: Eq + Clone, N: Eq + Clone, S: Clone> Group<K, N, S> {
 
 /// How one kind of state stores what a (key, namespace) holds, and writes it to a snapshot. Every
 /// kind's last column holds the TTL stamps (`i64`) of its values, which cleanup at compaction reads
-/// without knowing the kind (`lsm::latest_stamp`).
+/// without knowing the kind (`lsm::stamp_range`).
 pub(crate) trait Stored: Sized + 'static {
     /// Removes what expired at `now`; true if nothing is left.
     fn expire(&mut self, ttl: &StateTtlConfig, now: i64) -> bool;

@@ -43,7 +43,7 @@ use super::snapshot::{
 };
 use super::ttl::StateTtlConfig;
 use crate::codec::ExchangeData;
-use crate::lsm::{CompactionFilter, LsmError, LsmOptions, LsmStore, StoreView, prefix_end};
+use crate::lsm::{CompactionFilter, FilterDecision, LsmError, LsmOptions, LsmStore, StoreView, prefix_end};
 use crate::time::clock::SharedClock;
 use crate::util::hash::{BuildStableHasher, stable_hash};
 use hashbrown::HashMap;
@@ -685,7 +685,8 @@ where
     ) -> LsmTable<K, N, S> {
         let state_id = shard.state_id(node, name);
         if let Some(ttl) = ttl.filter(|ttl| ttl.compaction.is_some()) {
-            shard.ttl_filter.rules.borrow_mut().insert(state_id, TtlRule::new(ttl, clock.clone()));
+            let rule = TtlRule::new(ttl, clock.clone(), expire_stored::<S>);
+            shard.ttl_filter.rules.borrow_mut().insert(state_id, rule);
         }
         let len = shard.take_restored_rows(state_id);
         let cache = RefCell::new(RowCache::new(shard.cached_rows));
@@ -1212,10 +1213,10 @@ impl DeferredState for RawRows {
 }
 
 /// Cleanup at compaction (`StateTtlConfig::cleanup_in_compaction`): the shard store's compaction
-/// filter, which drops a row of a state with a time-to-live once every stamp in it expired. Reads
-/// never return expired values anyway; this frees their room. Rows of states it has no rule for
-/// (no TTL, cleanup turned off, or restored and not declared yet) are kept, and so is a value it
-/// cannot read.
+/// filter, which drops a row of a state with a time-to-live once every stamp in it expired, and
+/// rewrites a list or map row some of whose elements expired without them. Reads never return
+/// expired values anyway; this frees their room. Rows of states it has no rule for (no TTL, cleanup
+/// turned off, or restored and not declared yet) are kept, and so is a value it cannot read.
 #[derive(Default)]
 pub(crate) struct TtlCompactionFilter {
     /// By state id.
@@ -1223,18 +1224,23 @@ pub(crate) struct TtlCompactionFilter {
     codec: RefCell<Codec>,
 }
 
+/// Rewrites a stored row without what expired at a time (`None`: nothing changed can be written).
+type ExpireStored = fn(&[u8], &StateTtlConfig, i64, &mut Codec) -> Result<Option<Vec<u8>>, StateError>;
+
 /// How cleanup at compaction treats one state.
 struct TtlRule {
     ttl: StateTtlConfig,
     clock: SharedClock,
+    /// `expire_stored` for the state's kind.
+    expire: ExpireStored,
     /// The clock as last read, and the rows still to check before it is read again.
     now: Cell<i64>,
     unread: Cell<u64>,
 }
 
 impl TtlRule {
-    fn new(ttl: StateTtlConfig, clock: SharedClock) -> TtlRule {
-        TtlRule { ttl, clock, now: Cell::new(0), unread: Cell::new(0) }
+    fn new(ttl: StateTtlConfig, clock: SharedClock, expire: ExpireStored) -> TtlRule {
+        TtlRule { ttl, clock, expire, now: Cell::new(0), unread: Cell::new(0) }
     }
 
     /// The time to check a row against: the clock, read at a compaction's first row and again every
@@ -1258,23 +1264,52 @@ impl CompactionFilter for TtlCompactionFilter {
         }
     }
 
-    fn drop_put(&self, key: &[u8], value: &[u8]) -> bool {
+    fn filter_put(&self, key: &[u8], value: &[u8]) -> FilterDecision {
         let rules = self.rules.borrow();
         if rules.is_empty() {
-            return false;
+            return FilterDecision::Keep;
         }
-        let Some(id) = key.get(2..PREFIX_BYTES) else { return false };
-        let Some(rule) = rules.get(&u32::from_be_bytes(id.try_into().expect("4 bytes"))) else { return false };
-        match latest_stamp(value, &mut self.codec.borrow_mut()) {
-            Some(stamp) => rule.ttl.expired(stamp, rule.now()),
-            None => false,
+        let Some(id) = key.get(2..PREFIX_BYTES) else { return FilterDecision::Keep };
+        let Some(rule) = rules.get(&u32::from_be_bytes(id.try_into().expect("4 bytes"))) else {
+            return FilterDecision::Keep;
+        };
+        let codec = &mut self.codec.borrow_mut();
+        let Some((earliest, latest)) = stamp_range(value, codec) else { return FilterDecision::Keep };
+        let now = rule.now();
+        if rule.ttl.expired(latest, now) {
+            FilterDecision::Drop
+        } else if rule.ttl.expired(earliest, now) {
+            match (rule.expire)(value, &rule.ttl, now, codec) {
+                Ok(Some(changed)) => FilterDecision::Change(changed),
+                Ok(None) | Err(_) => FilterDecision::Keep,
+            }
+        } else {
+            FilterDecision::Keep
         }
     }
 }
 
-/// The latest TTL stamp in a stored value (its last column: see `Stored`), or `None` if it holds no
-/// stamp or cannot be read.
-fn latest_stamp(value: &[u8], codec: &mut Codec) -> Option<i64> {
+/// A stored row of kind `S` without what expired at `now`, encoded again; `None` if nothing is left.
+fn expire_stored<S: Stored>(
+    value: &[u8],
+    ttl: &StateTtlConfig,
+    now: i64,
+    codec: &mut Codec,
+) -> Result<Option<Vec<u8>>, StateError> {
+    const NAME: &str = "(compaction)";
+    let section = unpack_columns(NAME, value)?;
+    let Some(mut row) = S::read_columns(NAME, &section, 0, 1, codec)?.pop() else { return Ok(None) };
+    if row.expire(ttl, now) {
+        return Ok(None);
+    }
+    let mut columns = Vec::with_capacity(4);
+    S::write_columns(NAME, std::iter::once(&row), &mut columns, codec)?;
+    Ok(Some(pack_columns(&columns)))
+}
+
+/// The earliest and the latest TTL stamp in a stored value (its last column: see `Stored`), or
+/// `None` if it holds no stamp or cannot be read.
+fn stamp_range(value: &[u8], codec: &mut Codec) -> Option<(i64, i64)> {
     let (&n_columns, rest) = value.split_first()?;
     let n_columns = usize::from(n_columns);
     let lengths = rest.get(..4 * n_columns)?;
@@ -1286,7 +1321,7 @@ fn latest_stamp(value: &[u8], codec: &mut Codec) -> Option<i64> {
         offset += length;
     }
     let stamps: Vec<i64> = codec.decode_all("(compaction)", last?).ok()?;
-    stamps.into_iter().max()
+    Some((*stamps.iter().min()?, *stamps.iter().max()?))
 }
 
 #[cfg(test)]
@@ -1304,15 +1339,30 @@ mod tests {
 
     type ValueTable = LsmTable<u64, (), Stamped<u64>>;
 
+    type ListTable = LsmTable<u64, (), Vec<Stamped<u64>>>;
+
     /// Writes `key`'s value stamped at `stamp`, through to the store (the tables cache no row).
     fn write(table: &mut ValueTable, key: u64, stamp: i64) {
+        write_row(table, key, Stamped { value: key, stamp });
+    }
+
+    /// Writes `key`'s row, through to the store.
+    fn write_row<S: Stored + Clone>(table: &mut LsmTable<u64, (), S>, key: u64, state: S) {
         let key_hash = stable_hash(&key);
         let key_group = key_group_for_hash(key_hash, MAX_PARALLELISM);
         let at = RowRef { key: &key, namespace: &(), key_group, hash: row_hash(key_hash, &()) };
         let mut row = LsmRow::new(table, at);
-        *row.state().expect("reads") = Some(Stamped { value: key, stamp });
+        *row.state().expect("reads") = Some(state);
         row.touch();
         row.commit().expect("writes");
+    }
+
+    /// `key`'s row as the store holds it (nothing expired on the way).
+    fn read_row<S: Stored + Clone>(table: &mut LsmTable<u64, (), S>, key: u64) -> Option<S> {
+        let key_hash = stable_hash(&key);
+        let key_group = key_group_for_hash(key_hash, MAX_PARALLELISM);
+        let at = RowRef { key: &key, namespace: &(), key_group, hash: row_hash(key_hash, &()) };
+        LsmRow::new(table, at).state().expect("reads").clone()
     }
 
     /// The keys of the rows the store holds for `table`.
@@ -1342,30 +1392,39 @@ mod tests {
             let off = Some(ttl.disable_cleanup_in_background());
             let mut kept = ValueTable::new(Rc::clone(&shard), (0, "kept"), range, off, &job_clock);
             let mut plain = ValueTable::new(Rc::clone(&shard), (0, "plain"), range, None, &job_clock);
+            let mut lists = ListTable::new(Rc::clone(&shard), (0, "lists"), range, Some(ttl), &job_clock);
             for key in 0..2000 {
                 write(&mut cleaned, key, 0);
                 write(&mut kept, key, 0);
                 write(&mut plain, key, 0);
             }
-            // Past the TTL of the rows above; the rows below are fresh.
+            // Past the TTL of the rows above; the rows below are fresh, and each list holds one
+            // element of each.
             clock.set_ms(1000);
             for key in 2000..3000 {
                 write(&mut cleaned, key, 1000);
+            }
+            for key in 0..500 {
+                write_row(&mut lists, key, vec![Stamped { value: 1, stamp: 0 }, Stamped { value: 2, stamp: 1000 }]);
             }
             shard.store.flush().await.expect("flush");
             assert!(shard.store.files_per_level()[0] > 2, "several overlapping L0 files");
             // One compaction merges all of L0, so every row passes the filter.
             assert!(shard.store.compact_step().await.expect("compact"));
             assert_eq!(shard.store.files_per_level()[0], 0);
-            assert_eq!(shard.store.counters().n_filtered, 2000);
+            assert_eq!(shard.store.counters().n_filtered, 2000 + 500, "2000 rows dropped, 500 lists changed");
             assert_eq!(stored_keys(&mut cleaned), (2000..3000).collect::<Vec<_>>());
+            for key in 0..500 {
+                let list = read_row(&mut lists, key).map(|list| list.iter().map(|e| (e.value, e.stamp)).collect());
+                assert_eq!(list, Some(vec![(2, 1000)]), "key {key}: the expired element is gone");
+            }
             assert_eq!(stored_keys(&mut kept), (0..2000).collect::<Vec<_>>());
             assert_eq!(stored_keys(&mut plain), (0..2000).collect::<Vec<_>>());
         });
     }
 
     #[test]
-    fn the_latest_stamp_is_read_from_the_last_column_of_every_kind() {
+    fn the_stamps_are_read_from_the_last_column_of_every_kind() {
         /// A stored value of one row of kind `S`.
         fn stored<S: Stored>(row: &S, codec: &mut Codec) -> Vec<u8> {
             let mut columns = Vec::new();
@@ -1374,15 +1433,15 @@ mod tests {
         }
         let mut codec = Codec::default();
         let valid = stored(&Stamped { value: 7u64, stamp: 42 }, &mut codec);
-        assert_eq!(latest_stamp(&valid, &mut codec), Some(42));
+        assert_eq!(stamp_range(&valid, &mut codec), Some((42, 42)));
         let list =
             vec![Stamped { value: 1u64, stamp: 5 }, Stamped { value: 2, stamp: 9 }, Stamped { value: 3, stamp: 6 }];
-        assert_eq!(latest_stamp(&stored(&list, &mut codec), &mut codec), Some(9));
+        assert_eq!(stamp_range(&stored(&list, &mut codec), &mut codec), Some((5, 9)));
         let mut map = crate::state::heap::MapEntries::<u64, u64>::default();
         map.insert(1, Stamped { value: 1, stamp: 12 });
         map.insert(2, Stamped { value: 2, stamp: 3 });
-        assert_eq!(latest_stamp(&stored(&map, &mut codec), &mut codec), Some(12));
-        assert_eq!(latest_stamp(&stored(&Vec::<Stamped<u64>>::new(), &mut codec), &mut codec), None);
+        assert_eq!(stamp_range(&stored(&map, &mut codec), &mut codec), Some((3, 12)));
+        assert_eq!(stamp_range(&stored(&Vec::<Stamped<u64>>::new(), &mut codec), &mut codec), None);
 
         let mut rng = crate::util::SplitMix64::new(5);
         for _ in 0..5000 {
@@ -1391,7 +1450,7 @@ mod tests {
             if let Some(byte) = bytes.get_mut(rng.below(len.max(1) as u64) as usize) {
                 *byte = rng.next_u64() as u8;
             }
-            let _ = latest_stamp(&bytes, &mut codec);
+            let _ = stamp_range(&bytes, &mut codec);
         }
     }
 }

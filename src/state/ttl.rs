@@ -74,10 +74,10 @@ impl StateTtlConfig {
         self
     }
 
-    /// On the LSM backend, has compactions drop the rows whose entries all expired (Flink's
-    /// `cleanupInRocksdbCompactFilter`), reading the job clock again after every
-    /// `query_time_after_entries` entries they check (at least 1). A row of a list or map state goes
-    /// once every element or entry in it expired; until then reads leave its expired ones out. A
+    /// On the LSM backend, has compactions drop the rows whose entries all expired, and write the
+    /// rows of list and map states some of whose elements or entries expired again without them
+    /// (Flink's `cleanupInRocksdbCompactFilter`), reading the job clock at each compaction's start
+    /// and again after every `query_time_after_entries` entries they check (at least 1). A
     /// compaction that moves a file down without rewriting it checks nothing in it. The state's row
     /// count (`len` of the keyed state backend) does not see the rows it drops go.
     ///

@@ -15,29 +15,46 @@ use super::merge::{MergeIter, Source};
 use super::version::{SstHandle, Version};
 use super::{LEVELS_MAX, LsmOptions, LsmStore};
 
-/// Decides, for each put a compaction merges, whether to drop it (RocksDB's compaction filter): the
-/// LSM state backend drops rows whose time-to-live ran out. A dropped put becomes a tombstone, so that
-/// no older value of its key in a deeper level shows again; the compaction into the last level with
+/// What a compaction does with a put, as a [`CompactionFilter`] decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FilterDecision {
+    /// Write it as it is.
+    Keep,
+    /// Drop it (it becomes a tombstone where older values of its key may lie deeper).
+    Drop,
+    /// Write this value instead.
+    Change(Vec<u8>),
+}
+
+/// Decides, for each put a compaction merges, whether to keep, drop or change it (RocksDB's
+/// compaction filter): the LSM state backend drops rows whose time-to-live ran out, and rewrites
+/// list and map rows without their expired elements. A dropped put becomes a tombstone, so that no
+/// older value of its key in a deeper level shows again; the compaction into the last level with
 /// data drops that tombstone too. Only a compaction's newest value of each key is asked about; a
 /// compaction that moves a file without a rewrite asks about nothing.
 ///
 /// ```
-/// use rill::lsm::CompactionFilter;
-/// /// Drops the values that are empty.
-/// struct DropEmpty;
-/// impl CompactionFilter for DropEmpty {
-///     fn drop_put(&self, _key: &[u8], value: &[u8]) -> bool {
-///         value.is_empty()
+/// use rill::lsm::{CompactionFilter, FilterDecision};
+/// /// Drops the values that are empty and cuts the others to 4 bytes.
+/// struct Trim;
+/// impl CompactionFilter for Trim {
+///     fn filter_put(&self, _key: &[u8], value: &[u8]) -> FilterDecision {
+///         match value.len() {
+///             0 => FilterDecision::Drop,
+///             1..=4 => FilterDecision::Keep,
+///             _ => FilterDecision::Change(value[..4].to_vec()),
+///         }
 ///     }
 /// }
-/// assert!(DropEmpty.drop_put(b"k", b""));
+/// assert_eq!(Trim.filter_put(b"k", b""), FilterDecision::Drop);
+/// assert_eq!(Trim.filter_put(b"k", b"abcdef"), FilterDecision::Change(b"abcd".to_vec()));
 /// ```
 ///
 /// [`LsmStore::set_compaction_filter`] installs one.
 pub trait CompactionFilter {
-    /// True to drop the put of `value` under `key`. Runs in the compaction's task, once per entry:
+    /// What to do with the put of `value` under `key`. Runs in the compaction's task, once per entry:
     /// keep it cheap, and never panic (a value it cannot read is best kept).
-    fn drop_put(&self, key: &[u8], value: &[u8]) -> bool;
+    fn filter_put(&self, key: &[u8], value: &[u8]) -> FilterDecision;
 
     /// Called as a compaction starts merging, before its first `drop_put` (to read a clock, say).
     fn begin_compaction(&self) {}
@@ -206,7 +223,7 @@ impl LsmStore {
     }
 
     /// Merges the plan's inputs into new files at the output level, and says how many puts the filter
-    /// dropped; on error removes what it wrote.
+    /// dropped or changed; on error removes what it wrote.
     async fn write_outputs(&self, plan: &Plan) -> Result<(Vec<Rc<SstHandle>>, u64)> {
         let mut outputs = Vec::new();
         let written = self.merge_into(plan, &mut outputs).await;
@@ -222,7 +239,7 @@ impl LsmStore {
     /// other tasks of its queue every `YIELD_EVERY_ENTRIES` entries. Each input-level file is a source
     /// of its own (L0 files overlap); the output level's files are one sorted run, so that the merge
     /// compares the heads of a few sources rather than of every file.
-    /// Returns how many puts the filter dropped.
+    /// Returns how many puts the filter dropped or changed.
     async fn merge_into(&self, plan: &Plan, outputs: &mut Vec<Rc<SstHandle>>) -> Result<u64> {
         let (upper, lower) = plan.inputs.split_at(plan.n_upper);
         let mut sources = Vec::with_capacity(upper.len() + 1);
@@ -250,9 +267,16 @@ impl LsmStore {
                 Err(error) => return Err(abandon(writer, error).await),
             };
             if let (Some(filter), Value::Put(bytes)) = (&filter, &entry.value) {
-                if filter.drop_put(&entry.key, bytes) {
-                    entry.value = Value::Delete;
-                    n_filtered += 1;
+                match filter.filter_put(&entry.key, bytes) {
+                    FilterDecision::Keep => {}
+                    FilterDecision::Drop => {
+                        entry.value = Value::Delete;
+                        n_filtered += 1;
+                    }
+                    FilterDecision::Change(changed) => {
+                        entry.value = Value::Put(changed);
+                        n_filtered += 1;
+                    }
                 }
             }
             if plan.drop_tombstones && entry.value == Value::Delete {

@@ -52,7 +52,7 @@ use faults::Faults;
 use merge::{MergeIter, Source};
 use version::Version;
 
-pub use compaction::CompactionFilter;
+pub use compaction::{CompactionFilter, FilterDecision};
 pub use manifest::{MANIFEST_FILE_NAME, MANIFEST_FORMAT_VERSION, SstMeta};
 pub use options::{LEVELS_MAX, LsmOptions};
 
@@ -74,7 +74,7 @@ pub struct LsmCounters {
     /// Compactions that moved a file down a level without rewriting it (nothing overlapped it
     /// there).
     pub n_trivial_moves: u64,
-    /// Puts a compaction dropped because the [`CompactionFilter`] said so.
+    /// Puts a compaction dropped or changed because the [`CompactionFilter`] said so.
     pub n_filtered: u64,
 }
 
@@ -359,12 +359,12 @@ impl LsmStore {
     /// Has compactions ask `filter` which puts to drop from now on (`None`: keep them all).
     ///
     /// ```
-    /// use rill::lsm::{CompactionFilter, LsmOptions, LsmStore};
+    /// use rill::lsm::{CompactionFilter, FilterDecision, LsmOptions, LsmStore};
     /// use std::rc::Rc;
     /// struct DropEmpty;
     /// impl CompactionFilter for DropEmpty {
-    ///     fn drop_put(&self, _key: &[u8], value: &[u8]) -> bool {
-    ///         value.is_empty()
+    ///     fn filter_put(&self, _key: &[u8], value: &[u8]) -> FilterDecision {
+    ///         if value.is_empty() { FilterDecision::Drop } else { FilterDecision::Keep }
     ///     }
     /// }
     /// # let dir = std::env::temp_dir().join(format!("rill-doc-filter-{}", std::process::id()));

@@ -190,8 +190,8 @@ fn trivial_moves_after_a_reopen_keep_the_file_warm() {
 struct DropMarked;
 
 impl CompactionFilter for DropMarked {
-    fn drop_put(&self, _key: &[u8], value: &[u8]) -> bool {
-        value.starts_with(b"drop")
+    fn filter_put(&self, _key: &[u8], value: &[u8]) -> FilterDecision {
+        if value.starts_with(b"drop") { FilterDecision::Drop } else { FilterDecision::Keep }
     }
 }
 
