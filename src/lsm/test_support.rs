@@ -84,3 +84,15 @@ pub(crate) fn random_model(rng: &mut SplitMix64, n: usize, large_value_bytes: us
     }
     model
 }
+
+/// A damaged copy of `valid` for decoder fuzzing: cut short or zero-padded by up to `extra` bytes,
+/// with one byte (if any) set at random.
+pub(crate) fn damaged_copy(rng: &mut SplitMix64, valid: &[u8], extra: usize) -> Vec<u8> {
+    let len = rng.below((valid.len() + extra) as u64) as usize;
+    let mut bytes: Vec<u8> = (0..len).map(|idx| valid.get(idx).copied().unwrap_or(0)).collect();
+    if !bytes.is_empty() {
+        let idx = rng.below(bytes.len() as u64) as usize;
+        bytes[idx] = rng.next_u64() as u8;
+    }
+    bytes
+}

@@ -20,7 +20,9 @@ use super::KeyGroupRange;
 use super::deferred::{DeferredState, SECTION_ROWS_MAX};
 use super::key_group::table_hash;
 use super::lsm::{LsmShardStore, LsmTable, share_incremental, share_undeclared, store_parts_as_sections};
-use super::snapshot::{KeyedSnapshot, Section, StateError, StateMeta, check_key_group, decode_column, encode_column};
+use super::snapshot::{
+    KeyedSnapshot, Section, StateError, StateMeta, check_key_group, decode_bytes, decode_column, encode_column,
+};
 use super::ttl::StateTtlConfig;
 use crate::codec::{Arena, BatchBytes, ExchangeData};
 use crate::time::SharedClock;
@@ -160,13 +162,7 @@ impl Codec {
     /// ends it: see `ExchangeData::decode_batch`).
     pub fn decode_all<T: ExchangeData>(&mut self, state: &str, column: &[u8]) -> Result<Vec<T>, StateError> {
         let count = column.len().checked_sub(4).map(|at| u32::from_le_bytes(column[at..].try_into().expect("4 bytes")));
-        // Archives are read in place and must be aligned: copy into an aligned buffer.
-        self.bytes.clear();
-        self.bytes.extend_from_slice(column);
-        let mut out = Vec::new();
-        T::decode_batch(&self.bytes, count.unwrap_or(0) as usize, &mut out)
-            .map_err(|source| StateError::Codec { state: state.to_string(), source })?;
-        Ok(out)
+        decode_bytes(state, column, count.unwrap_or(0) as usize, &mut self.bytes)
     }
 }
 

@@ -1346,12 +1346,16 @@ mod tests {
         write_row(table, key, Stamped { value: key, stamp });
     }
 
+    /// Where `key`'s row is.
+    fn row_of(key: &u64) -> RowRef<'_, u64, ()> {
+        let key_hash = stable_hash(key);
+        let key_group = key_group_for_hash(key_hash, MAX_PARALLELISM);
+        RowRef { key, namespace: &(), key_group, hash: row_hash(key_hash, &()) }
+    }
+
     /// Writes `key`'s row, through to the store.
     fn write_row<S: Stored + Clone>(table: &mut LsmTable<u64, (), S>, key: u64, state: S) {
-        let key_hash = stable_hash(&key);
-        let key_group = key_group_for_hash(key_hash, MAX_PARALLELISM);
-        let at = RowRef { key: &key, namespace: &(), key_group, hash: row_hash(key_hash, &()) };
-        let mut row = LsmRow::new(table, at);
+        let mut row = LsmRow::new(table, row_of(&key));
         *row.state().expect("reads") = Some(state);
         row.touch();
         row.commit().expect("writes");
@@ -1359,10 +1363,7 @@ mod tests {
 
     /// `key`'s row as the store holds it (nothing expired on the way).
     fn read_row<S: Stored + Clone>(table: &mut LsmTable<u64, (), S>, key: u64) -> Option<S> {
-        let key_hash = stable_hash(&key);
-        let key_group = key_group_for_hash(key_hash, MAX_PARALLELISM);
-        let at = RowRef { key: &key, namespace: &(), key_group, hash: row_hash(key_hash, &()) };
-        LsmRow::new(table, at).state().expect("reads").clone()
+        LsmRow::new(table, row_of(&key)).state().expect("reads").clone()
     }
 
     /// The keys of the rows the store holds for `table`.
@@ -1445,12 +1446,7 @@ mod tests {
 
         let mut rng = crate::util::SplitMix64::new(5);
         for _ in 0..5000 {
-            let len = rng.below(valid.len() as u64 + 4) as usize;
-            let mut bytes: Vec<u8> = (0..len).map(|idx| valid.get(idx).copied().unwrap_or(0)).collect();
-            if let Some(byte) = bytes.get_mut(rng.below(len.max(1) as u64) as usize) {
-                *byte = rng.next_u64() as u8;
-            }
-            let _ = stamp_range(&bytes, &mut codec);
+            let _ = stamp_range(&crate::lsm::test_support::damaged_copy(&mut rng, &valid, 4), &mut codec);
         }
     }
 }

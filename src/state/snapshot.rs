@@ -984,6 +984,16 @@ pub(crate) fn decode_column<T: ExchangeData>(
             reason: format!("a section has {} columns, column {index} is needed", section.columns.len()),
         });
     };
+    decode_bytes(state, column, expected, scratch)
+}
+
+/// Decodes a column's bytes, which must hold `expected` values.
+pub(crate) fn decode_bytes<T: ExchangeData>(
+    state: &str,
+    column: &[u8],
+    expected: usize,
+    scratch: &mut BatchBytes,
+) -> Result<Vec<T>, StateError> {
     // Archives are read in place and must be aligned: copy into an aligned buffer.
     scratch.clear();
     scratch.extend_from_slice(column);

@@ -10,7 +10,7 @@ use crate::lsm::block::{Block, BlockBuilder};
 use crate::lsm::encoding::seal_with_crc;
 use crate::lsm::entry::{Entry, Value, ValueKind};
 use crate::lsm::error::{LsmError, Result};
-use crate::lsm::test_support::{TestDir, random_key, random_model, run_in_executor};
+use crate::lsm::test_support::{TestDir, damaged_copy, random_key, random_model, run_in_executor};
 use crate::util::SplitMix64;
 
 type Model = BTreeMap<Vec<u8>, Value>;
@@ -311,12 +311,7 @@ fn damaged_key_ranges_and_indexes_never_panic() {
     }
     let valid = KeyRange { smallest: b"a".to_vec(), largest: b"zz".to_vec(), n_tombstones: Some(1) }.encode();
     for _ in 0..20_000 {
-        let len = rng.below(valid.len() as u64 + 8) as usize;
-        let mut bytes: Vec<u8> = (0..len).map(|idx| valid.get(idx).copied().unwrap_or(0)).collect();
-        if !bytes.is_empty() {
-            let idx = rng.below(bytes.len() as u64) as usize;
-            bytes[idx] = rng.next_u64() as u8;
-        }
+        let mut bytes = damaged_copy(&mut rng, &valid, 8);
         let _ = KeyRange::decode(&bytes, file, 0, 2);
         let unsealed = bytes.len().saturating_sub(4);
         bytes.truncate(unsealed);
