@@ -1,5 +1,5 @@
 //! What the LSM stores: an `Entry` is a key and a `Value`, a put or a tombstone. On disk the value's
-//! kind is one byte (`ValueKind`), so that kinds can be added (a range tombstone) without a new layout.
+//! kind is one byte (`ValueKind`), so that kinds can be added without a new layout.
 
 /// The kind byte of a stored value. Codes are part of the file format and never reused.
 ///
@@ -15,7 +15,6 @@ pub enum ValueKind {
     Put = 1,
     /// The key was deleted (a tombstone); its stored value bytes are empty.
     Delete = 2,
-    // 3 is reserved for a range tombstone (value = the exclusive end key).
 }
 
 impl ValueKind {

@@ -13,6 +13,7 @@ use hashbrown::HashTable;
 
 use super::entry::{Value, ValueKind, ValueRef};
 use super::error::Result;
+use super::range_del::RangeTombstones;
 use super::sst::{SstOptions, SstSummary, SstWriter};
 use crate::util::SplitMix64;
 use crate::util::hash::BuildStableHasher;
@@ -219,6 +220,9 @@ pub struct Memtable {
     entries: Entries,
     /// Node ids by their key's hash.
     index: HashTable<u32>,
+    /// Ranges deleted in older sources. Entries are newer: a range deletes the entries it covers
+    /// when it is added (they become tombstones), and later writes in it stand.
+    ranges: RangeTombstones,
 }
 
 impl Default for Memtable {
@@ -235,7 +239,7 @@ fn hash(key: &[u8]) -> u64 {
 impl Memtable {
     /// An empty memtable.
     pub fn new() -> Memtable {
-        Memtable { entries: Entries::new(), index: HashTable::new() }
+        Memtable { entries: Entries::new(), index: HashTable::new(), ranges: RangeTombstones::default() }
     }
 
     /// An empty memtable with room for `keys` keys in its node list and hash index, so that filling
@@ -248,7 +252,7 @@ impl Memtable {
     pub fn with_capacity(keys: usize) -> Memtable {
         let mut entries = Entries::new();
         entries.nodes.reserve(keys);
-        Memtable { entries, index: HashTable::with_capacity(keys) }
+        Memtable { entries, index: HashTable::with_capacity(keys), ranges: RangeTombstones::default() }
     }
 
     /// Stores `value` under `key`, replacing what was there.
@@ -270,7 +274,7 @@ impl Memtable {
     pub fn write(&mut self, key: &[u8], kind: ValueKind, bytes: &[u8]) {
         debug_assert!(kind == ValueKind::Put || bytes.is_empty(), "a tombstone has no value bytes");
         let hash = hash(key);
-        let Memtable { entries, index } = self;
+        let Memtable { entries, index, .. } = self;
         match index.find(hash, |&node| entries.key(node) == key) {
             Some(&node) => entries.replace(node, kind, bytes),
             None => {
@@ -280,10 +284,47 @@ impl Memtable {
         }
     }
 
-    /// The value or tombstone stored under `key`.
+    /// Deletes every key in `[start, end)`, in this memtable and in every older source (a range
+    /// tombstone): the entries in the range become tombstones, and the range is kept for the flush.
+    /// Writes after it in the range stand. An empty range (`start >= end`) deletes nothing.
+    ///
+    /// ```
+    /// use rill::lsm::{Memtable, ValueKind};
+    /// let mut memtable = Memtable::new();
+    /// memtable.put(b"b", b"1");
+    /// memtable.delete_range(b"a", b"c");
+    /// memtable.put(b"bb", b"2");
+    /// assert_eq!(memtable.get(b"b").map(|value| value.kind), Some(ValueKind::Delete));
+    /// assert_eq!(memtable.get(b"ba").map(|value| value.kind), Some(ValueKind::Delete)); // covered
+    /// assert_eq!(memtable.get(b"bb").map(|value| value.bytes), Some(&b"2"[..]));
+    /// assert_eq!(memtable.get(b"c"), None);
+    /// assert_eq!(memtable.range_tombstones().len(), 1);
+    /// ```
+    pub fn delete_range(&mut self, start: &[u8], end: &[u8]) {
+        if start >= end {
+            return;
+        }
+        let mut at = self.entries.seek(Bound::Included(start));
+        while at != NIL && self.entries.key(at) < end {
+            if self.entries.nodes[at as usize].kind == ValueKind::Put {
+                self.entries.replace(at, ValueKind::Delete, &[]);
+            }
+            at = self.entries.next(at, 0);
+        }
+        self.ranges.insert(start, end);
+    }
+
+    /// The ranges deleted in older sources ([`delete_range`](Self::delete_range)).
+    pub fn range_tombstones(&self) -> &RangeTombstones {
+        &self.ranges
+    }
+
+    /// The value or tombstone stored under `key`, else a tombstone if a deleted range covers it.
     pub fn get(&self, key: &[u8]) -> Option<ValueRef<'_>> {
-        let node = *self.index.find(hash(key), |&node| self.entries.key(node) == key)?;
-        Some(self.entries.value(node))
+        match self.index.find(hash(key), |&node| self.entries.key(node) == key) {
+            Some(&node) => Some(self.entries.value(node)),
+            None => self.ranges.covers(key).then_some(ValueRef { kind: ValueKind::Delete, bytes: &[] }),
+        }
     }
 
     /// Entries with keys between `start` and `end`, in key order.
@@ -296,14 +337,14 @@ impl Memtable {
         self.range(Bound::Unbounded, Bound::Unbounded)
     }
 
-    /// Keys stored (puts and tombstones).
+    /// Keys stored (puts and tombstones; deleted ranges aside).
     pub fn len(&self) -> usize {
         self.entries.nodes.len() - 1
     }
 
-    /// True if nothing is stored.
+    /// True if nothing is stored: no key and no deleted range.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len() == 0 && self.ranges.is_empty()
     }
 
     /// Memory held: the arena's chunks (keys and values, replaced values too), the nodes, the
@@ -315,25 +356,32 @@ impl Memtable {
             + entries.nodes.capacity() * std::mem::size_of::<Node>()
             + entries.links.capacity() * std::mem::size_of::<u32>()
             + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
+            + self.ranges.approximate_bytes()
     }
 
-    /// Writes every entry, tombstones included, as an SST file at `path` (the memtable must not be
-    /// empty), yielding to the other tasks of its queue every few hundred entries. Must run on a
-    /// glommio executor.
+    /// Writes every entry, tombstones included, and the deleted ranges as an SST file at `path` (the
+    /// memtable must not be empty), yielding to the other tasks of its queue every few hundred
+    /// entries. A tombstone a deleted range covers is left out (the range deletes its key). Must run
+    /// on a glommio executor.
     pub async fn flush(&self, path: impl Into<PathBuf>, options: SstOptions) -> Result<SstSummary> {
         assert!(!self.is_empty(), "an empty memtable has nothing to flush");
         let mut writer = SstWriter::create(path, options).await?;
+        let has_ranges = !self.ranges.is_empty();
         for (n_entries, (key, value)) in (1u64..).zip(self.iter()) {
             if n_entries % super::YIELD_EVERY_ENTRIES == 0 {
                 futures_lite::future::yield_now().await;
+            }
+            if has_ranges && value.kind == ValueKind::Delete && self.ranges.covers(key) {
+                continue;
             }
             if let Err(error) = writer.add(key, value.kind, value.bytes).await {
                 let _ = writer.abandon().await;
                 return Err(error);
             }
         }
+        writer.add_range_tombstones(&self.ranges);
         let summary = writer.finish().await?;
-        assert_eq!(summary.n_entries, self.len() as u64);
+        debug_assert!(summary.n_entries <= self.len().max(1) as u64);
         Ok(summary)
     }
 }

@@ -16,7 +16,10 @@
 //! index_offset    index block            (a block whose entries map the last key of each data block
 //!                                         to its offset: u64 and length: u32)
 //! keys_offset     key range block        (smallest_len: u32 | smallest | largest_len: u32 | largest
-//!                                         | tombstone count: u64 (format 2 on) | CRC-32)
+//!                                         | tombstone count: u64 (format 2 on)
+//!                                         | range tombstones (format 3 on): count: u32, then per range
+//!                                           start_len: u32 | start | end_len: u32 | end
+//!                                         | CRC-32)
 //!                 zero padding
 //! size - 64       footer, 64 bytes       (magic "RILLSST\0" | format version: u32 | flags: u32 = 0
 //!                                         | bloom offset: u64, length: u32 | index offset: u64, length: u32
@@ -28,9 +31,11 @@
 //! the footer, then the layout it describes against the file's size, then each block's checksum and
 //! structure as it reads it; damage is an `LsmError` naming the file and the offset, never a panic.
 //!
-//! An entry's value carries a kind byte (`ValueKind`: put, tombstone), so that range tombstones can be
-//! added later without changing the layout. There is no write-ahead log: durability is the
-//! checkpoint's job.
+//! An entry's value carries a kind byte (`ValueKind`: put, tombstone). Range tombstones (`[start,
+//! end)` ranges a file deletes in older files, `RangeTombstones`) are few per file and live in its key
+//! range block, read at open; the file's key range spans them, so that a read of a key they cover
+//! finds the file. A file's entries are newer than its own ranges. There is no write-ahead log:
+//! durability is the checkpoint's job.
 
 /// Long writes (a flush, a compaction) yield to the other tasks of their queue this often, in entries,
 /// so that records keep flowing beside them.
@@ -43,6 +48,7 @@ mod encoding;
 mod entry;
 mod error;
 mod memtable;
+mod range_del;
 mod sst;
 mod store;
 
@@ -55,8 +61,9 @@ pub use cache::{BlockCache, BlockCacheStats};
 pub use entry::{Entry, Value, ValueKind, ValueRef};
 pub use error::{LsmError, Result};
 pub use memtable::{Memtable, MemtableIter};
+pub use range_del::RangeTombstones;
 pub use sst::{SST_FORMAT_VERSION, SST_PAGE_BYTES, SstIter, SstOptions, SstReader, SstSummary, SstWriter};
 pub use store::{
     CompactionFilter, FilterDecision, LEVELS_MAX, LsmCounters, LsmOptions, LsmStore, MANIFEST_FILE_NAME,
-    MANIFEST_FORMAT_VERSION, ScanPage, SstMeta, StoreView, ViewFile, prefix_end,
+    MANIFEST_FORMAT_VERSION, MemtablePage, ScanPage, SstMeta, StoreView, ViewFile, prefix_end,
 };

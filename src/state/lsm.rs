@@ -1027,14 +1027,22 @@ fn part_rows(
         }
     }
     let chunks = part.memory.iter().filter(|chunk| chunk.key_group as usize == key_group && chunk.state == index);
-    for (key, value) in chunks.flat_map(|chunk| &chunk.entries) {
-        if !key.starts_with(&prefix) {
-            return Err(damaged(name, "an entry held in memory is not under its state's prefix"));
+    for chunk in chunks {
+        for (start, end) in &chunk.deleted_ranges {
+            let deleted: Vec<Vec<u8>> = rows.range(start.clone()..end.clone()).map(|(key, _)| key.clone()).collect();
+            for key in deleted {
+                rows.remove(&key);
+            }
         }
-        match value {
-            Some(value) => rows.insert(key.clone(), value.clone()),
-            None => rows.remove(key),
-        };
+        for (key, value) in &chunk.entries {
+            if !key.starts_with(&prefix) {
+                return Err(damaged(name, "an entry held in memory is not under its state's prefix"));
+            }
+            match value {
+                Some(value) => rows.insert(key.clone(), value.clone()),
+                None => rows.remove(key),
+            };
+        }
     }
     Ok(rows)
 }
@@ -1158,19 +1166,21 @@ impl DeferredState for IncrementalPart {
         let Some(&(index, id, key_group)) = self.steps.front() else { return Ok(false) };
         let prefix = prefix(key_group, id);
         let from = self.from.take().unwrap_or_else(|| prefix.to_vec());
-        let (entries, resume_from) = self
+        let page = self
             .view
             .scan_memtables(&from, prefix_end(&prefix).as_deref(), SECTION_ROWS_MAX)
             .map_err(|error| store_error("(checkpoint)", error))?;
-        match resume_from {
+        match page.resume_from {
             Some(resume_from) => self.from = Some(resume_from),
             None => {
                 self.steps.pop_front();
             }
         }
-        if !entries.is_empty() {
-            let entries = entries.into_iter().map(|entry| (entry.key, entry.value.into_live())).collect();
-            let chunk = MemoryChunk { key_group: key_group as u32, state: index, entries };
+        if !page.entries.is_empty() || !page.deleted_ranges.is_empty() {
+            let entries = page.entries.into_iter().map(|entry| (entry.key, entry.value.into_live())).collect();
+            let deleted_ranges =
+                page.deleted_ranges.iter().map(|(start, end)| (start.to_vec(), end.to_vec())).collect();
+            let chunk = MemoryChunk { key_group: key_group as u32, state: index, entries, deleted_ranges };
             snapshot.store_parts_mut()[self.part].memory.push(chunk);
         }
         Ok(true)

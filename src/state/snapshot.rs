@@ -15,7 +15,9 @@
 //!
 //! An incremental checkpoint of the LSM backend adds [`StorePart`]s (format version 2): the state
 //! of those states is not in sections but in the SST files the part names (in the checkpoint
-//! storage's shared directory), plus the entries the store held only in memory at the barrier.
+//! storage's shared directory), plus the entries the store held only in memory at the barrier and
+//! the key ranges it had deleted in memory (entries of kind 2, start and end, which builds before
+//! them reject as an unknown kind).
 //!
 //! The bytes: `b"RILLSNAP"`, format version (`u16` LE), reserved `u16` (zero), CRC-32 of the body (`u32`),
 //! body length (`u64`), then the body. Everything in the body is little-endian and length-prefixed, and
@@ -258,7 +260,8 @@ pub struct SharedFile {
 }
 
 /// Entries of one state and key group that a store held in memory: `(store key, value or None for a
-/// delete)`, in key order.
+/// delete)`, in key order, and the store key ranges it had deleted, which delete rows of the files
+/// (not the chunk's entries, which are newer).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryChunk {
     /// The key group.
@@ -267,6 +270,8 @@ pub struct MemoryChunk {
     pub state: u32,
     /// The entries.
     pub entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Deleted `[start, end)` ranges of store keys.
+    pub deleted_ranges: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl StorePart {
@@ -720,7 +725,15 @@ fn put_store_part(out: &mut impl Sink, part: &StorePart) {
     for chunk in &part.memory {
         put_u32(out, chunk.key_group);
         put_u32(out, chunk.state);
-        put_u32(out, chunk.entries.len() as u32);
+        // Deleted ranges are entries of kind 2: the range's start as the key, its end as the value.
+        put_u32(out, (chunk.deleted_ranges.len() + chunk.entries.len()) as u32);
+        for (start, end) in &chunk.deleted_ranges {
+            put_u32(out, start.len() as u32);
+            out.put(start);
+            out.put(&[2]);
+            put_u32(out, end.len() as u32);
+            out.put(end);
+        }
         for (key, value) in &chunk.entries {
             put_u32(out, key.len() as u32);
             out.put(key);
@@ -843,20 +856,26 @@ impl<'a> Reader<'a> {
                 let reason = format!("chunk of key group {key_group}, state {state} is out of range");
                 return Err(StateError::Corrupt { offset: at, reason });
             }
-            let mut entries = Vec::new();
+            let (mut entries, mut deleted_ranges) = (Vec::new(), Vec::new());
             for _ in 0..self.u32("an entry count")? {
                 let key = self.bytes("a key")?;
                 let at = self.at;
-                let value = match self.array::<1>("an entry kind")?[0] {
-                    0 => None,
-                    1 => Some(self.bytes("a value")?),
+                match self.array::<1>("an entry kind")?[0] {
+                    0 => entries.push((key, None)),
+                    1 => entries.push((key, Some(self.bytes("a value")?))),
+                    2 => {
+                        let end = self.bytes("a deleted range's end")?;
+                        if key >= end {
+                            return Err(StateError::Corrupt { offset: at, reason: "an empty deleted range".into() });
+                        }
+                        deleted_ranges.push((key, end));
+                    }
                     kind => {
                         return Err(StateError::Corrupt { offset: at, reason: format!("unknown entry kind {kind}") });
                     }
-                };
-                entries.push((key, value));
+                }
             }
-            memory.push(MemoryChunk { key_group, state, entries });
+            memory.push(MemoryChunk { key_group, state, entries, deleted_ranges });
         }
         Ok(StorePart { range: KeyGroupRange { start, end }, files, states, memory, shared_dir: None })
     }
@@ -1032,6 +1051,7 @@ mod tests {
                 key_group: 5,
                 state: d,
                 entries: vec![(vec![0, 5, 0, 0, 0, 3, 1], Some(vec![2, 2])), (vec![0, 5, 0, 0, 0, 3, 2], None)],
+                deleted_ranges: vec![(vec![0, 5, 0, 0, 0, 3, 0], vec![0, 5, 0, 0, 0, 3, 1, 9])],
             }],
             shared_dir: None,
         });

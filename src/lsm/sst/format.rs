@@ -6,12 +6,13 @@ use std::path::Path;
 use super::super::block::Block;
 use super::super::encoding::{Decoder, corrupt, seal_with_crc, verify_crc};
 use super::super::error::{LsmError, Result};
+use super::super::range_del::RangeTombstones;
 
 /// Data blocks start on, and the file's size is a multiple of, this many bytes (O_DIRECT alignment).
 pub const SST_PAGE_BYTES: u64 = 4096;
-/// The SST format this build writes. It reads this one and version 1, whose key range block has no
-/// tombstone count.
-pub const SST_FORMAT_VERSION: u32 = 2;
+/// The SST format this build writes. It reads this one, version 2, whose key range block has no range
+/// tombstones, and version 1, which has no tombstone count either.
+pub const SST_FORMAT_VERSION: u32 = 3;
 /// The oldest SST format this build reads.
 pub(crate) const SST_FORMAT_VERSION_OLDEST: u32 = 1;
 /// The first eight bytes of the footer.
@@ -156,10 +157,15 @@ pub(crate) fn decode_index(index: &Block, data_end: u64) -> Result<Vec<IndexEntr
     Ok(entries)
 }
 
-/// The smallest and largest keys of the file, and how many of its entries are tombstones.
+/// The smallest and largest keys the file spans, how many of its entries are tombstones, and its
+/// range tombstones. The bounds count the range tombstones in: a range's start, and its (exclusive)
+/// end, which the file claims as a key it spans so that no other file of its level holds it.
 ///
 /// ```text
-/// smallest_len: u32 | smallest | largest_len: u32 | largest | tombstones: u64 (from version 2) | CRC-32
+/// smallest_len: u32 | smallest | largest_len: u32 | largest
+/// | tombstones: u64                                                         (from version 2)
+/// | ranges: u32 | per range: start_len: u32 | start | end_len: u32 | end    (from version 3)
+/// | CRC-32
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct KeyRange {
@@ -167,11 +173,16 @@ pub(crate) struct KeyRange {
     pub(crate) largest: Vec<u8>,
     /// `None` in a version 1 file, which does not record it.
     pub(crate) n_tombstones: Option<u64>,
+    /// Empty in files before version 3.
+    pub(crate) ranges: RangeTombstones,
 }
 
 impl KeyRange {
-    /// The block as a file of version 2 holds it, or of version 1 if the count is `None`.
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    /// The block as a file of format `version` holds it (the count and the ranges must be what that
+    /// version records).
+    pub(crate) fn encode(&self, version: u32) -> Vec<u8> {
+        assert_eq!(self.n_tombstones.is_some(), version >= 2, "only version 2 on records a tombstone count");
+        assert!(version >= 3 || self.ranges.is_empty(), "only version 3 on records range tombstones");
         let mut bytes = Vec::with_capacity(24 + self.smallest.len() + self.largest.len());
         for key in [&self.smallest, &self.largest] {
             bytes.extend_from_slice(&u32::try_from(key.len()).expect("keys are below 4 GiB").to_le_bytes());
@@ -179,6 +190,9 @@ impl KeyRange {
         }
         if let Some(n_tombstones) = self.n_tombstones {
             bytes.extend_from_slice(&n_tombstones.to_le_bytes());
+        }
+        if version >= 3 {
+            self.ranges.encode_into(&mut bytes);
         }
         seal_with_crc(&mut bytes);
         bytes
@@ -193,9 +207,13 @@ impl KeyRange {
         let largest_len = decoder.u32_le("largest key length")? as usize;
         let largest = decoder.bytes(largest_len, "largest key")?.to_vec();
         let n_tombstones = if version >= 2 { Some(decoder.u64_le("tombstone count")?) } else { None };
+        let ranges = if version >= 3 { RangeTombstones::decode(&mut decoder)? } else { RangeTombstones::default() };
         if !decoder.is_empty() || smallest > largest {
             return Err(decoder.corrupt_here("the key range block has trailing bytes or smallest > largest"));
         }
-        Ok(KeyRange { smallest, largest, n_tombstones })
+        if !ranges.within(&smallest, &largest) {
+            return Err(corrupt(file, offset, "a range tombstone lies outside the file's key range"));
+        }
+        Ok(KeyRange { smallest, largest, n_tombstones, ranges })
     }
 }

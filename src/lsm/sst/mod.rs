@@ -91,13 +91,15 @@ pub struct SstSummary {
     pub n_entries: u64,
     /// Tombstones among them.
     pub n_tombstones: u64,
+    /// Range tombstones written.
+    pub n_range_tombstones: usize,
     /// Data blocks written.
     pub n_data_blocks: usize,
     /// The file's size, a multiple of `SST_PAGE_BYTES`.
     pub file_bytes: u64,
-    /// The first key.
+    /// The first key, or range tombstone start if smaller.
     pub smallest_key: Vec<u8>,
-    /// The last key.
+    /// The last key, or range tombstone end if larger.
     pub largest_key: Vec<u8>,
 }
 

@@ -19,6 +19,7 @@ use super::super::cache::BlockCache;
 use super::super::encoding::corrupt;
 use super::super::entry::{Entry, Value};
 use super::super::error::{LsmError, Result};
+use super::super::range_del::RangeTombstones;
 use super::format::{FOOTER_BYTES, Footer, IndexEntry, KeyRange, SST_PAGE_BYTES, decode_index};
 
 /// An open SST file. Every block read is checked against its CRC-32 and structure; damage is an
@@ -91,7 +92,11 @@ impl SstReader {
         let key_range = KeyRange::decode(key_range_bytes, path, footer.key_range.offset, footer.version)?;
         let first_last_key = index.first().map(|entry| entry.last_key.as_slice());
         let last_last_key = index.last().map(|entry| entry.last_key.as_slice());
-        let consistent = last_last_key == Some(key_range.largest.as_slice())
+        let spanned_end = match (last_last_key, key_range.ranges.largest_end()) {
+            (Some(last), Some(end)) => Some(last.max(end)),
+            (last, _) => last,
+        };
+        let consistent = spanned_end == Some(key_range.largest.as_slice())
             && first_last_key.is_some_and(|first| key_range.smallest.as_slice() <= first)
             && footer.n_entries >= index.len() as u64;
         if !consistent {
@@ -120,17 +125,22 @@ impl SstReader {
         self.key_range.n_tombstones
     }
 
+    /// The file's range tombstones (they delete keys in older sources, not the file's own entries).
+    pub fn range_tombstones(&self) -> &RangeTombstones {
+        &self.key_range.ranges
+    }
+
     /// Data blocks in the file.
     pub fn n_data_blocks(&self) -> usize {
         self.index.len()
     }
 
-    /// The smallest key in the file.
+    /// The smallest key the file spans (its first entry's, or its first range tombstone's start).
     pub fn smallest_key(&self) -> &[u8] {
         &self.key_range.smallest
     }
 
-    /// The largest key in the file.
+    /// The largest key the file spans (its last entry's, or its last range tombstone's end).
     pub fn largest_key(&self) -> &[u8] {
         &self.key_range.largest
     }
@@ -140,10 +150,22 @@ impl SstReader {
         self.bloom.may_contain(key)
     }
 
-    /// The entry (put or tombstone) stored under `key`, if any: key range and bloom filter first,
-    /// then the index, then one block read.
+    /// The entry (put or tombstone) stored under `key`, if any, else a tombstone if a range tombstone
+    /// of the file covers it: key range and bloom filter first, then the index, then one block read.
     pub fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
-        if key < self.smallest_key() || key > self.largest_key() || !self.bloom.may_contain(key) {
+        if key < self.smallest_key() || key > self.largest_key() {
+            return Ok(None);
+        }
+        if let Some(entry) = self.get_point(key)? {
+            return Ok(Some(entry));
+        }
+        let covered = self.key_range.ranges.covers(key);
+        Ok(covered.then(|| Entry { key: key.to_vec(), value: Value::Delete }))
+    }
+
+    /// The entry stored under `key`, if any, range tombstones aside.
+    fn get_point(&self, key: &[u8]) -> Result<Option<Entry>> {
+        if !self.bloom.may_contain(key) {
             return Ok(None);
         }
         let block_idx = self.index.partition_point(|entry| entry.last_key.as_slice() < key);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::format::{BlockHandle, FOOTER_BYTES, Footer, KeyRange, SST_MAGIC, decode_index, encode_index_value};
 use super::*;
+use crate::lsm::RangeTombstones;
 use crate::lsm::block::{Block, BlockBuilder};
 use crate::lsm::encoding::seal_with_crc;
 use crate::lsm::entry::{Entry, Value, ValueKind};
@@ -286,10 +287,10 @@ fn footers_round_trip_and_damaged_footers_never_panic() {
     }
     assert!(matches!(Footer::decode(&[0; FOOTER_BYTES], &file, 0, 64), Err(LsmError::BadMagic { .. })));
     let mut wrong_version = encoded[..FOOTER_BYTES - 4].to_vec();
-    wrong_version[8] = 3;
+    wrong_version[8] = 4;
     seal_with_crc(&mut wrong_version);
-    let error = Footer::decode(&wrong_version, &file, footer_offset, 3 * SST_PAGE_BYTES).expect_err("version 3");
-    assert!(matches!(error, LsmError::UnsupportedVersion { version: 3, .. }), "{error}");
+    let error = Footer::decode(&wrong_version, &file, footer_offset, 3 * SST_PAGE_BYTES).expect_err("version 4");
+    assert!(matches!(error, LsmError::UnsupportedVersion { version: 4, .. }), "{error}");
     let mut version_1 = encoded[..FOOTER_BYTES - 4].to_vec();
     version_1[8] = 1;
     seal_with_crc(&mut version_1);
@@ -301,23 +302,39 @@ fn footers_round_trip_and_damaged_footers_never_panic() {
 fn damaged_key_ranges_and_indexes_never_panic() {
     let file = Path::new("f.sst");
     let mut rng = SplitMix64::new(71);
-    for n_tombstones in [None, Some(3)] {
-        let valid = KeyRange { smallest: b"a".to_vec(), largest: b"zz".to_vec(), n_tombstones }.encode();
-        let version = if n_tombstones.is_some() { 2 } else { 1 };
-        let decoded = KeyRange::decode(&valid, file, 0, version).expect("valid");
-        assert_eq!(decoded.n_tombstones, n_tombstones);
-        let other_version = 3 - version;
-        assert!(KeyRange::decode(&valid, file, 0, other_version).is_err(), "read as version {other_version}");
+    let mut ranges = RangeTombstones::default();
+    ranges.insert(b"b", b"c");
+    ranges.insert(b"x", b"zz");
+    let key_range =
+        |n_tombstones, ranges| KeyRange { smallest: b"a".to_vec(), largest: b"zz".to_vec(), n_tombstones, ranges };
+    let blocks = [
+        (1, key_range(None, RangeTombstones::default())),
+        (2, key_range(Some(3), RangeTombstones::default())),
+        (3, key_range(Some(3), ranges.clone())),
+    ];
+    for (version, block) in &blocks {
+        let valid = block.encode(*version);
+        assert_eq!(&KeyRange::decode(&valid, file, 0, *version).expect("valid"), block);
+        for other_version in (1..=3).filter(|other| other != version) {
+            assert!(KeyRange::decode(&valid, file, 0, other_version).is_err(), "read as version {other_version}");
+        }
     }
-    let valid = KeyRange { smallest: b"a".to_vec(), largest: b"zz".to_vec(), n_tombstones: Some(1) }.encode();
+    // A range past the file's key range is damage.
+    let mut outside = ranges.clone();
+    outside.insert(b"zz", b"zzz");
+    assert!(KeyRange::decode(&key_range(Some(0), outside).encode(3), file, 0, 3).is_err());
+    let valid = blocks[2].1.encode(3);
     for _ in 0..20_000 {
         let mut bytes = damaged_copy(&mut rng, &valid, 8);
-        let _ = KeyRange::decode(&bytes, file, 0, 2);
+        let _ = KeyRange::decode(&bytes, file, 0, 3);
         let unsealed = bytes.len().saturating_sub(4);
         bytes.truncate(unsealed);
         seal_with_crc(&mut bytes);
-        let _ = KeyRange::decode(&bytes, file, 0, 1);
-        let _ = KeyRange::decode(&bytes, file, 0, 2);
+        for version in 1..=3 {
+            if let Ok(decoded) = KeyRange::decode(&bytes, file, 0, version) {
+                assert!(decoded.ranges.within(&decoded.smallest, &decoded.largest));
+            }
+        }
     }
     for _ in 0..3000 {
         let mut builder = BlockBuilder::new(1);
@@ -360,10 +377,10 @@ fn version_1_files_are_read() {
             Footer::decode(&bytes[footer_offset as usize..], &path, footer_offset, file_bytes).expect("footer");
         let range = footer.key_range;
         let block = &bytes[range.offset as usize..range.end() as usize];
-        let key_range = KeyRange::decode(block, &path, range.offset, 2).expect("key range");
+        let key_range = KeyRange::decode(block, &path, range.offset, 3).expect("key range");
         // Rewrite the key range block and the footer as version 1 wrote them.
-        let old_block = KeyRange { n_tombstones: None, ..key_range }.encode();
-        assert_eq!(old_block.len() + 8, range.len as usize);
+        let old_block = KeyRange { n_tombstones: None, ..key_range }.encode(1);
+        assert_eq!(old_block.len() + 8 + 4, range.len as usize);
         bytes[range.offset as usize..range.end() as usize].fill(0);
         bytes[range.offset as usize..range.offset as usize + old_block.len()].copy_from_slice(&old_block);
         let old_range = BlockHandle { offset: range.offset, len: old_block.len() as u32 };
@@ -375,6 +392,47 @@ fn version_1_files_are_read() {
         assert_eq!(reader.n_tombstones(), None);
         assert_eq!(reader.n_entries(), model.len() as u64);
         assert_eq!(scan_all(&reader).await.expect("scan"), model_entries(&model));
+        reader.close().await.expect("close");
+    });
+}
+
+/// A file's range tombstones come back as written; its key range spans them; a key they cover
+/// reads as a tombstone unless the file holds an entry for it; a file of ranges alone is written
+/// with one tombstone at the first range's start.
+#[test]
+fn range_tombstones_round_trip_and_widen_the_key_range() {
+    let dir = TestDir::new("sst-ranges");
+    let dir_path = dir.path.clone();
+    run_in_executor(move || async move {
+        let mut ranges = RangeTombstones::default();
+        ranges.insert(b"a", b"c");
+        ranges.insert(b"m", b"q");
+        let path = dir_path.join("000001.sst");
+        let mut writer = SstWriter::create(&path, SstOptions::default()).await.expect("create");
+        writer.add(b"b", ValueKind::Put, b"newer").await.expect("add");
+        writer.add(b"f", ValueKind::Put, b"1").await.expect("add");
+        writer.add_range_tombstones(&ranges);
+        let summary = writer.finish().await.expect("finish");
+        assert_eq!((summary.n_entries, summary.n_range_tombstones), (2, 2));
+        assert_eq!((summary.smallest_key.as_slice(), summary.largest_key.as_slice()), (&b"a"[..], &b"q"[..]));
+        let reader = SstReader::open(&path).await.expect("open");
+        assert_eq!(reader.range_tombstones(), &ranges);
+        let value_of = |key: &[u8]| reader.get(key).expect("get").map(|entry| entry.value);
+        assert_eq!(value_of(b"b"), Some(Value::Put(b"newer".to_vec())));
+        assert_eq!(value_of(b"a"), Some(Value::Delete));
+        assert_eq!(value_of(b"n"), Some(Value::Delete));
+        assert_eq!(value_of(b"g"), None);
+        assert_eq!(value_of(b"q"), None);
+        reader.close().await.expect("close");
+
+        let path = dir_path.join("000002.sst");
+        let mut writer = SstWriter::create(&path, SstOptions::default()).await.expect("create");
+        writer.add_range_tombstones(&ranges);
+        let summary = writer.finish().await.expect("a file of ranges alone");
+        assert_eq!((summary.n_entries, summary.n_tombstones), (1, 1));
+        let reader = SstReader::open(&path).await.expect("open");
+        assert_eq!(scan_all(&reader).await.expect("scan"), vec![(b"a".to_vec(), Value::Delete)]);
+        assert_eq!(reader.get(b"p").expect("get").map(|entry| entry.value), Some(Value::Delete));
         reader.close().await.expect("close");
     });
 }

@@ -11,6 +11,7 @@ use super::super::block::{Block, BlockBuilder};
 use super::super::bloom::BloomBuilder;
 use super::super::entry::ValueKind;
 use super::super::error::{LsmError, Result};
+use super::super::range_del::RangeTombstones;
 use super::format::{
     BlockHandle, FOOTER_BYTES, Footer, KeyRange, SST_FORMAT_VERSION, SST_PAGE_BYTES, encode_index_value, page_align_up,
 };
@@ -59,6 +60,8 @@ pub struct SstWriter {
     n_data_blocks: usize,
     smallest_key: Vec<u8>,
     last_key: Vec<u8>,
+    /// The file's range tombstones (recorded in its key range block).
+    ranges: RangeTombstones,
 }
 
 impl SstWriter {
@@ -92,6 +95,7 @@ impl SstWriter {
             n_data_blocks: 0,
             smallest_key: Vec::new(),
             last_key: Vec::new(),
+            ranges: RangeTombstones::default(),
         })
     }
 
@@ -118,6 +122,12 @@ impl SstWriter {
     /// Entries added so far.
     pub fn n_entries(&self) -> u64 {
         self.n_entries
+    }
+
+    /// Adds range tombstones to the file: they delete keys in older sources, not the file's own
+    /// entries. The file's key range grows to span them.
+    pub fn add_range_tombstones(&mut self, ranges: &RangeTombstones) {
+        self.ranges.extend(ranges);
     }
 
     /// Cuts the current data block, pads it to a page boundary and stages it.
@@ -191,7 +201,17 @@ impl SstWriter {
     /// Writes the last data block, the bloom filter, the index, the key range and the footer; syncs
     /// the file; renames it into place; syncs the directory. On error the temporary file is removed.
     pub async fn finish(mut self) -> Result<SstSummary> {
-        assert!(self.n_entries > 0, "an SST holds at least one entry");
+        if self.n_entries == 0 {
+            // A file of range tombstones only holds a point tombstone at the first range's start, which
+            // deletes nothing the range does not (a file's points are newer than its ranges).
+            if let Some(start) = self.ranges.smallest().map(<[u8]>::to_vec) {
+                if let Err(error) = self.add(&start, ValueKind::Delete, &[]).await {
+                    let _ = self.abandon().await;
+                    return Err(error);
+                }
+            }
+        }
+        assert!(self.n_entries > 0, "an SST holds at least one entry or range tombstone");
         let written = self.write_tail_and_sync().await;
         // After an error, writes may still be in flight: the file closes once they are done.
         let _ = self.wait_all_writes().await;
@@ -231,12 +251,16 @@ impl SstWriter {
         self.staged.extend_from_slice(&self.index.finish());
         let index = handle_of(&self.staged, start);
         let start = self.staged.len();
+        let ranges = std::mem::take(&mut self.ranges);
+        let smallest = ranges.smallest().map_or(self.smallest_key.as_slice(), |start| start.min(&self.smallest_key));
+        let largest = ranges.largest_end().map_or(self.last_key.as_slice(), |end| end.max(&self.last_key));
         let key_range = KeyRange {
-            smallest: self.smallest_key.clone(),
-            largest: self.last_key.clone(),
+            smallest: smallest.to_vec(),
+            largest: largest.to_vec(),
             n_tombstones: Some(self.n_tombstones),
+            ranges,
         };
-        self.staged.extend_from_slice(&key_range.encode());
+        self.staged.extend_from_slice(&key_range.encode(SST_FORMAT_VERSION));
         let key_range_handle = handle_of(&self.staged, start);
         let footer = Footer {
             bloom,
@@ -258,6 +282,7 @@ impl SstWriter {
             path: self.path.clone(),
             n_entries: self.n_entries,
             n_tombstones: self.n_tombstones,
+            n_range_tombstones: key_range.ranges.len(),
             n_data_blocks: self.n_data_blocks,
             file_bytes,
             smallest_key: key_range.smallest,

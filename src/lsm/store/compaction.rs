@@ -9,6 +9,7 @@ use std::rc::Rc;
 use super::super::YIELD_EVERY_ENTRIES;
 use super::super::entry::Value;
 use super::super::error::{LsmError, Result};
+use super::super::range_del::RangeTombstones;
 use super::super::sst::SstWriter;
 use super::manifest::{SstMeta, sst_file_name};
 use super::merge::{MergeIter, Source};
@@ -161,7 +162,9 @@ impl LsmStore {
         };
         let Some(plan) = plan else { return Ok(false) };
         // A lone file moves down as it is, unless it may hold tombstones this compaction would drop.
-        if plan.inputs.len() == 1 && (!plan.drop_tombstones || plan.inputs[0].reader.n_tombstones() == Some(0)) {
+        let reader = &plan.inputs[0].reader;
+        let no_tombstones = reader.n_tombstones() == Some(0) && reader.range_tombstones().is_empty();
+        if plan.inputs.len() == 1 && (!plan.drop_tombstones || no_tombstones) {
             return self.trivial_move(plan).await.map(|()| true);
         }
         let (outputs, n_filtered) = self.write_outputs(&plan).await?;
@@ -239,6 +242,11 @@ impl LsmStore {
     /// other tasks of its queue every `YIELD_EVERY_ENTRIES` entries. Each input-level file is a source
     /// of its own (L0 files overlap); the output level's files are one sorted run, so that the merge
     /// compares the heads of a few sources rather than of every file.
+    ///
+    /// The inputs' range tombstones all go to the outputs (unless nothing lies below them), and the
+    /// entries they cover are dropped: what is written is newer than every range it keeps. A file is
+    /// cut only between two entries no range meets, so that each range lies within one output and
+    /// the outputs' key ranges (which span their ranges) stay disjoint.
     /// Returns how many puts the filter dropped or changed.
     async fn merge_into(&self, plan: &Plan, outputs: &mut Vec<Rc<SstHandle>>) -> Result<u64> {
         let (upper, lower) = plan.inputs.split_at(plan.n_upper);
@@ -250,6 +258,13 @@ impl LsmStore {
             sources.push(Source::files(lower, b"", false)?);
         }
         let mut merge = MergeIter::new(sources)?;
+        // The ranges not yet given to an output, in key order.
+        let mut ranges = RangeTombstones::default();
+        if !plan.drop_tombstones {
+            for handle in &plan.inputs {
+                ranges.extend(handle.reader.range_tombstones());
+            }
+        }
         let filter = self.inner.filter.borrow().clone();
         if let Some(filter) = &filter {
             filter.begin_compaction();
@@ -257,6 +272,7 @@ impl LsmStore {
         let mut n_filtered = 0u64;
         let mut writer: Option<(SstWriter, u64)> = None;
         let mut written_bytes = 0u64;
+        let mut last_key = Vec::new();
         for n_entries in 1u64.. {
             if n_entries % YIELD_EVERY_ENTRIES == 0 {
                 futures_lite::future::yield_now().await;
@@ -279,15 +295,19 @@ impl LsmStore {
                     }
                 }
             }
-            if plan.drop_tombstones && entry.value == Value::Delete {
+            if entry.value == Value::Delete && (plan.drop_tombstones || ranges.covers(&entry.key)) {
                 merge.recycle(entry);
                 continue;
             }
+            let cut_due = written_bytes >= self.inner.options.sst_bytes_target;
+            if cut_due && !ranges.meets(&last_key, &entry.key) {
+                let (mut sst_writer, file_number) = writer.take().expect("a writer is open");
+                sst_writer.add_range_tombstones(&ranges.take_ending_by(&last_key));
+                outputs.push(self.finish_output(sst_writer, file_number, plan.output_level).await?);
+                glommio::yield_if_needed().await;
+            }
             if writer.is_none() {
-                let file_number = self.allocate_file_number();
-                let path = self.inner.dir.join(sst_file_name(file_number));
-                self.inner.faults.check(&path, "write an SST")?;
-                writer = Some((SstWriter::create(&path, self.inner.options.sst.clone()).await?, file_number));
+                writer = Some(self.create_output().await?);
                 written_bytes = 0;
             }
             let (sst_writer, _) = writer.as_mut().expect("a writer is open");
@@ -295,17 +315,26 @@ impl LsmStore {
                 return Err(abandon(writer, error).await);
             }
             written_bytes += (entry.key.len() + entry.value.bytes().len()) as u64;
+            last_key.clear();
+            last_key.extend_from_slice(&entry.key);
             merge.recycle(entry);
-            if written_bytes >= self.inner.options.sst_bytes_target {
-                let (sst_writer, file_number) = writer.take().expect("a writer is open");
-                outputs.push(self.finish_output(sst_writer, file_number, plan.output_level).await?);
-                glommio::yield_if_needed().await;
-            }
         }
-        if let Some((sst_writer, file_number)) = writer {
+        if writer.is_none() && !ranges.is_empty() {
+            writer = Some(self.create_output().await?);
+        }
+        if let Some((mut sst_writer, file_number)) = writer {
+            sst_writer.add_range_tombstones(&ranges);
             outputs.push(self.finish_output(sst_writer, file_number, plan.output_level).await?);
         }
         Ok(n_filtered)
+    }
+
+    /// Opens a writer for a new output file.
+    async fn create_output(&self) -> Result<(SstWriter, u64)> {
+        let file_number = self.allocate_file_number();
+        let path = self.inner.dir.join(sst_file_name(file_number));
+        self.inner.faults.check(&path, "write an SST")?;
+        Ok((SstWriter::create(&path, self.inner.options.sst.clone()).await?, file_number))
     }
 
     async fn finish_output(&self, writer: SstWriter, file_number: u64, level: usize) -> Result<Rc<SstHandle>> {

@@ -47,6 +47,7 @@ use super::cache::{BlockCache, BlockCacheStats};
 use super::entry::{Entry, Value, ValueKind};
 use super::error::Result;
 use super::memtable::Memtable;
+use super::range_del::RangeTombstones;
 use super::sst::SstReader;
 use faults::Faults;
 use merge::{MergeIter, Source};
@@ -85,6 +86,20 @@ pub struct ScanPage {
     pub entries: Vec<(Vec<u8>, Vec<u8>)>,
     /// `Some(key)`: the scan stopped early; scan again from `key` (same end) for the rest. `None`: the
     /// range is done.
+    pub resume_from: Option<Vec<u8>>,
+}
+
+/// A page of [`StoreView::scan_memtables`]: what the memtables hold in a range of keys, newest value
+/// first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemtablePage {
+    /// The newest entry of each key, tombstones included, in key order (a value a newer memtable's
+    /// range deleted is a tombstone).
+    pub entries: Vec<Entry>,
+    /// The ranges the memtables deleted in the files, within the page's keys. The page's entries
+    /// are newer than them.
+    pub deleted_ranges: RangeTombstones,
+    /// As in [`ScanPage`].
     pub resume_from: Option<Vec<u8>>,
 }
 
@@ -204,6 +219,46 @@ impl LsmStore {
     /// Deletes `key` (writes a tombstone). Flushes (and compacts) as `put` does.
     pub async fn delete(&self, key: &[u8]) -> Result<()> {
         self.write(key, ValueKind::Delete, &[]).await
+    }
+
+    /// Deletes every key from `start` (inclusive) to `end` (exclusive) with one range tombstone, however
+    /// many keys the range holds; writes after it in the range stand. An empty range deletes nothing.
+    /// Flushes (and compacts) as `put` does.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("rill-doc-range-{}", std::process::id()));
+    /// # let store_dir = dir.clone();
+    /// glommio::LocalExecutorBuilder::default().io_memory(1 << 20).spawn(move || async move {
+    ///     let store = rill::lsm::LsmStore::open(&store_dir, Default::default()).await?;
+    ///     for key in [b"a1", b"b1", b"b2", b"c1"] {
+    ///         store.put(key, b"v").await?;
+    ///     }
+    ///     store.flush().await?;
+    ///     store.delete_range(b"b", b"c").await?;
+    ///     store.put(b"b3", b"new").await?;
+    ///     let keys: Vec<_> = store.scan(b"", None, 10)?.entries.into_iter().map(|(key, _)| key).collect();
+    ///     assert_eq!(keys, [b"a1".to_vec(), b"b3".to_vec(), b"c1".to_vec()]);
+    ///     assert_eq!(store.get(b"b1")?, None);
+    ///     store.close().await
+    /// }).expect("executor").join().expect("ran")?;
+    /// # std::fs::remove_dir_all(&dir).expect("remove the example's store");
+    /// # Ok::<(), rill::lsm::LsmError>(())
+    /// ```
+    pub async fn delete_range(&self, start: &[u8], end: &[u8]) -> Result<()> {
+        if self.delete_range_now(start, end) {
+            self.flush().await?;
+            self.stall().await?;
+        }
+        Ok(())
+    }
+
+    /// As [`delete_range`](Self::delete_range), in the memtable without flushing; true once the
+    /// memtable is full (see [`write_now`](Self::write_now)).
+    pub fn delete_range_now(&self, start: &[u8], end: &[u8]) -> bool {
+        let mut state = self.inner.state.borrow_mut();
+        state.counters.user_bytes_written += (start.len() + end.len()) as u64;
+        state.memtable.delete_range(start, end);
+        state.memtable.approximate_bytes() >= self.inner.options.memtable_bytes_max
     }
 
     async fn write(&self, key: &[u8], kind: ValueKind, bytes: &[u8]) -> Result<()> {
@@ -459,16 +514,18 @@ impl StoreView {
         scan_sources(self.memtables.iter().map(|memtable| &**memtable), &self.version, start, end, limit)
     }
 
-    /// The newest entry of each key in `start..end` in the view's memtables only, tombstones
-    /// included, a page of at most `limit` entries at a time: what the view holds beyond its
-    /// [`files`](Self::files).
-    pub fn scan_memtables(
-        &self,
-        start: &[u8],
-        end: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<(Vec<Entry>, Option<Vec<u8>>)> {
-        scan_merged(self.memtables.iter().map(|memtable| &**memtable), None, start, end, limit, true)
+    /// What the view's memtables alone hold in `start..end`, a page of at most `limit` entries at a
+    /// time: what the view holds beyond its [`files`](Self::files). Over the files, the page's ranges
+    /// delete first, then its entries are written.
+    pub fn scan_memtables(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<MemtablePage> {
+        let memtables = || self.memtables.iter().map(|memtable| &**memtable);
+        let (entries, resume_from) = scan_merged(memtables(), None, start, end, limit, true)?;
+        let mut deleted_ranges = RangeTombstones::default();
+        let page_end = resume_from.as_deref().or(end);
+        for memtable in memtables() {
+            deleted_ranges.extend(&memtable.range_tombstones().clipped(start, page_end));
+        }
+        Ok(MemtablePage { entries, deleted_ranges, resume_from })
     }
 
     /// The view's SST files: L0 newest first, then each deeper level by key.
@@ -603,7 +660,7 @@ fn scan_merged<'a>(
             let last_key = entries.last().map(|entry| entry.key.clone()).unwrap_or_default();
             truncated_at = Some(truncated_at.map_or(last_key.clone(), |at| at.min(last_key)));
         }
-        sources.push(Source::Memory(entries.into_iter()));
+        sources.push(Source::Memory { entries: entries.into_iter(), ranges: memtable.range_tombstones() });
     }
     if let Some(version) = version {
         for handle in &version.levels[0] {

@@ -1,6 +1,7 @@
-//! Model-based test of the store: thousands of random puts, deletes, gets, scans, prefix scans,
-//! flushes, compaction steps, clean reopens and crashes (reopen without flushing) against a
-//! `BTreeMap`, with limits small enough that flushes, compactions and several levels happen.
+//! Model-based test of the store: thousands of random puts, deletes, range deletes, gets, scans,
+//! prefix scans, flushes, compaction steps, clean reopens and crashes (reopen without flushing)
+//! against a `BTreeMap`, with limits small enough that flushes, compactions and several levels
+//! happen.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -57,6 +58,46 @@ fn scan_view(view: &StoreView, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
     }
 }
 
+/// What a checkpoint rebuilds from `view`: the rows of its files (opened anew, as a checkpoint's),
+/// then per page of its memtables the deleted ranges removed and the entries written.
+fn rebuilt_from_files_and_memtables(view: &StoreView, limit: usize) -> Model {
+    let files: Vec<_> = view.files().into_iter().map(|file| (file.level, file.path)).collect();
+    let from_files = StoreView::from_files(&files).expect("open the view's files");
+    let mut rows: Model = scan_view(&from_files, 50).into_iter().collect();
+    let mut from = Vec::new();
+    loop {
+        let page = view.scan_memtables(&from, None, limit).expect("scan the memtables");
+        assert!(page.entries.len() <= limit);
+        for (start, end) in page.deleted_ranges.iter() {
+            assert!(start >= from.as_slice() && page.resume_from.as_deref().is_none_or(|resume| end <= resume));
+            rows.retain(|key, _| !(start..end).contains(&key.as_slice()));
+        }
+        for entry in page.entries {
+            match entry.value {
+                Value::Put(value) => rows.insert(entry.key, value),
+                Value::Delete => rows.remove(&entry.key),
+            };
+        }
+        match page.resume_from {
+            Some(resume_from) => from = resume_from,
+            None => return rows,
+        }
+    }
+}
+
+/// A key range to delete: mostly the keys under a prefix of a random key (a few of them), sometimes
+/// the keys between two random keys (often many).
+fn random_range(rng: &mut SplitMix64) -> (Vec<u8>, Vec<u8>) {
+    let key = random_key(rng);
+    if rng.below(5) == 0 {
+        let other = random_key(rng);
+        return if key <= other { (key, other) } else { (other, key) };
+    }
+    let prefix = key[..key.len().saturating_sub(1 + rng.below(3) as usize)].to_vec();
+    let end = prefix_end(&prefix).unwrap_or_else(|| vec![0xff; prefix.len() + 1]);
+    (prefix, end)
+}
+
 pub(super) fn model_range(model: &Model, start: &[u8], end: Option<&[u8]>) -> Vec<(Vec<u8>, Vec<u8>)> {
     let end_bound = end.map_or(Bound::Unbounded, Bound::Excluded);
     model.range::<[u8], _>((Bound::Included(start), end_bound)).map(|(k, v)| (k.clone(), v.clone())).collect()
@@ -78,7 +119,13 @@ async fn run_model(seed: u64, dir: &Path, n_ops: usize) -> (LsmCounters, usize) 
     let mut views: Vec<(StoreView, Model)> = Vec::new();
     for op_idx in 0..n_ops {
         if rng.below(40) == 0 {
-            views.push((store.view(), model.clone()));
+            let view = store.view();
+            assert_eq!(
+                rebuilt_from_files_and_memtables(&view, 1 + rng.below(20) as usize),
+                model,
+                "seed {seed} op {op_idx}"
+            );
+            views.push((view, model.clone()));
         }
         if !views.is_empty() && rng.below(10) == 0 {
             let (view, then) = &views[rng.below(views.len() as u64) as usize];
@@ -104,13 +151,24 @@ async fn run_model(seed: u64, dir: &Path, n_ops: usize) -> (LsmCounters, usize) 
                 }
                 model.insert(key, value);
             }
-            35..=44 => {
+            35..=40 => {
                 let key = match model.keys().nth(rng.below(model.len() as u64 + 1) as usize) {
                     Some(key) if rng.below(2) == 0 => key.clone(),
                     _ => random_key(&mut rng),
                 };
                 store.delete(&key).await.expect("delete");
                 model.remove(&key);
+            }
+            41..=44 => {
+                let (start, end) = random_range(&mut rng);
+                if rng.below(4) == 0 {
+                    if store.delete_range_now(&start, &end) {
+                        store.freeze();
+                    }
+                } else {
+                    store.delete_range(&start, &end).await.expect("delete a range");
+                }
+                model.retain(|key, _| !(start.as_slice()..end.as_slice()).contains(&key.as_slice()));
             }
             45..=64 => {
                 let key = match model.keys().nth(rng.below(model.len() as u64 + 1) as usize) {
