@@ -22,6 +22,9 @@ pub struct Args {
     pub job: String,
     /// Checkpoint interval, for benchmarks that checkpoint (`interval_ms=`).
     pub interval_ms: u64,
+    /// The rate of the latency runs in M events/s (`latency_rate=`), so that two builds compare at
+    /// one load; `None`: half of the maximum rate measured.
+    pub latency_rate: Option<f64>,
 }
 
 impl Args {
@@ -36,6 +39,7 @@ impl Args {
             buffer_timeout: Duration::from_millis(1),
             job: String::new(),
             interval_ms: 1_000,
+            latency_rate: None,
         };
         // The state backend: `STATE_BACKEND=lsm` and `LSM_CACHED_ROWS=n` in the environment, or the
         // `backend=` and `cached_rows=` arguments.
@@ -57,11 +61,12 @@ impl Args {
                 "buffer_timeout_us" => args.buffer_timeout = Duration::from_micros(number() as u64),
                 "job" | "op" => args.job = value.to_string(),
                 "interval_ms" => args.interval_ms = number() as u64,
+                "latency_rate" => args.latency_rate = Some(number()),
                 "backend" => LSM.store(value == "lsm", std::sync::atomic::Ordering::Relaxed),
                 "cached_rows" => CACHED_ROWS.store(number() as u64, std::sync::atomic::Ordering::Relaxed),
                 other => panic!(
-                    "unknown argument {other} (events, keys, runs, shards, latency_secs, latency=off, buffer_timeout_us, \
-                     job/op, interval_ms, backend=heap|lsm, cached_rows)"
+                    "unknown argument {other} (events, keys, runs, shards, latency_secs, latency=off, latency_rate, \
+                     buffer_timeout_us, job/op, interval_ms, backend=heap|lsm, cached_rows)"
                 ),
             }
         }
@@ -207,7 +212,7 @@ pub fn rill_latency(
 }
 
 /// Prints the throughput table and, for every shard count and both buffer timeouts, the latency at
-/// half of the maximum rate with that shard count and timeout.
+/// half of the maximum rate with that shard count and timeout (or at `latency_rate`).
 pub fn report(title: &str, args: &Args, build: &dyn Fn(&StreamEnv, Generator), baseline: fn(u64, u64, u64) -> u64) {
     println!("== {title}");
     println!(
@@ -239,8 +244,12 @@ pub fn report(title: &str, args: &Args, build: &dyn Fn(&StreamEnv, Generator), b
     if args.skip_latency {
         return;
     }
+    let at = match args.latency_rate {
+        Some(rate) => format!("{rate} M ev/s"),
+        None => "half of the maximum rate".to_string(),
+    };
     println!(
-        "   latency source -> sink at half of the maximum rate with each buffer timeout, markers every 500 us, median of {} runs:",
+        "   latency source -> sink at {at} with each buffer timeout, markers every 500 us, median of {} runs:",
         args.runs
     );
     println!(
@@ -249,13 +258,13 @@ pub fn report(title: &str, args: &Args, build: &dyn Fn(&StreamEnv, Generator), b
     );
     for (shards, table_rate) in max_rates {
         for timeout in [Duration::ZERO, Duration::from_millis(1)] {
-            let max_rate = if timeout == args.buffer_timeout {
+            let max_rate = if timeout == args.buffer_timeout || args.latency_rate.is_some() {
                 table_rate
             } else {
                 let events = (args.events / 10).max(1_000_000);
                 median((0..args.runs).map(|_| rill_throughput_with(shards, events, timeout, build)).collect())
             };
-            let rate = max_rate * 1e6 / 2.0;
+            let rate = args.latency_rate.map_or(max_rate * 1e6 / 2.0, |rate| rate * 1e6);
             let runs: Vec<Latency> =
                 (0..args.runs).map(|_| rill_latency(shards, rate, args.latency_secs, timeout, build)).collect();
             let m = |f: fn(&Latency) -> f64| median(runs.iter().map(f).collect());

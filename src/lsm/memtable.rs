@@ -29,6 +29,9 @@ const NIL: u32 = u32::MAX;
 /// The skip list's head, node 0: its tower starts every level; it has no key.
 const HEAD: u32 = 0;
 
+/// What a deleted range costs beyond its keys' bytes: its two vectors and its place in the map.
+const RANGE_OVERHEAD_BYTES: usize = 64;
+
 /// Where bytes are in the arena.
 #[derive(Clone, Copy, Debug, Default)]
 struct Span {
@@ -223,6 +226,8 @@ pub struct Memtable {
     /// Ranges deleted in older sources. Entries are newer: a range deletes the entries it covers
     /// when it is added (they become tombstones), and later writes in it stand.
     ranges: RangeTombstones,
+    /// Bytes the ranges hold, counted as they were added (ranges merged since are counted still).
+    range_bytes: usize,
 }
 
 impl Default for Memtable {
@@ -239,7 +244,12 @@ fn hash(key: &[u8]) -> u64 {
 impl Memtable {
     /// An empty memtable.
     pub fn new() -> Memtable {
-        Memtable { entries: Entries::new(), index: HashTable::new(), ranges: RangeTombstones::default() }
+        Memtable {
+            entries: Entries::new(),
+            index: HashTable::new(),
+            ranges: RangeTombstones::default(),
+            range_bytes: 0,
+        }
     }
 
     /// An empty memtable with room for `keys` keys in its node list and hash index, so that filling
@@ -252,7 +262,7 @@ impl Memtable {
     pub fn with_capacity(keys: usize) -> Memtable {
         let mut entries = Entries::new();
         entries.nodes.reserve(keys);
-        Memtable { entries, index: HashTable::with_capacity(keys), ranges: RangeTombstones::default() }
+        Memtable { entries, index: HashTable::with_capacity(keys), ranges: RangeTombstones::default(), range_bytes: 0 }
     }
 
     /// Stores `value` under `key`, replacing what was there.
@@ -312,6 +322,7 @@ impl Memtable {
             at = self.entries.next(at, 0);
         }
         self.ranges.insert(start, end);
+        self.range_bytes += start.len() + end.len() + RANGE_OVERHEAD_BYTES;
     }
 
     /// The ranges deleted in older sources ([`delete_range`](Self::delete_range)).
@@ -356,7 +367,7 @@ impl Memtable {
             + entries.nodes.capacity() * std::mem::size_of::<Node>()
             + entries.links.capacity() * std::mem::size_of::<u32>()
             + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
-            + self.ranges.approximate_bytes()
+            + self.range_bytes
     }
 
     /// Writes every entry, tombstones included, and the deleted ranges as an SST file at `path` (the

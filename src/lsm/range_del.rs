@@ -4,6 +4,9 @@
 //! ranges: a memtable turns its own puts inside a new range into tombstones, and a compaction drops
 //! the points its newer inputs' ranges cover, so that what it writes keeps that order.
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
 use super::encoding::Decoder;
 use super::error::Result;
 
@@ -21,7 +24,9 @@ use super::error::Result;
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RangeTombstones {
-    ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    /// End by start. A map, not a sorted vector: a memtable may gather many thousands of ranges
+    /// (a window operator deletes one per key group for each pane it drops), added anywhere.
+    ranges: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl RangeTombstones {
@@ -31,48 +36,70 @@ impl RangeTombstones {
         if start >= end {
             return;
         }
-        // The ranges that overlap or touch [start, end): ends at or past start, starts at or before end.
-        let first = self.ranges.partition_point(|(_, range_end)| range_end.as_slice() < start);
-        let last = self.ranges.partition_point(|(range_start, _)| range_start.as_slice() <= end);
-        if first == last {
-            self.ranges.insert(first, (start.to_vec(), end.to_vec()));
-            return;
+        let (mut merged_start, mut merged_end) = (start.to_vec(), end.to_vec());
+        // A range that starts before `start` and reaches it.
+        if let Some((before_start, before_end)) =
+            self.ranges.range::<[u8], _>((Bound::Unbounded, Bound::Excluded(start))).next_back()
+        {
+            if before_end.as_slice() >= start {
+                merged_start = before_start.clone();
+                merged_end = merged_end.max(before_end.clone());
+            }
         }
-        let merged_start = self.ranges[first].0.as_slice().min(start).to_vec();
-        let merged_end = self.ranges[last - 1].1.as_slice().max(end).to_vec();
-        self.ranges.splice(first..last, std::iter::once((merged_start, merged_end)));
+        // Ranges that start within [start, end] (they end after their start, so they meet it).
+        let within: Vec<Vec<u8>> = self
+            .ranges
+            .range::<[u8], _>((Bound::Included(merged_start.as_slice()), Bound::Included(merged_end.as_slice())))
+            .map(|(range_start, _)| range_start.clone())
+            .collect();
+        for range_start in within {
+            let range_end = self.ranges.remove(&range_start).expect("listed just now");
+            merged_end = merged_end.max(range_end);
+        }
+        self.ranges.insert(merged_start, merged_end);
     }
 
     /// Adds every range of `other`.
     pub fn extend(&mut self, other: &RangeTombstones) {
+        if self.ranges.is_empty() {
+            self.ranges.clone_from(&other.ranges);
+            return;
+        }
         for (start, end) in other.iter() {
             self.insert(start, end);
         }
     }
 
+    /// The range that starts last at or before `key`.
+    fn at_or_before(&self, key: &[u8]) -> Option<(&[u8], &[u8])> {
+        let (start, end) = self.ranges.range::<[u8], _>((Bound::Unbounded, Bound::Included(key))).next_back()?;
+        Some((start, end))
+    }
+
     /// True if a range holds `key`.
     pub fn covers(&self, key: &[u8]) -> bool {
-        let idx = self.ranges.partition_point(|(_, end)| end.as_slice() <= key);
-        self.ranges.get(idx).is_some_and(|(start, _)| start.as_slice() <= key)
+        self.at_or_before(key).is_some_and(|(_, end)| end > key)
     }
 
     /// True if a range meets the closed interval `[low, high]`.
     pub fn meets(&self, low: &[u8], high: &[u8]) -> bool {
-        let idx = self.ranges.partition_point(|(_, end)| end.as_slice() <= low);
-        self.ranges.get(idx).is_some_and(|(start, _)| start.as_slice() <= high)
+        self.covers(low) || self.ranges.range::<[u8], _>((Bound::Excluded(low), Bound::Included(high))).next().is_some()
     }
 
     /// The parts of the ranges within `[start, end)` (`None`: no end).
     pub fn clipped(&self, start: &[u8], end: Option<&[u8]>) -> RangeTombstones {
-        let first = self.ranges.partition_point(|(_, range_end)| range_end.as_slice() <= start);
-        let ranges = self.ranges[first..]
-            .iter()
-            .take_while(|(range_start, _)| end.is_none_or(|end| range_start.as_slice() < end))
-            .map(|(range_start, range_end)| {
-                let clipped_end = end.map_or(range_end.as_slice(), |end| range_end.as_slice().min(end));
-                (range_start.as_slice().max(start).to_vec(), clipped_end.to_vec())
-            })
-            .collect();
+        let mut ranges = BTreeMap::new();
+        let first = match self.at_or_before(start) {
+            Some((first_start, first_end)) if first_end > start => first_start,
+            _ => start,
+        };
+        for (range_start, range_end) in self.ranges.range::<[u8], _>((Bound::Included(first), Bound::Unbounded)) {
+            if end.is_some_and(|end| range_start.as_slice() >= end) {
+                break;
+            }
+            let clipped_end = end.map_or(range_end.as_slice(), |end| range_end.as_slice().min(end));
+            ranges.insert(range_start.as_slice().max(start).to_vec(), clipped_end.to_vec());
+        }
         RangeTombstones { ranges }
     }
 
@@ -93,23 +120,23 @@ impl RangeTombstones {
 
     /// The first range's start, if any.
     pub fn smallest(&self) -> Option<&[u8]> {
-        self.ranges.first().map(|(start, _)| start.as_slice())
+        self.ranges.keys().next().map(Vec::as_slice)
     }
 
     /// The last range's (exclusive) end, if any.
     pub fn largest_end(&self) -> Option<&[u8]> {
-        self.ranges.last().map(|(_, end)| end.as_slice())
-    }
-
-    /// Key bytes held, for memory accounting.
-    pub(crate) fn approximate_bytes(&self) -> usize {
-        self.ranges.iter().map(|(start, end)| start.len() + end.len() + 48).sum()
+        self.ranges.values().next_back().map(Vec::as_slice)
     }
 
     /// Splits off the ranges that end at or before `key` (they come out in order; the rest stay).
     pub(crate) fn take_ending_by(&mut self, key: &[u8]) -> RangeTombstones {
-        let n = self.ranges.partition_point(|(_, end)| end.as_slice() <= key);
-        RangeTombstones { ranges: self.ranges.drain(..n).collect() }
+        // Disjoint ranges end in the order they start: the first that ends after `key` splits them.
+        let split_at = self.ranges.iter().find(|(_, end)| end.as_slice() > key).map(|(start, _)| start.clone());
+        let rest = match split_at {
+            Some(start) => self.ranges.split_off(&start),
+            None => BTreeMap::new(),
+        };
+        RangeTombstones { ranges: std::mem::replace(&mut self.ranges, rest) }
     }
 
     /// Appends the ranges: `count: u32`, then per range `start_len: u32 | start | end_len: u32 | end`.
@@ -127,18 +154,20 @@ impl RangeTombstones {
     /// (and not touching: touching ranges are written as one).
     pub(crate) fn decode(decoder: &mut Decoder<'_>) -> Result<RangeTombstones> {
         let count = decoder.u32_le("range tombstone count")? as usize;
-        let mut ranges: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut ranges = BTreeMap::new();
+        let mut previous_end: Option<Vec<u8>> = None;
         for _ in 0..count {
             let start_len = decoder.u32_le("range start length")? as usize;
             let start = decoder.bytes(start_len, "range start")?.to_vec();
             let end_len = decoder.u32_le("range end length")? as usize;
             let end = decoder.bytes(end_len, "range end")?.to_vec();
-            let after_previous = ranges.last().is_none_or(|(_, previous_end)| *previous_end < start);
+            let after_previous = previous_end.as_ref().is_none_or(|previous_end| *previous_end < start);
             if start >= end || !after_previous {
                 let reason = format!("range tombstone {} is empty, out of order or overlaps another", ranges.len());
                 return Err(decoder.corrupt_here(reason));
             }
-            ranges.push((start, end));
+            previous_end = Some(end.clone());
+            ranges.insert(start, end);
         }
         Ok(RangeTombstones { ranges })
     }

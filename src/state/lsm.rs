@@ -290,6 +290,15 @@ impl LsmShardStore {
         }
     }
 
+    /// Deletes every row from `start` to `end` (exclusive) with one range tombstone, freezing a full
+    /// memtable for the store task.
+    fn delete_range(&self, start: &[u8], end: &[u8]) {
+        if self.store.delete_range_now(start, end) {
+            self.store.freeze();
+            self.wake.signal(1);
+        }
+    }
+
     /// Every live row whose key starts with `prefix`, in key order, read page by page (errors name
     /// state `name`).
     fn scan_prefix(
@@ -372,6 +381,14 @@ impl RawState {
     /// Stores `value` under `rest` in `key_group` (`None`: deletes it).
     pub(crate) fn write(&self, key_group: usize, rest: &[u8], value: Option<Vec<u8>>) {
         self.shard.write(&self.key(key_group, rest), value.as_deref());
+    }
+
+    /// Deletes every row of `key_group` whose `rest` starts with `rest_prefix` (one range tombstone,
+    /// however many rows there are).
+    pub(crate) fn delete_prefix(&self, key_group: usize, rest_prefix: &[u8]) {
+        let start = self.key(key_group, rest_prefix);
+        let end = prefix_end(&start).expect("a key group's prefix is below 0xff..");
+        self.shard.delete_range(&start, &end);
     }
 
     /// Every row of `key_group` whose `rest` starts with `rest_prefix`, in key order, page by page:

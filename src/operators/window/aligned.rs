@@ -573,16 +573,15 @@ where
         Ok(())
     }
 
-    /// Deletes the rows a dropped pane left in the store.
-    fn delete_spilled(&mut self, pane_start: i64, slot: usize) -> OpResult {
+    /// Deletes the rows a dropped pane left in the store: one range tombstone per key group.
+    fn delete_spilled(&mut self, pane_start: i64, slot: usize) {
         let spill = self.spill.as_ref().expect("only a store spills panes");
         for key_group in self.base.key_groups.start..=self.base.key_groups.end {
-            spill.delete(key_group, pane_start).map_err(|e| self.base.error(e))?;
+            spill.delete(key_group, pane_start);
         }
         let pane = Rc::make_mut(&mut self.slab[slot]);
         pane.stored_rows = 0;
         pane.spilled = false;
-        Ok(())
     }
 
     fn on_watermark(&mut self, watermark: i64) -> OpResult {
@@ -601,7 +600,7 @@ where
             }
             self.panes.pop_first();
             if self.slab[slot].spilled {
-                self.delete_spilled(pane_start, slot)?;
+                self.delete_spilled(pane_start, slot);
             }
             self.in_memory -= self.slab[slot].entries.len();
             self.pane_keys_hint = self.slab[slot].entries.len();

@@ -93,7 +93,7 @@ impl<K: ExchangeData, A> PaneStore<K, A> {
     }
 
     /// The rows of the pane at `pane_start` in `key_group`, in key order, decoded; with `delete`, the
-    /// rows are deleted from the store.
+    /// rows are then deleted from the store (one range tombstone).
     pub(super) fn rows<T, W: Window, O, F: WindowFn<K, T, W, O, Acc = A>>(
         &self,
         key_group: usize,
@@ -103,18 +103,14 @@ impl<K: ExchangeData, A> PaneStore<K, A> {
         let (rows, codec) = (&self.rows, &mut *self.codec.borrow_mut());
         let pane = pane_bytes(pane_start);
         let mut out = Vec::new();
-        let mut row_key = Vec::new();
         rows.scan(key_group, &pane, |key_bytes, value| {
             let key: K = decode_one(rows.name(), key_bytes, codec)?;
             out.push((key, decode_contents::<K, T, W, O, F>(codec, rows.name(), value)?));
-            if delete {
-                row_key.clear();
-                row_key.extend_from_slice(&pane);
-                row_key.extend_from_slice(key_bytes);
-                rows.write(key_group, &row_key, None);
-            }
             Ok(())
         })?;
+        if delete {
+            rows.delete_prefix(key_group, &pane);
+        }
         Ok(out)
     }
 
@@ -142,17 +138,9 @@ impl<K: ExchangeData, A> PaneStore<K, A> {
         Ok(out)
     }
 
-    /// Deletes every row of the pane at `pane_start` in `key_group`.
-    pub(super) fn delete(&self, key_group: usize, pane_start: i64) -> Result<(), StateError> {
-        let pane = pane_bytes(pane_start);
-        let mut row_key = Vec::new();
-        self.rows.scan(key_group, &pane, |key_bytes, _| {
-            row_key.clear();
-            row_key.extend_from_slice(&pane);
-            row_key.extend_from_slice(key_bytes);
-            self.rows.write(key_group, &row_key, None);
-            Ok(())
-        })
+    /// Deletes every row of the pane at `pane_start` in `key_group` (one range tombstone).
+    pub(super) fn delete(&self, key_group: usize, pane_start: i64) {
+        self.rows.delete_prefix(key_group, &pane_bytes(pane_start));
     }
 }
 
