@@ -6,7 +6,10 @@
 //!
 //! `cargo bench --bench incremental_checkpoints -- keys=1e6 events=1e4 runs=3` (`job=incremental` or
 //! `job=full`: that mode only). The fill rate (keys written per second before the base checkpoint)
-//! is printed too.
+//! is printed too, and the time a job restored from the second checkpoint takes until its first record
+//! has been processed: from a full checkpoint (every row written anew), and from an incremental one
+//! both by ingesting its files (`LsmBackendOptions::restore_by_ingesting`, the default) and by
+//! rewriting every row.
 
 #![allow(clippy::disallowed_methods)] // a benchmark measures real time
 
@@ -22,7 +25,7 @@ use common::{Args, median};
 use rill::checkpoint::CheckpointConfig;
 use rill::operators::{SourceFunction, SourceOutput, SourceStatus};
 use rill::prelude::*;
-use rill::state::{StateBackend, ValueStateDescriptor};
+use rill::state::{LsmBackendOptions, StateBackend, ValueStateDescriptor};
 
 /// Emits record `i` while `i < allowed`: keys `0..keys` first, then random keys; ends once `end`.
 struct Gated {
@@ -76,13 +79,16 @@ fn wait_for(counter: &AtomicU64, at_least: u64) {
     }
 }
 
-/// One run: the fill's keys per second, then (duration ms, bytes written) of the base checkpoint and
-/// of the one after the change.
-fn run(keys: u64, changes: u64, incremental: bool) -> (f64, [(f64, u64); 2]) {
+/// One run: the fill's keys per second, (duration ms, bytes written) of the base checkpoint and of
+/// the one after the change, and the restore times (ms) from the second: by rewriting rows, then (for
+/// an incremental checkpoint) by ingesting files.
+fn run(keys: u64, changes: u64, incremental: bool) -> (f64, [(f64, u64); 2], Vec<f64>) {
     let dir = std::env::temp_dir().join(format!("rill-bench-incremental-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let checkpoints =
-        CheckpointConfig::every(Duration::from_secs(3600)).directory(dir.join("checkpoints")).incremental(incremental);
+    let checkpoints = CheckpointConfig::every(Duration::from_secs(3600))
+        .directory(dir.join("checkpoints"))
+        .incremental(incremental)
+        .retain_on_cancel(true);
     let env = StreamEnv::builder()
         .cores(1)
         .data_dir(dir.join("data"))
@@ -104,14 +110,43 @@ fn run(keys: u64, changes: u64, incremental: bool) -> (f64, [(f64, u64); 2]) {
     allowed.store(keys + changes, Ordering::Release);
     wait_for(&seen, keys + changes);
     let changed = running.checkpoint(Duration::from_secs(600)).expect("the checkpoint after the change");
-    end.store(true, Ordering::Release);
+    running.cancel();
     let result = running.join().expect("bench job");
-    let _ = std::fs::remove_dir_all(&dir);
     let figures = [base, changed].map(|id| {
         let stats = result.checkpoints.iter().find(|c| c.id == id).expect("stats of a completed checkpoint");
         (stats.duration.as_secs_f64() * 1e3, stats.bytes)
     });
-    (fill_rate, figures)
+    let (newest, _) = rill::checkpoint::storage::latest_checkpoint(&dir.join("checkpoints"));
+    let checkpoint = newest.expect("the checkpoint after the change is retained").path;
+    let ingesting: &[bool] = if incremental { &[false, true] } else { &[false] };
+    let restores = ingesting.iter().map(|&ingest| restore(&dir, &checkpoint, ingest)).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    (fill_rate, figures, restores)
+}
+
+/// Restores the job from `checkpoint` (by ingesting files if `ingest`); ms until its first record
+/// was processed.
+fn restore(dir: &std::path::Path, checkpoint: &std::path::Path, ingest: bool) -> f64 {
+    let backend = LsmBackendOptions { restore_by_ingesting: ingest, ..LsmBackendOptions::default() };
+    let env = StreamEnv::builder()
+        .cores(1)
+        .data_dir(dir.join("restored"))
+        .state_backend(StateBackend::Lsm(backend))
+        .restore_from(checkpoint)
+        .build()
+        .expect("restored environment");
+    let (allowed, end, seen) =
+        (Arc::new(AtomicU64::new(1)), Arc::new(AtomicBool::new(true)), Arc::new(AtomicU64::new(0)));
+    env.add_source(Gated { next: 0, keys: 1, allowed, end })
+        .key_by(|r: &(u64, u64)| r.0)
+        .process(Keep(ValueStateDescriptor::new("payload"), seen.clone()))
+        .add_sink(DiscardingSink);
+    let started = std::time::Instant::now();
+    let running = env.execute_async().expect("restored job");
+    wait_for(&seen, 1);
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    running.join().expect("restored job");
+    ms
 }
 
 fn main() {
@@ -130,11 +165,13 @@ fn main() {
     };
     let mut figures: [Vec<[(f64, u64); 2]>; 2] = [Vec::new(), Vec::new()];
     let mut fill_rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut restores: [Vec<Vec<f64>>; 2] = [Vec::new(), Vec::new()];
     for _ in 0..args.runs {
         for &mode in &modes {
-            let (fill_rate, run_figures) = run(keys, changes, mode == 1);
+            let (fill_rate, run_figures, run_restores) = run(keys, changes, mode == 1);
             fill_rates[mode].push(fill_rate);
             figures[mode].push(run_figures);
+            restores[mode].push(run_restores);
         }
     }
     let mut changed_ms = [0.0; 2];
@@ -161,5 +198,17 @@ fn main() {
     }
     if modes.len() == 2 {
         println!("full / incremental duration after the change: {:.1}x", changed_ms[0] / changed_ms[1]);
+    }
+    println!("| restore from the second checkpoint | ms until the first record |");
+    println!("|---|---|");
+    let restore_ms = |mode: usize, at: usize| median(restores[mode].iter().map(|run| run[at]).collect());
+    if modes.contains(&0) {
+        println!("| full | {:.1} |", restore_ms(0, 0));
+    }
+    if modes.contains(&1) {
+        let (rewrite, ingest) = (restore_ms(1, 0), restore_ms(1, 1));
+        println!("| incremental, rows rewritten | {rewrite:.1} |");
+        println!("| incremental, files ingested | {ingest:.1} |");
+        println!("rewritten / ingested: {:.1}x", rewrite / ingest);
     }
 }

@@ -619,16 +619,20 @@ impl Drop for DriverDone {
 /// memory this takes). The operators find it there when they declare their states.
 async fn ingest_restored_store_parts(env: &ShardEnv, shape: &PlanShape) -> Result<(), crate::state::StateError> {
     let Some(store) = &env.state_store else { return Ok(()) };
+    let mut instances = Vec::new();
     for (id, node) in shape.nodes.iter().enumerate() {
         if env.shard >= node.info.parallelism {
             continue;
         }
         let Some(snapshots) = env.restored_state(id as u32) else { continue };
-        let keyed: Vec<_> = snapshots.iter().map(|snapshot| snapshot.keyed_state()).collect();
+        let snapshots: Vec<_> = snapshots.iter().map(|snapshot| snapshot.keyed_state()).collect();
+        if snapshots.iter().all(|snapshot| snapshot.store_parts().is_empty()) {
+            continue;
+        }
         let range = KeyGroupRange::for_subtask(env.max_parallelism, node.info.parallelism, env.shard);
-        crate::state::lsm::ingest_store_parts(store, id as u32, &keyed, range).await?;
+        instances.push(crate::state::lsm::PartsToRestore { node: id as u32, snapshots, range });
     }
-    Ok(())
+    crate::state::lsm::restore_store_parts(store, &instances, env.max_parallelism).await
 }
 
 fn instantiate(package: &mut ShardPackage, shape: &PlanShape, env: &Rc<ShardEnv>) -> Result<Instantiated, OpError> {

@@ -85,6 +85,7 @@ impl StateBackend {
 /// let backend = StateBackend::Lsm(LsmBackendOptions {
 ///     store: LsmOptions { memtable_bytes_max: 32 << 20, ..LsmOptions::default() },
 ///     cached_rows: 1 << 20,
+///     restore_by_ingesting: true,
 /// });
 /// # let _ = backend;
 /// ```
@@ -96,11 +97,16 @@ pub struct LsmBackendOptions {
     /// change reaches the store when its row leaves this cache, or at the next snapshot. 0 writes
     /// every change through at once.
     pub cached_rows: usize,
+    /// Restore an incremental checkpoint by ingesting its SST files where one old store holds all of
+    /// an operator instance's key groups (the same shard count, or more shards than before): the
+    /// files are linked in as they are and what is not the instance's is deleted by key range.
+    /// Otherwise, and when this is off, every row is read from the files and written anew.
+    pub restore_by_ingesting: bool,
 }
 
 impl Default for LsmBackendOptions {
     fn default() -> Self {
-        LsmBackendOptions { store: LsmOptions::default(), cached_rows: 1 << 18 }
+        LsmBackendOptions { store: LsmOptions::default(), cached_rows: 1 << 18, restore_by_ingesting: true }
     }
 }
 
@@ -116,12 +122,19 @@ pub(crate) struct LsmShardStore {
     store: LsmStore,
     /// The row cache bound of each table.
     cached_rows: usize,
+    /// `LsmBackendOptions::restore_by_ingesting`.
+    restore_by_ingesting: bool,
     next_state_id: Cell<u32>,
     /// The id of each state by (operator node, state name), given by a restore or the first
     /// declaration.
     ids: RefCell<std::collections::HashMap<(u32, String), u32>>,
     /// Rows a restore wrote, by state id, until the state's table takes the count.
     restored_rows: RefCell<std::collections::HashMap<u32, usize>>,
+    /// States whose rows came in ingested files, not counted yet: name and key groups by state id.
+    /// Counting them reads them all, so it waits until a row count is asked for (`late_rows`).
+    uncounted: RefCell<std::collections::HashMap<u32, (String, KeyGroupRange)>>,
+    /// The rows of ingested files, by state id, once counted.
+    late_counts: RefCell<std::collections::HashMap<u32, usize>>,
     /// Where the snapshot being taken links the store's files to (an incremental checkpoint's shared
     /// directory); `None`: snapshots are full.
     incremental: RefCell<Option<PathBuf>>,
@@ -159,9 +172,12 @@ impl LsmShardStore {
         Ok(Rc::new(LsmShardStore {
             store,
             cached_rows: options.cached_rows,
+            restore_by_ingesting: options.restore_by_ingesting,
             next_state_id: Cell::new(0),
             ids: RefCell::default(),
             restored_rows: RefCell::default(),
+            uncounted: RefCell::default(),
+            late_counts: RefCell::default(),
             incremental: RefCell::new(None),
             linked: RefCell::default(),
             sweeps: Cell::new(0),
@@ -222,9 +238,29 @@ impl LsmShardStore {
         self.restored_rows.borrow_mut().remove(&id).unwrap_or(0)
     }
 
-    /// The rows a restore wrote for state `id` that no table took yet.
+    /// The rows a restore wrote for state `id` that no table took yet, and those of ingested files.
     pub(crate) fn restored_rows_of(&self, id: u32) -> usize {
-        self.restored_rows.borrow().get(&id).copied().unwrap_or(0)
+        self.restored_rows.borrow().get(&id).copied().unwrap_or(0) + self.late_rows(id)
+    }
+
+    /// The rows of state `id` that came in ingested files, counted (by reading them) the first time
+    /// this is asked; a read error ends the count where it is.
+    fn late_rows(&self, id: u32) -> usize {
+        let pending = self.uncounted.borrow_mut().remove(&id);
+        if let Some((name, range)) = pending {
+            let mut rows = 0;
+            for key_group in range.key_groups() {
+                let counted = self.scan_prefix(&name, &prefix(key_group, id), |_, _| {
+                    rows += 1;
+                    Ok(())
+                });
+                if counted.is_err() {
+                    break;
+                }
+            }
+            self.late_counts.borrow_mut().insert(id, rows);
+        }
+        self.late_counts.borrow().get(&id).copied().unwrap_or(0)
     }
 
     /// Makes the snapshots taken until the next call incremental, linking files into a shared
@@ -530,8 +566,9 @@ pub(crate) struct LsmTable<K, N, S> {
     state_id: u32,
     range: KeyGroupRange,
     pub ttl: Option<StateTtlConfig>,
-    /// Rows stored (kept up to date by every commit, which knows whether its row existed).
-    len: usize,
+    /// Rows stored (kept up to date by every commit, which knows whether its row existed), beside
+    /// the rows of ingested files, which the store counts when first asked (`late_rows`).
+    len: i64,
     codec: Codec,
     /// Rows read or written lately, decoded. Changes reach the store when a row leaves the cache, and
     /// before a snapshot or a scan reads the store.
@@ -705,7 +742,7 @@ where
             let rule = TtlRule::new(ttl, clock.clone(), expire_stored::<S>);
             shard.ttl_filter.rules.borrow_mut().insert(state_id, rule);
         }
-        let len = shard.take_restored_rows(state_id);
+        let len = shard.take_restored_rows(state_id) as i64;
         let cache = RefCell::new(RowCache::new(shard.cached_rows));
         LsmTable {
             shard,
@@ -817,7 +854,7 @@ where
     /// Rows written and not yet seen gone: a row that expired counts until a read or a full
     /// snapshot finds it so, and a row that cleanup at compaction dropped keeps counting.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        (self.len + self.shard.late_rows(self.state_id) as i64).max(0) as usize
     }
 
     /// The rows of every key group as they are now, to be encoded afterwards as state `state` of a
@@ -1090,6 +1127,141 @@ pub(crate) fn store_parts_as_sections(
                     into.add_section(key_group, state, raw_row_section(&meta.name, &key, &value, &unit)?);
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// What one operator instance of a shard restores from store parts: its node, the snapshots of the
+/// instances it takes key groups from, and its key groups.
+pub(crate) struct PartsToRestore<'a> {
+    pub(crate) node: u32,
+    pub(crate) snapshots: Vec<&'a KeyedSnapshot>,
+    pub(crate) range: KeyGroupRange,
+}
+
+/// Restores an incremental checkpoint's store parts into the shard's fresh store. The files of one
+/// old store are ingested as they are (linked, no row rewritten) for the instances that take all
+/// their key groups from one part with those files (the same shard count, or more shards than
+/// before): files wholly outside their key groups are left out, and the rows of the files kept that
+/// are not theirs (other key groups, other states: states of other instances, a window's spilled
+/// panes) are deleted with range tombstones; then each part's entries held in memory at the barrier
+/// are written, and the states keep their ids of the old store. Every other instance's rows are
+/// rewritten into the store as [`ingest_store_parts`] does (several old parts per instance, when
+/// there are fewer shards than before).
+pub(crate) async fn restore_store_parts(
+    shard: &LsmShardStore,
+    instances: &[PartsToRestore<'_>],
+    max_parallelism: usize,
+) -> Result<(), StateError> {
+    let file_bytes = |part: &StorePart| part.files.iter().map(|file| file.bytes).sum::<u64>();
+    let candidates = instances.iter().filter(|_| shard.restore_by_ingesting);
+    let chosen = candidates.filter_map(single_part).max_by_key(|(part, _)| file_bytes(part)).map(|(p, _)| p);
+    let mut rewritten: Vec<&PartsToRestore<'_>> = Vec::new();
+    let mut ingested: Vec<(&PartsToRestore<'_>, &StorePart, &[StateMeta])> = Vec::new();
+    for instance in instances {
+        match single_part(instance) {
+            Some((part, states))
+                if chosen.is_some_and(|chosen| chosen.files == part.files && chosen.shared_dir == part.shared_dir) =>
+            {
+                ingested.push((instance, part, states));
+            }
+            _ => rewritten.push(instance),
+        }
+    }
+    if let Some(&(_, part, _)) = ingested.first() {
+        ingest_files(shard, part, &ingested, max_parallelism).await?;
+    }
+    for instance in rewritten {
+        ingest_store_parts(shard, instance.node, &instance.snapshots, instance.range).await?;
+    }
+    Ok(())
+}
+
+/// The one store part of the snapshots that holds key groups of `instance`, with the states of its
+/// snapshot, if there is just one.
+fn single_part<'a>(instance: &PartsToRestore<'a>) -> Option<(&'a StorePart, &'a [StateMeta])> {
+    let mut parts = instance.snapshots.iter().flat_map(|snapshot| {
+        let states = snapshot.states();
+        snapshot.store_parts().iter().map(move |part| (part, states))
+    });
+    let mut meeting = parts.by_ref().filter(|(part, _)| !part.range.intersection(instance.range).is_empty());
+    let first = meeting.next()?;
+    meeting.next().is_none().then_some(first)
+}
+
+/// Ingests `part`'s files for the `instances` that restore from them (see [`restore_store_parts`]).
+async fn ingest_files(
+    shard: &LsmShardStore,
+    part: &StorePart,
+    instances: &[(&PartsToRestore<'_>, &StorePart, &[StateMeta])],
+    max_parallelism: usize,
+) -> Result<(), StateError> {
+    // The store ids each key group keeps, and the ids of the states taken over.
+    let mut kept: Vec<Vec<u32>> = vec![Vec::new(); max_parallelism];
+    let mut ids = Vec::new();
+    for (instance, part, states) in instances {
+        for &(index, id) in &part.states {
+            let meta = states
+                .get(index as usize)
+                .ok_or_else(|| damaged("(checkpoint)", "a store part names an unknown state"))?;
+            ids.push((instance.node, meta.name.clone(), id));
+            for key_group in instance.range.key_groups() {
+                kept.get_mut(key_group)
+                    .ok_or_else(|| damaged(&meta.name, "a key group beyond the max parallelism"))?
+                    .push(id);
+            }
+        }
+    }
+    let first = kept.iter().position(|ids| !ids.is_empty());
+    let last = kept.iter().rposition(|ids| !ids.is_empty());
+    let (Some(first), Some(last)) = (first, last) else { return Ok(()) };
+    let (keep_start, keep_end) =
+        (prefix(first, 0), prefix_end(&prefix(last, u32::MAX)).expect("key groups are below 0x8000"));
+    let files = part.file_paths()?;
+    shard
+        .store
+        .ingest(&files, Some((&keep_start, &keep_end)))
+        .await
+        .map_err(|error| store_error("(checkpoint files)", error))?;
+    // Everything else in the files goes: the key groups outside, the states not taken over.
+    let mut deleted = crate::lsm::RangeTombstones::default();
+    deleted.insert(&[], &keep_start);
+    deleted.insert(&keep_end, &[0xff]);
+    for (key_group, ids) in kept.iter_mut().enumerate().take(last + 1).skip(first) {
+        ids.sort_unstable();
+        ids.dedup();
+        let mut from = prefix(key_group, 0).to_vec();
+        for &id in ids.iter() {
+            deleted.insert(&from, &prefix(key_group, id));
+            from = prefix_end(&prefix(key_group, id)).expect("key groups are below 0x8000");
+        }
+        deleted.insert(&from, &prefix_end(&prefix(key_group, u32::MAX)).expect("key groups are below 0x8000"));
+    }
+    for (start, end) in deleted.iter() {
+        shard.delete_range(start, end);
+    }
+    for (node, name, id) in ids {
+        shard.ids.borrow_mut().insert((node, name), id);
+        shard.next_state_id.set(shard.next_state_id.get().max(id + 1));
+    }
+    // What the old store held in memory at the barrier, newer than its files.
+    for (instance, part, _) in instances {
+        for chunk in part.memory.iter().filter(|chunk| instance.range.contains(chunk.key_group as usize)) {
+            for (start, end) in &chunk.deleted_ranges {
+                shard.delete_range(start, end);
+            }
+            for (key, value) in &chunk.entries {
+                shard.write(key, value.as_deref());
+            }
+            shard.stall().await.map_err(|error| store_error("(checkpoint)", error))?;
+        }
+    }
+    // The rows are counted when a count is first asked for.
+    for (instance, part, states) in instances {
+        for &(index, id) in &part.states {
+            let name = states[index as usize].name.clone();
+            shard.uncounted.borrow_mut().insert(id, (name, instance.range));
         }
     }
     Ok(())
@@ -1411,7 +1583,12 @@ mod tests {
                 l1_bytes_max: 1 << 30,
                 ..LsmOptions::default()
             };
-            let shard = LsmShardStore::open(&path, &LsmBackendOptions { store, cached_rows: 0 }).await.expect("open");
+            let shard = LsmShardStore::open(
+                &path,
+                &LsmBackendOptions { store, cached_rows: 0, ..LsmBackendOptions::default() },
+            )
+            .await
+            .expect("open");
             let clock = Arc::new(ManualClock::new(0));
             let job_clock: SharedClock = clock.clone();
             let range = KeyGroupRange { start: 0, end: MAX_PARALLELISM - 1 };
@@ -1448,6 +1625,97 @@ mod tests {
             }
             assert_eq!(stored_keys(&mut kept), (0..2000).collect::<Vec<_>>());
             assert_eq!(stored_keys(&mut plain), (0..2000).collect::<Vec<_>>());
+        });
+    }
+
+    /// The store key of row `row` of state `id` in `key_group`.
+    fn raw_key(key_group: usize, id: u32, row: u32) -> Vec<u8> {
+        [prefix(key_group, id).as_slice(), &row.to_be_bytes()].concat()
+    }
+
+    /// The rows of state `id` in `key_group` as `shard` holds them.
+    fn raw_rows(shard: &LsmShardStore, key_group: usize, id: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut rows = Vec::new();
+        shard
+            .scan_prefix("s", &prefix(key_group, id), |key, value| {
+                rows.push((key.to_vec(), value.to_vec()));
+                Ok(())
+            })
+            .expect("scans");
+        rows
+    }
+
+    #[test]
+    fn a_restore_ingests_one_parts_files_and_deletes_the_rows_not_its_own() {
+        let dir = TestDir::new("lsm-restore-ingest");
+        let path = dir.path.clone();
+        run_in_executor(move || async move {
+            let store = LsmOptions { memtable_bytes_max: 16 << 10, l0_files_max: 2, ..LsmOptions::default() };
+            let options = LsmBackendOptions { store, cached_rows: 0, ..LsmBackendOptions::default() };
+            let old = LsmShardStore::open(&path.join("old"), &options).await.expect("open");
+            // Ids below and above the state kept: 0 "other", 1 "kept", 2 "panes".
+            let other = old.state_id(2, "other");
+            let (kept, panes) = (old.state_id(1, "kept"), old.state_id(1, "panes"));
+            let n_groups = 8;
+            let mut expected: Vec<std::collections::BTreeMap<Vec<u8>, Vec<u8>>> = vec![Default::default(); n_groups];
+            for (key_group, expected) in expected.iter_mut().enumerate() {
+                for row in 0..60 {
+                    for id in [kept, other, panes] {
+                        let value = format!("{key_group}/{id}/{row}").into_bytes();
+                        old.write(&raw_key(key_group, id, row), Some(&value));
+                        if id == kept {
+                            expected.insert(raw_key(key_group, id, row), value);
+                        }
+                    }
+                }
+            }
+            old.store.flush().await.expect("flush");
+            old.store.maybe_compact().await.expect("compact");
+            // Held in memory at the barrier: a new row, a deleted row and a deleted range.
+            old.write(&raw_key(2, kept, 100), Some(b"new"));
+            expected[2].insert(raw_key(2, kept, 100), b"new".to_vec());
+            old.write(&raw_key(2, kept, 0), None);
+            expected[2].remove(&raw_key(2, kept, 0));
+            old.delete_range(&raw_key(3, kept, 10), &raw_key(3, kept, 20));
+            expected[3].retain(|key, _| !(raw_key(3, kept, 10)..raw_key(3, kept, 20)).contains(key));
+
+            let mut snapshot = KeyedSnapshot::new(n_groups);
+            let meta = StateMeta {
+                name: "kept".into(),
+                kind: crate::state::snapshot::StateKind::Value,
+                types: "t".into(),
+                ttl: false,
+            };
+            let index = snapshot.add_state(meta);
+            let all = KeyGroupRange { start: 0, end: n_groups - 1 };
+            let shared = path.join("shared");
+            let mut pending = share_incremental(&old, &shared, all, vec![(index, kept)], &mut snapshot).expect("share");
+            let mut codec = Codec::default();
+            while pending.encode_next(&mut snapshot, &mut codec).expect("encodes") {}
+            assert!(!snapshot.store_parts()[0].memory.is_empty(), "entries held in memory");
+
+            let new = LsmShardStore::open(&path.join("new"), &options).await.expect("open");
+            let range = KeyGroupRange { start: 2, end: 5 };
+            let instances = [PartsToRestore { node: 1, snapshots: vec![&snapshot], range }];
+            restore_store_parts(&new, &instances, n_groups).await.expect("restores");
+            assert!(new.store.counters().n_ingested_files > 0, "the files were ingested");
+            assert_eq!(new.state_id(1, "kept"), kept, "the state keeps its id");
+            for (key_group, expected) in expected.iter().enumerate() {
+                let rows = raw_rows(&new, key_group, kept);
+                if range.contains(key_group) {
+                    assert_eq!(rows, expected.clone().into_iter().collect::<Vec<_>>(), "key group {key_group}");
+                } else {
+                    assert!(rows.is_empty(), "key group {key_group} is not the instance's");
+                }
+                assert!(raw_rows(&new, key_group, other).is_empty(), "another operator's rows are gone");
+                assert!(raw_rows(&new, key_group, panes).is_empty(), "rows of states not in the part are gone");
+            }
+            let n_rows: usize = (2..=5).map(|key_group| expected[key_group].len()).sum();
+            assert_eq!(new.restored_rows_of(kept), n_rows, "counted when asked");
+            assert_eq!(new.restored_rows_of(kept), n_rows, "and once only");
+            // A state declared after the restore gets an id of its own, with no old rows under it.
+            let fresh = new.state_id(1, "fresh");
+            assert!(fresh != kept && (0..n_groups).all(|key_group| raw_rows(&new, key_group, fresh).is_empty()));
         });
     }
 

@@ -88,5 +88,5 @@ pub fn tiny_lsm(cached_rows: usize) -> rill::state::StateBackend {
         level_size_factor: 4,
         ..rill::lsm::LsmOptions::default()
     };
-    rill::state::StateBackend::Lsm(rill::state::LsmBackendOptions { store, cached_rows })
+    rill::state::StateBackend::Lsm(rill::state::LsmBackendOptions { store, cached_rows, ..Default::default() })
 }

@@ -19,6 +19,7 @@
 mod compaction;
 mod faults;
 mod flush;
+mod ingest;
 mod manifest;
 mod merge;
 mod open;
@@ -77,6 +78,8 @@ pub struct LsmCounters {
     pub n_trivial_moves: u64,
     /// Puts a compaction dropped or changed because the [`CompactionFilter`] said so.
     pub n_filtered: u64,
+    /// Files added by [`LsmStore::ingest`].
+    pub n_ingested_files: u64,
 }
 
 /// One page of a scan: up to `limit` live entries in key order, and where to go on.
@@ -561,8 +564,8 @@ impl StoreView {
     /// # Ok::<(), rill::lsm::LsmError>(())
     /// ```
     pub fn from_files(files: &[(usize, PathBuf)]) -> Result<StoreView> {
-        let mut version = Version::default();
         let n_files = files.len() as u64;
+        let mut handles = Vec::new();
         for (position, (level, path)) in files.iter().enumerate() {
             let reader = SstReader::open_now(path)?;
             if *level >= LEVELS_MAX {
@@ -581,18 +584,9 @@ impl StoreView {
                 smallest_key: reader.smallest_key().to_vec(),
                 largest_key: reader.largest_key().to_vec(),
             };
-            version.levels[*level].push(version::SstHandle::new(meta, reader));
+            handles.push(version::SstHandle::new(meta, reader));
         }
-        for (level, handles) in version.levels.iter_mut().enumerate().skip(1) {
-            handles.sort_by(|a, b| a.meta.smallest_key.cmp(&b.meta.smallest_key));
-            if let Some(pair) = handles.windows(2).find(|pair| pair[0].meta.largest_key >= pair[1].meta.smallest_key) {
-                return Err(super::error::LsmError::Corrupt {
-                    file: pair[1].reader.path().to_path_buf(),
-                    offset: 0,
-                    reason: format!("overlaps {} in L{level}", pair[0].reader.path().display()),
-                });
-            }
-        }
+        let version = ingest::version_of(&handles)?;
         Ok(StoreView { memtables: Vec::new(), version: Rc::new(version) })
     }
 
