@@ -130,7 +130,8 @@ fn restore(dir: &std::path::Path, checkpoint: &std::path::Path, ingest: bool) ->
     let backend = LsmBackendOptions { restore_by_ingesting: ingest, ..LsmBackendOptions::default() };
     let env = StreamEnv::builder()
         .cores(1)
-        .data_dir(dir.join("restored"))
+        // A directory of its own: clearing another restore's files would count against this one.
+        .data_dir(dir.join(if ingest { "restored-ingesting" } else { "restored-rewriting" }))
         .state_backend(StateBackend::Lsm(backend))
         .restore_from(checkpoint)
         .build()

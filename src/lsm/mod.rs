@@ -32,8 +32,8 @@
 //! structure as it reads it; damage is an `LsmError` naming the file and the offset, never a panic.
 //!
 //! An entry's value carries a kind byte (`ValueKind`: put, tombstone). Range tombstones (`[start,
-//! end)` ranges a file deletes in older files, `RangeTombstones`) are few per file and live in its key
-//! range block, read at open; the file's key range spans them, so that a read of a key they cover
+//! end)` ranges a file deletes in older files, `RangeTombstones`) live in its key range block, read
+//! at open and held in memory (a window operator's dropped panes make thousands); the file's key range spans them, so that a read of a key they cover
 //! finds the file. A file's entries are newer than its own ranges. There is no write-ahead log:
 //! durability is the checkpoint's job.
 

@@ -89,6 +89,9 @@ impl RangeTombstones {
     /// The parts of the ranges within `[start, end)` (`None`: no end).
     pub fn clipped(&self, start: &[u8], end: Option<&[u8]>) -> RangeTombstones {
         let mut ranges = BTreeMap::new();
+        if end.is_some_and(|end| end <= start) {
+            return RangeTombstones { ranges };
+        }
         let first = match self.at_or_before(start) {
             Some((first_start, first_end)) if first_end > start => first_start,
             _ => start,
@@ -224,6 +227,7 @@ mod tests {
             let mut rest = ranges.clone();
             let taken = rest.take_ending_by(&key(50));
             assert!(taken.iter().all(|(_, end)| end <= key(50).as_slice()));
+            assert!(rest.iter().all(|(_, end)| end > key(50).as_slice()), "every range ending by the key is taken");
             let mut rejoined = taken;
             rejoined.extend(&rest);
             assert_eq!(rejoined, ranges);

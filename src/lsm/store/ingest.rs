@@ -17,7 +17,8 @@ impl LsmStore {
     /// as [`StoreView::files`](super::StoreView::files) lists them, L0 newest first. A file whose key
     /// range misses `keep` (`start..end`, `None`: everything) is left out; the rows of a file kept
     /// that lie outside it stay (delete them with [`delete_range`](Self::delete_range)). Returns how
-    /// many files were ingested. The source files are not changed.
+    /// many files were ingested. The source files are not changed. Nothing else may flush into the
+    /// store while it runs (the store stays empty until the files are installed).
     ///
     /// ```
     /// # let dir = std::env::temp_dir().join(format!("rill-doc-ingest-{}", std::process::id()));
@@ -48,6 +49,10 @@ impl LsmStore {
         let mut handles = Vec::new();
         let linked = self.link_all(files, keep, &mut handles).await;
         let installed = match linked {
+            Ok(()) if self.inner.state.borrow().version.deepest_level_with_files().is_some() => {
+                let error = std::io::Error::other("files were installed while it linked the ingested ones");
+                Err(LsmError::io(&self.inner.dir, "ingest files into", error))
+            }
             Ok(()) => match version_of(&handles) {
                 Ok(version) => {
                     let n_files = handles.len() as u64;
