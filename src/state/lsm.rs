@@ -1165,11 +1165,15 @@ pub(crate) async fn restore_store_parts(
     let chosen = candidates.filter_map(single_part).max_by_key(|(part, _)| file_bytes(part)).map(|(p, _)| p);
     let mut rewritten: Vec<&PartsToRestore<'_>> = Vec::new();
     let mut ingested: Vec<(&PartsToRestore<'_>, &StorePart, &[StateMeta])> = Vec::new();
+    // Parts of one old store name the same files (file names carry the store's token); parts
+    // without files are told apart by identity, as two stores' state ids may clash.
+    let same_store = |chosen: &StorePart, part: &StorePart| {
+        std::ptr::eq(chosen, part)
+            || (!part.files.is_empty() && chosen.files == part.files && chosen.shared_dir == part.shared_dir)
+    };
     for instance in instances {
         match single_part(instance) {
-            Some((part, states))
-                if chosen.is_some_and(|chosen| chosen.files == part.files && chosen.shared_dir == part.shared_dir) =>
-            {
+            Some((part, states)) if chosen.is_some_and(|chosen| same_store(chosen, part)) => {
                 ingested.push((instance, part, states));
             }
             _ => rewritten.push(instance),
