@@ -902,14 +902,17 @@ where
         let keys: Vec<K> = codec.decode(&name, section, 0, rows)?;
         let namespaces: Vec<N> = codec.decode(&name, section, 1, rows)?;
         let states = S::read_columns(&name, section, 2, rows, codec)?;
+        // Written straight to the store, past the row cache and without reading the row first: the
+        // table is being declared, so no row of it is cached, and a snapshot holds each row once.
+        // (Reading each row first made a large restore quadratic: every read went through every
+        // memtable frozen since the restore began, none flushed until the restore yields.)
+        let mut out = WriteBack { shard: &self.shard, name: &self.name, state_id: self.state_id, codec };
         for ((key, namespace), state) in keys.into_iter().zip(namespaces).zip(states) {
             let key_hash = stable_hash(&key);
             check_key_group(&name, key_hash, key_group, max_parallelism)?;
-            let at = RowRef { key: &key, namespace: &namespace, key_group, hash: 0 };
-            let mut row = LsmRow::new(self, at);
-            *row.state()? = Some(state);
-            row.touch();
-            row.commit()?;
+            let mut row = CachedRow { key_group, state: Some(state), dirty: true, stored: false };
+            out.write(&key, &namespace, &mut row)?;
+            self.len += 1;
         }
         Ok(())
     }
