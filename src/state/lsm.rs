@@ -1231,12 +1231,6 @@ async fn ingest_files(
     let (Some(first), Some(last)) = (first, last) else { return Ok(()) };
     let (keep_start, keep_end) =
         (prefix(first, 0), prefix_end(&prefix(last, u32::MAX)).expect("key groups are below 0x8000"));
-    let files = part.file_paths()?;
-    shard
-        .store
-        .ingest(&files, Some((&keep_start, &keep_end)))
-        .await
-        .map_err(|error| store_error("(checkpoint files)", error))?;
     // Everything else in the files goes: the key groups outside, the states not taken over.
     let mut deleted = crate::lsm::RangeTombstones::default();
     deleted.insert(&[], &keep_start);
@@ -1251,15 +1245,9 @@ async fn ingest_files(
         }
         deleted.insert(&from, &prefix_end(&prefix(key_group, u32::MAX)).expect("key groups are below 0x8000"));
     }
-    for (start, end) in deleted.iter() {
-        shard.delete_range(start, end);
-    }
-    for (node, name, id) in ids {
-        let next = id.checked_add(1).ok_or_else(|| damaged(&name, "a store state id of u32::MAX"))?;
-        shard.ids.borrow_mut().insert((node, name), id);
-        shard.next_state_id.set(shard.next_state_id.get().max(next));
-    }
-    // What the old store held in memory at the barrier, newer than its files.
+    // What the old store held in memory at the barrier, newer than its files: its entries, and the
+    // ranges it had deleted (which, like those above, delete rows of the files only).
+    let mut entries: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
     for (instance, part, _) in instances {
         for chunk in part.memory.iter().filter(|chunk| instance.range.contains(chunk.key_group as usize)) {
             let id = part.states.iter().find(|(index, _)| *index == chunk.state).map(|&(_, id)| id);
@@ -1272,12 +1260,27 @@ async fn ingest_files(
                 return Err(damaged("(checkpoint)", "a memory chunk holds keys beyond its state and key group"));
             }
             for (start, end) in &chunk.deleted_ranges {
-                shard.delete_range(start, end);
+                deleted.insert(start, end);
             }
-            for (key, value) in &chunk.entries {
-                shard.write(key, value.as_deref());
-            }
+            entries.extend(chunk.entries.iter().map(|(key, value)| (key.as_slice(), value.as_deref())));
         }
+    }
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    if entries.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+        return Err(damaged("(checkpoint)", "memory chunks hold a key twice"));
+    }
+    // They go in as the newest L0 file beside the part's files: one ingest, no row rewritten.
+    let memory_path = shard.store.dir().join("restored-memory.sst");
+    write_restored_memory(shard, &memory_path, &entries, &deleted).await?;
+    let mut files = vec![(0, memory_path.clone())];
+    files.extend(part.file_paths()?);
+    let ingested = shard.store.ingest(&files, Some((&keep_start, &keep_end))).await;
+    let _ = std::fs::remove_file(&memory_path);
+    ingested.map_err(|error| store_error("(checkpoint files)", error))?;
+    for (node, name, id) in ids {
+        let next = id.checked_add(1).ok_or_else(|| damaged(&name, "a store state id of u32::MAX"))?;
+        shard.ids.borrow_mut().insert((node, name), id);
+        shard.next_state_id.set(shard.next_state_id.get().max(next));
     }
     // The rows are counted when a count is first asked for.
     for (instance, part, states) in instances {
@@ -1287,6 +1290,29 @@ async fn ingest_files(
         }
     }
     Ok(())
+}
+
+/// Writes `entries` (sorted, each key once) and the range tombstones `deleted` as an SST at `path`.
+async fn write_restored_memory(
+    shard: &LsmShardStore,
+    path: &Path,
+    entries: &[(&[u8], Option<&[u8]>)],
+    deleted: &crate::lsm::RangeTombstones,
+) -> Result<(), StateError> {
+    let failed = |error| store_error("(checkpoint memory)", error);
+    let mut writer = crate::lsm::SstWriter::create(path, shard.store.options().sst.clone()).await.map_err(failed)?;
+    for &(key, value) in entries {
+        let (kind, bytes) = match value {
+            Some(bytes) => (crate::lsm::ValueKind::Put, bytes),
+            None => (crate::lsm::ValueKind::Delete, &[][..]),
+        };
+        if let Err(error) = writer.add(key, kind, bytes).await {
+            let _ = writer.abandon().await;
+            return Err(failed(error));
+        }
+    }
+    writer.add_range_tombstones(deleted);
+    writer.finish().await.map(|_| ()).map_err(failed)
 }
 
 /// Writes the rows of `snapshots`' store parts in `range` into the shard's store as the states of
