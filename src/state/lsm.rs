@@ -247,9 +247,6 @@ impl LsmShardStore {
     /// The rows of state `id` that came in ingested files, counted (by reading them) the first time
     /// this is asked; a read error ends the count where it is.
     fn late_rows(&self, id: u32) -> usize {
-        if self.late_counts.borrow().is_empty() && self.uncounted.borrow().is_empty() {
-            return 0;
-        }
         let pending = self.uncounted.borrow_mut().remove(&id);
         if let Some((name, range)) = pending {
             let mut rows = 0;
@@ -324,7 +321,12 @@ impl LsmShardStore {
 
     /// Writes a row (`None`: deletes it), freezing a full memtable for the store task.
     fn write(&self, key: &[u8], value: Option<&[u8]>) {
-        if self.store.write_now(key, value) {
+        self.freeze_if_full(self.store.write_now(key, value));
+    }
+
+    /// Freezes the memtable for the flush task if a write just filled it.
+    fn freeze_if_full(&self, full: bool) {
+        if full {
             self.store.freeze();
             self.wake.signal(1);
         }
@@ -333,10 +335,7 @@ impl LsmShardStore {
     /// Deletes every row from `start` to `end` (exclusive) with one range tombstone, freezing a full
     /// memtable for the store task.
     fn delete_range(&self, start: &[u8], end: &[u8]) {
-        if self.store.delete_range_now(start, end) {
-            self.store.freeze();
-            self.wake.signal(1);
-        }
+        self.freeze_if_full(self.store.delete_range_now(start, end));
     }
 
     /// Every live row whose key starts with `prefix`, in key order, read page by page (errors name
@@ -695,7 +694,9 @@ impl WriteBack<'_> {
             return Ok(());
         }
         // Rows of ingested files are counted before the table's first change reaches the store.
-        self.shard.late_rows(self.state_id);
+        if !self.shard.uncounted.borrow().is_empty() {
+            self.shard.late_rows(self.state_id);
+        }
         match &row.state {
             Some(state) => {
                 let row_key = self.row_key(row.key_group, key, namespace)?;
@@ -1154,8 +1155,9 @@ pub(crate) struct PartsToRestore<'a> {
 /// their key groups from one part with those files (the same shard count, or more shards than
 /// before): files wholly outside their key groups are left out, and the rows of the files kept that
 /// are not theirs (other key groups, other states: states of other instances, a window's spilled
-/// panes) are deleted with range tombstones; then each part's entries held in memory at the barrier
-/// are written, and the states keep their ids of the old store. Every other instance's rows are
+/// panes) are deleted with range tombstones, which go in with each part's entries held in memory at
+/// the barrier as one more (newest) L0 file of the same ingest; the states keep their ids of the
+/// old store. Every other instance's rows are
 /// rewritten into the store as [`ingest_store_parts`] does (several old parts per instance, when
 /// there are fewer shards than before).
 pub(crate) async fn restore_store_parts(

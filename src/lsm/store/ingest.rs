@@ -3,12 +3,12 @@
 //! another file system), opened and checked, and all are installed at their levels in one manifest
 //! change. Files wholly outside the key range to keep are left out.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 
 use super::super::error::{LsmError, Result};
 use super::super::sst::SstReader;
-use super::manifest::{SstMeta, sst_file_name};
+use super::manifest::sst_file_name;
 use super::version::{SstHandle, Version};
 use super::{LEVELS_MAX, LsmStore};
 
@@ -89,17 +89,24 @@ impl LsmStore {
                 let reason = format!("level {level} is beyond the deepest ({})", LEVELS_MAX - 1);
                 return Err(LsmError::Corrupt { file: source.clone(), offset: 0, reason });
             }
-            let source_reader = SstReader::open_now(source)?;
-            let outside = keep
-                .is_some_and(|(start, end)| source_reader.largest_key() < start || source_reader.smallest_key() >= end);
-            source_reader.close().await?;
-            if outside {
-                continue;
-            }
+            let outside = |reader: &SstReader| {
+                keep.is_some_and(|(start, end)| reader.largest_key() < start || reader.smallest_key() >= end)
+            };
             let file_number = self.allocate_file_number();
             let path = self.inner.dir.join(sst_file_name(file_number));
             self.inner.faults.check(&path, "ingest an SST")?;
-            link_or_copy(source, &path)?;
+            // A link costs nothing, so the linked file is opened once and checked; a copy is made
+            // only of a file to keep.
+            let linked = std::fs::hard_link(source, &path).is_ok();
+            if !linked {
+                let source_reader = SstReader::open_now(source)?;
+                let skip = outside(&source_reader);
+                source_reader.close().await?;
+                if skip {
+                    continue;
+                }
+                std::fs::copy(source, &path).map_err(|error| LsmError::io(&path, "copy an ingested SST to", error))?;
+            }
             let reader = match self.open_sst(&path).await {
                 Ok(reader) => reader,
                 Err(error) => {
@@ -107,15 +114,12 @@ impl LsmStore {
                     return Err(error);
                 }
             };
-            let meta = SstMeta {
-                file_number,
-                level: *level,
-                file_bytes: reader.file_bytes(),
-                n_entries: reader.n_entries(),
-                smallest_key: reader.smallest_key().to_vec(),
-                largest_key: reader.largest_key().to_vec(),
-            };
-            handles.push(SstHandle::new(meta, reader));
+            if outside(&reader) {
+                reader.close().await?;
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            handles.push(SstHandle::of_reader(file_number, *level, reader));
         }
         Ok(())
     }
@@ -140,14 +144,6 @@ pub(super) fn version_of(handles: &[Rc<SstHandle>]) -> Result<Version> {
         }
     }
     Ok(version)
-}
-
-/// Hard-links `source` to `target`, or copies it where linking fails (another file system).
-fn link_or_copy(source: &Path, target: &Path) -> Result<()> {
-    if std::fs::hard_link(source, target).is_ok() {
-        return Ok(());
-    }
-    std::fs::copy(source, target).map(|_| ()).map_err(|error| LsmError::io(target, "copy an ingested SST to", error))
 }
 
 #[cfg(test)]

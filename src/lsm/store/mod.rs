@@ -575,16 +575,8 @@ impl StoreView {
                     reason: format!("level {level} is beyond the deepest ({})", LEVELS_MAX - 1),
                 });
             }
-            let meta = SstMeta {
-                // Newest first: the given order, as L0's numbers say it.
-                file_number: n_files - position as u64,
-                level: *level,
-                file_bytes: reader.file_bytes(),
-                n_entries: reader.n_entries(),
-                smallest_key: reader.smallest_key().to_vec(),
-                largest_key: reader.largest_key().to_vec(),
-            };
-            handles.push(version::SstHandle::new(meta, reader));
+            // Newest first: the given order, as L0's numbers say it.
+            handles.push(version::SstHandle::of_reader(n_files - position as u64, *level, reader));
         }
         let version = ingest::version_of(&handles)?;
         Ok(StoreView { memtables: Vec::new(), version: Rc::new(version) })

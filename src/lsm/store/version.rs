@@ -22,6 +22,19 @@ impl SstHandle {
         Rc::new(SstHandle { meta, reader: Rc::new(reader) })
     }
 
+    /// A handle of file `file_number` at `level`, described as the open file says.
+    pub(crate) fn of_reader(file_number: u64, level: usize, reader: SstReader) -> Rc<SstHandle> {
+        let meta = SstMeta {
+            file_number,
+            level,
+            file_bytes: reader.file_bytes(),
+            n_entries: reader.n_entries(),
+            smallest_key: reader.smallest_key().to_vec(),
+            largest_key: reader.largest_key().to_vec(),
+        };
+        SstHandle::new(meta, reader)
+    }
+
     /// Closes the file unless another handle still reads it.
     pub(crate) async fn close(self) -> Result<()> {
         match Rc::try_unwrap(self.reader) {
