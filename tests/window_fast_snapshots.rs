@@ -379,7 +379,8 @@ fn a_flipped_byte_is_an_error() -> Result<(), BoxError> {
 
 /// The canonical bytes with the checksum fixed up after a change to the body.
 fn with_checksum_fixed(mut bytes: Vec<u8>) -> Vec<u8> {
-    let crc = crc32fast::hash(&bytes[24..]);
+    // The checksum covers the format version's two bytes and the body.
+    let crc = crc32fast::hash(&[&bytes[8..10], &bytes[24..]].concat());
     bytes[12..16].copy_from_slice(&crc.to_le_bytes());
     bytes
 }

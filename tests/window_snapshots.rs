@@ -1901,7 +1901,8 @@ fn every_truncation_and_flipped_byte_of_a_window_snapshot_is_an_error() {
 /// The canonical bytes with the checksum fixed up after a change to the body (header: magic 8,
 /// version 2, reserved 2, CRC-32 4, body length 8).
 fn with_checksum_fixed(mut bytes: Vec<u8>) -> Vec<u8> {
-    let crc = crc32fast::hash(&bytes[24..]);
+    // The checksum covers the format version's two bytes and the body.
+    let crc = crc32fast::hash(&[&bytes[8..10], &bytes[24..]].concat());
     bytes[12..16].copy_from_slice(&crc.to_le_bytes());
     bytes
 }

@@ -134,6 +134,11 @@ pub(crate) trait Stored: Sized + 'static {
         rows: usize,
         codec: &mut Codec,
     ) -> Result<Vec<Self>, StateError>;
+    /// Takes a later restored row of the same key and namespace: it replaces this one, except for a
+    /// map, whose rows may come in several parts (the LSM backend saves a map entry by entry).
+    fn absorb(&mut self, later: Self) {
+        *self = later;
+    }
 }
 
 /// Encoding scratch space, reused across columns.
@@ -287,6 +292,10 @@ impl<UK: ExchangeData + Hash + Eq + Clone, UV: ExchangeData + Clone> Stored for 
             user_keys.into_iter().zip(values).zip(stamps).map(|((k, value), stamp)| (k, Stamped { value, stamp }));
         Ok(lengths.iter().map(|&n| entries.by_ref().take(n as usize).collect()).collect())
     }
+
+    fn absorb(&mut self, later: Self) {
+        self.extend(later);
+    }
 }
 
 /// One keyed state of an operator instance: rows by key group.
@@ -414,7 +423,7 @@ impl<K: Eq + Clone, N: Eq + Clone, S: Stored + Clone> Table<K, N, S> {
             let hash = row_hash(key_hash, &namespace);
             let group = &mut self.groups[index];
             match group.find(hash, &key, &namespace) {
-                Some(position) => group.rows_mut()[position].state = state,
+                Some(position) => group.rows_mut()[position].state.absorb(state),
                 None => {
                     group.push(Row { hash, key, namespace, state });
                     self.len += 1;
@@ -507,7 +516,7 @@ pub(crate) struct RowRef<'a, K, N> {
 }
 
 /// What the backend needs of a table without knowing its types.
-trait ErasedTable<K> {
+pub(crate) trait ErasedTable<K> {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn len(&self) -> usize;
     /// The keys of the rows, with their key groups.
@@ -601,10 +610,41 @@ where
     }
 }
 
-/// A declared state's table, in the backend it lives in.
-pub(crate) enum TableMut<'a, K, N, S> {
+/// A declared state's table, in the backend it lives in: a heap table, or `L` in the shard's LSM
+/// store.
+pub(crate) enum Placed<'a, K, N, S, L> {
     Heap(&'a mut Table<K, N, S>),
-    Lsm(&'a mut LsmTable<K, N, S>),
+    Lsm(&'a mut L),
+}
+
+/// A kind of table that keeps a state in the shard's LSM store.
+pub(crate) trait StoreTable<K>: ErasedTable<K> + Sized + 'static {
+    /// The table of state `name` of operator `node`, holding the key groups of `range`, with the
+    /// rows a restore wrote for it; `clock` is the time its TTL (if any) goes by.
+    fn open(
+        shard: Rc<LsmShardStore>,
+        place: (u32, &str),
+        range: KeyGroupRange,
+        ttl: Option<StateTtlConfig>,
+        clock: &SharedClock,
+    ) -> Self;
+}
+
+impl<K, N, S> StoreTable<K> for LsmTable<K, N, S>
+where
+    K: ExchangeData + Hash + Eq + Clone,
+    N: Namespace,
+    S: Stored + Clone,
+{
+    fn open(
+        shard: Rc<LsmShardStore>,
+        place: (u32, &str),
+        range: KeyGroupRange,
+        ttl: Option<StateTtlConfig>,
+        clock: &SharedClock,
+    ) -> Self {
+        LsmTable::new(shard, place, range, ttl, clock)
+    }
 }
 
 struct Registered<K> {
@@ -676,7 +716,9 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
     /// Rows held over all states, those a restore brought back for states not declared yet included.
     pub fn len(&self) -> usize {
         let in_store: usize = match &self.lsm {
-            Some(store) => self.restored_in_store.iter().map(|(_, id)| store.restored_rows_of(*id)).sum(),
+            Some(store) => {
+                self.restored_in_store.iter().map(|(meta, id)| store.restored_rows_of(*id, meta.kind, self.range)).sum()
+            }
             None => 0,
         };
         self.states.iter().map(|s| s.table.len()).sum::<usize>() + self.restored.keyed_rows() + in_store
@@ -696,25 +738,26 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
         meta: impl FnOnce() -> StateMeta,
         ttl: Option<StateTtlConfig>,
     ) -> Result<&mut Table<K, N, S>, StateError> {
-        match self.place::<N, S>(cache, meta, ttl)? {
-            TableMut::Heap(table) => Ok(table),
-            TableMut::Lsm(_) => panic!("the backend keeps its state in an LSM store"),
+        match self.place_in::<N, S, LsmTable<K, N, S>>(cache, meta, ttl)? {
+            Placed::Heap(table) => Ok(table),
+            Placed::Lsm(_) => panic!("the backend keeps its state in an LSM store"),
         }
     }
 
     /// The table of a declared state, declaring it on first use (and restoring its rows if a restore
-    /// brought any). `cache` remembers where it is for the next call.
-    pub(crate) fn place<N: Namespace, S: Stored + Clone>(
+    /// brought any); `L` is the kind of table that keeps it in the LSM backend. `cache` remembers
+    /// where it is for the next call.
+    pub(crate) fn place_in<N: Namespace, S: Stored + Clone, L: StoreTable<K>>(
         &mut self,
         cache: &Cell<u64>,
         meta: impl FnOnce() -> StateMeta,
         ttl: Option<StateTtlConfig>,
-    ) -> Result<TableMut<'_, K, N, S>, StateError> {
+    ) -> Result<Placed<'_, K, N, S, L>, StateError> {
         let cached = cache.get();
         let index = if cached >> 32 == self.id as u64 {
             (cached & 0xFFFF_FFFF) as usize
         } else {
-            let index = self.declare::<N, S>(meta(), ttl)?;
+            let index = self.declare::<N, S, L>(meta(), ttl)?;
             cache.set(((self.id as u64) << 32) | index as u64);
             index
         };
@@ -726,23 +769,23 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
         };
         if registered.type_id == TypeId::of::<Table<K, N, S>>() {
             let table = registered.table.as_any_mut().downcast_mut::<Table<K, N, S>>().ok_or_else(wrong_type)?;
-            Ok(TableMut::Heap(table))
-        } else if registered.type_id == TypeId::of::<LsmTable<K, N, S>>() {
-            let table = registered.table.as_any_mut().downcast_mut::<LsmTable<K, N, S>>().ok_or_else(wrong_type)?;
-            Ok(TableMut::Lsm(table))
+            Ok(Placed::Heap(table))
+        } else if registered.type_id == TypeId::of::<L>() {
+            let table = registered.table.as_any_mut().downcast_mut::<L>().ok_or_else(wrong_type)?;
+            Ok(Placed::Lsm(table))
         } else {
             Err(wrong_type())
         }
     }
 
-    fn declare<N: Namespace, S: Stored + Clone>(
+    fn declare<N: Namespace, S: Stored + Clone, L: StoreTable<K>>(
         &mut self,
         meta: StateMeta,
         ttl: Option<StateTtlConfig>,
     ) -> Result<usize, StateError> {
         let type_id = match self.lsm {
             None => TypeId::of::<Table<K, N, S>>(),
-            Some(_) => TypeId::of::<LsmTable<K, N, S>>(),
+            Some(_) => TypeId::of::<L>(),
         };
         if meta.name.starts_with(RESERVED_PREFIX) {
             let reason = format!("names starting with '{RESERVED_PREFIX}' are reserved for the runtime's own state");
@@ -768,7 +811,7 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
             None => Box::new(Table::<K, N, S>::new(self.range, ttl)),
             Some(store) => {
                 let place = (self.node, meta.name.as_str());
-                Box::new(LsmTable::<K, N, S>::new(store.clone(), place, self.range, ttl, &self.clock))
+                Box::new(L::open(store.clone(), place, self.range, ttl, &self.clock))
             }
         };
         if let Some(at) = self.restored_in_store.iter().position(|(saved, _)| saved.name == meta.name) {

@@ -14,8 +14,11 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 
 use super::aggregate::AggregateFunction;
-use super::heap::{KeyedStateBackend, MapEntries, Namespace, RowRef, Stamped, Stored, Table, TableMut, row_hash};
-use super::lsm::LsmRow;
+use super::heap::{
+    KeyedStateBackend, MapEntries, Namespace, Placed, RowRef, Stamped, StoreTable, Stored, Table, row_hash,
+};
+use super::lsm::{LsmRow, LsmTable};
+use super::lsm_map::{LsmMapRow, LsmMapTable};
 use super::snapshot::{StateError, StateKind, StateMeta};
 use super::ttl::{StateTtlConfig, TtlUpdate};
 use crate::api::{Data, Key};
@@ -83,8 +86,18 @@ impl Common {
         kind: StateKind,
         types: impl FnOnce() -> String,
     ) -> Result<(), StateError> {
+        self.declare_in::<K, S, LsmTable<K, (), S>>(backend, kind, types)
+    }
+
+    /// As [`declare`](Self::declare), for a state kept as `L` in the LSM backend.
+    fn declare_in<K: Key, S: Stored + Clone, L: StoreTable<K>>(
+        &self,
+        backend: &mut KeyedStateBackend<K>,
+        kind: StateKind,
+        types: impl FnOnce() -> String,
+    ) -> Result<(), StateError> {
         let meta = || StateMeta { name: self.name.clone(), kind, types: types(), ttl: self.ttl.is_some() };
-        backend.place::<(), S>(&self.cache, meta, self.ttl).map(|_| ())
+        backend.place_in::<(), S, L>(&self.cache, meta, self.ttl).map(|_| ())
     }
 
     fn bind<'a, K: Key, N: Namespace, S: Stored + Clone>(
@@ -93,22 +106,26 @@ impl Common {
         kind: StateKind,
         types: impl FnOnce() -> String,
     ) -> Result<Bound<'a, K, N, S>, StateError> {
+        let (place, at, now) = self.place_in::<K, N, S, LsmTable<K, N, S>>(scope, kind, types)?;
+        Ok(match place {
+            Placed::Heap(table) => Bound::heap(table, at, now),
+            // Expired rows of the LSM backend go when read and when a full snapshot is taken.
+            Placed::Lsm(table) => Bound { place: Place::Lsm(LsmRow::new(table, at)), now },
+        })
+    }
+
+    /// The table of the state (kept as `L` in the LSM backend), the scope's row and the TTL clock.
+    #[allow(clippy::type_complexity)]
+    fn place_in<'a, K: Key, N: Namespace, S: Stored + Clone, L: StoreTable<K>>(
+        &'a self,
+        scope: StateScope<'a, K, N>,
+        kind: StateKind,
+        types: impl FnOnce() -> String,
+    ) -> Result<(Placed<'a, K, N, S, L>, RowRef<'a, K, N>, i64), StateError> {
         let now = if self.ttl.is_some() { scope.backend.now_ms() } else { 0 };
         let meta = || StateMeta { name: self.name.clone(), kind, types: types(), ttl: self.ttl.is_some() };
         let StateScope { backend, at } = scope;
-        let place = match backend.place::<N, S>(&self.cache, meta, self.ttl)? {
-            TableMut::Heap(table) => {
-                if let Some(ttl) = table.ttl {
-                    if ttl.incremental > 0 {
-                        table.cleanup_step(ttl.incremental, now);
-                    }
-                }
-                Place::Heap { table, at, position: None }
-            }
-            // Expired rows of the LSM backend go when read and when a full snapshot is taken.
-            TableMut::Lsm(table) => Place::Lsm(LsmRow::new(table, at)),
-        };
-        Ok(Bound { place, now })
+        Ok((backend.place_in::<N, S, L>(&self.cache, meta, self.ttl)?, at, now))
     }
 }
 
@@ -128,7 +145,17 @@ enum Place<'a, K, N, S> {
     Lsm(LsmRow<'a, K, N, S>),
 }
 
-impl<K: Key, N: Namespace, S: Stored + Clone> Bound<'_, K, N, S> {
+impl<'a, K: Key, N: Namespace, S: Stored + Clone> Bound<'a, K, N, S> {
+    /// The row of `at` in a heap table, after a step of the table's incremental TTL cleanup.
+    fn heap(table: &'a mut Table<K, N, S>, at: RowRef<'a, K, N>, now: i64) -> Bound<'a, K, N, S> {
+        if let Some(ttl) = table.ttl {
+            if ttl.incremental > 0 {
+                table.cleanup_step(ttl.incremental, now);
+            }
+        }
+        Bound { place: Place::Heap { table, at, position: None }, now }
+    }
+
     fn ttl(&self) -> Option<StateTtlConfig> {
         match &self.place {
             Place::Heap { table, .. } => table.ttl,
@@ -484,65 +511,62 @@ impl<UK: Key, UV: Data> StateDescriptor for MapStateDescriptor<UK, UV> {
         &'a self,
         scope: StateScope<'a, K, N>,
     ) -> Result<MapState<'a, K, N, UK, UV>, StateError> {
-        Ok(MapState { row: self.common.bind(scope, StateKind::Map, types_of::<(K, N, UK, UV)>)? })
+        let types = types_of::<(K, N, UK, UV)>;
+        let place = match self.common.place_in::<K, N, MapEntries<UK, UV>, LsmMapTable<K, N, UK, UV>>(
+            scope,
+            StateKind::Map,
+            types,
+        )? {
+            (Placed::Heap(table), at, now) => MapPlace::Row(Bound::heap(table, at, now)),
+            (Placed::Lsm(table), at, now) => MapPlace::Entries(LsmMapRow::new(table, at, now)),
+        };
+        Ok(MapState { place })
     }
 
     fn declare<K: Key>(&self, backend: &mut KeyedStateBackend<K>) -> Result<(), StateError> {
-        self.common.declare::<K, MapEntries<UK, UV>>(backend, StateKind::Map, types_of::<(K, (), UK, UV)>)
+        let types = types_of::<(K, (), UK, UV)>;
+        self.common.declare_in::<K, MapEntries<UK, UV>, LsmMapTable<K, (), UK, UV>>(backend, StateKind::Map, types)
     }
 }
 
-/// The map of the current key (Flink's `MapState`). Iteration follows the map's hash order, which is
-/// the same in every run.
+/// The map of the current key (Flink's `MapState`). The order of `entries`, `keys` and `values` is
+/// unspecified and may differ between the backends (the heap keeps a map as a hash map; the LSM
+/// backend keeps an entry per user key, a map read whole in its cache).
 pub struct MapState<'a, K, N, UK, UV> {
-    row: Bound<'a, K, N, MapEntries<UK, UV>>,
+    place: MapPlace<'a, K, N, UK, UV>,
+}
+
+/// Where the bound map is.
+enum MapPlace<'a, K, N, UK, UV> {
+    /// In one row of a heap table.
+    Row(Bound<'a, K, N, MapEntries<UK, UV>>),
+    /// In the LSM store, an entry per user key.
+    Entries(LsmMapRow<'a, K, N, UK, UV>),
 }
 
 impl<K: Key, N: Namespace, UK: Key, UV: Data> MapState<'_, K, N, UK, UV> {
-    /// The live entry of `user_key`: an expired one is removed (and the map with it, if emptied).
-    fn entry(&mut self, user_key: &UK) -> Result<Option<&mut Stamped<UV>>, StateError> {
-        let (ttl, now) = (self.row.ttl(), self.row.now);
-        if let Some(ttl) = ttl {
-            let Some(map) = self.row.peek()? else { return Ok(None) };
-            if map.get(user_key).is_some_and(|entry| ttl.expired(entry.stamp, now)) {
-                map.remove(user_key);
-                if map.is_empty() {
-                    self.row.clear()?;
-                }
-                self.row.mark_changed();
-                return Ok(None);
-            }
-        }
-        let touch = self.row.touches_on_read();
-        if touch {
-            self.row.mark_changed();
-        }
-        let Some(entry) = self.row.peek()?.and_then(|map| map.get_mut(user_key)) else { return Ok(None) };
-        if touch {
-            entry.stamp = now;
-        }
-        Ok(Some(entry))
-    }
-
     /// The value of `user_key`, if any.
     pub fn get(&mut self, user_key: &UK) -> Result<Option<UV>, StateError> {
-        let value = self.entry(user_key)?.map(|entry| entry.value.clone());
-        self.row.commit()?;
-        Ok(value)
+        match &mut self.place {
+            MapPlace::Row(row) => row.map_get(user_key),
+            MapPlace::Entries(map) => map.get(user_key),
+        }
     }
 
     /// True if `user_key` has a value.
     pub fn contains(&mut self, user_key: &UK) -> Result<bool, StateError> {
-        let found = self.entry(user_key)?.is_some();
-        self.row.commit()?;
-        Ok(found)
+        match &mut self.place {
+            MapPlace::Row(row) => row.map_contains(user_key),
+            MapPlace::Entries(map) => Ok(map.get(user_key)?.is_some()),
+        }
     }
 
     /// Sets the value of `user_key`.
     pub fn put(&mut self, user_key: UK, value: UV) -> Result<(), StateError> {
-        let now = self.row.now;
-        self.row.get_or_insert_with(MapEntries::default)?.insert(user_key, Stamped { value, stamp: now });
-        self.row.commit()
+        match &mut self.place {
+            MapPlace::Row(row) => row.map_put(user_key, value),
+            MapPlace::Entries(map) => map.put(&user_key, value),
+        }
     }
 
     /// Sets every entry of `entries`.
@@ -555,37 +579,18 @@ impl<K: Key, N: Namespace, UK: Key, UV: Data> MapState<'_, K, N, UK, UV> {
 
     /// Removes `user_key`; the map goes when its last entry does.
     pub fn remove(&mut self, user_key: &UK) -> Result<(), StateError> {
-        if let Some(map) = self.row.peek()? {
-            if map.remove(user_key).is_some() {
-                if map.is_empty() {
-                    self.row.clear()?;
-                }
-                self.row.mark_changed();
-            }
+        match &mut self.place {
+            MapPlace::Row(row) => row.map_remove(user_key),
+            MapPlace::Entries(map) => map.remove(user_key),
         }
-        self.row.commit()
     }
 
     /// Every live entry.
     pub fn entries(&mut self) -> Result<Vec<(UK, UV)>, StateError> {
-        let (touch, now) = (self.row.touches_on_read(), self.row.now);
-        let entries = match self.row.live()? {
-            None => Vec::new(),
-            Some(map) => map
-                .iter_mut()
-                .map(|(user_key, entry)| {
-                    if touch {
-                        entry.stamp = now;
-                    }
-                    (user_key.clone(), entry.value.clone())
-                })
-                .collect(),
-        };
-        if touch {
-            self.row.mark_changed();
+        match &mut self.place {
+            MapPlace::Row(row) => row.map_entries(),
+            MapPlace::Entries(map) => map.entries(),
         }
-        self.row.commit()?;
-        Ok(entries)
     }
 
     /// Every live user key.
@@ -600,15 +605,115 @@ impl<K: Key, N: Namespace, UK: Key, UV: Data> MapState<'_, K, N, UK, UV> {
 
     /// True if no entry is live.
     pub fn is_empty(&mut self) -> Result<bool, StateError> {
-        let empty = self.row.live()?.is_none();
-        self.row.commit()?;
-        Ok(empty)
+        match &mut self.place {
+            MapPlace::Row(row) => row.map_is_empty(),
+            MapPlace::Entries(map) => map.is_empty(),
+        }
     }
 
     /// Removes every entry.
     pub fn clear(&mut self) -> Result<(), StateError> {
-        self.row.clear()?;
-        self.row.commit()
+        match &mut self.place {
+            MapPlace::Row(row) => row.map_clear(),
+            MapPlace::Entries(map) => map.clear(),
+        }
+    }
+}
+
+/// The `MapState` operations on a map kept whole in one row (the heap backend).
+impl<K: Key, N: Namespace, UK: Key, UV: Data> Bound<'_, K, N, MapEntries<UK, UV>> {
+    /// The live entry of `user_key`: an expired one is removed (and the map with it, if emptied).
+    fn map_entry(&mut self, user_key: &UK) -> Result<Option<&mut Stamped<UV>>, StateError> {
+        let (ttl, now) = (self.ttl(), self.now);
+        if let Some(ttl) = ttl {
+            let Some(map) = self.peek()? else { return Ok(None) };
+            if map.get(user_key).is_some_and(|entry| ttl.expired(entry.stamp, now)) {
+                map.remove(user_key);
+                if map.is_empty() {
+                    self.clear()?;
+                }
+                self.mark_changed();
+                return Ok(None);
+            }
+        }
+        let touch = self.touches_on_read();
+        if touch {
+            self.mark_changed();
+        }
+        let Some(entry) = self.peek()?.and_then(|map| map.get_mut(user_key)) else { return Ok(None) };
+        if touch {
+            entry.stamp = now;
+        }
+        Ok(Some(entry))
+    }
+
+    /// The value of `user_key`, if any.
+    fn map_get(&mut self, user_key: &UK) -> Result<Option<UV>, StateError> {
+        let value = self.map_entry(user_key)?.map(|entry| entry.value.clone());
+        self.commit()?;
+        Ok(value)
+    }
+
+    /// True if `user_key` has a value.
+    fn map_contains(&mut self, user_key: &UK) -> Result<bool, StateError> {
+        let found = self.map_entry(user_key)?.is_some();
+        self.commit()?;
+        Ok(found)
+    }
+
+    /// Sets the value of `user_key`.
+    fn map_put(&mut self, user_key: UK, value: UV) -> Result<(), StateError> {
+        let now = self.now;
+        self.get_or_insert_with(MapEntries::default)?.insert(user_key, Stamped { value, stamp: now });
+        self.commit()
+    }
+
+    /// Removes `user_key`; the map goes when its last entry does.
+    fn map_remove(&mut self, user_key: &UK) -> Result<(), StateError> {
+        if let Some(map) = self.peek()? {
+            if map.remove(user_key).is_some() {
+                if map.is_empty() {
+                    self.clear()?;
+                }
+                self.mark_changed();
+            }
+        }
+        self.commit()
+    }
+
+    /// Every live entry.
+    fn map_entries(&mut self) -> Result<Vec<(UK, UV)>, StateError> {
+        let (touch, now) = (self.touches_on_read(), self.now);
+        let entries = match self.live()? {
+            None => Vec::new(),
+            Some(map) => map
+                .iter_mut()
+                .map(|(user_key, entry)| {
+                    if touch {
+                        entry.stamp = now;
+                    }
+                    (user_key.clone(), entry.value.clone())
+                })
+                .collect(),
+        };
+        if touch {
+            self.mark_changed();
+        }
+        self.commit()?;
+        Ok(entries)
+    }
+
+    /// True if no entry is live.
+    fn map_is_empty(&mut self) -> Result<bool, StateError> {
+        let empty = self.live()?.is_none();
+        self.commit()?;
+        Ok(empty)
+    }
+
+    /// Removes every entry.
+    fn map_clear(&mut self) -> Result<(), StateError> {
+        self.clear()?;
+        self.commit()
     }
 }
 

@@ -12,8 +12,8 @@
 //! instance), `key` and `namespace` are rkyv archives (the namespace is left out when it is `()`).
 //! A key-group range of one state is therefore one contiguous byte range, and a snapshot reads it with
 //! one scan per key group. The entry's value holds the state's columns for that row, exactly as a
-//! snapshot section of one row holds them (a value and its TTL stamp, a list, a map), each behind its
-//! length.
+//! snapshot section of one row holds them (a value and its TTL stamp, a list), each behind its
+//! length. Map state is kept an entry per user key instead (see `state::lsm_map`).
 //!
 //! States with a time-to-live have compactions drop their rows once every stamp in them expired
 //! (`TtlCompactionFilter`, Flink's TTL compaction filter).
@@ -39,7 +39,7 @@ use super::KeyGroupRange;
 use super::deferred::{DeferredState, SECTION_ROWS_MAX};
 use super::heap::{Codec, Namespace, Row, RowRef, Stored, encode_rows};
 use super::snapshot::{
-    KeyedSnapshot, MemoryChunk, Section, SharedFile, StateError, StateMeta, StorePart, check_key_group,
+    KeyedSnapshot, MemoryChunk, Section, SharedFile, StateError, StateKind, StateMeta, StorePart, check_key_group,
 };
 use super::ttl::StateTtlConfig;
 use crate::codec::ExchangeData;
@@ -93,9 +93,9 @@ impl StateBackend {
 pub struct LsmBackendOptions {
     /// The store of each shard.
     pub store: LsmOptions,
-    /// Rows of each keyed state (per shard) kept decoded in memory, most recently used first; a
-    /// change reaches the store when its row leaves this cache, or at the next snapshot. 0 writes
-    /// every change through at once.
+    /// Rows of each keyed state (per shard) kept decoded in memory, most recently used first (for a
+    /// map state: map entries, each map counting one more); a change reaches the store when its row
+    /// leaves this cache, or at the next snapshot. 0 writes every change through at once.
     pub cached_rows: usize,
     /// Restore an incremental checkpoint by ingesting its SST files where one old store holds all of
     /// an operator instance's key groups (the same shard count, or more shards than before): the
@@ -119,7 +119,7 @@ impl LsmBackendOptions {
 
 /// A shard's store as the keyed state backends of its operators share it.
 pub(crate) struct LsmShardStore {
-    store: LsmStore,
+    pub(super) store: LsmStore,
     /// The row cache bound of each table.
     cached_rows: usize,
     /// `LsmBackendOptions::restore_by_ingesting`.
@@ -152,7 +152,7 @@ pub(crate) struct LsmShardStore {
     /// Wakes the compaction task: a flush left a level over its bounds.
     compact_wake: glommio::sync::Semaphore,
     /// The store's compaction filter: the TTL rules of the states declared so far.
-    ttl_filter: Rc<TtlCompactionFilter>,
+    pub(super) ttl_filter: Rc<TtlCompactionFilter>,
 }
 
 impl LsmShardStore {
@@ -235,12 +235,16 @@ impl LsmShardStore {
     }
 
     /// Takes the count of rows a restore wrote for state `id`.
-    fn take_restored_rows(&self, id: u32) -> usize {
+    pub(super) fn take_restored_rows(&self, id: u32) -> usize {
         self.restored_rows.borrow_mut().remove(&id).unwrap_or(0)
     }
 
-    /// The rows a restore wrote for state `id` that no table took yet, and those of ingested files.
-    pub(crate) fn restored_rows_of(&self, id: u32) -> usize {
+    /// The rows a restore wrote for state `id` of kind `kind` that no table took yet, and those of
+    /// ingested files; for a map state, the maps in the key groups of `range` (read from the store).
+    pub(crate) fn restored_rows_of(&self, id: u32, kind: StateKind, range: KeyGroupRange) -> usize {
+        if kind == StateKind::Map {
+            return super::lsm_map::count_maps(self, "(restored)", id, range).unwrap_or(0);
+        }
         self.restored_rows.borrow().get(&id).copied().unwrap_or(0) + self.late_rows(id)
     }
 
@@ -320,7 +324,7 @@ impl LsmShardStore {
     }
 
     /// Writes a row (`None`: deletes it), freezing a full memtable for the store task.
-    fn write(&self, key: &[u8], value: Option<&[u8]>) {
+    pub(super) fn write(&self, key: &[u8], value: Option<&[u8]>) {
         self.freeze_if_full(self.store.write_now(key, value));
     }
 
@@ -340,7 +344,7 @@ impl LsmShardStore {
 
     /// Every live row whose key starts with `prefix`, in key order, read page by page (errors name
     /// state `name`).
-    fn scan_prefix(
+    pub(super) fn scan_prefix(
         &self,
         name: &str,
         prefix: &[u8],
@@ -377,7 +381,7 @@ impl LsmShardStore {
     }
 
     /// An immutable view of the store now (the memtable is frozen for it and flushed later).
-    fn view(&self) -> StoreView {
+    pub(super) fn view(&self) -> StoreView {
         let view = self.store.view();
         self.wake.signal(1);
         view
@@ -469,9 +473,9 @@ fn dir_hash(dir: &Path) -> u64 {
 type RowTypes<K, N, S> = PhantomData<fn() -> (K, N, S)>;
 
 /// Bytes of the `key_group | state_id` prefix.
-const PREFIX_BYTES: usize = 6;
+pub(super) const PREFIX_BYTES: usize = 6;
 
-fn prefix(key_group: usize, state_id: u32) -> [u8; PREFIX_BYTES] {
+pub(super) fn prefix(key_group: usize, state_id: u32) -> [u8; PREFIX_BYTES] {
     let mut prefix = [0; PREFIX_BYTES];
     prefix[..2].copy_from_slice(&(key_group as u16).to_be_bytes());
     prefix[2..].copy_from_slice(&state_id.to_be_bytes());
@@ -482,7 +486,7 @@ fn is_unit<N: 'static>() -> bool {
     std::any::TypeId::of::<N>() == std::any::TypeId::of::<()>()
 }
 
-fn store_error(state: &str, source: LsmError) -> StateError {
+pub(super) fn store_error(state: &str, source: LsmError) -> StateError {
     StateError::Store { state: state.to_string(), source }
 }
 
@@ -557,7 +561,7 @@ fn decode_row<K: ExchangeData, N: ExchangeData + 'static, S: Stored>(
 }
 
 /// `()` as an `N`, if `N` is `()` (the namespace keys of per-key state leave out).
-fn unit_namespace<N: 'static>() -> Option<N> {
+pub(super) fn unit_namespace<N: 'static>() -> Option<N> {
     let unit: Box<dyn std::any::Any> = Box::new(());
     unit.downcast::<N>().ok().map(|unit| *unit)
 }
@@ -603,7 +607,7 @@ struct RowCache<K, N, S> {
 type Generation<K, N, S> = HashMap<(K, N), CachedRow<S>, BuildStableHasher>;
 
 /// A borrowed (key, namespace) to look a cached row up with, hashing as the owned pair does.
-struct RowLookup<'a, K, N>(&'a K, &'a N);
+pub(super) struct RowLookup<'a, K, N>(pub(super) &'a K, pub(super) &'a N);
 
 impl<K: Hash, N: Hash> Hash for RowLookup<'_, K, N> {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
@@ -718,7 +722,7 @@ impl WriteBack<'_> {
 }
 
 /// A snapshot of a table whose changed rows could not be written back: its encoding fails with why.
-struct FailedShare(Option<StateError>);
+pub(super) struct FailedShare(pub(super) Option<StateError>);
 
 impl DeferredState for FailedShare {
     fn encode_next(&mut self, _: &mut KeyedSnapshot, _: &mut Codec) -> Result<bool, StateError> {
@@ -978,7 +982,7 @@ where
 }
 
 /// Pages through the rows of one state in a store view, key group by key group.
-struct StateCursor {
+pub(super) struct StateCursor {
     view: StoreView,
     state_id: u32,
     /// Key groups still to read, the current one in front.
@@ -988,13 +992,13 @@ struct StateCursor {
 }
 
 impl StateCursor {
-    fn new(view: StoreView, state_id: u32, range: KeyGroupRange) -> StateCursor {
+    pub(super) fn new(view: StoreView, state_id: u32, range: KeyGroupRange) -> StateCursor {
         StateCursor { view, state_id, key_groups: (range.start..=range.end).collect(), from: None }
     }
 
     /// The next page of rows (at most `SECTION_ROWS_MAX`, maybe none) and its key group; `None`
     /// once every key group is read.
-    fn next_page(&mut self, name: &str) -> Result<Option<(usize, crate::lsm::ScanPage)>, StateError> {
+    pub(super) fn next_page(&mut self, name: &str) -> Result<Option<(usize, crate::lsm::ScanPage)>, StateError> {
         let Some(&key_group) = self.key_groups.front() else { return Ok(None) };
         let prefix = prefix(key_group, self.state_id);
         let from = self.from.take().unwrap_or_else(|| prefix.to_vec());
@@ -1046,27 +1050,58 @@ where
     }
 }
 
-/// A stored row as a one-row section of the canonical format, without knowing its types: the key's
-/// and namespace's archives are one-row columns already, and so are the value's columns. `unit` is
-/// the column of one `()` namespace, which the store key leaves out.
-fn raw_row_section(state: &str, key: &[u8], value: &[u8], unit: &[u8]) -> Result<Section, StateError> {
-    let rest = key.get(PREFIX_BYTES..).ok_or_else(|| damaged(state, "key shorter than its prefix"))?;
-    let (length, rest) = rest.split_at_checked(4).ok_or_else(|| damaged(state, "key cut short in its length"))?;
-    let length = u32::from_be_bytes(length.try_into().expect("4 bytes")) as usize;
-    let (key_bytes, namespace_bytes) =
-        rest.split_at_checked(length).ok_or_else(|| damaged(state, "key cut short in the key"))?;
-    let namespace = if namespace_bytes.is_empty() { unit } else { namespace_bytes };
-    let values = unpack_columns(state, value)?;
-    let mut columns = Vec::with_capacity(2 + values.columns.len());
-    columns.push(key_bytes.to_vec());
-    columns.push(namespace.to_vec());
-    columns.extend(values.columns);
-    Ok(Section { rows: 1, columns })
+/// How rows of one state are turned into one-row sections of the canonical format without knowing
+/// their types: the key's, namespace's and user key's archives are one-row columns already, and so
+/// are the value's columns.
+struct RawLayout {
+    /// The column of one `()` namespace, which the store key leaves out.
+    unit: Vec<u8>,
+    /// For a map state, whose store entries are one user key each (see `lsm_map`): the lengths
+    /// column of a map of one entry.
+    map_of_one: Option<Vec<u8>>,
 }
 
-/// The column of one `()` namespace.
-fn unit_column() -> Result<Vec<u8>, StateError> {
-    Codec::default().encode("()", &[()])
+impl RawLayout {
+    fn new(kind: StateKind) -> Result<RawLayout, StateError> {
+        let mut codec = Codec::default();
+        let map_of_one = match kind {
+            StateKind::Map => Some(codec.encode("(map)", &[1u32])?),
+            _ => None,
+        };
+        Ok(RawLayout { unit: codec.encode("()", &[()])?, map_of_one })
+    }
+
+    /// A stored row (or map entry) as a one-row section.
+    fn section(&self, state: &str, key: &[u8], value: &[u8]) -> Result<Section, StateError> {
+        let values = unpack_columns(state, value)?;
+        let mut columns = Vec::with_capacity(4 + values.columns.len());
+        let namespace = match &self.map_of_one {
+            Some(one) => {
+                let entry = super::lsm_map::split_entry_key(state, key)?;
+                columns.push(entry.key.to_vec());
+                columns.push(entry.namespace.to_vec());
+                columns.push(one.clone());
+                columns.push(entry.user_key.to_vec());
+                entry.namespace
+            }
+            None => {
+                let rest = key.get(PREFIX_BYTES..).ok_or_else(|| damaged(state, "key shorter than its prefix"))?;
+                let (length, rest) =
+                    rest.split_at_checked(4).ok_or_else(|| damaged(state, "key cut short in its length"))?;
+                let length = u32::from_be_bytes(length.try_into().expect("4 bytes")) as usize;
+                let (key_bytes, namespace_bytes) =
+                    rest.split_at_checked(length).ok_or_else(|| damaged(state, "key cut short in the key"))?;
+                columns.push(key_bytes.to_vec());
+                columns.push(namespace_bytes.to_vec());
+                namespace_bytes
+            }
+        };
+        if namespace.is_empty() {
+            columns[1] = self.unit.clone();
+        }
+        columns.extend(values.columns);
+        Ok(Section { rows: 1, columns })
+    }
 }
 
 /// The rows of state `id` in `key_group` that a store part holds: its files' rows, overlaid with
@@ -1123,7 +1158,6 @@ pub(crate) fn store_parts_as_sections(
     range: KeyGroupRange,
     into: &mut KeyedSnapshot,
 ) -> Result<(), StateError> {
-    let unit = unit_column()?;
     for part in snapshot.store_parts() {
         if part.range.intersection(range).is_empty() {
             continue;
@@ -1132,9 +1166,10 @@ pub(crate) fn store_parts_as_sections(
         for &(index, id) in &part.states {
             let meta = &snapshot.states()[index as usize];
             let state = into.add_state(meta.clone());
+            let layout = RawLayout::new(meta.kind)?;
             for key_group in part.range.intersection(range).key_groups() {
                 for (key, value) in part_rows(&meta.name, &view, part, (index, id), key_group)? {
-                    into.add_section(key_group, state, raw_row_section(&meta.name, &key, &value, &unit)?);
+                    into.add_section(key_group, state, layout.section(&meta.name, &key, &value)?);
                 }
             }
         }
@@ -1437,9 +1472,9 @@ pub(crate) fn share_undeclared(
 ) -> Result<Box<dyn DeferredState>, StateError> {
     Ok(Box::new(RawRows {
         rows: StateCursor::new(shard.view(), id, range),
+        layout: RawLayout::new(meta.kind)?,
         name: meta.name,
         state,
-        unit: unit_column()?,
     }))
 }
 
@@ -1448,14 +1483,14 @@ struct RawRows {
     rows: StateCursor,
     name: String,
     state: u32,
-    unit: Vec<u8>,
+    layout: RawLayout,
 }
 
 impl DeferredState for RawRows {
     fn encode_next(&mut self, snapshot: &mut KeyedSnapshot, _: &mut Codec) -> Result<bool, StateError> {
         let Some((key_group, page)) = self.rows.next_page(&self.name)? else { return Ok(false) };
         for (key, value) in &page.entries {
-            snapshot.add_section(key_group, self.state, raw_row_section(&self.name, key, value, &self.unit)?);
+            snapshot.add_section(key_group, self.state, self.layout.section(&self.name, key, value)?);
         }
         Ok(true)
     }
@@ -1469,7 +1504,7 @@ impl DeferredState for RawRows {
 #[derive(Default)]
 pub(crate) struct TtlCompactionFilter {
     /// By state id.
-    rules: RefCell<std::collections::HashMap<u32, TtlRule>>,
+    pub(super) rules: RefCell<std::collections::HashMap<u32, TtlRule>>,
     codec: RefCell<Codec>,
 }
 
@@ -1477,7 +1512,7 @@ pub(crate) struct TtlCompactionFilter {
 type ExpireStored = fn(&[u8], &StateTtlConfig, i64, &mut Codec) -> Result<Option<Vec<u8>>, StateError>;
 
 /// How cleanup at compaction treats one state.
-struct TtlRule {
+pub(super) struct TtlRule {
     ttl: StateTtlConfig,
     clock: SharedClock,
     /// `expire_stored` for the state's kind.
@@ -1488,7 +1523,7 @@ struct TtlRule {
 }
 
 impl TtlRule {
-    fn new(ttl: StateTtlConfig, clock: SharedClock, expire: ExpireStored) -> TtlRule {
+    pub(super) fn new(ttl: StateTtlConfig, clock: SharedClock, expire: ExpireStored) -> TtlRule {
         TtlRule { ttl, clock, expire, now: Cell::new(0), unread: Cell::new(0) }
     }
 
@@ -1539,7 +1574,7 @@ impl CompactionFilter for TtlCompactionFilter {
 }
 
 /// A stored row of kind `S` without what expired at `now`, encoded again; `None` if nothing is left.
-fn expire_stored<S: Stored>(
+pub(super) fn expire_stored<S: Stored>(
     value: &[u8],
     ttl: &StateTtlConfig,
     now: i64,
@@ -1767,7 +1802,11 @@ mod tests {
             let key = (1_000_000..).find(|key| range.contains(row_of(key).key_group)).expect("a key of the range");
             write(&mut table, key, 0);
             assert_eq!(table.len(), n_rows + 1);
-            assert_eq!(new.restored_rows_of(kept), n_rows, "the table took no restored count; the files' rows");
+            assert_eq!(
+                new.restored_rows_of(kept, StateKind::Value, range),
+                n_rows,
+                "the table took no restored count; the files' rows"
+            );
             // A state declared after the restore gets an id of its own, with no old rows under it.
             let fresh = new.state_id(1, "fresh");
             assert!(fresh != kept && (0..n_groups).all(|key_group| raw_rows(&new, key_group, fresh).is_empty()));

@@ -11,6 +11,7 @@ pub mod key_group;
 pub mod keyed;
 pub mod keyed_map;
 pub mod lsm;
+pub(crate) mod lsm_map;
 pub mod operator;
 pub mod snapshot;
 pub mod timers;

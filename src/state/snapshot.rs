@@ -13,13 +13,18 @@
 //! | map | keys, namespaces, lengths, user keys, user values, TTL stamps (one per entry) |
 //! | timers | keys, namespaces, timestamps (in firing order) |
 //!
+//! A map's row may come in several parts, in sections of the same key group: its entries are the
+//! union of theirs (the LSM backend, which keeps a map entry by entry, saves a state it did not
+//! decode one entry per row).
+//!
 //! An incremental checkpoint of the LSM backend adds [`StorePart`]s (format version 2): the state
 //! of those states is not in sections but in the SST files the part names (in the checkpoint
 //! storage's shared directory), plus the entries the store held only in memory at the barrier and
 //! the key ranges it had deleted in memory (entries of kind 2, start and end, which builds before
 //! them reject as an unknown kind).
 //!
-//! The bytes: `b"RILLSNAP"`, format version (`u16` LE), reserved `u16` (zero), CRC-32 of the body (`u32`),
+//! The bytes: `b"RILLSNAP"`, format version (`u16` LE), reserved `u16` (zero), CRC-32 of the version's
+//! two bytes and the body (`u32`; of the body alone before version 3),
 //! body length (`u64`), then the body. Everything in the body is little-endian and length-prefixed, and
 //! every read is bounds-checked: damaged bytes are a [`StateError`] naming what broke and where,
 //! never a panic.
@@ -31,8 +36,11 @@ use crate::state::KeyGroupRange;
 use crate::state::heap::Codec;
 
 const MAGIC: &[u8; 8] = b"RILLSNAP";
-/// The version of the byte format this build writes (it reads 1 too, which has no store parts).
-pub const FORMAT_VERSION: u16 = 2;
+/// The version of the byte format this build writes. It reads 1 (no store parts) and 2 too; version
+/// 3 changed only how the LSM backend lays out map state in the files of store parts (an entry per
+/// user key, where 2 kept a whole map per row), so store parts of version 2 holding map state are
+/// refused.
+pub const FORMAT_VERSION: u16 = 3;
 const HEADER_LEN: usize = 8 + 2 + 2 + 4 + 8;
 
 /// A snapshot or restore that could not be done: damaged bytes, or state that does not match what
@@ -470,7 +478,7 @@ impl KeyedSnapshot {
         header[..8].copy_from_slice(MAGIC);
         header[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         // Bytes 10..12: reserved, zero.
-        header[12..16].copy_from_slice(&body.crc.clone().finalize().to_le_bytes());
+        header[12..16].copy_from_slice(&checksum(FORMAT_VERSION, &body.crc).to_le_bytes());
         header[16..24].copy_from_slice(&body.len.to_le_bytes());
         (header, body)
     }
@@ -511,7 +519,7 @@ impl KeyedSnapshot {
             return Err(StateError::Corrupt { offset: 0, reason: "not a rill state snapshot (bad magic)".into() });
         }
         let version = u16::from_le_bytes(header.array("the format version")?);
-        if version != FORMAT_VERSION && version != 1 {
+        if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(StateError::Version { found: version });
         }
         if header.take(2, "the reserved field")? != [0, 0] {
@@ -527,7 +535,9 @@ impl KeyedSnapshot {
             });
         }
         let body = &bytes[HEADER_LEN..];
-        let found = crc32fast::hash(body);
+        let mut body_crc = crc32fast::Hasher::new();
+        body_crc.update(body);
+        let found = checksum(version, &body_crc);
         if found != expected {
             return Err(StateError::Checksum { expected, found });
         }
@@ -572,6 +582,15 @@ impl KeyedSnapshot {
                 store.push(r.store_part(n_states, max_parallelism)?);
             }
         }
+        if version == 2 {
+            let stored = store.iter().flat_map(|part: &StorePart| part.states.iter().map(|&(index, _)| index));
+            if let Some(map) = stored.map(|index| &states[index as usize]).find(|meta| meta.kind == StateKind::Map) {
+                let reason = "its incremental checkpoint (format version 2) keeps a map per row in the LSM store's \
+                              files, where this build keeps an entry per user key; restore from a savepoint"
+                    .to_string();
+                return Err(StateError::Mismatch { state: map.name.clone(), reason });
+            }
+        }
         if r.at != bytes.len() {
             return Err(StateError::Corrupt {
                 offset: r.at,
@@ -580,6 +599,19 @@ impl KeyedSnapshot {
         }
         Ok(KeyedSnapshot { max_parallelism, states, groups, operator, store })
     }
+}
+
+/// The checksum a header of format `version` carries for a body of CRC-32 `body`: from version 3 on,
+/// of the version's bytes and the body, so that a flipped bit of the version is found too (versions 2
+/// and 3 read the same bytes); before, of the body alone.
+fn checksum(version: u16, body: &crc32fast::Hasher) -> u32 {
+    if version < 3 {
+        return body.clone().finalize();
+    }
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&version.to_le_bytes());
+    crc.combine(body);
+    crc.finalize()
 }
 
 /// What one operator instance saved: its keyed state and timers (empty for an operator without
@@ -1085,7 +1117,9 @@ mod tests {
             let mut bytes = MAGIC.to_vec();
             bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
             bytes.extend_from_slice(&0u16.to_le_bytes());
-            bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&body);
+            bytes.extend_from_slice(&checksum(FORMAT_VERSION, &crc).to_le_bytes());
             bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
             bytes.extend_from_slice(&body);
             let _ = KeyedSnapshot::from_bytes(&bytes);
