@@ -9,7 +9,8 @@
 //! The same job on Flink: `benches/flink/run.sh TimerBench EVENTS PARALLELISM KEYS`;
 //! `benches/compare_flink_timers.sh` runs both.
 //!
-//! `cargo bench --bench event_time_timers -- events=1e7 keys=100000 runs=3`
+//! `cargo bench --bench event_time_timers -- events=1e7 keys=100000 runs=3`; with `backend=lsm` the
+//! timers are in the LSM backend's store (`timers=heap`: on the heap beside it).
 
 #![allow(clippy::disallowed_methods)] // a benchmark measures real time
 
@@ -133,7 +134,8 @@ fn percentile(sorted: &[i64], q: f64) -> i64 {
 }
 
 fn rill_run(shards: usize, events: u64, keys: u64) -> Run {
-    let env = StreamEnv::builder().cores(shards).build().expect("bench environment");
+    let env =
+        StreamEnv::builder().cores(shards).state_backend(common::state_backend()).build().expect("bench environment");
     let sink = LagSink::default();
     let shared = sink.shared.clone();
     let source = ClockedSource { events, keys, next: 0, end: 0, ctx: None };
@@ -210,7 +212,13 @@ fn main() {
         common::KEYS.store(args.keys, std::sync::atomic::Ordering::Relaxed);
     }
     println!("== event-time timers: source -> watermarks (50 ms bound) -> key_by -> timer per record -> sink");
-    println!("   {} events, {} keys, median of {} runs, pinned shards", args.events, args.keys, args.runs);
+    println!(
+        "   {} events, {} keys, median of {} runs, pinned shards, {}",
+        args.events,
+        args.keys,
+        args.runs,
+        common::backend_name()
+    );
     println!(
         "   {:>6} {:>12} {:>14} {:>10} {:>10} {:>10} {:>18} {:>14}",
         "shards", "M ev/s", "M timers/s", "lag p50", "lag p99", "lag max", "baseline M ev/s", "rill/baseline"

@@ -64,9 +64,10 @@ impl Args {
                 "latency_rate" => args.latency_rate = Some(number()),
                 "backend" => LSM.store(value == "lsm", std::sync::atomic::Ordering::Relaxed),
                 "cached_rows" => CACHED_ROWS.store(number() as u64, std::sync::atomic::Ordering::Relaxed),
+                "timers" => TIMERS_ON_HEAP.store(value == "heap", std::sync::atomic::Ordering::Relaxed),
                 other => panic!(
                     "unknown argument {other} (events, keys, runs, shards, latency_secs, latency=off, latency_rate, \
-                     buffer_timeout_us, job/op, interval_ms, backend=heap|lsm, cached_rows)"
+                     buffer_timeout_us, job/op, interval_ms, backend=heap|lsm, cached_rows, timers=store|heap)"
                 ),
             }
         }
@@ -80,6 +81,9 @@ impl Args {
 /// `cached_rows=` (or `LSM_CACHED_ROWS=`) rows cached.
 static LSM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static CACHED_ROWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 18);
+/// `timers=heap`: with the LSM backend, keyed operators keep their timers on the heap
+/// (`LsmBackendOptions::timers_in_store` off).
+static TIMERS_ON_HEAP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The state backend the arguments chose (the heap by default).
 pub fn state_backend() -> rill::state::StateBackend {
@@ -87,13 +91,22 @@ pub fn state_backend() -> rill::state::StateBackend {
         return rill::state::StateBackend::Heap;
     }
     let cached_rows = CACHED_ROWS.load(std::sync::atomic::Ordering::Relaxed) as usize;
-    rill::state::StateBackend::Lsm(rill::state::LsmBackendOptions { cached_rows, ..Default::default() })
+    let timers_in_store = !TIMERS_ON_HEAP.load(std::sync::atomic::Ordering::Relaxed);
+    rill::state::StateBackend::Lsm(rill::state::LsmBackendOptions {
+        cached_rows,
+        timers_in_store,
+        ..Default::default()
+    })
 }
 
 /// A description of the state backend, for report headers.
 pub fn backend_name() -> String {
     match state_backend() {
-        rill::state::StateBackend::Lsm(options) => format!("LSM backend, {} rows cached", options.cached_rows),
+        rill::state::StateBackend::Lsm(options) => format!(
+            "LSM backend, {} rows cached, timers {}",
+            options.cached_rows,
+            if options.timers_in_store { "in the store" } else { "on the heap" }
+        ),
         _ => "heap backend".to_string(),
     }
 }

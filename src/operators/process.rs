@@ -199,11 +199,17 @@ pub(crate) struct KeyedTimers<K, N> {
     scheduled_ms: i64,
 }
 
-impl<K: crate::api::Key, N: std::hash::Hash + Eq + Clone> KeyedTimers<K, N> {
+impl<K: crate::api::Key, N: std::hash::Hash + Eq + Clone + crate::codec::ExchangeData> KeyedTimers<K, N> {
+    /// The timers of operator `operator_id`: in the shard's LSM store if the job keeps its state
+    /// there (and `LsmBackendOptions::timers_in_store`), else on the heap.
     pub fn new(env: &ShardEnv, operator_id: u32, key_groups: KeyGroupRange) -> KeyedTimers<K, N> {
+        let queue = |name: &str| match &env.state_store {
+            Some(store) if store.timers_in_store => TimerQueue::in_store(key_groups, store.clone(), operator_id, name),
+            _ => TimerQueue::new(key_groups),
+        };
         KeyedTimers {
-            event: TimerQueue::new(key_groups),
-            processing: TimerQueue::new(key_groups),
+            event: queue(EVENT_TIMERS),
+            processing: queue(PROCESSING_TIMERS),
             watermark: i64::MIN,
             clock: env.clock.clone(),
             service: env.timers.clone(),
@@ -216,6 +222,16 @@ impl<K: crate::api::Key, N: std::hash::Hash + Eq + Clone> KeyedTimers<K, N> {
         if self.processing.register(key_group, key, namespace, timestamp) && timestamp < self.scheduled_ms {
             self.scheduled_ms = timestamp;
             self.service.schedule(self.operator_id, timestamp);
+        }
+    }
+
+    /// The first error the LSM store gave a timer operation since the last call, as operator
+    /// `operator`'s failure (a timer operation cannot fail where it is called: the operator checks
+    /// after each batch and each firing).
+    pub fn check(&mut self, operator: u32) -> OpResult {
+        match self.event.take_error().or_else(|| self.processing.take_error()) {
+            Some(error) => Err(OpError::new(operator, error)),
+            None => Ok(()),
         }
     }
 
@@ -578,6 +594,7 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
             self.process_one(key, timestamp, |ctx, out| call(value, ctx, out))?;
         }
         batch.timestamps = timestamps;
+        self.timers.check(self.core.id)?;
         self.emit()
     }
 
@@ -616,6 +633,7 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
                 self.emit()?;
             }
         }
+        self.timers.check(self.core.id)?;
         self.emit()
     }
 

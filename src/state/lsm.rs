@@ -86,6 +86,7 @@ impl StateBackend {
 ///     store: LsmOptions { memtable_bytes_max: 32 << 20, ..LsmOptions::default() },
 ///     cached_rows: 1 << 20,
 ///     restore_by_ingesting: true,
+///     timers_in_store: true,
 /// });
 /// # let _ = backend;
 /// ```
@@ -102,11 +103,22 @@ pub struct LsmBackendOptions {
     /// files are linked in as they are and what is not the instance's is deleted by key range.
     /// Otherwise, and when this is off, every row is read from the files and written anew.
     pub restore_by_ingesting: bool,
+    /// Keep the timers of keyed process functions and window operators in the store (Flink's
+    /// `state.backend.rocksdb.timer-service.factory: ROCKSDB`), so that they too may outgrow memory;
+    /// off, they are kept on the heap (`HEAP`), which is faster while they fit. Timers of one
+    /// timestamp fire in the order of their keys' bytes in the store, in registration order on the
+    /// heap.
+    pub timers_in_store: bool,
 }
 
 impl Default for LsmBackendOptions {
     fn default() -> Self {
-        LsmBackendOptions { store: LsmOptions::default(), cached_rows: 1 << 18, restore_by_ingesting: true }
+        LsmBackendOptions {
+            store: LsmOptions::default(),
+            cached_rows: 1 << 18,
+            restore_by_ingesting: true,
+            timers_in_store: true,
+        }
     }
 }
 
@@ -124,6 +136,8 @@ pub(crate) struct LsmShardStore {
     cached_rows: usize,
     /// `LsmBackendOptions::restore_by_ingesting`.
     restore_by_ingesting: bool,
+    /// `LsmBackendOptions::timers_in_store`.
+    pub(crate) timers_in_store: bool,
     next_state_id: Cell<u32>,
     /// The id of each state by (operator node, state name), given by a restore or the first
     /// declaration.
@@ -174,6 +188,7 @@ impl LsmShardStore {
             store,
             cached_rows: options.cached_rows,
             restore_by_ingesting: options.restore_by_ingesting,
+            timers_in_store: options.timers_in_store,
             next_state_id: Cell::new(0),
             ids: RefCell::default(),
             restored_rows: RefCell::default(),
@@ -444,6 +459,35 @@ impl RawState {
     ) -> Result<(), StateError> {
         let start = self.key(key_group, rest_prefix);
         self.shard.scan_prefix(&self.name, &start, |key, value| visit(&key[start.len()..], value))
+    }
+
+    /// The `rest` of the first `limit` (at least 1) rows of `key_group`, in key order, and whether
+    /// they are all the key group's rows.
+    pub(crate) fn first_rows(&self, key_group: usize, limit: usize) -> Result<(Vec<Vec<u8>>, bool), StateError> {
+        let start = prefix(key_group, self.state_id);
+        let end = prefix_end(&start);
+        let mut from = start.to_vec();
+        let mut rows = Vec::new();
+        // A page holds fewer rows than asked where it met tombstones: read on until it is full.
+        loop {
+            let page = self
+                .shard
+                .store
+                .scan(&from, end.as_deref(), limit - rows.len())
+                .map_err(|error| store_error(&self.name, error))?;
+            rows.extend(page.entries.into_iter().map(|(key, _)| key[PREFIX_BYTES..].to_vec()));
+            match page.resume_from {
+                None => return Ok((rows, true)),
+                Some(_) if rows.len() >= limit => return Ok((rows, false)),
+                Some(resume_from) => from = resume_from,
+            }
+        }
+    }
+
+    /// The rows of the key groups of `range` as an immutable view of the store holds them now, to
+    /// page through while the store goes on.
+    pub(super) fn cursor(&self, range: KeyGroupRange) -> StateCursor {
+        StateCursor::new(self.shard.view(), self.state_id, range)
     }
 
     /// Every row of `key_group` whose `rest` is from `rest_start` to `rest_end` (exclusive; `None`:

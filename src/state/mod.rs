@@ -12,6 +12,7 @@ pub mod keyed;
 pub mod keyed_map;
 pub mod lsm;
 pub(crate) mod lsm_map;
+pub(crate) mod lsm_timers;
 pub mod operator;
 pub mod snapshot;
 pub mod timers;

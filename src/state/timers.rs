@@ -11,8 +11,11 @@
 //! entries outnumber the live ones.
 //!
 //! A checkpoint shares each key group's map copy-on-write (`Rc`) at the barrier and encodes it
-//! afterwards, a bounded section at a time ([`crate::state::deferred`]); the first change to a key
-//! group a pending snapshot shares copies that key group's map.
+//! afterwards, a bounded section at a time (`state::deferred`); the first change to a key group a
+//! pending snapshot shares copies that key group's map.
+//!
+//! With the LSM backend, a keyed operator's queues keep their timers in the shard's store instead
+//! (`state::lsm_timers`), behind the same methods.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, VecDeque};
@@ -21,6 +24,8 @@ use std::rc::Rc;
 
 use super::deferred::{DeferredState, SECTION_ROWS_MAX};
 use super::heap::Codec;
+use super::lsm::LsmShardStore;
+use super::lsm_timers::{StoreTimers, TimerStore};
 use super::snapshot::{KeyedSnapshot, Section, StateError, StateKind, StateMeta};
 use super::{KeyGroupRange, key_group_of};
 use crate::codec::ExchangeData;
@@ -94,6 +99,8 @@ pub struct TimerQueue<K, N> {
     queued: usize,
     next_seq: u64,
     live: usize,
+    /// Where the timers are when they are not in the maps above (the LSM backend's store).
+    store: Option<Box<dyn TimerStore<K, N>>>,
 }
 
 impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
@@ -107,7 +114,26 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
             queued: 0,
             next_seq: 0,
             live: 0,
+            store: None,
         }
+    }
+
+    /// An empty queue for the key groups of `range` whose timers are rows `name` of operator `node`
+    /// in the shard's LSM store.
+    pub(crate) fn in_store(range: KeyGroupRange, store: Rc<LsmShardStore>, node: u32, name: &str) -> TimerQueue<K, N>
+    where
+        K: ExchangeData + 'static,
+        N: ExchangeData + 'static,
+    {
+        let mut queue = TimerQueue::new(range);
+        queue.store = Some(Box::new(StoreTimers::<K, N>::new(store, node, name, range)));
+        queue
+    }
+
+    /// The first error the LSM store gave a timer operation since the last call (that operation
+    /// acted as if the timer was not there): the operator fails with it.
+    pub(crate) fn take_error(&mut self) -> Option<StateError> {
+        self.store.as_mut().and_then(|store| store.take_error())
     }
 
     fn map(&mut self, key_group: usize) -> &mut TimerMap<K, N> {
@@ -117,6 +143,9 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
 
     /// Adds a timer; false if the same one exists already (then nothing is cloned).
     pub fn register(&mut self, key_group: usize, key: &K, namespace: &N, timestamp: i64) -> bool {
+        if let Some(store) = &mut self.store {
+            return store.register(key_group, key, namespace, timestamp);
+        }
         if self.shared_without(key_group, key, namespace, timestamp) == Some(false) {
             return false;
         }
@@ -141,6 +170,9 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
 
     /// Removes a timer; false if there was none.
     pub fn delete(&mut self, key_group: usize, key: &K, namespace: &N, timestamp: i64) -> bool {
+        if let Some(store) = &mut self.store {
+            return store.delete(key_group, key, namespace, timestamp);
+        }
         if self.shared_without(key_group, key, namespace, timestamp) == Some(true) {
             return false;
         }
@@ -163,19 +195,25 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
     }
 
     /// True if the timer exists.
-    pub fn contains(&self, key_group: usize, key: &K, namespace: &N, timestamp: i64) -> bool {
+    pub fn contains(&mut self, key_group: usize, key: &K, namespace: &N, timestamp: i64) -> bool {
+        if let Some(store) = &mut self.store {
+            return self.range.contains(key_group) && store.contains(key_group, key, namespace, timestamp);
+        }
         self.range.contains(key_group)
             && self.by_key_group[key_group - self.range.start].contains_key(&Probe(key, namespace, timestamp))
     }
 
     /// Timers registered and not yet fired or deleted.
     pub fn len(&self) -> usize {
-        self.live
+        match &self.store {
+            Some(store) => store.len(),
+            None => self.live,
+        }
     }
 
     /// True if no timer is pending.
     pub fn is_empty(&self) -> bool {
-        self.live == 0
+        self.len() == 0
     }
 
     fn is_current(&self, timestamp: i64, entry: &Entry<K, N>) -> bool {
@@ -185,6 +223,9 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
 
     /// The earliest pending timestamp.
     pub fn peek_timestamp(&mut self) -> Option<i64> {
+        if let Some(store) = &mut self.store {
+            return store.peek_timestamp();
+        }
         loop {
             let (&timestamp, bucket) = self.buckets.iter().next()?;
             if bucket.entries[bucket.next..].iter().any(|entry| self.is_current(timestamp, entry)) {
@@ -196,6 +237,9 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
 
     /// Removes and returns the earliest timer if its timestamp is `<= limit`.
     pub fn pop_due(&mut self, limit: i64) -> Option<Timer<K, N>> {
+        if let Some(store) = &mut self.store {
+            return store.pop_due(limit);
+        }
         loop {
             let mut first = self.buckets.first_entry()?;
             let timestamp = *first.key();
@@ -228,12 +272,6 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         }
     }
 
-    /// The timers of one key group, in no particular order (what a checkpoint of it writes).
-    pub fn key_group_timers(&self, key_group: usize) -> impl Iterator<Item = (&K, &N, i64)> {
-        let map = self.range.contains(key_group).then(|| &self.by_key_group[key_group - self.range.start]);
-        map.into_iter().flat_map(|m| m.keys().map(|(k, n, ts)| (k, n, *ts)))
-    }
-
     /// Snapshots the timers as the state `name`: declares it in `snapshot` and shares the key groups'
     /// maps now; the returned state encodes them afterwards, per key group in firing order with their
     /// registration sequence (so that a restore keeps the order of timers of one timestamp), in
@@ -243,6 +281,9 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         K: ExchangeData,
         N: ExchangeData,
     {
+        if let Some(store) = &self.store {
+            return store.snapshot_deferred(timers_meta::<K, N>(name), snapshot);
+        }
         let state = snapshot.add_state(timers_meta::<K, N>(name));
         let groups = (self.range.start..=self.range.end)
             .zip(&self.by_key_group)
@@ -283,6 +324,10 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
                     timers.push((timestamp, instance, seq, key_group, key, namespace));
                 }
             }
+        }
+        if let Some(store) = &mut self.store {
+            return store
+                .restore(timers.into_iter().map(|(ts, _, _, key_group, k, n)| (key_group, k, n, ts)).collect());
         }
         timers.sort_by_key(|t| (t.0, t.1, t.2));
         for (timestamp, _, _, key_group, key, namespace) in timers {

@@ -975,7 +975,7 @@ where
         while let Some(timer) = self.timers.event.pop_due(watermark) {
             self.on_timer(crate::operators::TimeDomain::EventTime, timer)?;
         }
-        Ok(())
+        self.timers.check(self.base.core.id)
     }
 }
 
@@ -993,6 +993,7 @@ where
         self.base.core.enter();
         self.base.core.records_in.add(batch.len() as u64);
         batch.drain_each(|value, timestamp| self.process_record(value, timestamp))?;
+        self.timers.check(self.base.core.id)?;
         self.base.state_gauge.set(self.entries() as i64);
         self.base.emission.flush()
     }
@@ -1064,6 +1065,7 @@ where
             self.on_timer(crate::operators::TimeDomain::ProcessingTime, timer)?;
         }
         self.timers.reschedule(now_ms);
+        self.timers.check(self.base.core.id)?;
         self.base.state_gauge.set(self.entries() as i64);
         self.base.emission.flush()
     }

@@ -1,0 +1,559 @@
+//! Timers in the LSM backend (Flink's RocksDB timer service): a keyed operator's timers of one time
+//! domain are rows of the shard's store, so that a shard holds more of them than memory.
+//!
+//! A timer is the row
+//!
+//! ```text
+//! key_group: u16 BE | state_id: u32 BE | timestamp: u64 BE (sign bit flipped) | key_len: u32 BE | key | namespace
+//! ```
+//!
+//! with an empty value, so a key group's timers lie in firing order: by timestamp, then by the key's
+//! and namespace's bytes (timers of one timestamp fire in that order, not in registration order, as
+//! with Flink's RocksDB timers). Each key group keeps its first timers in memory, a *front* read by
+//! one scan of at most [`FRONT_MAX`] rows and kept up to date as timers are registered and deleted;
+//! an ordered set of the fronts' first timestamps gives the next timer to fire. A front emptied by
+//! firing is read again from the store. Whether a timer exists (asked by every registration, which a
+//! window operator makes per record) is answered by the front, then by a cache of the timers looked
+//! up lately, then by a read of the store.
+//!
+//! Every change is written to the store at once, so a snapshot reads a view of the store: timers
+//! are saved in the canonical format (in full, also in an incremental checkpoint), and restored by
+//! writing them to the store.
+
+use std::collections::BTreeSet;
+use std::marker::PhantomData;
+use std::rc::Rc;
+
+use super::KeyGroupRange;
+use super::deferred::DeferredState;
+use super::heap::Codec;
+use super::lsm::{LsmShardStore, RawState, StateCursor, decode_one};
+use super::snapshot::{KeyedSnapshot, Section, StateError, StateMeta};
+use super::timers::Timer;
+use crate::codec::ExchangeData;
+use crate::util::hash::BuildStableHasher;
+
+/// Whether timers exist, by (key group, row).
+type Known = hashbrown::HashMap<(usize, Vec<u8>), bool, BuildStableHasher>;
+
+/// Timers of a key group kept in memory at most (twice this after registrations, before the last are
+/// dropped again).
+pub(crate) const FRONT_MAX: usize = 256;
+
+/// What a [`super::TimerQueue`] asks of timers kept elsewhere than in its own maps.
+pub(crate) trait TimerStore<K, N> {
+    fn register(&mut self, key_group: usize, key: &K, namespace: &N, timestamp: i64) -> bool;
+    fn delete(&mut self, key_group: usize, key: &K, namespace: &N, timestamp: i64) -> bool;
+    fn contains(&mut self, key_group: usize, key: &K, namespace: &N, timestamp: i64) -> bool;
+    fn len(&self) -> usize;
+    fn peek_timestamp(&mut self) -> Option<i64>;
+    fn pop_due(&mut self, limit: i64) -> Option<Timer<K, N>>;
+    /// The first error the store gave since the last call (an operation that met it acted as if no
+    /// timer was there).
+    fn take_error(&mut self) -> Option<StateError>;
+    /// The timers as they are now, to be encoded afterwards as the state `meta` of `snapshot` (a
+    /// snapshot that fails if an error is pending).
+    fn snapshot_deferred(&self, meta: StateMeta, snapshot: &mut KeyedSnapshot) -> Box<dyn DeferredState>;
+    /// Writes timers restored from a snapshot (each is new: a snapshot holds a timer once).
+    fn restore(&mut self, timers: Vec<(usize, K, N, i64)>) -> Result<(), StateError>;
+}
+
+/// A key group's first timers.
+#[derive(Default)]
+struct Front {
+    /// The rows (after the key group and state id) of the key group's first timers, in firing order.
+    rows: BTreeSet<Vec<u8>>,
+    /// `rows` are the first timers of the key group (false: to be read).
+    loaded: bool,
+    /// `rows` are all the timers of the key group.
+    whole: bool,
+}
+
+/// The timers of one time domain of a keyed operator instance, in the shard's store.
+pub(crate) struct StoreTimers<K, N> {
+    rows: RawState,
+    range: KeyGroupRange,
+    fronts: Vec<Front>,
+    /// (first timestamp, key group) of every loaded front that holds a timer.
+    heads: BTreeSet<(i64, usize)>,
+    /// Fronts not loaded.
+    unloaded: usize,
+    /// Whether timers looked up lately exist, by (key group, row), in two generations.
+    known: [Known; 2],
+    known_max: usize,
+    /// Timers registered and not yet fired or deleted.
+    live: usize,
+    codec: Codec,
+    error: Option<StateError>,
+    _types: PhantomData<fn() -> (K, N)>,
+}
+
+/// A timestamp as bytes that sort as the timestamps do.
+fn timestamp_bytes(timestamp: i64) -> [u8; 8] {
+    ((timestamp as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The timestamp a row starts with.
+fn row_timestamp(row: &[u8]) -> Option<i64> {
+    let bytes: [u8; 8] = row.get(..8)?.try_into().ok()?;
+    Some((u64::from_be_bytes(bytes) ^ (1 << 63)) as i64)
+}
+
+impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
+    /// The timers `name` of operator `node` in `store`, for the key groups of `range`.
+    pub(crate) fn new(store: Rc<LsmShardStore>, node: u32, name: &str, range: KeyGroupRange) -> StoreTimers<K, N> {
+        let known_max = store.cached_rows();
+        StoreTimers {
+            rows: RawState::new(store, node, name),
+            range,
+            // An operator's timers start empty: every front is loaded, and whole.
+            fronts: range.key_groups().map(|_| Front { rows: BTreeSet::new(), loaded: true, whole: true }).collect(),
+            heads: BTreeSet::new(),
+            unloaded: 0,
+            known: [Known::default(), Known::default()],
+            known_max,
+            live: 0,
+            codec: Codec::default(),
+            error: None,
+            _types: PhantomData,
+        }
+    }
+
+    /// `timestamp | key_len | key | namespace`.
+    fn row(&mut self, key: &K, namespace: &N, timestamp: i64) -> Result<Vec<u8>, StateError> {
+        let name = self.rows.name();
+        let key = self.codec.encode(name, std::slice::from_ref(key))?;
+        let namespace = self.codec.encode(name, std::slice::from_ref(namespace))?;
+        let mut row = Vec::with_capacity(12 + key.len() + namespace.len());
+        row.extend_from_slice(&timestamp_bytes(timestamp));
+        row.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        row.extend_from_slice(&key);
+        row.extend_from_slice(&namespace);
+        Ok(row)
+    }
+
+    /// The key, namespace and timestamp of a row.
+    fn decode(&mut self, row: &[u8]) -> Result<(K, N, i64), StateError> {
+        let name = self.rows.name();
+        let damaged = || super::lsm::damaged(name, "a timer row cut short");
+        let timestamp = row_timestamp(row).ok_or_else(damaged)?;
+        let length: [u8; 4] = row.get(8..12).ok_or_else(damaged)?.try_into().expect("4 bytes");
+        let (key, namespace) = row[12..].split_at_checked(u32::from_be_bytes(length) as usize).ok_or_else(damaged)?;
+        let key = decode_one(name, key, &mut self.codec)?;
+        let namespace = decode_one(name, namespace, &mut self.codec)?;
+        Ok((key, namespace, timestamp))
+    }
+
+    fn front(&mut self, key_group: usize) -> &mut Front {
+        assert!(self.range.contains(key_group), "key group {key_group} is not in {:?}", self.range);
+        &mut self.fronts[key_group - self.range.start]
+    }
+
+    /// Records whether a timer exists, turning the generations over when the young one is full.
+    fn remember(&mut self, key_group: usize, row: Vec<u8>, exists: bool) {
+        if self.known_max == 0 {
+            return;
+        }
+        if self.known[0].len() >= self.known_max / 2 {
+            let young = std::mem::take(&mut self.known[0]);
+            self.known[1] = young;
+        }
+        self.known[0].insert((key_group, row), exists);
+    }
+
+    /// Whether the timer of `row` exists.
+    fn exists(&mut self, key_group: usize, row: &[u8]) -> Result<bool, StateError> {
+        let front = self.front(key_group);
+        if front.loaded {
+            if front.rows.contains(row) {
+                return Ok(true);
+            }
+            if front.whole || front.rows.last().is_some_and(|last| row < last.as_slice()) {
+                return Ok(false);
+            }
+        }
+        let probe = (key_group, row.to_vec());
+        if let Some(&exists) = self.known[0].get(&probe).or_else(|| self.known[1].get(&probe)) {
+            return Ok(exists);
+        }
+        let exists = self.rows.get(key_group, row)?.is_some();
+        self.remember(key_group, probe.1, exists);
+        Ok(exists)
+    }
+
+    /// Puts the front's first timestamp (if any) in `heads`, after `old` (its first before a change).
+    fn update_head(&mut self, key_group: usize, old: Option<i64>) {
+        let front = &self.fronts[key_group - self.range.start];
+        let new = front.rows.first().and_then(|row| row_timestamp(row));
+        if new != old {
+            if let Some(old) = old {
+                self.heads.remove(&(old, key_group));
+            }
+            if let Some(new) = new {
+                self.heads.insert((new, key_group));
+            }
+        }
+    }
+
+    fn first_timestamp(&self, key_group: usize) -> Option<i64> {
+        self.fronts[key_group - self.range.start].rows.first().and_then(|row| row_timestamp(row))
+    }
+
+    /// Reads the first timers of `key_group` from the store into its front.
+    fn load(&mut self, key_group: usize) -> Result<(), StateError> {
+        let old = self.first_timestamp(key_group);
+        let (rows, whole) = self.rows.first_rows(key_group, FRONT_MAX)?;
+        let front = self.front(key_group);
+        if !front.loaded {
+            self.unloaded -= 1;
+        }
+        let front = self.front(key_group);
+        front.rows = rows.into_iter().collect();
+        front.loaded = true;
+        front.whole = whole;
+        self.update_head(key_group, old);
+        Ok(())
+    }
+
+    /// Loads every front not loaded.
+    fn load_all(&mut self) -> Result<(), StateError> {
+        if self.unloaded == 0 {
+            return Ok(());
+        }
+        for key_group in self.range.key_groups() {
+            if !self.fronts[key_group - self.range.start].loaded {
+                self.load(key_group)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn try_register(&mut self, key_group: usize, key: &K, namespace: &N, timestamp: i64) -> Result<bool, StateError> {
+        let row = self.row(key, namespace, timestamp)?;
+        if self.exists(key_group, &row)? {
+            return Ok(false);
+        }
+        self.rows.write(key_group, &row, Some(Vec::new()));
+        self.live += 1;
+        let old = self.first_timestamp(key_group);
+        let front = self.front(key_group);
+        if front.loaded && (front.whole || front.rows.last().is_some_and(|last| row < *last)) {
+            front.rows.insert(row.clone());
+            if front.rows.len() > 2 * FRONT_MAX {
+                while front.rows.len() > FRONT_MAX {
+                    front.rows.pop_last();
+                }
+                front.whole = false;
+            }
+            self.update_head(key_group, old);
+        }
+        self.remember(key_group, row, true);
+        Ok(true)
+    }
+
+    fn try_delete(&mut self, key_group: usize, key: &K, namespace: &N, timestamp: i64) -> Result<bool, StateError> {
+        let row = self.row(key, namespace, timestamp)?;
+        if !self.exists(key_group, &row)? {
+            return Ok(false);
+        }
+        self.rows.write(key_group, &row, None);
+        self.live -= 1;
+        self.removed(key_group, &row)?;
+        self.remember(key_group, row, false);
+        Ok(true)
+    }
+
+    /// Takes a timer gone from the store out of its front (reading the front again if that emptied
+    /// it while the store holds more).
+    fn removed(&mut self, key_group: usize, row: &[u8]) -> Result<(), StateError> {
+        let old = self.first_timestamp(key_group);
+        self.front(key_group).rows.remove(row);
+        self.update_head(key_group, old);
+        let front = self.front(key_group);
+        if front.loaded && front.rows.is_empty() && !front.whole {
+            return self.load(key_group);
+        }
+        Ok(())
+    }
+
+    fn try_peek(&mut self) -> Result<Option<i64>, StateError> {
+        self.load_all()?;
+        Ok(self.heads.first().map(|&(timestamp, _)| timestamp))
+    }
+
+    fn try_pop(&mut self, limit: i64) -> Result<Option<Timer<K, N>>, StateError> {
+        self.load_all()?;
+        let Some(&(timestamp, key_group)) = self.heads.first() else { return Ok(None) };
+        if timestamp > limit {
+            return Ok(None);
+        }
+        let row = self.front(key_group).rows.first().expect("a head's front holds a timer").clone();
+        let (key, namespace, _) = self.decode(&row)?;
+        self.rows.write(key_group, &row, None);
+        self.live -= 1;
+        self.removed(key_group, &row)?;
+        self.remember(key_group, row, false);
+        Ok(Some(Timer { key, key_group, namespace, timestamp }))
+    }
+
+    /// Keeps the first error; answers `fallback` for an operation that failed.
+    fn settle<T>(&mut self, result: Result<T, StateError>, fallback: T) -> T {
+        result.unwrap_or_else(|error| {
+            self.error.get_or_insert(error);
+            fallback
+        })
+    }
+}
+
+impl<K: ExchangeData + Clone, N: ExchangeData + Clone> TimerStore<K, N> for StoreTimers<K, N> {
+    fn register(&mut self, key_group: usize, key: &K, namespace: &N, timestamp: i64) -> bool {
+        let result = self.try_register(key_group, key, namespace, timestamp);
+        self.settle(result, false)
+    }
+
+    fn delete(&mut self, key_group: usize, key: &K, namespace: &N, timestamp: i64) -> bool {
+        let result = self.try_delete(key_group, key, namespace, timestamp);
+        self.settle(result, false)
+    }
+
+    fn contains(&mut self, key_group: usize, key: &K, namespace: &N, timestamp: i64) -> bool {
+        let result = self.row(key, namespace, timestamp).and_then(|row| self.exists(key_group, &row));
+        self.settle(result, false)
+    }
+
+    fn len(&self) -> usize {
+        self.live
+    }
+
+    fn peek_timestamp(&mut self) -> Option<i64> {
+        let result = self.try_peek();
+        self.settle(result, None)
+    }
+
+    fn pop_due(&mut self, limit: i64) -> Option<Timer<K, N>> {
+        let result = self.try_pop(limit);
+        self.settle(result, None)
+    }
+
+    fn take_error(&mut self) -> Option<StateError> {
+        self.error.take()
+    }
+
+    fn snapshot_deferred(&self, meta: StateMeta, snapshot: &mut KeyedSnapshot) -> Box<dyn DeferredState> {
+        let state = snapshot.add_state(meta);
+        if let Some(error) = &self.error {
+            let reason = format!("a timer operation failed before the snapshot: {error}");
+            let error = StateError::Usage { state: self.rows.name().to_string(), reason };
+            return Box::new(super::lsm::FailedShare(Some(error)));
+        }
+        Box::new(StoredTimers::<K, N> {
+            rows: self.rows.cursor(self.range),
+            name: self.rows.name().to_string(),
+            state,
+            sequence: (usize::MAX, 0),
+            _types: PhantomData,
+        })
+    }
+
+    fn restore(&mut self, timers: Vec<(usize, K, N, i64)>) -> Result<(), StateError> {
+        self.known = [Known::default(), Known::default()];
+        for (key_group, key, namespace, timestamp) in timers {
+            let row = self.row(&key, &namespace, timestamp)?;
+            self.rows.write(key_group, &row, Some(Vec::new()));
+            self.live += 1;
+            let front = self.front(key_group);
+            if front.loaded {
+                front.loaded = false;
+                self.unloaded += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The timers of a store view, still to encode as canonical timer sections: per key group in firing
+/// order, numbered in that order (the sequence a restore orders timers of one timestamp by).
+struct StoredTimers<K, N> {
+    rows: StateCursor,
+    name: String,
+    state: u32,
+    /// The key group of the last page encoded, and the sequence of its next timer.
+    sequence: (usize, u64),
+    _types: PhantomData<fn() -> (K, N)>,
+}
+
+impl<K: ExchangeData + Clone, N: ExchangeData + Clone> DeferredState for StoredTimers<K, N> {
+    fn encode_next(&mut self, snapshot: &mut KeyedSnapshot, codec: &mut Codec) -> Result<bool, StateError> {
+        while let Some((key_group, page)) = self.rows.next_page(&self.name)? {
+            if page.entries.is_empty() {
+                continue;
+            }
+            let rows = page.entries.len();
+            let (mut keys, mut namespaces) = (Vec::<K>::with_capacity(rows), Vec::<N>::with_capacity(rows));
+            let mut timestamps = Vec::with_capacity(rows);
+            for (key, _) in &page.entries {
+                let row = &key[super::lsm::PREFIX_BYTES..];
+                let damaged = || super::lsm::damaged(&self.name, "a timer row cut short");
+                timestamps.push(row_timestamp(row).ok_or_else(damaged)?);
+                let length: [u8; 4] = row.get(8..12).ok_or_else(damaged)?.try_into().expect("4 bytes");
+                let (key, namespace) =
+                    row[12..].split_at_checked(u32::from_be_bytes(length) as usize).ok_or_else(damaged)?;
+                keys.push(decode_one(&self.name, key, codec)?);
+                namespaces.push(decode_one(&self.name, namespace, codec)?);
+            }
+            // Rows of one key group come in order, page after page: their sequence goes on.
+            if self.sequence.0 != key_group {
+                self.sequence = (key_group, 0);
+            }
+            let first = self.sequence.1;
+            let sequence: Vec<u64> = (first..first + rows as u64).collect();
+            self.sequence.1 += rows as u64;
+            let name = &self.name;
+            let columns = vec![
+                codec.encode(name, &keys)?,
+                codec.encode(name, &namespaces)?,
+                codec.encode(name, &timestamps)?,
+                codec.encode(name, &sequence)?,
+            ];
+            snapshot.add_section(key_group, self.state, Section { rows: rows as u32, columns });
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lsm::LsmOptions;
+    use crate::lsm::test_support::{TestDir, run_in_executor};
+    use crate::state::TimerQueue;
+    use crate::state::deferred::PendingSnapshot;
+    use crate::state::key_group_of;
+    use crate::state::lsm::LsmBackendOptions;
+    use crate::util::SplitMix64;
+
+    const MAX_PARALLELISM: usize = 128;
+
+    /// Two key groups, so that each holds far more timers than its front.
+    fn range() -> KeyGroupRange {
+        KeyGroupRange { start: 40, end: 41 }
+    }
+
+    /// Keys of the range's key groups.
+    fn keys() -> Vec<u64> {
+        (0u64..).filter(|key| range().contains(key_group_of(key, MAX_PARALLELISM))).take(300).collect()
+    }
+
+    async fn store(dir: &std::path::Path, cached_rows: usize) -> Rc<LsmShardStore> {
+        let store = LsmOptions { memtable_bytes_max: 32 << 10, l0_files_max: 2, ..LsmOptions::default() };
+        let options = LsmBackendOptions { store, cached_rows, ..LsmBackendOptions::default() };
+        LsmShardStore::open(dir, &options).await.expect("opens")
+    }
+
+    /// What a snapshot of `queue` holds, restored into a heap queue and fired.
+    fn saved(queue: &TimerQueue<u64, u32>) -> Vec<(i64, u64, u32)> {
+        let mut snapshot = KeyedSnapshot::new(MAX_PARALLELISM);
+        let shared = vec![queue.snapshot_deferred("timers", &mut snapshot)];
+        let saved = PendingSnapshot::new(snapshot, shared).finish().expect("encodes");
+        let mut heap = TimerQueue::new(range());
+        heap.restore_from("timers", &[saved.keyed_state()]).expect("restores");
+        drain(&mut heap, i64::MAX)
+    }
+
+    /// Fires every timer due at `limit`, sorted (timers of one timestamp fire in another order on
+    /// the heap than in the store).
+    fn drain(queue: &mut TimerQueue<u64, u32>, limit: i64) -> Vec<(i64, u64, u32)> {
+        let mut fired = Vec::new();
+        while let Some(timer) = queue.pop_due(limit) {
+            assert_eq!(timer.key_group, key_group_of(&timer.key, MAX_PARALLELISM));
+            fired.push((timer.timestamp, timer.key, timer.namespace));
+        }
+        assert!(fired.is_sorted_by_key(|t| t.0), "fired in timestamp order");
+        fired.sort_unstable();
+        fired
+    }
+
+    /// Random registrations, deletions, lookups and firings on a queue in the store and one on the
+    /// heap, which must answer alike; now and then the store's queue is saved, compared with the
+    /// heap's, and replaced by a restore of the heap's snapshot.
+    fn timers_in_the_store_behave_as_on_the_heap(seed: u64, cached_rows: usize) {
+        let dir = TestDir::new(&format!("lsm-timers-{seed}"));
+        let path = dir.path.clone();
+        run_in_executor(move || async move {
+            let keys = keys();
+            let mut shard = store(&path.join("0"), cached_rows).await;
+            let mut stored: TimerQueue<u64, u32> = TimerQueue::in_store(range(), Rc::clone(&shard), 1, "timers");
+            let mut heap: TimerQueue<u64, u32> = TimerQueue::new(range());
+            let mut rng = SplitMix64::new(seed);
+            let mut watermark = 0i64;
+            // Timers registered, which a quarter of the operations pick from.
+            let mut registered: Vec<(u64, u32, i64)> = Vec::new();
+            for step in 0..9000u64 {
+                let (key, namespace, timestamp) = match registered.len() {
+                    1.. if rng.next_u64() % 4 == 0 => registered[(rng.next_u64() % registered.len() as u64) as usize],
+                    _ => (
+                        keys[(rng.next_u64() % keys.len() as u64) as usize],
+                        (rng.next_u64() % 3) as u32,
+                        // Far ahead of the watermark, so that a key group holds many more timers
+                        // than its front.
+                        watermark + (rng.next_u64() % 20_000) as i64,
+                    ),
+                };
+                let key_group = key_group_of(&key, MAX_PARALLELISM);
+                let context = format!("step {step}: ({key}, {namespace}, {timestamp})");
+                match rng.next_u64() % 100 {
+                    0..55 => {
+                        let added = stored.register(key_group, &key, &namespace, timestamp);
+                        assert_eq!(added, heap.register(key_group, &key, &namespace, timestamp), "{context}: register");
+                        registered.push((key, namespace, timestamp));
+                    }
+                    55..70 => assert_eq!(
+                        stored.delete(key_group, &key, &namespace, timestamp),
+                        heap.delete(key_group, &key, &namespace, timestamp),
+                        "{context}: delete"
+                    ),
+                    70..85 => assert_eq!(
+                        stored.contains(key_group, &key, &namespace, timestamp),
+                        heap.contains(key_group, &key, &namespace, timestamp),
+                        "{context}: contains"
+                    ),
+                    85..93 => {
+                        assert_eq!(stored.peek_timestamp(), heap.peek_timestamp(), "{context}: peek");
+                        watermark += (rng.next_u64() % 30) as i64;
+                        assert_eq!(drain(&mut stored, watermark), drain(&mut heap, watermark), "{context}: fire");
+                    }
+                    _ => {
+                        if step % 3 == 0 {
+                            shard.stall().await.expect("flushes");
+                        }
+                    }
+                }
+                assert_eq!(stored.len(), heap.len(), "{context}: len");
+                assert!(stored.take_error().is_none(), "{context}: no store error");
+                if step % 3000 == 2999 {
+                    assert_eq!(saved(&stored), saved(&heap), "{context}: snapshots");
+                    let mut snapshot = KeyedSnapshot::new(MAX_PARALLELISM);
+                    let shared = vec![heap.snapshot_deferred("timers", &mut snapshot)];
+                    let from_heap = PendingSnapshot::new(snapshot, shared).finish().expect("encodes");
+                    shard = store(&path.join(format!("{step}")), cached_rows).await;
+                    stored = TimerQueue::in_store(range(), Rc::clone(&shard), 1, "timers");
+                    stored.restore_from("timers", &[from_heap.keyed_state()]).expect("restores");
+                    assert_eq!(stored.len(), heap.len(), "{context}: restored");
+                }
+            }
+            assert_eq!(drain(&mut stored, i64::MAX), drain(&mut heap, i64::MAX));
+            assert!(stored.is_empty());
+        });
+    }
+
+    #[test]
+    fn timers_in_the_store_behave_as_on_the_heap_with_a_cache() {
+        timers_in_the_store_behave_as_on_the_heap(1, 64);
+    }
+
+    #[test]
+    fn timers_in_the_store_behave_as_on_the_heap_without_a_cache() {
+        timers_in_the_store_behave_as_on_the_heap(2, 0);
+    }
+}
