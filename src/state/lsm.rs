@@ -461,12 +461,16 @@ impl RawState {
         self.shard.scan_prefix(&self.name, &start, |key, value| visit(&key[start.len()..], value))
     }
 
-    /// The `rest` of the first `limit` (at least 1) rows of `key_group`, in key order, and whether
-    /// they are all the key group's rows.
-    pub(crate) fn first_rows(&self, key_group: usize, limit: usize) -> Result<(Vec<Vec<u8>>, bool), StateError> {
-        let start = prefix(key_group, self.state_id);
-        let end = prefix_end(&start);
-        let mut from = start.to_vec();
+    /// The `rest` of the first `limit` (at least 1) rows of `key_group` from `rest_start` on, in key
+    /// order, and whether they are all the key group's rows from there.
+    pub(crate) fn first_rows(
+        &self,
+        key_group: usize,
+        rest_start: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<Vec<u8>>, bool), StateError> {
+        let end = prefix_end(&prefix(key_group, self.state_id));
+        let mut from = self.key(key_group, rest_start);
         let mut rows = Vec::new();
         // A page holds fewer rows than asked where it met tombstones: read on until it is full.
         loop {

@@ -59,14 +59,36 @@ pub(crate) trait TimerStore<K, N> {
 }
 
 /// A key group's first timers.
-#[derive(Default)]
 struct Front {
-    /// The rows (after the key group and state id) of the key group's first timers, in firing order.
+    /// The rows (after the key group and state id) of every timer of the key group below `high`, in
+    /// firing order.
     rows: BTreeSet<Vec<u8>>,
-    /// `rows` are the first timers of the key group (false: to be read).
+    /// No timer of the key group lies below this row but those in `rows`: where a read of the front
+    /// starts, past the tombstones of the timers fired before.
+    low: Vec<u8>,
+    /// Where `rows` end (exclusive; `None`: they are all the key group's timers).
+    high: Option<Vec<u8>>,
+    /// `rows`, `low` and `high` hold (false: to be read).
     loaded: bool,
-    /// `rows` are all the timers of the key group.
-    whole: bool,
+}
+
+impl Front {
+    fn empty() -> Front {
+        Front { rows: BTreeSet::new(), low: Vec::new(), high: None, loaded: true }
+    }
+
+    /// Whether the front says if the timer of `row` exists.
+    fn covers(&self, row: &[u8]) -> bool {
+        self.loaded && self.high.as_deref().is_none_or(|high| row < high)
+    }
+}
+
+/// The row right after `row`.
+fn successor(row: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(row.len() + 1);
+    next.extend_from_slice(row);
+    next.push(0);
+    next
 }
 
 /// The timers of one time domain of a keyed operator instance, in the shard's store.
@@ -106,8 +128,8 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
         StoreTimers {
             rows: RawState::new(store, node, name),
             range,
-            // An operator's timers start empty: every front is loaded, and whole.
-            fronts: range.key_groups().map(|_| Front { rows: BTreeSet::new(), loaded: true, whole: true }).collect(),
+            // An operator's timers start empty: every front is loaded, and holds them all.
+            fronts: range.key_groups().map(|_| Front::empty()).collect(),
             heads: BTreeSet::new(),
             unloaded: 0,
             known: [Known::default(), Known::default()],
@@ -164,13 +186,8 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
     /// Whether the timer of `row` exists.
     fn exists(&mut self, key_group: usize, row: &[u8]) -> Result<bool, StateError> {
         let front = self.front(key_group);
-        if front.loaded {
-            if front.rows.contains(row) {
-                return Ok(true);
-            }
-            if front.whole || front.rows.last().is_some_and(|last| row < last.as_slice()) {
-                return Ok(false);
-            }
+        if front.covers(row) {
+            return Ok(front.rows.contains(row));
         }
         let probe = (key_group, row.to_vec());
         if let Some(&exists) = self.known[0].get(&probe).or_else(|| self.known[1].get(&probe)) {
@@ -199,18 +216,19 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
         self.fronts[key_group - self.range.start].rows.first().and_then(|row| row_timestamp(row))
     }
 
-    /// Reads the first timers of `key_group` from the store into its front.
+    /// Reads the first timers of `key_group` from the store into its front, from its `low` on.
     fn load(&mut self, key_group: usize) -> Result<(), StateError> {
         let old = self.first_timestamp(key_group);
-        let (rows, whole) = self.rows.first_rows(key_group, FRONT_MAX)?;
+        let low = std::mem::take(&mut self.front(key_group).low);
+        let (rows, whole) = self.rows.first_rows(key_group, &low, FRONT_MAX)?;
         let front = self.front(key_group);
+        front.high = (!whole).then(|| successor(rows.last().expect("a page ends early only after a row")));
+        front.rows = rows.into_iter().collect();
+        front.low = low;
         if !front.loaded {
+            front.loaded = true;
             self.unloaded -= 1;
         }
-        let front = self.front(key_group);
-        front.rows = rows.into_iter().collect();
-        front.loaded = true;
-        front.whole = whole;
         self.update_head(key_group, old);
         Ok(())
     }
@@ -237,17 +255,25 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
         self.live += 1;
         let old = self.first_timestamp(key_group);
         let front = self.front(key_group);
-        if front.loaded && (front.whole || front.rows.last().is_some_and(|last| row < *last)) {
-            front.rows.insert(row.clone());
-            if front.rows.len() > 2 * FRONT_MAX {
-                while front.rows.len() > FRONT_MAX {
-                    front.rows.pop_last();
-                }
-                front.whole = false;
-            }
-            self.update_head(key_group, old);
+        if !front.covers(&row) {
+            self.remember(key_group, row, true);
+            return Ok(true);
         }
-        self.remember(key_group, row, true);
+        if row < front.low {
+            front.low.clone_from(&row);
+        }
+        front.rows.insert(row);
+        if front.rows.len() > 2 * FRONT_MAX {
+            let mut dropped = None;
+            while front.rows.len() > FRONT_MAX {
+                dropped = front.rows.pop_last();
+            }
+            front.high = dropped;
+            // The timers dropped were answered by the front, so what the cache says of them may be
+            // out of date (the only way a row the front covered stops being covered).
+            self.known = [Known::default(), Known::default()];
+        }
+        self.update_head(key_group, old);
         Ok(true)
     }
 
@@ -258,8 +284,11 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
         }
         self.rows.write(key_group, &row, None);
         self.live -= 1;
+        if !self.front(key_group).covers(&row) {
+            self.remember(key_group, row, false);
+            return Ok(true);
+        }
         self.removed(key_group, &row)?;
-        self.remember(key_group, row, false);
         Ok(true)
     }
 
@@ -270,7 +299,7 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
         self.front(key_group).rows.remove(row);
         self.update_head(key_group, old);
         let front = self.front(key_group);
-        if front.loaded && front.rows.is_empty() && !front.whole {
+        if front.loaded && front.rows.is_empty() && front.high.is_some() {
             return self.load(key_group);
         }
         Ok(())
@@ -291,8 +320,9 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
         let (key, namespace, _) = self.decode(&row)?;
         self.rows.write(key_group, &row, None);
         self.live -= 1;
+        // Nothing of the key group is left below the timer fired: a read of the front starts after it.
+        self.front(key_group).low = successor(&row);
         self.removed(key_group, &row)?;
-        self.remember(key_group, row, false);
         Ok(Some(Timer { key, key_group, namespace, timestamp }))
     }
 
@@ -364,6 +394,7 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> TimerStore<K, N> for Stor
             let front = self.front(key_group);
             if front.loaded {
                 front.loaded = false;
+                front.low.clear();
                 self.unloaded += 1;
             }
         }
@@ -544,6 +575,33 @@ mod tests {
             }
             assert_eq!(drain(&mut stored, i64::MAX), drain(&mut heap, i64::MAX));
             assert!(stored.is_empty());
+        });
+    }
+
+    #[test]
+    fn a_timer_the_front_stops_covering_is_not_answered_from_an_old_lookup() {
+        let dir = TestDir::new("lsm-timers-uncovered");
+        let path = dir.path.clone();
+        run_in_executor(move || async move {
+            let key = keys()[0];
+            let key_group = key_group_of(&key, MAX_PARALLELISM);
+            let mut queue: TimerQueue<u64, u32> =
+                TimerQueue::in_store(range(), store(&path, 1 << 10).await, 1, "timers");
+            let many = 2 * FRONT_MAX as i64 + 1;
+            // The front holds the first timers only, and `late` lies beyond it (asked of the store).
+            (1_000..1_000 + many).for_each(|ts| assert!(queue.register(key_group, &key, &0, ts)));
+            let late = 50_000;
+            assert!(queue.register(key_group, &key, &0, late));
+            // Firing everything before it reads it into the front, where it is deleted.
+            assert_eq!(drain(&mut queue, late - 1).len(), many as usize);
+            assert!(queue.delete(key_group, &key, &0, late));
+            // Timers before it fill the front past its bound: it is beyond the front again.
+            (2_000..2_000 + many).for_each(|ts| assert!(queue.register(key_group, &key, &0, ts)));
+            assert!(!queue.contains(key_group, &key, &0, late), "a deleted timer is not there");
+            assert!(queue.register(key_group, &key, &0, late), "registering it again adds it");
+            assert_eq!(queue.len(), many as usize + 1);
+            assert_eq!(drain(&mut queue, i64::MAX).last(), Some(&(late, key, 0)));
+            assert!(queue.take_error().is_none());
         });
     }
 
