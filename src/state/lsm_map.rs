@@ -128,23 +128,25 @@ struct CachedEntry<UV> {
 }
 
 /// Maps of a table in two generations, as the other tables' row cache (`lsm::RowCache`): maps used
-/// lately are in the young one; once it holds half the bound (in entries, a map counting one more)
-/// it becomes the old one, and the maps of the old one before it are written back and dropped.
+/// lately are in the young one; once half the bound (in entries, a map counting one more) was added
+/// since it began, it becomes the old one, and the maps of the old one before it are written back
+/// and dropped.
 struct MapCache<K, N, UK, UV> {
     young: HashMap<(K, N), CachedMap<UK, UV>, BuildStableHasher>,
     old: HashMap<(K, N), CachedMap<UK, UV>, BuildStableHasher>,
-    /// Maps and entries that went into the young generation.
+    /// Maps and entries added to the cache since the young generation began (to either generation:
+    /// a map of the old one that grows counts too).
     young_weight: usize,
     weight_max: usize,
 }
 
 impl<K: Hash + Eq, N: Hash + Eq, UK: Hash + Eq, UV> MapCache<K, N, UK, UV> {
-    /// The cached map of (key, namespace), with the young generation's weight if it is there.
-    fn map_mut(&mut self, key: &K, namespace: &N) -> Option<(&mut CachedMap<UK, UV>, Option<&mut usize>)> {
+    /// The cached map of (key, namespace), with the weight entries added to it count in.
+    fn map_mut(&mut self, key: &K, namespace: &N) -> Option<(&mut CachedMap<UK, UV>, &mut usize)> {
         let lookup = RowLookup(key, namespace);
         match self.young.get_mut(&lookup) {
-            Some(map) => Some((map, Some(&mut self.young_weight))),
-            None => self.old.get_mut(&lookup).map(|map| (map, None)),
+            Some(map) => Some((map, &mut self.young_weight)),
+            None => self.old.get_mut(&lookup).map(|map| (map, &mut self.young_weight)),
         }
     }
 }
@@ -228,14 +230,10 @@ where
     }
 
     /// Makes sure `at`'s map is in the cache (with no entry read yet if it was not), turning the
-    /// generations over first if the young one is full.
+    /// generations over first if the young one is full (entries added to a map of the young one
+    /// count as much as new maps do).
     fn locate(&mut self, at: &RowRef<'_, K, N>) -> Result<(), StateError> {
         let cache = self.cache.get_mut();
-        if cache.young.contains_key(&RowLookup(at.key, at.namespace))
-            || cache.old.contains_key(&RowLookup(at.key, at.namespace))
-        {
-            return Ok(());
-        }
         if cache.weight_max > 0 && cache.young_weight > cache.weight_max / 2 {
             let young = std::mem::take(&mut cache.young);
             cache.young_weight = 0;
@@ -244,6 +242,12 @@ where
                     self.counted.set(None);
                 }
             }
+        }
+        let cache = self.cache.get_mut();
+        if cache.young.contains_key(&RowLookup(at.key, at.namespace))
+            || cache.old.contains_key(&RowLookup(at.key, at.namespace))
+        {
+            return Ok(());
         }
         let prefix = self.map_prefix(at)?;
         let map = CachedMap { prefix, entries: HashMap::default(), whole: false };
@@ -271,9 +275,7 @@ where
                 (None, true)
             };
             map.entries.insert(user_key.clone(), CachedEntry { entry, dirty: false, stored });
-            if let Some(weight) = weight {
-                *weight += 1;
-            }
+            *weight += 1;
         }
         Ok(map.entries.get_mut(user_key).expect("inserted above"))
     }
@@ -306,9 +308,7 @@ where
                 }
             }
             map.whole = true;
-            if let Some(weight) = weight {
-                *weight += read;
-            }
+            *weight += read;
         }
         Ok(map)
     }
@@ -913,6 +913,36 @@ mod tests {
             assert_eq!(contents(&mut restored, &maps), contents(&mut lsm, &maps));
             assert_eq!(with_map(&mut restored, &maps, 3, None, |map| map.entries().len()), n as usize);
             assert_eq!((restored.len(), lsm.len()), (2, 2), "one map per key, however many parts it came in");
+        });
+    }
+
+    #[test]
+    fn the_cache_holds_at_most_its_bound_of_entries_however_the_maps_grow() {
+        let dir = TestDir::new("lsm-map-bound");
+        let path = dir.path.clone();
+        run_in_executor(move || async move {
+            let clock: SharedClock = Arc::new(ManualClock::new(0));
+            let (_backend, shard) = lsm_backend(&path, &clock, 64).await;
+            let mut table =
+                LsmMapTable::<u64, (), u16, u64>::open(Rc::clone(&shard), (1, "maps"), full_range(), None, &clock);
+            let weight = |table: &LsmMapTable<u64, (), u16, u64>| {
+                let cache = table.cache.borrow();
+                cache.young.values().chain(cache.old.values()).map(|map| 1 + map.entries.len()).sum::<usize>()
+            };
+            for user_key in 0..300u16 {
+                // Few maps, all cached: only their entries grow.
+                for key in 0..3u64 {
+                    let key_group = key_group_for_hash(stable_hash(&key), MAX_PARALLELISM);
+                    let at = RowRef { key: &key, namespace: &(), key_group, hash: 0 };
+                    LsmMapRow::new(&mut table, at, 0).put(&user_key, key).expect("puts");
+                }
+                assert!(weight(&table) <= 64 + 2, "{} cached after {user_key} puts per map", weight(&table));
+            }
+            for key in 0..3u64 {
+                let key_group = key_group_for_hash(stable_hash(&key), MAX_PARALLELISM);
+                let at = RowRef { key: &key, namespace: &(), key_group, hash: 0 };
+                assert_eq!(LsmMapRow::new(&mut table, at, 0).entries().expect("reads").len(), 300);
+            }
         });
     }
 
