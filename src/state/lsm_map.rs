@@ -128,25 +128,23 @@ struct CachedEntry<UV> {
 }
 
 /// Maps of a table in two generations, as the other tables' row cache (`lsm::RowCache`): maps used
-/// lately are in the young one; once half the bound (in entries, a map counting one more) was added
-/// since it began, it becomes the old one, and the maps of the old one before it are written back
-/// and dropped.
+/// lately are in the young one; once it holds half the bound, it becomes the old one, and the maps
+/// of the old one before it are written back and dropped. A map counts as one row, however many of
+/// its entries are cached (as a list state's row does, however long the list).
 struct MapCache<K, N, UK, UV> {
     young: HashMap<(K, N), CachedMap<UK, UV>, BuildStableHasher>,
     old: HashMap<(K, N), CachedMap<UK, UV>, BuildStableHasher>,
-    /// Maps and entries added to the cache since the young generation began (to either generation:
-    /// a map of the old one that grows counts too).
-    young_weight: usize,
-    weight_max: usize,
+    /// `LsmBackendOptions::cached_rows`.
+    maps_max: usize,
 }
 
 impl<K: Hash + Eq, N: Hash + Eq, UK: Hash + Eq, UV> MapCache<K, N, UK, UV> {
-    /// The cached map of (key, namespace), with the weight entries added to it count in.
-    fn map_mut(&mut self, key: &K, namespace: &N) -> Option<(&mut CachedMap<UK, UV>, &mut usize)> {
+    /// The cached map of (key, namespace).
+    fn map_mut(&mut self, key: &K, namespace: &N) -> Option<&mut CachedMap<UK, UV>> {
         let lookup = RowLookup(key, namespace);
         match self.young.get_mut(&lookup) {
-            Some(map) => Some((map, &mut self.young_weight)),
-            None => self.old.get_mut(&lookup).map(|map| (map, &mut self.young_weight)),
+            Some(map) => Some(map),
+            None => self.old.get_mut(&lookup),
         }
     }
 }
@@ -230,30 +228,25 @@ where
     }
 
     /// Makes sure `at`'s map is in the cache (with no entry read yet if it was not), turning the
-    /// generations over first if the young one is full (entries added to a map of the young one
-    /// count as much as new maps do).
+    /// generations over first if the young one is full.
     fn locate(&mut self, at: &RowRef<'_, K, N>) -> Result<(), StateError> {
-        let cache = self.cache.get_mut();
-        if cache.weight_max > 0 && cache.young_weight > cache.weight_max / 2 {
-            let young = std::mem::take(&mut cache.young);
-            cache.young_weight = 0;
-            for (_, mut map) in std::mem::replace(&mut cache.old, young) {
-                if write_back(&self.shard, &self.name, &mut self.codec, &mut map)? {
-                    self.counted.set(None);
-                }
-            }
-        }
         let cache = self.cache.get_mut();
         if cache.young.contains_key(&RowLookup(at.key, at.namespace))
             || cache.old.contains_key(&RowLookup(at.key, at.namespace))
         {
             return Ok(());
         }
+        if cache.maps_max > 0 && cache.young.len() >= cache.maps_max.div_ceil(2) {
+            let young = std::mem::take(&mut cache.young);
+            for (_, mut map) in std::mem::replace(&mut cache.old, young) {
+                if write_back(&self.shard, &self.name, &mut self.codec, &mut map)? {
+                    self.counted.set(None);
+                }
+            }
+        }
         let prefix = self.map_prefix(at)?;
         let map = CachedMap { prefix, entries: HashMap::default(), whole: false };
-        let cache = self.cache.get_mut();
-        cache.young.insert((at.key.clone(), at.namespace.clone()), map);
-        cache.young_weight += 1;
+        self.cache.get_mut().young.insert((at.key.clone(), at.namespace.clone()), map);
         Ok(())
     }
 
@@ -261,7 +254,7 @@ where
     /// cached (else made absent, and possibly stored).
     fn entry(&mut self, at: &RowRef<'_, K, N>, user_key: &UK, read: bool) -> Result<&mut CachedEntry<UV>, StateError> {
         self.locate(at)?;
-        let (map, weight) = self.cache.get_mut().map_mut(at.key, at.namespace).expect("located above");
+        let map = self.cache.get_mut().map_mut(at.key, at.namespace).expect("located above");
         if !map.entries.contains_key(user_key) {
             let (entry, stored) = if map.whole {
                 (None, false)
@@ -275,7 +268,6 @@ where
                 (None, true)
             };
             map.entries.insert(user_key.clone(), CachedEntry { entry, dirty: false, stored });
-            *weight += 1;
         }
         Ok(map.entries.get_mut(user_key).expect("inserted above"))
     }
@@ -283,11 +275,10 @@ where
     /// `at`'s map, cached whole (read from the store if it was not).
     fn whole(&mut self, at: &RowRef<'_, K, N>) -> Result<&mut CachedMap<UK, UV>, StateError> {
         self.locate(at)?;
-        let (map, weight) = self.cache.get_mut().map_mut(at.key, at.namespace).expect("located above");
+        let map = self.cache.get_mut().map_mut(at.key, at.namespace).expect("located above");
         if !map.whole {
             let end = prefix_end(&map.prefix);
             let mut from = map.prefix.clone();
-            let mut read = 0;
             loop {
                 let page = self
                     .shard
@@ -299,7 +290,6 @@ where
                     if !map.entries.contains_key(&user_key) {
                         let entry = Some(decode_value(&self.name, &mut self.codec, value)?);
                         map.entries.insert(user_key, CachedEntry { entry, dirty: false, stored: true });
-                        read += 1;
                     }
                 }
                 match page.resume_from {
@@ -308,7 +298,6 @@ where
                 }
             }
             map.whole = true;
-            *weight += read;
         }
         Ok(map)
     }
@@ -317,7 +306,7 @@ where
     /// read again if used again.
     fn done(&mut self, at: &RowRef<'_, K, N>) -> Result<(), StateError> {
         let cache = self.cache.get_mut();
-        if cache.weight_max == 0 {
+        if cache.maps_max == 0 {
             let lookup = RowLookup(at.key, at.namespace);
             if let Some(mut map) = cache.young.remove(&lookup).or_else(|| cache.old.remove(&lookup)) {
                 if write_back(&self.shard, &self.name, &mut self.codec, &mut map)? {
@@ -380,12 +369,7 @@ where
         }
         // A restore counts entries; the table counts maps when asked.
         shard.take_restored_rows(state_id);
-        let cache = MapCache {
-            young: HashMap::default(),
-            old: HashMap::default(),
-            young_weight: 0,
-            weight_max: shard.cached_rows(),
-        };
+        let cache = MapCache { young: HashMap::default(), old: HashMap::default(), maps_max: shard.cached_rows() };
         LsmMapTable {
             shard,
             name: name.to_string(),
@@ -917,32 +901,35 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_holds_at_most_its_bound_of_entries_however_the_maps_grow() {
+    fn the_cache_holds_at_most_its_bound_of_maps_and_writes_back_those_it_drops() {
         let dir = TestDir::new("lsm-map-bound");
         let path = dir.path.clone();
         run_in_executor(move || async move {
             let clock: SharedClock = Arc::new(ManualClock::new(0));
-            let (_backend, shard) = lsm_backend(&path, &clock, 64).await;
+            let (_backend, shard) = lsm_backend(&path, &clock, 4).await;
             let mut table =
                 LsmMapTable::<u64, (), u16, u64>::open(Rc::clone(&shard), (1, "maps"), full_range(), None, &clock);
-            let weight = |table: &LsmMapTable<u64, (), u16, u64>| {
+            let cached = |table: &LsmMapTable<u64, (), u16, u64>| {
                 let cache = table.cache.borrow();
-                cache.young.values().chain(cache.old.values()).map(|map| 1 + map.entries.len()).sum::<usize>()
+                cache.young.len() + cache.old.len()
             };
-            for user_key in 0..300u16 {
-                // Few maps, all cached: only their entries grow.
-                for key in 0..3u64 {
+            let keys = 30u64;
+            for user_key in 0..20u16 {
+                for key in 0..keys {
                     let key_group = key_group_for_hash(stable_hash(&key), MAX_PARALLELISM);
                     let at = RowRef { key: &key, namespace: &(), key_group, hash: 0 };
                     LsmMapRow::new(&mut table, at, 0).put(&user_key, key).expect("puts");
+                    assert!(cached(&table) <= 4, "{} maps cached", cached(&table));
                 }
-                assert!(weight(&table) <= 64 + 2, "{} cached after {user_key} puts per map", weight(&table));
             }
-            for key in 0..3u64 {
+            for key in 0..keys {
                 let key_group = key_group_for_hash(stable_hash(&key), MAX_PARALLELISM);
                 let at = RowRef { key: &key, namespace: &(), key_group, hash: 0 };
-                assert_eq!(LsmMapRow::new(&mut table, at, 0).entries().expect("reads").len(), 300);
+                let mut entries = LsmMapRow::new(&mut table, at, 0).entries().expect("reads");
+                entries.sort_unstable();
+                assert_eq!(entries, (0..20).map(|user_key| (user_key, key)).collect::<Vec<_>>());
             }
+            assert_eq!(table.len(), keys as usize);
         });
     }
 
