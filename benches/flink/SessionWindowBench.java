@@ -1,7 +1,7 @@
 // Flink side of rill's session window bench (`cargo bench --bench windows -- job=session`): keyed
 // event-time session windows with a sum, the same job on Flink's DataStream API.
 //
-// Args: events parallelism [keys=10000]
+// Args: events parallelism [keys=10000] [hashmap|rocksdb]
 //   source -> assignTimestampsAndWatermarks(bounded out-of-orderness 100 ms, ts = f1 / 10)
 //          -> keyBy(f0) -> window(event-time sessions, gap 1 s) -> sum(1) -> discard
 //
@@ -9,7 +9,7 @@
 // with event time i / 10 ms. Keys take turns, as in rill's windows.rs: ACTIVE_KEYS (1000) keys are
 // active at a time, for ACTIVE_RECORDS (100000) records of a subtask (10 s of event time), so each
 // active key gets a record every 100 ms and its session closes 1 s after its group goes quiet.
-// Object reuse is on and the state backend is the default heap one (hashmap).
+// Object reuse is on; the state backend is the heap one (hashmap) unless rocksdb is given.
 // Prints wall time (JVM in, mini-cluster start-up included) and the job's net runtime
 // (JobExecutionResult.getNetRuntime), and the throughput on the net runtime.
 import java.time.Duration;
@@ -39,16 +39,17 @@ public class SessionWindowBench {
   public static void main(String[] args) throws Exception {
     long t0 = System.nanoTime();
     if (args.length < 2) {
-      System.err.println("usage: SessionWindowBench events parallelism [keys=10000]");
+      System.err.println("usage: SessionWindowBench events parallelism [keys=10000] [hashmap|rocksdb]");
       System.exit(2);
     }
     final long n = Long.parseLong(args[0]);
     final int par = Integer.parseInt(args[1]);
     final long keys = args.length > 2 ? Long.parseLong(args[2]) : 10000L;
+    final String backend = args.length > 3 ? args[3] : "hashmap";
     final long perSubtask = n / par;
 
     Configuration conf = new Configuration();
-    conf.set(StateBackendOptions.STATE_BACKEND, "hashmap");
+    conf.set(StateBackendOptions.STATE_BACKEND, backend);
     StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment(conf);
     env.setParallelism(par);
     env.getConfig().enableObjectReuse();

@@ -227,7 +227,7 @@ impl<K: crate::api::Key, N: std::hash::Hash + Eq + Clone + crate::codec::Exchang
 
     /// The first error the LSM store gave a timer operation since the last call, as operator
     /// `operator`'s failure (a timer operation cannot fail where it is called: the operator checks
-    /// after each batch and each firing).
+    /// after each batch, each firing, each rescheduling and a restore).
     pub fn check(&mut self, operator: u32) -> OpResult {
         match self.event.take_error().or_else(|| self.processing.take_error()) {
             Some(error) => Err(OpError::new(operator, error)),
@@ -683,6 +683,7 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
         self.timers.event.restore_from(EVENT_TIMERS, &snapshots).map_err(fail)?;
         self.timers.processing.restore_from(PROCESSING_TIMERS, &snapshots).map_err(fail)?;
         self.timers.reschedule(i64::MIN);
+        self.timers.check(self.core.id)?;
         if let Some(broadcast) = &mut self.broadcast {
             broadcast.restore(&snapshots, self.subtask);
         }
@@ -701,7 +702,7 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
         self.core.enter();
         self.fire(TimeDomain::ProcessingTime, now_ms, &mut on_timer)?;
         self.timers.reschedule(now_ms);
-        Ok(())
+        self.timers.check(self.core.id)
     }
 }
 

@@ -519,6 +519,10 @@ pub(crate) struct RowRef<'a, K, N> {
 pub(crate) trait ErasedTable<K> {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn len(&self) -> usize;
+    /// `len`, or, where counting means reading the store, the count as of when it was last taken.
+    fn len_estimate(&self) -> usize {
+        self.len()
+    }
     /// The keys of the rows, with their key groups.
     fn keys(&mut self) -> Result<Vec<(K, usize)>, StateError>;
     /// The rows of every key group, shared with a snapshot that encodes them later as its `state`.
@@ -722,6 +726,21 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
             None => 0,
         };
         self.states.iter().map(|s| s.table.len()).sum::<usize>() + self.restored.keyed_rows() + in_store
+    }
+
+    /// [`len`](Self::len) without reading the store to count (for gauges updated per batch): map
+    /// states in the LSM store count as they were last counted, and undeclared restored ones not.
+    pub(crate) fn len_estimate(&self) -> usize {
+        let in_store: usize = match &self.lsm {
+            Some(store) => self
+                .restored_in_store
+                .iter()
+                .filter(|(meta, _)| meta.kind != super::snapshot::StateKind::Map)
+                .map(|(meta, id)| store.restored_rows_of(*id, meta.kind, self.range))
+                .sum(),
+            None => 0,
+        };
+        self.states.iter().map(|s| s.table.len_estimate()).sum::<usize>() + self.restored.keyed_rows() + in_store
     }
 
     /// True if no state holds a row.

@@ -106,8 +106,8 @@ pub struct LsmBackendOptions {
     /// Keep the timers of keyed process functions and window operators in the store (Flink's
     /// `state.backend.rocksdb.timer-service.factory: ROCKSDB`), so that they too may outgrow memory;
     /// off, they are kept on the heap (`HEAP`), which is faster while they fit. Timers of one
-    /// timestamp fire in the order of their keys' bytes in the store, in registration order on the
-    /// heap.
+    /// timestamp fire by key group, then in the order of their key's and namespace's encoded bytes
+    /// (the key's length first) in the store; in registration order on the heap.
     pub timers_in_store: bool,
 }
 
@@ -252,6 +252,13 @@ impl LsmShardStore {
     /// Takes the count of rows a restore wrote for state `id`.
     pub(super) fn take_restored_rows(&self, id: u32) -> usize {
         self.restored_rows.borrow_mut().remove(&id).unwrap_or(0)
+    }
+
+    /// Forgets what a restore counted or left to count of state `id`, which counts itself (a map
+    /// state counts maps, not the entries a restore wrote).
+    pub(super) fn forget_restored_counts(&self, id: u32) {
+        self.restored_rows.borrow_mut().remove(&id);
+        self.uncounted.borrow_mut().remove(&id);
     }
 
     /// The rows a restore wrote for state `id` of kind `kind` that no table took yet, and those of

@@ -13,11 +13,14 @@
 //! stamp's columns, as a `ValueState` row's value does, so cleanup at compaction treats it as one.
 //! A map with no entry has no entry in the store.
 //!
-//! Every change goes to the store at once (there is no row cache as for the other kinds): the store
-//! is always current, so iterating a map is a scan and nothing is written back before a snapshot.
-//! A full snapshot reads the entries back into the canonical map rows; a map whose entries a page
-//! boundary splits is saved as two rows of the same key, which a restore joins (`Stored::absorb`),
-//! as it does the one-entry rows that a snapshot of a state not declared yet saves.
+//! A table caches the maps used lately (`MapCache`), each with the entries read or written, and
+//! whether they are all its entries (read whole by one scan, for iteration and `clear`). Changes are
+//! written back when a map leaves the cache and before the store is read as a whole (a snapshot, a
+//! count), as rows of the other kinds are. The cache is bounded in entries, so a map may outgrow
+//! memory. A full snapshot reads the entries back into the canonical map rows; a map whose entries a
+//! page boundary splits is saved as two rows of the same key, which a restore joins
+//! (`Stored::absorb`), as it does the one-entry rows that a snapshot of a state not declared yet
+//! saves.
 
 use std::cell::{Cell, RefCell};
 use std::hash::Hash;
@@ -103,8 +106,8 @@ pub(crate) struct LsmMapTable<K, N, UK, UV> {
     /// Maps used lately, with the entries read or written, decoded. Changes reach the store when a
     /// map leaves the cache, and before a snapshot or a scan of the whole table reads the store.
     cache: RefCell<MapCache<K, N, UK, UV>>,
-    /// The maps the table held when last counted (`None`: changed since).
-    counted: Cell<Option<usize>>,
+    /// The maps the table held when last counted, and whether nothing changed since.
+    counted: Cell<(usize, bool)>,
 }
 
 /// A map in an [`LsmMapTable`]'s cache: the entries of it read or written, and where it lies.
@@ -128,23 +131,27 @@ struct CachedEntry<UV> {
 }
 
 /// Maps of a table in two generations, as the other tables' row cache (`lsm::RowCache`): maps used
-/// lately are in the young one; once it holds half the bound, it becomes the old one, and the maps
-/// of the old one before it are written back and dropped. A map counts as one row, however many of
-/// its entries are cached (as a list state's row does, however long the list).
+/// lately are in the young one; once half the bound was added to the cache since it began, it
+/// becomes the old one, and the maps of the old one before it are written back and dropped. The
+/// bound counts entries (a map counting one more, and entries added to maps of either generation
+/// counting alike), so that however a map grows its cached part stays bounded: a map may hold far
+/// more entries than memory, where a list state's row is read whole.
 struct MapCache<K, N, UK, UV> {
     young: HashMap<(K, N), CachedMap<UK, UV>, BuildStableHasher>,
     old: HashMap<(K, N), CachedMap<UK, UV>, BuildStableHasher>,
+    /// Maps and entries added since the young generation began.
+    added: usize,
     /// `LsmBackendOptions::cached_rows`.
-    maps_max: usize,
+    weight_max: usize,
 }
 
 impl<K: Hash + Eq, N: Hash + Eq, UK: Hash + Eq, UV> MapCache<K, N, UK, UV> {
-    /// The cached map of (key, namespace).
-    fn map_mut(&mut self, key: &K, namespace: &N) -> Option<&mut CachedMap<UK, UV>> {
+    /// The cached map of (key, namespace), and the count of what was added to the cache.
+    fn map_mut(&mut self, key: &K, namespace: &N) -> Option<(&mut CachedMap<UK, UV>, &mut usize)> {
         let lookup = RowLookup(key, namespace);
         match self.young.get_mut(&lookup) {
-            Some(map) => Some(map),
-            None => self.old.get_mut(&lookup),
+            Some(map) => Some((map, &mut self.added)),
+            None => self.old.get_mut(&lookup).map(|map| (map, &mut self.added)),
         }
     }
 }
@@ -177,6 +184,11 @@ fn write_back<UK: ExchangeData, UV: ExchangeData + Clone>(
         map.entries.retain(|_, cached| cached.entry.is_some());
     }
     Ok(wrote)
+}
+
+/// Notes that a table's count of maps (`LsmMapTable::counted`) may have changed.
+fn stale(counted: &Cell<(usize, bool)>) {
+    counted.set((counted.get().0, false));
 }
 
 /// The store key of `user_key` in the map whose prefix is `map`.
@@ -228,25 +240,33 @@ where
     }
 
     /// Makes sure `at`'s map is in the cache (with no entry read yet if it was not), turning the
-    /// generations over first if the young one is full.
+    /// generations over first if half the bound was added since the last turn.
     fn locate(&mut self, at: &RowRef<'_, K, N>) -> Result<(), StateError> {
         let cache = self.cache.get_mut();
+        if cache.weight_max > 0 && cache.added >= cache.weight_max.div_ceil(2) {
+            // The old generation's maps are written back before they go: one that fails stays cached
+            // (with those not written yet), so that no change is lost.
+            let mut old = std::mem::take(&mut cache.old).into_iter();
+            while let Some((pair, mut map)) = old.next() {
+                if let Err(error) = write_back(&self.shard, &self.name, &mut self.codec, &mut map) {
+                    cache.old = std::iter::once((pair, map)).chain(old).collect();
+                    return Err(error);
+                }
+                stale(&self.counted);
+            }
+            cache.old = std::mem::take(&mut cache.young);
+            cache.added = 0;
+        }
         if cache.young.contains_key(&RowLookup(at.key, at.namespace))
             || cache.old.contains_key(&RowLookup(at.key, at.namespace))
         {
             return Ok(());
         }
-        if cache.maps_max > 0 && cache.young.len() >= cache.maps_max.div_ceil(2) {
-            let young = std::mem::take(&mut cache.young);
-            for (_, mut map) in std::mem::replace(&mut cache.old, young) {
-                if write_back(&self.shard, &self.name, &mut self.codec, &mut map)? {
-                    self.counted.set(None);
-                }
-            }
-        }
         let prefix = self.map_prefix(at)?;
         let map = CachedMap { prefix, entries: HashMap::default(), whole: false };
-        self.cache.get_mut().young.insert((at.key.clone(), at.namespace.clone()), map);
+        let cache = self.cache.get_mut();
+        cache.young.insert((at.key.clone(), at.namespace.clone()), map);
+        cache.added += 1;
         Ok(())
     }
 
@@ -254,7 +274,7 @@ where
     /// cached (else made absent, and possibly stored).
     fn entry(&mut self, at: &RowRef<'_, K, N>, user_key: &UK, read: bool) -> Result<&mut CachedEntry<UV>, StateError> {
         self.locate(at)?;
-        let map = self.cache.get_mut().map_mut(at.key, at.namespace).expect("located above");
+        let (map, added) = self.cache.get_mut().map_mut(at.key, at.namespace).expect("located above");
         if !map.entries.contains_key(user_key) {
             let (entry, stored) = if map.whole {
                 (None, false)
@@ -268,6 +288,7 @@ where
                 (None, true)
             };
             map.entries.insert(user_key.clone(), CachedEntry { entry, dirty: false, stored });
+            *added += 1;
         }
         Ok(map.entries.get_mut(user_key).expect("inserted above"))
     }
@@ -275,7 +296,7 @@ where
     /// `at`'s map, cached whole (read from the store if it was not).
     fn whole(&mut self, at: &RowRef<'_, K, N>) -> Result<&mut CachedMap<UK, UV>, StateError> {
         self.locate(at)?;
-        let map = self.cache.get_mut().map_mut(at.key, at.namespace).expect("located above");
+        let (map, added) = self.cache.get_mut().map_mut(at.key, at.namespace).expect("located above");
         if !map.whole {
             let end = prefix_end(&map.prefix);
             let mut from = map.prefix.clone();
@@ -290,6 +311,7 @@ where
                     if !map.entries.contains_key(&user_key) {
                         let entry = Some(decode_value(&self.name, &mut self.codec, value)?);
                         map.entries.insert(user_key, CachedEntry { entry, dirty: false, stored: true });
+                        *added += 1;
                     }
                 }
                 match page.resume_from {
@@ -306,15 +328,65 @@ where
     /// read again if used again.
     fn done(&mut self, at: &RowRef<'_, K, N>) -> Result<(), StateError> {
         let cache = self.cache.get_mut();
-        if cache.maps_max == 0 {
-            let lookup = RowLookup(at.key, at.namespace);
-            if let Some(mut map) = cache.young.remove(&lookup).or_else(|| cache.old.remove(&lookup)) {
-                if write_back(&self.shard, &self.name, &mut self.codec, &mut map)? {
-                    self.counted.set(None);
+        if cache.weight_max == 0 {
+            if let Some((map, _)) = cache.map_mut(at.key, at.namespace) {
+                if write_back(&self.shard, &self.name, &mut self.codec, map)? {
+                    stale(&self.counted);
+                }
+                // Written back, it may go (a failed write-back keeps it cached, changes and all).
+                let cache = self.cache.get_mut();
+                let lookup = RowLookup(at.key, at.namespace);
+                if cache.young.remove(&lookup).is_none() {
+                    cache.old.remove(&lookup);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Whether `at`'s map has a live entry, without caching what it reads: the cached entries first,
+    /// then the store's in order until one the cache does not hold. Expired entries met are removed.
+    fn any_live(&mut self, at: &RowRef<'_, K, N>, rules: &TtlRead) -> Result<bool, StateError> {
+        self.locate(at)?;
+        let (map, _) = self.cache.get_mut().map_mut(at.key, at.namespace).expect("located above");
+        let mut live = false;
+        for cached in map.entries.values_mut() {
+            match &cached.entry {
+                Some(entry) if rules.expired(entry) => {
+                    cached.entry = None;
+                    cached.dirty = true;
+                }
+                Some(_) => live = true,
+                None => {}
+            }
+        }
+        if live || map.whole {
+            return Ok(live);
+        }
+        let end = prefix_end(&map.prefix);
+        let mut from = map.prefix.clone();
+        loop {
+            let page =
+                self.shard.store.scan(&from, end.as_deref(), 64).map_err(|error| store_error(&self.name, error))?;
+            for (key, value) in &page.entries {
+                let user_key: UK = decode_one(&self.name, &key[map.prefix.len()..], &mut self.codec)?;
+                if map.entries.contains_key(&user_key) {
+                    // Cached, and not live (the cached entries were looked at above).
+                    continue;
+                }
+                let entry: Stamped<UV> = decode_value(&self.name, &mut self.codec, value)?;
+                if !rules.expired(&entry) {
+                    return Ok(true);
+                }
+                // Expired: removed, as the heap removes it.
+                self.shard.write(key, None);
+                stale(&self.counted);
+            }
+            match page.resume_from {
+                Some(resume_from) => from = resume_from,
+                None => return Ok(false),
+            }
+        }
     }
 
     /// Writes every changed cached entry to the store, keeping them cached (before the store is read
@@ -324,7 +396,7 @@ where
         let cache = &mut *cache;
         for map in cache.young.values_mut().chain(cache.old.values_mut()) {
             if write_back(&self.shard, &self.name, codec, map)? {
-                self.counted.set(None);
+                stale(&self.counted);
             }
         }
         Ok(())
@@ -368,8 +440,9 @@ where
             shard.ttl_filter.rules.borrow_mut().insert(state_id, rule);
         }
         // A restore counts entries; the table counts maps when asked.
-        shard.take_restored_rows(state_id);
-        let cache = MapCache { young: HashMap::default(), old: HashMap::default(), maps_max: shard.cached_rows() };
+        shard.forget_restored_counts(state_id);
+        let cache =
+            MapCache { young: HashMap::default(), old: HashMap::default(), added: 0, weight_max: shard.cached_rows() };
         LsmMapTable {
             shard,
             name: name.to_string(),
@@ -378,7 +451,7 @@ where
             ttl,
             codec: Codec::default(),
             cache: RefCell::new(cache),
-            counted: Cell::new(None),
+            counted: Cell::new((0, false)),
         }
     }
 }
@@ -401,12 +474,17 @@ where
         if self.write_back_all(&mut Codec::default()).is_err() {
             return 0;
         }
-        if let Some(maps) = self.counted.get() {
+        if let (maps, true) = self.counted.get() {
             return maps;
         }
         let maps = count_maps(&self.shard, &self.name, self.state_id, self.range).unwrap_or(0);
-        self.counted.set(Some(maps));
+        self.counted.set((maps, true));
         maps
+    }
+
+    /// The maps as last counted, without reading anything (changes since are not seen).
+    fn len_estimate(&self) -> usize {
+        self.counted.get().0
     }
 
     fn keys(&mut self) -> Result<Vec<(K, usize)>, StateError> {
@@ -467,7 +545,7 @@ where
             let mut map = CachedMap { prefix, entries: entries.collect(), whole: false };
             write_back(&self.shard, &self.name, &mut self.codec, &mut map)?;
         }
-        self.counted.set(None);
+        stale(&self.counted);
         Ok(())
     }
 }
@@ -568,23 +646,12 @@ where
         Ok(live)
     }
 
-    /// True if no entry is live (the expired ones are removed).
+    /// True if no entry is live (the expired ones met on the way are removed).
     pub(crate) fn is_empty(&mut self) -> Result<bool, StateError> {
         let rules = self.rules();
-        let map = self.table.whole(&self.at)?;
-        let mut empty = true;
-        for cached in map.entries.values_mut() {
-            match &cached.entry {
-                Some(entry) if rules.expired(entry) => {
-                    cached.entry = None;
-                    cached.dirty = true;
-                }
-                Some(_) => empty = false,
-                None => {}
-            }
-        }
+        let live = self.table.any_live(&self.at, &rules)?;
         self.table.done(&self.at)?;
-        Ok(empty)
+        Ok(!live)
     }
 
     /// Removes every entry (a tombstone per entry: a range tombstone per map would be cheaper to
@@ -901,35 +968,44 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_holds_at_most_its_bound_of_maps_and_writes_back_those_it_drops() {
+    fn the_cache_holds_at_most_its_bound_of_entries_however_the_maps_grow() {
         let dir = TestDir::new("lsm-map-bound");
         let path = dir.path.clone();
         run_in_executor(move || async move {
             let clock: SharedClock = Arc::new(ManualClock::new(0));
-            let (_backend, shard) = lsm_backend(&path, &clock, 4).await;
+            let (_backend, shard) = lsm_backend(&path, &clock, 64).await;
             let mut table =
                 LsmMapTable::<u64, (), u16, u64>::open(Rc::clone(&shard), (1, "maps"), full_range(), None, &clock);
             let cached = |table: &LsmMapTable<u64, (), u16, u64>| {
                 let cache = table.cache.borrow();
-                cache.young.len() + cache.old.len()
+                cache.young.values().chain(cache.old.values()).map(|map| 1 + map.entries.len()).sum::<usize>()
             };
-            let keys = 30u64;
-            for user_key in 0..20u16 {
-                for key in 0..keys {
-                    let key_group = key_group_for_hash(stable_hash(&key), MAX_PARALLELISM);
+            let at = |key: &u64| {
+                let key_group = key_group_for_hash(stable_hash(key), MAX_PARALLELISM);
+                (key_group, *key)
+            };
+            // Few maps, all cached all along: only their entries grow (puts, and lookups of absent
+            // user keys).
+            for user_key in 0..300u16 {
+                for key in 0..3u64 {
+                    let (key_group, key) = at(&key);
                     let at = RowRef { key: &key, namespace: &(), key_group, hash: 0 };
-                    LsmMapRow::new(&mut table, at, 0).put(&user_key, key).expect("puts");
-                    assert!(cached(&table) <= 4, "{} maps cached", cached(&table));
+                    let mut map = LsmMapRow::new(&mut table, at, 0);
+                    map.put(&user_key, key).expect("puts");
+                    assert_eq!(map.get(&(user_key + 1000)).expect("gets"), None);
+                    assert!(cached(&table) <= 64 + 2, "{} cached after {user_key} puts per map", cached(&table));
                 }
             }
-            for key in 0..keys {
-                let key_group = key_group_for_hash(stable_hash(&key), MAX_PARALLELISM);
+            for key in 0..3u64 {
+                let (key_group, key) = at(&key);
                 let at = RowRef { key: &key, namespace: &(), key_group, hash: 0 };
-                let mut entries = LsmMapRow::new(&mut table, at, 0).entries().expect("reads");
+                let mut map = LsmMapRow::new(&mut table, at, 0);
+                assert!(!map.is_empty().expect("reads"));
+                let mut entries = map.entries().expect("reads");
                 entries.sort_unstable();
-                assert_eq!(entries, (0..20).map(|user_key| (user_key, key)).collect::<Vec<_>>());
+                assert_eq!(entries, (0..300).map(|user_key| (user_key, key)).collect::<Vec<_>>());
             }
-            assert_eq!(table.len(), keys as usize);
+            assert_eq!(table.len(), 3);
         });
     }
 

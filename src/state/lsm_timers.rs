@@ -8,8 +8,8 @@
 //! ```
 //!
 //! with an empty value, so a key group's timers lie in firing order: by timestamp, then by the key's
-//! and namespace's bytes (timers of one timestamp fire in that order, not in registration order, as
-//! with Flink's RocksDB timers). Each key group keeps its first timers in memory, a *front* read by
+//! length and bytes and the namespace's bytes. Timers of one timestamp fire by key group, then in
+//! that order, not in registration order (as with Flink's RocksDB timers). Each key group keeps its first timers in memory, a *front* read by
 //! one scan of at most [`FRONT_MAX`] rows and kept up to date as timers are registered and deleted;
 //! an ordered set of the fronts' first timestamps gives the next timer to fire. A front emptied by
 //! firing is read again from the store. Whether a timer exists (asked by every registration, which a

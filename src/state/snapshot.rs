@@ -36,10 +36,10 @@ use crate::state::KeyGroupRange;
 use crate::state::heap::Codec;
 
 const MAGIC: &[u8; 8] = b"RILLSNAP";
-/// The version of the byte format this build writes. It reads 1 (no store parts) and 2 too; version
-/// 3 changed only how the LSM backend lays out map state in the files of store parts (an entry per
-/// user key, where 2 kept a whole map per row), so store parts of version 2 holding map state are
-/// refused.
+/// The version of the byte format this build writes. It reads 1 (no store parts) and 2 too. Version
+/// 3 changed how the LSM backend lays out map state in the files of store parts (an entry per user
+/// key, where 2 kept a whole map per row), so store parts of version 2 holding map state are refused;
+/// and its header's checksum covers the version too.
 pub const FORMAT_VERSION: u16 = 3;
 const HEADER_LEN: usize = 8 + 2 + 2 + 4 + 8;
 

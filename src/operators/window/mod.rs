@@ -603,6 +603,9 @@ where
         self.timers.event.restore_from(EVENT_TIMERS, &snapshots)?;
         self.timers.processing.restore_from(PROCESSING_TIMERS, &snapshots)?;
         self.timers.reschedule(i64::MIN);
+        if let Some(error) = self.timers.event.take_error().or_else(|| self.timers.processing.take_error()) {
+            return Err(error);
+        }
         // Instances snapshotted at one aligned barrier had the same watermark; of differing ones the
         // smallest never makes late what an old instance took as on time.
         if let Some(watermark) = read_times(&snapshots, aligned::WATERMARK, &mut codec)?.into_iter().min() {
@@ -615,6 +618,12 @@ where
     /// state held.
     fn entries(&self) -> usize {
         self.slots.len() + self.merging.len() + self.state.len()
+    }
+
+    /// [`entries`](Self::entries) for the state gauge, updated per batch: without reading the LSM
+    /// store to count map states.
+    fn entries_estimate(&self) -> usize {
+        self.slots.len() + self.merging.len() + self.state.len_estimate()
     }
 
     #[inline]
@@ -994,7 +1003,7 @@ where
         self.base.core.records_in.add(batch.len() as u64);
         batch.drain_each(|value, timestamp| self.process_record(value, timestamp))?;
         self.timers.check(self.base.core.id)?;
-        self.base.state_gauge.set(self.entries() as i64);
+        self.base.state_gauge.set(self.entries_estimate() as i64);
         self.base.emission.flush()
     }
 
@@ -1008,7 +1017,7 @@ where
                 let watermark = watermark.max(self.timers.watermark);
                 self.timers.watermark = watermark;
                 self.fire_event_timers(watermark)?;
-                self.base.state_gauge.set(self.entries() as i64);
+                self.base.state_gauge.set(self.entries_estimate() as i64);
                 self.base.emission.flush()?;
             }
             Control::EndOfInput => self.ended = true,
@@ -1066,7 +1075,7 @@ where
         }
         self.timers.reschedule(now_ms);
         self.timers.check(self.base.core.id)?;
-        self.base.state_gauge.set(self.entries() as i64);
+        self.base.state_gauge.set(self.entries_estimate() as i64);
         self.base.emission.flush()
     }
 
