@@ -14,7 +14,7 @@ use rill::prelude::*;
 use rill::state::{LsmBackendOptions, StateBackend, ValueStateDescriptor};
 
 mod support;
-use support::tiny_lsm;
+use support::{Summarize, tiny_lsm};
 
 /// (key, event time, value).
 type Rec = (u64, i64, u64);
@@ -26,25 +26,6 @@ type Session = (u64, u64, u64, i64, i64);
 fn record(i: u64) -> Rec {
     let key = if i % 4 == 0 { i * 7919 % 50 } else { i / 20 % 50 };
     (key, i as i64 * 3 - (i * 31 % 7) as i64 * 15, i)
-}
-
-#[derive(Clone)]
-struct Summarize;
-
-impl AggregateFunction<Rec, Session> for Summarize {
-    type Acc = Session;
-    fn create_accumulator(&self) -> Session {
-        (0, 0, 0, i64::MAX, i64::MIN)
-    }
-    fn add(&self, (key, ts, value): Rec, acc: &mut Session) {
-        *acc = (key, acc.1 + 1, acc.2 + value, acc.3.min(ts), acc.4.max(ts));
-    }
-    fn get_result(&self, acc: &Session) -> Session {
-        *acc
-    }
-    fn merge(&self, a: Session, b: Session) -> Session {
-        (a.0.max(b.0), a.1 + b.1, a.2 + b.2, a.3.min(b.3), a.4.max(b.4))
-    }
 }
 
 /// Far beyond every record's time: timers registered there are deleted before they could fire.

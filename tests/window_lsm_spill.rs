@@ -14,7 +14,7 @@ use rill::prelude::*;
 use rill::state::StateBackend;
 
 mod support;
-use support::tiny_lsm;
+use support::{Summarize, tiny_lsm};
 
 /// (key, event time, value).
 type Rec = (u64, i64, u64);
@@ -28,25 +28,6 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 /// Record `i`: 13 keys, event time 3 ms per record with up to 90 ms of disorder.
 fn record(i: u64) -> Rec {
     (i * 7919 % 13, i as i64 * 3 - (i * 31 % 7) as i64 * 15, i)
-}
-
-#[derive(Clone)]
-struct Summarize;
-
-impl AggregateFunction<Rec, Summary> for Summarize {
-    type Acc = Summary;
-    fn create_accumulator(&self) -> Summary {
-        (0, 0, 0, i64::MAX, i64::MIN)
-    }
-    fn add(&self, (key, ts, value): Rec, acc: &mut Summary) {
-        *acc = (key, acc.1 + 1, acc.2 + value, acc.3.min(ts), acc.4.max(ts));
-    }
-    fn get_result(&self, acc: &Summary) -> Summary {
-        *acc
-    }
-    fn merge(&self, a: Summary, b: Summary) -> Summary {
-        (a.0.max(b.0), a.1 + b.1, a.2 + b.2, a.3.min(b.3), a.4.max(b.4))
-    }
 }
 
 /// What a job emitted: tumbling results (key, lowest time, sum), sliding summaries and late records,

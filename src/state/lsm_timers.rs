@@ -28,8 +28,8 @@ use super::KeyGroupRange;
 use super::deferred::DeferredState;
 use super::heap::Codec;
 use super::lsm::{LsmShardStore, RawState, StateCursor, decode_one};
-use super::snapshot::{KeyedSnapshot, Section, StateError, StateMeta};
-use super::timers::Timer;
+use super::snapshot::{KeyedSnapshot, StateError, StateMeta};
+use super::timers::{Timer, timer_section};
 use crate::codec::ExchangeData;
 use crate::util::hash::BuildStableHasher;
 
@@ -439,14 +439,8 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> DeferredState for StoredT
             let first = self.sequence.1;
             let sequence: Vec<u64> = (first..first + rows as u64).collect();
             self.sequence.1 += rows as u64;
-            let name = &self.name;
-            let columns = vec![
-                codec.encode(name, &keys)?,
-                codec.encode(name, &namespaces)?,
-                codec.encode(name, &timestamps)?,
-                codec.encode(name, &sequence)?,
-            ];
-            snapshot.add_section(key_group, self.state, Section { rows: rows as u32, columns });
+            let section = timer_section(&self.name, (&keys, &namespaces), (&timestamps, &sequence), codec)?;
+            snapshot.add_section(key_group, self.state, section);
             return Ok(true);
         }
         Ok(false)

@@ -398,19 +398,29 @@ where
             keys.push(key);
             namespaces.push(namespace);
         }
-        let name = &self.name;
-        let columns = vec![
-            codec.encode(name, &keys)?,
-            codec.encode(name, &namespaces)?,
-            codec.encode(name, &timestamps)?,
-            codec.encode(name, &sequence)?,
-        ];
-        snapshot.add_section(key_group, self.state, Section { rows: rows as u32, columns });
+        let section = timer_section(&self.name, (&keys, &namespaces), (&timestamps, &sequence), codec)?;
+        snapshot.add_section(key_group, self.state, section);
         if self.left.is_empty() {
             self.groups.pop_front();
         }
         Ok(true)
     }
+}
+
+/// A canonical section of timers: their keys, namespaces, timestamps and registration sequence.
+pub(super) fn timer_section<K: ExchangeData, N: ExchangeData>(
+    name: &str,
+    (keys, namespaces): (&[K], &[N]),
+    (timestamps, sequence): (&[i64], &[u64]),
+    codec: &mut Codec,
+) -> Result<Section, StateError> {
+    let columns = vec![
+        codec.encode(name, keys)?,
+        codec.encode(name, namespaces)?,
+        codec.encode(name, timestamps)?,
+        codec.encode(name, sequence)?,
+    ];
+    Ok(Section { rows: keys.len() as u32, columns })
 }
 
 fn timers_meta<K, N>(name: &str) -> StateMeta {

@@ -90,3 +90,24 @@ pub fn tiny_lsm(cached_rows: usize) -> rill::state::StateBackend {
     };
     rill::state::StateBackend::Lsm(rill::state::LsmBackendOptions { store, cached_rows, ..Default::default() })
 }
+
+/// Aggregates records `(key, event time, value)` into `(key, records, sum of values, lowest and
+/// highest event time)`.
+#[derive(Clone)]
+pub struct Summarize;
+
+impl AggregateFunction<(u64, i64, u64), (u64, u64, u64, i64, i64)> for Summarize {
+    type Acc = (u64, u64, u64, i64, i64);
+    fn create_accumulator(&self) -> Self::Acc {
+        (0, 0, 0, i64::MAX, i64::MIN)
+    }
+    fn add(&self, (key, ts, value): (u64, i64, u64), acc: &mut Self::Acc) {
+        *acc = (key, acc.1 + 1, acc.2 + value, acc.3.min(ts), acc.4.max(ts));
+    }
+    fn get_result(&self, acc: &Self::Acc) -> Self::Acc {
+        *acc
+    }
+    fn merge(&self, a: Self::Acc, b: Self::Acc) -> Self::Acc {
+        (a.0.max(b.0), a.1 + b.1, a.2 + b.2, a.3.min(b.3), a.4.max(b.4))
+    }
+}
