@@ -387,9 +387,15 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> TimerStore<K, N> for Stor
 
     fn restore(&mut self, timers: Vec<(usize, K, N, i64)>) -> Result<(), StateError> {
         self.known = [Known::default(), Known::default()];
+        // A timer given twice (snapshots hold each once, but the heap's restore tolerates repeats)
+        // is written and counted once.
+        let mut written = hashbrown::HashSet::with_capacity_and_hasher(timers.len(), BuildStableHasher);
         for (key_group, key, namespace, timestamp) in timers {
             let row = self.row(&key, &namespace, timestamp)?;
             self.rows.write(key_group, &row, Some(Vec::new()));
+            if !written.insert((key_group, row)) {
+                continue;
+            }
             self.live += 1;
             let front = self.front(key_group);
             if front.loaded {
@@ -596,6 +602,29 @@ mod tests {
             assert_eq!(queue.len(), many as usize + 1);
             assert_eq!(drain(&mut queue, i64::MAX).last(), Some(&(late, key, 0)));
             assert!(queue.take_error().is_none());
+        });
+    }
+
+    #[test]
+    fn a_timer_restored_twice_is_counted_and_fired_once() {
+        let dir = TestDir::new("lsm-timers-twice");
+        let path = dir.path.clone();
+        run_in_executor(move || async move {
+            let mut heap: TimerQueue<u64, u32> = TimerQueue::new(range());
+            for (i, key) in keys().into_iter().take(20).enumerate() {
+                heap.register(key_group_of(&key, MAX_PARALLELISM), &key, &1, 100 + i as i64);
+            }
+            let mut snapshot = KeyedSnapshot::new(MAX_PARALLELISM);
+            let shared = vec![heap.snapshot_deferred("timers", &mut snapshot)];
+            let saved = PendingSnapshot::new(snapshot, shared).finish().expect("encodes");
+            let twice = [saved.keyed_state(), saved.keyed_state()];
+            let mut stored: TimerQueue<u64, u32> = TimerQueue::in_store(range(), store(&path, 64).await, 1, "timers");
+            stored.restore_from("timers", &twice).expect("restores");
+            let mut again: TimerQueue<u64, u32> = TimerQueue::new(range());
+            again.restore_from("timers", &twice).expect("restores");
+            assert_eq!((stored.len(), again.len()), (20, 20));
+            assert_eq!(drain(&mut stored, i64::MAX), drain(&mut again, i64::MAX));
+            assert!(stored.is_empty());
         });
     }
 
