@@ -412,14 +412,10 @@ impl<K: Eq + Clone, N: Eq + Clone, S: Stored + Clone> Table<K, N, S> {
         K: ExchangeData + Hash,
         N: ExchangeData + Hash + 'static,
     {
-        let rows = section.rows as usize;
-        let keys: Vec<K> = codec.decode(name, section, 0, rows)?;
-        let namespaces: Vec<N> = codec.decode(name, section, 1, rows)?;
-        let states = S::read_columns(name, section, 2, rows, codec)?;
         let index = self.group(key_group);
-        for ((key, namespace), state) in keys.into_iter().zip(namespaces).zip(states) {
-            let key_hash = stable_hash(&key);
-            check_key_group(name, key_hash, key_group, max_parallelism)?;
+        for (key_hash, key, namespace, state) in
+            restored_rows::<K, N, S>(name, section, (key_group, max_parallelism), codec)?
+        {
             let hash = row_hash(key_hash, &namespace);
             let group = &mut self.groups[index];
             match group.find(hash, &key, &namespace) {
@@ -432,6 +428,27 @@ impl<K: Eq + Clone, N: Eq + Clone, S: Stored + Clone> Table<K, N, S> {
         }
         Ok(())
     }
+}
+
+/// The rows of a restored section of `key_group`, each with its key's stable hash, once every key is
+/// checked to belong there.
+pub(crate) fn restored_rows<K: ExchangeData + Hash, N: ExchangeData, S: Stored>(
+    name: &str,
+    section: &Section,
+    (key_group, max_parallelism): (usize, usize),
+    codec: &mut Codec,
+) -> Result<Vec<(u64, K, N, S)>, StateError> {
+    let rows = section.rows as usize;
+    let keys: Vec<K> = codec.decode(name, section, 0, rows)?;
+    let namespaces: Vec<N> = codec.decode(name, section, 1, rows)?;
+    let states = S::read_columns(name, section, 2, rows, codec)?;
+    let mut out = Vec::with_capacity(rows);
+    for ((key, namespace), state) in keys.into_iter().zip(namespaces).zip(states) {
+        let key_hash = stable_hash(&key);
+        check_key_group(name, key_hash, key_group, max_parallelism)?;
+        out.push((key_hash, key, namespace, state));
+    }
+    Ok(out)
 }
 
 /// A key group's rows, shared by the table and the snapshots still encoding them.

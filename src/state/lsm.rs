@@ -37,10 +37,8 @@ use std::rc::Rc;
 
 use super::KeyGroupRange;
 use super::deferred::{DeferredState, SECTION_ROWS_MAX};
-use super::heap::{Codec, Namespace, Row, RowRef, Stored, encode_rows};
-use super::snapshot::{
-    KeyedSnapshot, MemoryChunk, Section, SharedFile, StateError, StateKind, StateMeta, StorePart, check_key_group,
-};
+use super::heap::{Codec, Namespace, Row, RowRef, Stored, encode_rows, restored_rows};
+use super::snapshot::{KeyedSnapshot, MemoryChunk, Section, SharedFile, StateError, StateKind, StateMeta, StorePart};
 use super::ttl::StateTtlConfig;
 use crate::codec::ExchangeData;
 use crate::lsm::{CompactionFilter, FilterDecision, LsmError, LsmOptions, LsmStore, StoreView, prefix_end};
@@ -957,19 +955,13 @@ where
         section: &Section,
         codec: &mut Codec,
     ) -> Result<(), StateError> {
-        let name = self.name.clone();
-        let rows = section.rows as usize;
-        let keys: Vec<K> = codec.decode(&name, section, 0, rows)?;
-        let namespaces: Vec<N> = codec.decode(&name, section, 1, rows)?;
-        let states = S::read_columns(&name, section, 2, rows, codec)?;
+        let rows = restored_rows::<K, N, S>(&self.name, section, (key_group, max_parallelism), codec)?;
         // Written straight to the store, past the row cache and without reading the row first: the
         // table is being declared, so no row of it is cached, and a snapshot holds each row once.
         // (Reading each row first made a large restore quadratic: every read went through every
         // memtable frozen since the restore began, none flushed until the restore yields.)
         let mut out = WriteBack { shard: &self.shard, name: &self.name, state_id: self.state_id, codec };
-        for ((key, namespace), state) in keys.into_iter().zip(namespaces).zip(states) {
-            let key_hash = stable_hash(&key);
-            check_key_group(&name, key_hash, key_group, max_parallelism)?;
+        for (_, key, namespace, state) in rows {
             let mut row = CachedRow { key_group, state: Some(state), dirty: true, stored: false };
             out.write(&key, &namespace, &mut row)?;
             self.len += 1;

@@ -29,17 +29,19 @@ use std::rc::Rc;
 
 use super::KeyGroupRange;
 use super::deferred::DeferredState;
-use super::heap::{Codec, ErasedTable, MapEntries, Namespace, Row, RowRef, Stamped, StoreTable, Stored, encode_rows};
+use super::heap::{
+    Codec, ErasedTable, MapEntries, Namespace, Row, RowRef, Stamped, StoreTable, Stored, encode_rows, restored_rows,
+};
 use super::lsm::{
     FailedShare, LsmShardStore, PREFIX_BYTES, RowLookup, StateCursor, TtlRule, damaged, decode_one, expire_stored,
     pack_columns, prefix, store_error, unit_namespace, unpack_columns,
 };
-use super::snapshot::{KeyedSnapshot, Section, StateError, check_key_group};
+use super::snapshot::{KeyedSnapshot, Section, StateError};
 use super::ttl::StateTtlConfig;
 use crate::codec::ExchangeData;
 use crate::lsm::prefix_end;
 use crate::time::clock::SharedClock;
-use crate::util::hash::{BuildStableHasher, stable_hash};
+use crate::util::hash::BuildStableHasher;
 use hashbrown::HashMap;
 
 /// The parts of a map entry's store key.
@@ -529,14 +531,8 @@ where
         section: &Section,
         codec: &mut Codec,
     ) -> Result<(), StateError> {
-        let name = self.name.clone();
-        let rows = section.rows as usize;
-        let keys: Vec<K> = codec.decode(&name, section, 0, rows)?;
-        let namespaces: Vec<N> = codec.decode(&name, section, 1, rows)?;
-        let maps = MapEntries::<UK, UV>::read_columns(&name, section, 2, rows, codec)?;
-        for ((key, namespace), entries) in keys.into_iter().zip(namespaces).zip(maps) {
-            let key_hash = stable_hash(&key);
-            check_key_group(&name, key_hash, key_group, max_parallelism)?;
+        let rows = restored_rows::<K, N, MapEntries<UK, UV>>(&self.name, section, (key_group, max_parallelism), codec)?;
+        for (_, key, namespace, entries) in rows {
             let at = RowRef { key: &key, namespace: &namespace, key_group, hash: 0 };
             let prefix = self.map_prefix(&at)?;
             let entries = entries
@@ -753,6 +749,7 @@ mod tests {
     use crate::state::{KeyedStateBackend, StateTtlConfig, TtlUpdate, key_group_for_hash};
     use crate::time::clock::ManualClock;
     use crate::util::SplitMix64;
+    use crate::util::hash::stable_hash;
 
     const MAX_PARALLELISM: usize = 8;
     const KEYS: u64 = 10;

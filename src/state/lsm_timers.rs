@@ -121,6 +121,20 @@ fn row_timestamp(row: &[u8]) -> Option<i64> {
     Some((u64::from_be_bytes(bytes) ^ (1 << 63)) as i64)
 }
 
+/// The key, namespace and timestamp of a timer row (`timestamp | key_len | key | namespace`) of
+/// the timers `name`.
+fn decode_row<K: ExchangeData, N: ExchangeData>(
+    name: &str,
+    row: &[u8],
+    codec: &mut Codec,
+) -> Result<(K, N, i64), StateError> {
+    let damaged = || super::lsm::damaged(name, "a timer row cut short");
+    let timestamp = row_timestamp(row).ok_or_else(damaged)?;
+    let length: [u8; 4] = row.get(8..12).ok_or_else(damaged)?.try_into().expect("4 bytes");
+    let (key, namespace) = row[12..].split_at_checked(u32::from_be_bytes(length) as usize).ok_or_else(damaged)?;
+    Ok((decode_one(name, key, codec)?, decode_one(name, namespace, codec)?, timestamp))
+}
+
 impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
     /// The timers `name` of operator `node` in `store`, for the key groups of `range`.
     pub(crate) fn new(store: Rc<LsmShardStore>, node: u32, name: &str, range: KeyGroupRange) -> StoreTimers<K, N> {
@@ -156,14 +170,7 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
 
     /// The key, namespace and timestamp of a row.
     fn decode(&mut self, row: &[u8]) -> Result<(K, N, i64), StateError> {
-        let name = self.rows.name();
-        let damaged = || super::lsm::damaged(name, "a timer row cut short");
-        let timestamp = row_timestamp(row).ok_or_else(damaged)?;
-        let length: [u8; 4] = row.get(8..12).ok_or_else(damaged)?.try_into().expect("4 bytes");
-        let (key, namespace) = row[12..].split_at_checked(u32::from_be_bytes(length) as usize).ok_or_else(damaged)?;
-        let key = decode_one(name, key, &mut self.codec)?;
-        let namespace = decode_one(name, namespace, &mut self.codec)?;
-        Ok((key, namespace, timestamp))
+        decode_row(self.rows.name(), row, &mut self.codec)
     }
 
     fn front(&mut self, key_group: usize) -> &mut Front {
@@ -429,14 +436,10 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> DeferredState for StoredT
             let (mut keys, mut namespaces) = (Vec::<K>::with_capacity(rows), Vec::<N>::with_capacity(rows));
             let mut timestamps = Vec::with_capacity(rows);
             for (key, _) in &page.entries {
-                let row = &key[super::lsm::PREFIX_BYTES..];
-                let damaged = || super::lsm::damaged(&self.name, "a timer row cut short");
-                timestamps.push(row_timestamp(row).ok_or_else(damaged)?);
-                let length: [u8; 4] = row.get(8..12).ok_or_else(damaged)?.try_into().expect("4 bytes");
-                let (key, namespace) =
-                    row[12..].split_at_checked(u32::from_be_bytes(length) as usize).ok_or_else(damaged)?;
-                keys.push(decode_one(&self.name, key, codec)?);
-                namespaces.push(decode_one(&self.name, namespace, codec)?);
+                let (key, namespace, timestamp) = decode_row(&self.name, &key[super::lsm::PREFIX_BYTES..], codec)?;
+                keys.push(key);
+                namespaces.push(namespace);
+                timestamps.push(timestamp);
             }
             // Rows of one key group come in order, page after page: their sequence goes on.
             if self.sequence.0 != key_group {
