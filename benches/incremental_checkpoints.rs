@@ -10,6 +10,10 @@
 //! has been processed: from a full checkpoint (every row written anew), and from an incremental one
 //! both by ingesting its files (`LsmBackendOptions::restore_by_ingesting`, the default) and by
 //! rewriting every row.
+//!
+//! `timers=store` (or `timers=heap`): each record also registers an event-time timer of its key, at
+//! a time of its own far ahead (none fires), kept in the LSM store (or on the heap): the base holds
+//! `keys` timers, the change adds `events`.
 
 #![allow(clippy::disallowed_methods)] // a benchmark measures real time
 
@@ -56,9 +60,12 @@ impl SourceFunction<(u64, u64)> for Gated {
     }
 }
 
-/// Keeps 100 bytes per key; counts the records it saw.
+/// Keeps 100 bytes per key (and registers a timer per record if `.2`); counts the records it saw.
 #[derive(Clone)]
-struct Keep(ValueStateDescriptor<Vec<u8>>, Arc<AtomicU64>);
+struct Keep(ValueStateDescriptor<Vec<u8>>, Arc<AtomicU64>, bool);
+
+/// Where the timers of `Keep` lie: far beyond any watermark.
+const FAR: i64 = 1 << 50;
 
 impl KeyedProcessFunction<u64, (u64, u64), ()> for Keep {
     fn process_element(
@@ -68,6 +75,9 @@ impl KeyedProcessFunction<u64, (u64, u64), ()> for Keep {
         _: &mut Collector<'_, ()>,
     ) -> Result<(), BoxError> {
         ctx.state(&self.0)?.update(vec![i as u8; 100])?;
+        if self.2 {
+            ctx.timer_service().register_event_time_timer(FAR + i as i64);
+        }
         self.1.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -82,7 +92,7 @@ fn wait_for(counter: &AtomicU64, at_least: u64) {
 /// One run: the fill's keys per second, (duration ms, bytes written) of the base checkpoint and of
 /// the one after the change, and the restore times (ms) from the second: by rewriting rows, then (for
 /// an incremental checkpoint) by ingesting files.
-fn run(keys: u64, changes: u64, incremental: bool) -> (f64, [(f64, u64); 2], Vec<f64>) {
+fn run(keys: u64, changes: u64, incremental: bool, timers: Option<bool>) -> (f64, [(f64, u64); 2], Vec<f64>) {
     let dir = std::env::temp_dir().join(format!("rill-bench-incremental-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let checkpoints = CheckpointConfig::every(Duration::from_secs(3600))
@@ -92,7 +102,7 @@ fn run(keys: u64, changes: u64, incremental: bool) -> (f64, [(f64, u64); 2], Vec
     let env = StreamEnv::builder()
         .cores(1)
         .data_dir(dir.join("data"))
-        .state_backend(StateBackend::lsm())
+        .state_backend(backend(timers, true))
         .checkpointing(checkpoints)
         .build()
         .expect("bench environment");
@@ -100,7 +110,7 @@ fn run(keys: u64, changes: u64, incremental: bool) -> (f64, [(f64, u64); 2], Vec
         (Arc::new(AtomicU64::new(keys)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     env.add_source(Gated { next: 0, keys, allowed: allowed.clone(), end: end.clone() })
         .key_by(|r: &(u64, u64)| r.0)
-        .process(Keep(ValueStateDescriptor::new("payload"), seen.clone()))
+        .process(Keep(ValueStateDescriptor::new("payload"), seen.clone(), timers.is_some()))
         .add_sink(DiscardingSink);
     let started = std::time::Instant::now();
     let running = env.execute_async().expect("bench job");
@@ -119,20 +129,30 @@ fn run(keys: u64, changes: u64, incremental: bool) -> (f64, [(f64, u64); 2], Vec
     let (newest, _) = rill::checkpoint::storage::latest_checkpoint(&dir.join("checkpoints"));
     let checkpoint = newest.expect("the checkpoint after the change is retained").path;
     let ingesting: &[bool] = if incremental { &[false, true] } else { &[false] };
-    let restores = ingesting.iter().map(|&ingest| restore(&dir, &checkpoint, ingest)).collect();
+    let restores = ingesting.iter().map(|&ingest| restore(&dir, &checkpoint, ingest, timers)).collect();
     let _ = std::fs::remove_dir_all(&dir);
     (fill_rate, figures, restores)
 }
 
+/// The LSM backend, restoring by ingesting files if `ingest`, with timers (`Some`) in the store
+/// (`true`) or on the heap.
+fn backend(timers: Option<bool>, ingest: bool) -> StateBackend {
+    let timers_in_store = timers.unwrap_or(true);
+    StateBackend::Lsm(LsmBackendOptions {
+        restore_by_ingesting: ingest,
+        timers_in_store,
+        ..LsmBackendOptions::default()
+    })
+}
+
 /// Restores the job from `checkpoint` (by ingesting files if `ingest`); ms until its first record
 /// was processed.
-fn restore(dir: &std::path::Path, checkpoint: &std::path::Path, ingest: bool) -> f64 {
-    let backend = LsmBackendOptions { restore_by_ingesting: ingest, ..LsmBackendOptions::default() };
+fn restore(dir: &std::path::Path, checkpoint: &std::path::Path, ingest: bool, timers: Option<bool>) -> f64 {
     let env = StreamEnv::builder()
         .cores(1)
         // A directory of its own: clearing another restore's files would count against this one.
         .data_dir(dir.join(if ingest { "restored-ingesting" } else { "restored-rewriting" }))
-        .state_backend(StateBackend::Lsm(backend))
+        .state_backend(backend(timers, ingest))
         .restore_from(checkpoint)
         .build()
         .expect("restored environment");
@@ -140,7 +160,7 @@ fn restore(dir: &std::path::Path, checkpoint: &std::path::Path, ingest: bool) ->
         (Arc::new(AtomicU64::new(1)), Arc::new(AtomicBool::new(true)), Arc::new(AtomicU64::new(0)));
     env.add_source(Gated { next: 0, keys: 1, allowed, end })
         .key_by(|r: &(u64, u64)| r.0)
-        .process(Keep(ValueStateDescriptor::new("payload"), seen.clone()))
+        .process(Keep(ValueStateDescriptor::new("payload"), seen.clone(), timers.is_some()))
         .add_sink(DiscardingSink);
     let started = std::time::Instant::now();
     let running = env.execute_async().expect("restored job");
@@ -153,8 +173,19 @@ fn restore(dir: &std::path::Path, checkpoint: &std::path::Path, ingest: bool) ->
 fn main() {
     let args = Args::parse(10_000);
     let (keys, changes) = (args.keys, args.events);
+    let timers = match args.timers.as_deref() {
+        None => None,
+        Some("store") => Some(true),
+        Some("heap") => Some(false),
+        Some(other) => panic!("timers={other}: store or heap"),
+    };
+    let with_timers = match timers {
+        None => "",
+        Some(true) => ", a timer per record in the store",
+        Some(false) => ", a timer per record on the heap",
+    };
     println!(
-        "# LSM backend, 1 shard: {keys} keys x 100 B, then {changes} changed ({:.2}%); medians of {} runs",
+        "# LSM backend, 1 shard: {keys} keys x 100 B, then {changes} changed ({:.2}%){with_timers}; medians of {} runs",
         100.0 * changes as f64 / keys as f64,
         args.runs
     );
@@ -169,7 +200,7 @@ fn main() {
     let mut restores: [Vec<Vec<f64>>; 2] = [Vec::new(), Vec::new()];
     for _ in 0..args.runs {
         for &mode in &modes {
-            let (fill_rate, run_figures, run_restores) = run(keys, changes, mode == 1);
+            let (fill_rate, run_figures, run_restores) = run(keys, changes, mode == 1, timers);
             fill_rates[mode].push(fill_rate);
             figures[mode].push(run_figures);
             restores[mode].push(run_restores);

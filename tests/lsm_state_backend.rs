@@ -268,7 +268,8 @@ fn incremental_checkpoints_share_files_and_restore_on_other_shard_counts_and_int
         .flat_map(|snapshot| snapshot.keyed_state().store_parts())
         .collect();
     assert_eq!(parts.len(), 1, "one LSM operator instance");
-    assert_eq!(parts[0].states.len(), 4, "every state of the operator is in the store's files");
+    // Its four states and its two timer queues.
+    assert_eq!(parts[0].states.len(), 6, "every state of the operator is in the store's files");
     assert!(!parts[0].files.is_empty(), "the store flushed: its files are shared");
     // Every file a retained checkpoint needs is there, and nothing else (older ones were deleted).
     let named = named_shared_files(&checkpoints);

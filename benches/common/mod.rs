@@ -25,6 +25,8 @@ pub struct Args {
     /// The rate of the latency runs in M events/s (`latency_rate=`), so that two builds compare at
     /// one load; `None`: half of the maximum rate measured.
     pub latency_rate: Option<f64>,
+    /// `timers=store|heap`, if given.
+    pub timers: Option<String>,
 }
 
 impl Args {
@@ -40,6 +42,7 @@ impl Args {
             job: String::new(),
             interval_ms: 1_000,
             latency_rate: None,
+            timers: None,
         };
         // The state backend: `STATE_BACKEND=lsm` and `LSM_CACHED_ROWS=n` in the environment, or the
         // `backend=` and `cached_rows=` arguments.
@@ -64,7 +67,10 @@ impl Args {
                 "latency_rate" => args.latency_rate = Some(number()),
                 "backend" => LSM.store(value == "lsm", std::sync::atomic::Ordering::Relaxed),
                 "cached_rows" => CACHED_ROWS.store(number() as u64, std::sync::atomic::Ordering::Relaxed),
-                "timers" => TIMERS_ON_HEAP.store(value == "heap", std::sync::atomic::Ordering::Relaxed),
+                "timers" => {
+                    TIMERS_ON_HEAP.store(value == "heap", std::sync::atomic::Ordering::Relaxed);
+                    args.timers = Some(value.to_string());
+                }
                 other => panic!(
                     "unknown argument {other} (events, keys, runs, shards, latency_secs, latency=off, latency_rate, \
                      buffer_timeout_us, job/op, interval_ms, backend=heap|lsm, cached_rows, timers=store|heap)"

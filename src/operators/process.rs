@@ -28,7 +28,7 @@ use super::two_input::TwoInputOperator;
 use crate::api::{Data, Key};
 use crate::exchange::Control;
 use crate::state::broadcast::BroadcastStore;
-use crate::state::deferred::PendingSnapshot;
+use crate::state::deferred::{DeferredState, PendingSnapshot};
 use crate::state::snapshot::{KeyedSnapshot, OperatorSnapshot};
 use crate::state::{
     FunctionInitializationContext, FunctionSnapshotContext, MapStateDescriptor, ReadOnlyBroadcastState,
@@ -233,6 +233,26 @@ impl<K: crate::api::Key, N: std::hash::Hash + Eq + Clone + crate::codec::Exchang
             Some(error) => Err(OpError::new(operator, error)),
             None => Ok(()),
         }
+    }
+
+    /// Shares the timers and the keyed state `state` for a snapshot, to be encoded afterwards. The
+    /// timers of an incremental snapshot of the LSM store are named in the state's store part (their
+    /// rows are in the files it links); otherwise they are encoded as canonical timer sections.
+    pub fn snapshot_with(
+        &self,
+        state: &KeyedStateBackend<K>,
+        snapshot: &mut KeyedSnapshot,
+    ) -> Result<Vec<Box<dyn DeferredState>>, StateError> {
+        let mut in_part = Vec::new();
+        let mut deferred = Vec::new();
+        for (queue, name) in [(&self.event, EVENT_TIMERS), (&self.processing, PROCESSING_TIMERS)] {
+            match queue.in_store_part(name) {
+                Some(state) => in_part.push(state?),
+                None => deferred.push(queue.snapshot_deferred(name, snapshot)),
+            }
+        }
+        deferred.extend(state.snapshot_deferred(snapshot, in_part)?);
+        Ok(deferred)
     }
 
     /// After processing-time timers fired at `now_ms`: asks for a call at the next one.
@@ -665,9 +685,7 @@ impl<K: crate::api::Key, O: Clone> KeyedCore<K, O> {
     pub fn snapshot_async(&self) -> Result<PendingSnapshot, OpError> {
         let mut snapshot = KeyedSnapshot::new(self.max_parallelism);
         let fail = |e: StateError| OpError::new(self.core.id, e);
-        let mut shared = self.state.snapshot_deferred(&mut snapshot).map_err(fail)?;
-        shared.push(self.timers.event.snapshot_deferred(EVENT_TIMERS, &mut snapshot));
-        shared.push(self.timers.processing.snapshot_deferred(PROCESSING_TIMERS, &mut snapshot));
+        let shared = self.timers.snapshot_with(&self.state, &mut snapshot).map_err(fail)?;
         if let Some(broadcast) = &self.broadcast {
             broadcast.snapshot_into(&mut snapshot).map_err(fail)?;
         }

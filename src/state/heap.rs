@@ -21,7 +21,8 @@ use super::deferred::{DeferredState, SECTION_ROWS_MAX};
 use super::key_group::table_hash;
 use super::lsm::{LsmShardStore, LsmTable, share_incremental, share_undeclared, store_parts_as_sections};
 use super::snapshot::{
-    KeyedSnapshot, Section, StateError, StateMeta, check_key_group, decode_bytes, decode_column, encode_column,
+    KeyedSnapshot, Section, StateError, StateKind, StateMeta, check_key_group, decode_bytes, decode_column,
+    encode_column,
 };
 use super::ttl::StateTtlConfig;
 use crate::codec::{Arena, BatchBytes, ExchangeData};
@@ -752,7 +753,7 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
             Some(store) => self
                 .restored_in_store
                 .iter()
-                .filter(|(meta, _)| meta.kind != super::snapshot::StateKind::Map)
+                .filter(|(meta, _)| meta.kind != StateKind::Map)
                 .map(|(meta, id)| store.restored_rows_of(*id, meta.kind, self.range))
                 .sum(),
             None => 0,
@@ -875,13 +876,22 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
     /// The synchronous part of a snapshot: declares every state in `snapshot`, adds the states a
     /// restore brought back and nobody declared since, and shares the rows of the declared ones, to be
     /// encoded afterwards (while the operator goes on: its writes copy the key groups still shared).
+    ///
+    /// `beside` are other states of the operator in the store (its timers: state and store id) that
+    /// an incremental snapshot names in the store part with the backend's states.
     pub(crate) fn snapshot_deferred(
         &self,
         snapshot: &mut KeyedSnapshot,
+        beside: Vec<(StateMeta, u32)>,
     ) -> Result<Vec<Box<dyn DeferredState>>, StateError> {
         let now = self.now_ms();
         let incremental = self.lsm.as_ref().and_then(|store| Some((store, store.incremental()?)));
-        let mut in_store = Vec::new();
+        if incremental.is_none() && !beside.is_empty() {
+            let reason = "states in the store given to a snapshot that is not incremental".to_string();
+            return Err(StateError::Usage { state: beside[0].0.name.clone(), reason });
+        }
+        let mut in_store: Vec<(u32, u32)> =
+            beside.into_iter().map(|(meta, id)| (snapshot.add_state(meta), id)).collect();
         let mut deferred = Vec::new();
         for registered in &self.states {
             let state = snapshot.add_state(registered.meta.clone());
@@ -921,6 +931,10 @@ impl<K: crate::api::Key> KeyedStateBackend<K> {
                         }
                         for &(index, _) in &part.states {
                             let meta = &snapshot.states()[index as usize];
+                            // Timers are restored by their queues.
+                            if meta.kind == StateKind::Timers {
+                                continue;
+                            }
                             if !self.restored_in_store.iter().any(|(saved, _)| saved.name == meta.name) {
                                 let id = store.state_id(self.node, &meta.name);
                                 self.restored_in_store.push((meta.clone(), id));
@@ -957,7 +971,7 @@ mod tests {
     use super::*;
     use crate::state::deferred::PendingSnapshot;
     use crate::state::key_group_for_hash;
-    use crate::state::snapshot::{OperatorSnapshot, StateKind};
+    use crate::state::snapshot::OperatorSnapshot;
     use crate::time::clock::ManualClock;
 
     const MAX_PARALLELISM: usize = 4;
@@ -990,7 +1004,7 @@ mod tests {
 
     fn pending(backend: &KeyedStateBackend<u64>) -> PendingSnapshot {
         let mut snapshot = KeyedSnapshot::new(MAX_PARALLELISM);
-        let shared = backend.snapshot_deferred(&mut snapshot).expect("snapshot");
+        let shared = backend.snapshot_deferred(&mut snapshot, Vec::new()).expect("snapshot");
         PendingSnapshot::new(snapshot, shared)
     }
 

@@ -429,6 +429,16 @@ impl RawState {
         &self.name
     }
 
+    /// The state's id in the store.
+    pub(crate) fn state_id(&self) -> u32 {
+        self.state_id
+    }
+
+    /// Whether the snapshot being taken is incremental (its states are to be named in a store part).
+    pub(crate) fn incremental(&self) -> bool {
+        self.shard.incremental.borrow().is_some()
+    }
+
     fn key(&self, key_group: usize, rest: &[u8]) -> Vec<u8> {
         let mut key = Vec::with_capacity(PREFIX_BYTES + rest.len());
         key.extend_from_slice(&prefix(key_group, self.state_id));
@@ -1193,6 +1203,38 @@ fn part_rows(
     Ok(rows)
 }
 
+/// The rows of state `name` that the store parts of `snapshot` hold in the key groups of `range`
+/// (restoring an incremental checkpoint's state into something else than the store): `visit` gets
+/// each row's key group and its store key after the prefix, key group by key group in key order.
+pub(crate) fn visit_part_rows(
+    snapshot: &KeyedSnapshot,
+    name: &str,
+    range: KeyGroupRange,
+    mut visit: impl FnMut(usize, &[u8]) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    for part in snapshot.store_parts() {
+        let meeting = part.range.intersection(range);
+        let state = part
+            .states
+            .iter()
+            .find(|(index, _)| snapshot.states().get(*index as usize).is_some_and(|meta| meta.name == name));
+        let Some(&state) = state.filter(|_| !meeting.is_empty()) else { continue };
+        let view = open_part(part)?;
+        for key_group in meeting.key_groups() {
+            for key in part_rows(name, &view, part, state, key_group)?.keys() {
+                visit(key_group, &key[PREFIX_BYTES..])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a store part's state `meta` is restored into the store: every state but timers where
+/// the job keeps its timers on the heap (their queues read them from the part).
+fn restored_into_store(shard: &LsmShardStore, meta: &StateMeta) -> bool {
+    shard.timers_in_store || meta.kind != StateKind::Timers
+}
+
 /// Opens the files of a store part read back from checkpoint storage.
 fn open_part(part: &StorePart) -> Result<StoreView, StateError> {
     StoreView::from_files(&part.file_paths()?).map_err(|error| store_error("(checkpoint files)", error))
@@ -1212,6 +1254,10 @@ pub(crate) fn store_parts_as_sections(
         let view = open_part(part)?;
         for &(index, id) in &part.states {
             let meta = &snapshot.states()[index as usize];
+            // Timer queues read their rows themselves (`TimerQueue::restore_from`).
+            if meta.kind == StateKind::Timers {
+                continue;
+            }
             let state = into.add_state(meta.clone());
             let layout = RawLayout::new(meta.kind)?;
             for key_group in part.range.intersection(range).key_groups() {
@@ -1302,6 +1348,9 @@ async fn ingest_files(
             let meta = states
                 .get(index as usize)
                 .ok_or_else(|| damaged("(checkpoint)", "a store part names an unknown state"))?;
+            if !restored_into_store(shard, meta) {
+                continue;
+            }
             ids.push((instance.node, meta.name.clone(), id));
             for key_group in instance.range.key_groups() {
                 kept.get_mut(key_group)
@@ -1332,10 +1381,13 @@ async fn ingest_files(
     // What the old store held in memory at the barrier, newer than its files: its entries, and the
     // ranges it had deleted (which, like those above, delete rows of the files only).
     let mut entries: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
-    for (instance, part, _) in instances {
+    for (instance, part, states) in instances {
         for chunk in part.memory.iter().filter(|chunk| instance.range.contains(chunk.key_group as usize)) {
             let id = part.states.iter().find(|(index, _)| *index == chunk.state).map(|&(_, id)| id);
             let id = id.ok_or_else(|| damaged("(checkpoint)", "a memory chunk of a state the part does not hold"))?;
+            if states.get(chunk.state as usize).is_some_and(|meta| !restored_into_store(shard, meta)) {
+                continue;
+            }
             let prefix = prefix(chunk.key_group as usize, id);
             let keys = chunk.entries.iter().map(|(key, _)| key.as_slice());
             let range_keys = chunk.deleted_ranges.iter().flat_map(|(start, end)| [start.as_slice(), end.as_slice()]);
@@ -1415,7 +1467,11 @@ pub(crate) async fn ingest_store_parts(
             }
             let view = open_part(part)?;
             for &(index, id) in &part.states {
-                let name = &snapshot.states()[index as usize].name;
+                let meta = &snapshot.states()[index as usize];
+                if !restored_into_store(shard, meta) {
+                    continue;
+                }
+                let name = &meta.name;
                 let new_id = shard.state_id(node, name);
                 let mut written = 0;
                 for key_group in part.range.intersection(range).key_groups() {

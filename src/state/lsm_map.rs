@@ -861,7 +861,7 @@ mod tests {
 
     fn snapshot(backend: &KeyedStateBackend<u64>) -> OperatorSnapshot {
         let mut snapshot = KeyedSnapshot::new(MAX_PARALLELISM);
-        let shared = backend.snapshot_deferred(&mut snapshot).expect("snapshot");
+        let shared = backend.snapshot_deferred(&mut snapshot, Vec::new()).expect("snapshot");
         PendingSnapshot::new(snapshot, shared).finish().expect("encodes")
     }
 

@@ -16,9 +16,12 @@
 //! window operator makes per record) is answered by the front, then by a cache of the timers looked
 //! up lately, then by a read of the store.
 //!
-//! Every change is written to the store at once, so a snapshot reads a view of the store: timers
-//! are saved in the canonical format (in full, also in an incremental checkpoint), and restored by
-//! writing them to the store.
+//! Every change is written to the store at once, so a snapshot reads a view of the store. A full
+//! snapshot saves the timers in the canonical format; an incremental one names them in the store
+//! part of the operator's keyed state, whose files hold their rows (`TimerQueue::in_store_part`).
+//! Timers of canonical sections are restored by writing them to the store; those of store parts are
+//! in the store already when the operator is built (the shard's restore wrote them with the keyed
+//! state), and are counted and their fronts read again.
 
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
@@ -56,6 +59,12 @@ pub(crate) trait TimerStore<K, N> {
     fn snapshot_deferred(&self, meta: StateMeta, snapshot: &mut KeyedSnapshot) -> Box<dyn DeferredState>;
     /// Writes timers restored from a snapshot (each is new: a snapshot holds a timer once).
     fn restore(&mut self, timers: Vec<(usize, K, N, i64)>) -> Result<(), StateError>;
+    /// The timers' id in the store, if the snapshot being taken is incremental: its store part names
+    /// them with the keyed state's (an error if one is pending).
+    fn incremental_id(&self) -> Option<Result<u32, StateError>>;
+    /// Takes the timers a restore of an incremental checkpoint wrote into the store (with the
+    /// keyed state's, before the operator was built): counts them, and reads the fronts again.
+    fn adopt_restored(&mut self) -> Result<(), StateError>;
 }
 
 /// A key group's first timers.
@@ -123,7 +132,7 @@ fn row_timestamp(row: &[u8]) -> Option<i64> {
 
 /// The key, namespace and timestamp of a timer row (`timestamp | key_len | key | namespace`) of
 /// the timers `name`.
-fn decode_row<K: ExchangeData, N: ExchangeData>(
+pub(super) fn decode_row<K: ExchangeData, N: ExchangeData>(
     name: &str,
     row: &[u8],
     codec: &mut Codec,
@@ -333,6 +342,23 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
         Ok(Some(Timer { key, key_group, namespace, timestamp }))
     }
 
+    /// Marks the front of `key_group` to be read again, from the key group's first timer on.
+    fn unload(&mut self, key_group: usize) {
+        let front = self.front(key_group);
+        if front.loaded {
+            front.loaded = false;
+            front.low.clear();
+            self.unloaded += 1;
+        }
+    }
+
+    /// The error a snapshot fails with if a timer operation failed since the last check.
+    fn pending_error(&self) -> Option<StateError> {
+        let error = self.error.as_ref()?;
+        let reason = format!("a timer operation failed before the snapshot: {error}");
+        Some(StateError::Usage { state: self.rows.name().to_string(), reason })
+    }
+
     /// Keeps the first error; answers `fallback` for an operation that failed.
     fn settle<T>(&mut self, result: Result<T, StateError>, fallback: T) -> T {
         result.unwrap_or_else(|error| {
@@ -378,9 +404,7 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> TimerStore<K, N> for Stor
 
     fn snapshot_deferred(&self, meta: StateMeta, snapshot: &mut KeyedSnapshot) -> Box<dyn DeferredState> {
         let state = snapshot.add_state(meta);
-        if let Some(error) = &self.error {
-            let reason = format!("a timer operation failed before the snapshot: {error}");
-            let error = StateError::Usage { state: self.rows.name().to_string(), reason };
+        if let Some(error) = self.pending_error() {
             return Box::new(super::lsm::FailedShare(Some(error)));
         }
         Box::new(StoredTimers::<K, N> {
@@ -390,6 +414,30 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> TimerStore<K, N> for Stor
             sequence: (usize::MAX, 0),
             _types: PhantomData,
         })
+    }
+
+    fn incremental_id(&self) -> Option<Result<u32, StateError>> {
+        if !self.rows.incremental() {
+            return None;
+        }
+        Some(match self.pending_error() {
+            Some(error) => Err(error),
+            None => Ok(self.rows.state_id()),
+        })
+    }
+
+    fn adopt_restored(&mut self) -> Result<(), StateError> {
+        self.known = [Known::default(), Known::default()];
+        let mut live = 0;
+        for key_group in self.range.key_groups() {
+            self.rows.scan(key_group, &[], |_, _| {
+                live += 1;
+                Ok(())
+            })?;
+            self.unload(key_group);
+        }
+        self.live = live;
+        Ok(())
     }
 
     fn restore(&mut self, timers: Vec<(usize, K, N, i64)>) -> Result<(), StateError> {
@@ -404,12 +452,7 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> TimerStore<K, N> for Stor
                 continue;
             }
             self.live += 1;
-            let front = self.front(key_group);
-            if front.loaded {
-                front.loaded = false;
-                front.low.clear();
-                self.unloaded += 1;
-            }
+            self.unload(key_group);
         }
         Ok(())
     }
@@ -461,10 +504,12 @@ mod tests {
     use super::*;
     use crate::lsm::LsmOptions;
     use crate::lsm::test_support::{TestDir, run_in_executor};
+    use crate::state::KeyedStateBackend;
     use crate::state::TimerQueue;
     use crate::state::deferred::PendingSnapshot;
     use crate::state::key_group_of;
-    use crate::state::lsm::LsmBackendOptions;
+    use crate::state::lsm::{LsmBackendOptions, PartsToRestore, restore_store_parts};
+    use crate::state::snapshot::OperatorSnapshot;
     use crate::util::SplitMix64;
 
     const MAX_PARALLELISM: usize = 128;
@@ -480,9 +525,50 @@ mod tests {
     }
 
     async fn store(dir: &std::path::Path, cached_rows: usize) -> Rc<LsmShardStore> {
+        store_with(dir, cached_rows, true).await
+    }
+
+    async fn store_with(dir: &std::path::Path, cached_rows: usize, restore_by_ingesting: bool) -> Rc<LsmShardStore> {
         let store = LsmOptions { memtable_bytes_max: 32 << 10, l0_files_max: 2, ..LsmOptions::default() };
-        let options = LsmBackendOptions { store, cached_rows, ..LsmBackendOptions::default() };
+        let options = LsmBackendOptions { store, cached_rows, restore_by_ingesting, ..LsmBackendOptions::default() };
         LsmShardStore::open(dir, &options).await.expect("opens")
+    }
+
+    /// An incremental snapshot of `shard` linking its files into `shared`: the timers of `queue`
+    /// are named in the store part of the operator's (empty) keyed state.
+    fn incremental(
+        shard: &Rc<LsmShardStore>,
+        queue: &TimerQueue<u64, u32>,
+        shared: &std::path::Path,
+    ) -> OperatorSnapshot {
+        shard.set_incremental(Some((shared.to_path_buf(), 0)));
+        let clock: crate::time::SharedClock = std::sync::Arc::new(crate::time::clock::ManualClock::new(0));
+        let backend =
+            KeyedStateBackend::<u64>::new(MAX_PARALLELISM, range(), clock).in_store(Some(Rc::clone(shard)), 1);
+        let in_part = queue.in_store_part("timers").expect("the snapshot is incremental").expect("no error");
+        let mut snapshot = KeyedSnapshot::new(MAX_PARALLELISM);
+        let shared = backend.snapshot_deferred(&mut snapshot, vec![in_part]).expect("shares");
+        shard.set_incremental(None);
+        let saved = PendingSnapshot::new(snapshot, shared).finish().expect("encodes");
+        let keyed = saved.keyed_state();
+        assert_eq!(keyed.store_parts().len(), 1);
+        assert!(keyed.sections_of("timers", range()).next().is_none(), "no timer sections");
+        saved
+    }
+
+    /// `saved` restored into a new store at `dir` as a job restores it (the shard's restore, then
+    /// the queue's), and the queue.
+    async fn restored_in_store(
+        dir: &std::path::Path,
+        saved: &OperatorSnapshot,
+        (cached_rows, restore_by_ingesting): (usize, bool),
+    ) -> (Rc<LsmShardStore>, TimerQueue<u64, u32>) {
+        let shard = store_with(dir, cached_rows, restore_by_ingesting).await;
+        let instance = PartsToRestore { node: 1, snapshots: vec![saved.keyed_state()], range: range() };
+        restore_store_parts(&shard, &[instance], MAX_PARALLELISM).await.expect("restores the parts");
+        let mut queue = TimerQueue::in_store(range(), Rc::clone(&shard), 1, "timers");
+        queue.restore_from("timers", &[saved.keyed_state()]).expect("restores");
+        (shard, queue)
     }
 
     /// What a snapshot of `queue` holds, restored into a heap queue and fired.
@@ -523,7 +609,7 @@ mod tests {
             let mut watermark = 0i64;
             // Timers registered, which a quarter of the operations pick from.
             let mut registered: Vec<(u64, u32, i64)> = Vec::new();
-            for step in 0..9000u64 {
+            for step in 0..12_000u64 {
                 let (key, namespace, timestamp) = match registered.len() {
                     1.. if rng.next_u64() % 4 == 0 => registered[(rng.next_u64() % registered.len() as u64) as usize],
                     _ => (
@@ -565,6 +651,19 @@ mod tests {
                 }
                 assert_eq!(stored.len(), heap.len(), "{context}: len");
                 assert!(stored.take_error().is_none(), "{context}: no store error");
+                if step % 3000 == 1499 {
+                    // An incremental snapshot, restored into a heap queue and into a new store (by
+                    // ingesting its files, or by rewriting its rows), whose queue goes on.
+                    let part = incremental(&shard, &stored, &path.join("shared"));
+                    let mut from_part: TimerQueue<u64, u32> = TimerQueue::new(range());
+                    from_part.restore_from("timers", &[part.keyed_state()]).expect("restores");
+                    assert_eq!(from_part.len(), heap.len(), "{context}: restored on the heap");
+                    assert_eq!(drain(&mut from_part, i64::MAX), saved(&heap), "{context}: restored on the heap");
+                    let ingest = step % 6000 == 1499;
+                    let dir = path.join(format!("{step}"));
+                    (shard, stored) = restored_in_store(&dir, &part, (cached_rows, ingest)).await;
+                    assert_eq!(stored.len(), heap.len(), "{context}: restored in the store");
+                }
                 if step % 3000 == 2999 {
                     assert_eq!(saved(&stored), saved(&heap), "{context}: snapshots");
                     let mut snapshot = KeyedSnapshot::new(MAX_PARALLELISM);

@@ -18,7 +18,8 @@
 //! decode one entry per row).
 //!
 //! An incremental checkpoint of the LSM backend adds [`StorePart`]s (format version 2): the state
-//! of those states is not in sections but in the SST files the part names (in the checkpoint
+//! of those states (the timers too, where the store keeps them) is not in sections but in the SST
+//! files the part names (in the checkpoint
 //! storage's shared directory), plus the entries the store held only in memory at the barrier and
 //! the key ranges it had deleted in memory (entries of kind 2, start and end, which builds before
 //! them reject as an unknown kind).

@@ -24,8 +24,8 @@ use std::rc::Rc;
 
 use super::deferred::{DeferredState, SECTION_ROWS_MAX};
 use super::heap::Codec;
-use super::lsm::LsmShardStore;
-use super::lsm_timers::{StoreTimers, TimerStore};
+use super::lsm::{LsmShardStore, visit_part_rows};
+use super::lsm_timers::{StoreTimers, TimerStore, decode_row};
 use super::snapshot::{KeyedSnapshot, Section, StateError, StateKind, StateMeta};
 use super::{KeyGroupRange, key_group_of};
 use crate::codec::ExchangeData;
@@ -293,9 +293,22 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         Box::new(SharedTimers { name: name.to_string(), state, groups, left: Vec::new() })
     }
 
+    /// The timers as the state `name` and their id in the store, if they are kept in the LSM store
+    /// and the snapshot being taken is incremental: then the keyed state's store part names them,
+    /// and [`snapshot_deferred`](Self::snapshot_deferred) is not called. An error if a timer
+    /// operation failed since the last check.
+    pub(crate) fn in_store_part(&self, name: &str) -> Option<Result<(StateMeta, u32), StateError>> {
+        let id = self.store.as_ref()?.incremental_id()?;
+        Some(id.map(|id| (timers_meta::<K, N>(name), id)))
+    }
+
     /// Registers the timers `snapshots` hold as the state `name` in this queue's key groups: in
     /// timestamp order, and timers of one timestamp in the order they were registered (across key
     /// groups; across snapshots of different instances, in the order of the snapshots).
+    ///
+    /// Timers an incremental checkpoint of the LSM backend holds in store parts (in firing order per
+    /// key group) are in the store already if this queue is (the shard's restore wrote them with the
+    /// keyed state); a queue on the heap reads them from the part's files.
     pub(crate) fn restore_from(&mut self, name: &str, snapshots: &[&KeyedSnapshot]) -> Result<(), StateError>
     where
         K: ExchangeData,
@@ -304,7 +317,33 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
         let declared = timers_meta::<K, N>(name);
         let mut codec = Codec::default();
         let mut timers = Vec::new();
+        let mut in_parts = false;
         for (instance, snapshot) in snapshots.iter().enumerate() {
+            let parts = snapshot.store_parts().iter().filter(|part| !part.range.intersection(self.range).is_empty());
+            let mut here = false;
+            for &(index, _) in parts.flat_map(|part| &part.states) {
+                let saved = &snapshot.states()[index as usize];
+                if saved.name == name {
+                    saved.check_compatible(&declared)?;
+                    here = true;
+                }
+            }
+            in_parts |= here;
+            if here && self.store.is_none() {
+                let mut sequence = (usize::MAX, 0);
+                visit_part_rows(snapshot, name, self.range, |key_group, row| {
+                    let (key, namespace, timestamp) = decode_row::<K, N>(name, row, &mut codec)?;
+                    if key_group_of(&key, snapshot.max_parallelism()) != key_group {
+                        return Err(foreign_key(name, key_group));
+                    }
+                    if sequence.0 != key_group {
+                        sequence = (key_group, 0);
+                    }
+                    timers.push((timestamp, instance, sequence.1, key_group, key, namespace));
+                    sequence.1 += 1;
+                    Ok(())
+                })?;
+            }
             for (saved, key_group, section) in snapshot.sections_of(name, self.range) {
                 saved.check_compatible(&declared)?;
                 let rows = section.rows as usize;
@@ -316,18 +355,18 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerQueue<K, N> {
                     keys.into_iter().zip(namespaces).zip(timestamps).zip(sequence)
                 {
                     if key_group_of(&key, snapshot.max_parallelism()) != key_group {
-                        return Err(StateError::Mismatch {
-                            state: name.to_string(),
-                            reason: format!("a timer saved in key group {key_group} is of a key of another key group"),
-                        });
+                        return Err(foreign_key(name, key_group));
                     }
                     timers.push((timestamp, instance, seq, key_group, key, namespace));
                 }
             }
         }
         if let Some(store) = &mut self.store {
-            return store
-                .restore(timers.into_iter().map(|(ts, _, _, key_group, k, n)| (key_group, k, n, ts)).collect());
+            store.restore(timers.into_iter().map(|(ts, _, _, key_group, k, n)| (key_group, k, n, ts)).collect())?;
+            return match in_parts {
+                true => store.adopt_restored(),
+                false => Ok(()),
+            };
         }
         timers.sort_by_key(|t| (t.0, t.1, t.2));
         for (timestamp, _, _, key_group, key, namespace) in timers {
@@ -421,6 +460,14 @@ pub(super) fn timer_section<K: ExchangeData, N: ExchangeData>(
         codec.encode(name, sequence)?,
     ];
     Ok(Section { rows: keys.len() as u32, columns })
+}
+
+/// The error of a timer saved in `key_group` whose key belongs to another.
+fn foreign_key(name: &str, key_group: usize) -> StateError {
+    StateError::Mismatch {
+        state: name.to_string(),
+        reason: format!("a timer saved in key group {key_group} is of a key of another key group"),
+    }
 }
 
 fn timers_meta<K, N>(name: &str) -> StateMeta {

@@ -539,11 +539,9 @@ where
         let mut deferred: Vec<Box<dyn DeferredState>> = vec![
             Box::new(SharedGroups::new(contents_state, self.slots.share(), slots)),
             Box::new(SharedGroups::new(merging_state, self.merging.share_groups(), merging_encoder())),
-            self.timers.event.snapshot_deferred(EVENT_TIMERS, &mut snapshot),
-            self.timers.processing.snapshot_deferred(PROCESSING_TIMERS, &mut snapshot),
         ];
         write_times(&mut snapshot, &mut Codec::default(), aligned::WATERMARK, &[self.timers.watermark])?;
-        deferred.extend(self.state.snapshot_deferred(&mut snapshot)?);
+        deferred.extend(self.timers.snapshot_with(&self.state, &mut snapshot)?);
         Ok(PendingSnapshot::new(snapshot, deferred))
     }
 
