@@ -81,11 +81,10 @@ type Outputs = (BTreeSet<Session>, BTreeSet<(u64, i64)>, usize);
 /// The session windows and the process function over the input of `env` (`rate` records/s), and
 /// their outputs.
 fn job(env: &StreamEnv, fail: bool, rate: f64) -> (CollectHandle<Session>, CollectHandle<(u64, i64)>) {
-    let input =
-        env.generator(Generator::bounded(30_000).per_second(rate), record).assign_timestamps_and_watermarks(
-            WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(100))
-                .with_timestamp_assigner(|r: &Rec, _| r.1),
-        );
+    let input = env.generator(Generator::bounded(30_000).per_second(rate), record).assign_timestamps_and_watermarks(
+        WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(100))
+            .with_timestamp_assigner(|r: &Rec, _| r.1),
+    );
     let sessions = input
         .key_by(|r: &Rec| r.0)
         .window(EventTimeSessionWindows::with_gap(Duration::from_millis(200)))

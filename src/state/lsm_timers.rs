@@ -9,21 +9,29 @@
 //!
 //! with an empty value, so a key group's timers lie in firing order: by timestamp, then by the key's
 //! length and bytes and the namespace's bytes. Timers of one timestamp fire by key group, then in
-//! that order, not in registration order (as with Flink's RocksDB timers). Each key group keeps its first timers in memory, a *front* read by
-//! one scan of at most [`FRONT_MAX`] rows and kept up to date as timers are registered and deleted;
-//! an ordered set of the fronts' first timestamps gives the next timer to fire. A front emptied by
-//! firing is read again from the store. Whether a timer exists (asked by every registration, which a
-//! window operator makes per record) is answered by the front, then by a cache of the timers looked
-//! up lately, then by a read of the store.
+//! that order, not in registration order (as with Flink's RocksDB timers).
 //!
-//! Every change is written to the store at once, so a snapshot reads a view of the store. A full
-//! snapshot saves the timers in the canonical format; an incremental one names them in the store
-//! part of the operator's keyed state, whose files hold their rows (`TimerQueue::in_store_part`).
+//! Each key group keeps its first timers in memory, a *front* read by one scan and kept up to date
+//! as timers are registered and deleted; the fronts together hold up to the backend's `cached_rows`
+//! (twice that before they drop their last timers again; each between [`FRONT_MIN`] and
+//! [`FRONT_MAX`]). An ordered set of the fronts' first timestamps gives the next timer to fire. A
+//! front emptied by firing is read again from the store. Whether a timer exists (asked by every
+//! registration, which a window operator makes per record) is answered by the front, then by a
+//! cache of the timers looked up lately, then by a read of the store.
+//!
+//! A timer registered beyond its key group's front, or deleted there, is written to the store at
+//! once. One registered within the front is written only when the front drops it or a snapshot is
+//! taken, so a timer that fires or is deleted while in the front never reaches the store (neither
+//! its row nor a tombstone). A snapshot writes the fronts' timers the store lacks, then reads a
+//! view of the store. A full snapshot saves the timers in the canonical format; an incremental one
+//! names them in the store part of the operator's keyed state, whose files hold their rows
+//! (`TimerQueue::in_store_part`).
 //! Timers of canonical sections are restored by writing them to the store; those of store parts are
 //! in the store already when the operator is built (the shard's restore wrote them with the keyed
 //! state), and are counted and their fronts read again.
 
-use std::collections::BTreeSet;
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 use std::rc::Rc;
 
@@ -39,9 +47,11 @@ use crate::util::hash::BuildStableHasher;
 /// Whether timers exist, by (key group, row).
 type Known = hashbrown::HashMap<(usize, Vec<u8>), bool, BuildStableHasher>;
 
-/// Timers of a key group kept in memory at most (twice this after registrations, before the last are
-/// dropped again).
-pub(crate) const FRONT_MAX: usize = 256;
+/// Timers of a key group kept in memory at most, however few rows the backend caches (twice this
+/// after registrations, before the last are dropped again).
+pub(crate) const FRONT_MIN: usize = 16;
+/// Timers of a key group kept in memory at most, however many rows the backend caches.
+pub(crate) const FRONT_MAX: usize = 4096;
 
 /// What a [`super::TimerQueue`] asks of timers kept elsewhere than in its own maps.
 pub(crate) trait TimerStore<K, N> {
@@ -67,11 +77,19 @@ pub(crate) trait TimerStore<K, N> {
     fn adopt_restored(&mut self) -> Result<(), StateError>;
 }
 
+/// The timers a front holds at most (twice this after registrations): all fronts of `key_groups`
+/// together hold `cached_rows` (the backend's bound of cached rows per state) twice at most.
+fn front_max(cached_rows: usize, key_groups: usize) -> usize {
+    (cached_rows / (2 * key_groups)).clamp(FRONT_MIN, FRONT_MAX)
+}
+
 /// A key group's first timers.
 struct Front {
     /// The rows (after the key group and state id) of every timer of the key group below `high`, in
-    /// firing order.
-    rows: BTreeSet<Vec<u8>>,
+    /// firing order, each with whether the store holds it: a timer registered within the front is
+    /// written to the store only when the front drops it or a snapshot is taken, so one that fires
+    /// or is deleted before never reaches the store.
+    rows: BTreeMap<Vec<u8>, Cell<bool>>,
     /// No timer of the key group lies below this row but those in `rows`: where a read of the front
     /// starts, past the tombstones of the timers fired before.
     low: Vec<u8>,
@@ -83,12 +101,16 @@ struct Front {
 
 impl Front {
     fn empty() -> Front {
-        Front { rows: BTreeSet::new(), low: Vec::new(), high: None, loaded: true }
+        Front { rows: BTreeMap::new(), low: Vec::new(), high: None, loaded: true }
     }
 
     /// Whether the front says if the timer of `row` exists.
     fn covers(&self, row: &[u8]) -> bool {
         self.loaded && self.high.as_deref().is_none_or(|high| row < high)
+    }
+
+    fn first_timestamp(&self) -> Option<i64> {
+        self.rows.first_key_value().and_then(|(row, _)| row_timestamp(row))
     }
 }
 
@@ -105,6 +127,8 @@ pub(crate) struct StoreTimers<K, N> {
     rows: RawState,
     range: KeyGroupRange,
     fronts: Vec<Front>,
+    /// The timers a front holds at most (twice this after registrations).
+    front_max: usize,
     /// (first timestamp, key group) of every loaded front that holds a timer.
     heads: BTreeSet<(i64, usize)>,
     /// Fronts not loaded.
@@ -148,11 +172,13 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
     /// The timers `name` of operator `node` in `store`, for the key groups of `range`.
     pub(crate) fn new(store: Rc<LsmShardStore>, node: u32, name: &str, range: KeyGroupRange) -> StoreTimers<K, N> {
         let known_max = store.cached_rows();
+        let front_max = front_max(known_max, range.len());
         StoreTimers {
             rows: RawState::new(store, node, name),
             range,
             // An operator's timers start empty: every front is loaded, and holds them all.
             fronts: range.key_groups().map(|_| Front::empty()).collect(),
+            front_max,
             heads: BTreeSet::new(),
             unloaded: 0,
             known: [Known::default(), Known::default()],
@@ -203,7 +229,7 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
     fn exists(&mut self, key_group: usize, row: &[u8]) -> Result<bool, StateError> {
         let front = self.front(key_group);
         if front.covers(row) {
-            return Ok(front.rows.contains(row));
+            return Ok(front.rows.contains_key(row));
         }
         let probe = (key_group, row.to_vec());
         if let Some(&exists) = self.known[0].get(&probe).or_else(|| self.known[1].get(&probe)) {
@@ -216,8 +242,7 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
 
     /// Puts the front's first timestamp (if any) in `heads`, after `old` (its first before a change).
     fn update_head(&mut self, key_group: usize, old: Option<i64>) {
-        let front = &self.fronts[key_group - self.range.start];
-        let new = front.rows.first().and_then(|row| row_timestamp(row));
+        let new = self.fronts[key_group - self.range.start].first_timestamp();
         if new != old {
             if let Some(old) = old {
                 self.heads.remove(&(old, key_group));
@@ -229,17 +254,36 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
     }
 
     fn first_timestamp(&self, key_group: usize) -> Option<i64> {
-        self.fronts[key_group - self.range.start].rows.first().and_then(|row| row_timestamp(row))
+        self.fronts[key_group - self.range.start].first_timestamp()
+    }
+
+    /// Writes the timers of `front` of `key_group` that the store does not hold yet.
+    fn write_back(rows: &RawState, key_group: usize, front: &Front) {
+        for (row, stored) in &front.rows {
+            if !stored.get() {
+                rows.write(key_group, row, Some(Vec::new()));
+                stored.set(true);
+            }
+        }
+    }
+
+    /// Writes every timer the fronts hold and the store does not (before a view of the store is
+    /// taken for a snapshot).
+    fn write_back_all(&self) {
+        for (key_group, front) in self.range.key_groups().zip(&self.fronts) {
+            Self::write_back(&self.rows, key_group, front);
+        }
     }
 
     /// Reads the first timers of `key_group` from the store into its front, from its `low` on.
     fn load(&mut self, key_group: usize) -> Result<(), StateError> {
         let old = self.first_timestamp(key_group);
+        Self::write_back(&self.rows, key_group, &self.fronts[key_group - self.range.start]);
         let low = std::mem::take(&mut self.front(key_group).low);
-        let (rows, whole) = self.rows.first_rows(key_group, &low, FRONT_MAX)?;
+        let (rows, whole) = self.rows.first_rows(key_group, &low, self.front_max)?;
         let front = self.front(key_group);
         front.high = (!whole).then(|| successor(rows.last().expect("a page ends early only after a row")));
-        front.rows = rows.into_iter().collect();
+        front.rows = rows.into_iter().map(|row| (row, Cell::new(true))).collect();
         front.low = low;
         if !front.loaded {
             front.loaded = true;
@@ -267,22 +311,27 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
         if self.exists(key_group, &row)? {
             return Ok(false);
         }
-        self.rows.write(key_group, &row, Some(Vec::new()));
         self.live += 1;
         let old = self.first_timestamp(key_group);
-        let front = self.front(key_group);
+        let front_max = self.front_max;
+        let front = &mut self.fronts[key_group - self.range.start];
         if !front.covers(&row) {
+            self.rows.write(key_group, &row, Some(Vec::new()));
             self.remember(key_group, row, true);
             return Ok(true);
         }
         if row < front.low {
             front.low.clone_from(&row);
         }
-        front.rows.insert(row);
-        if front.rows.len() > 2 * FRONT_MAX {
+        front.rows.insert(row, Cell::new(false));
+        if front.rows.len() > 2 * front_max {
             let mut dropped = None;
-            while front.rows.len() > FRONT_MAX {
-                dropped = front.rows.pop_last();
+            while front.rows.len() > front_max {
+                let (row, stored) = front.rows.pop_last().expect("more rows than the bound");
+                if !stored.get() {
+                    self.rows.write(key_group, &row, Some(Vec::new()));
+                }
+                dropped = Some(row);
             }
             front.high = dropped;
             // The timers dropped were answered by the front, so what the cache says of them may be
@@ -298,21 +347,23 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
         if !self.exists(key_group, &row)? {
             return Ok(false);
         }
-        self.rows.write(key_group, &row, None);
         self.live -= 1;
         if !self.front(key_group).covers(&row) {
+            self.rows.write(key_group, &row, None);
             self.remember(key_group, row, false);
             return Ok(true);
         }
-        self.removed(key_group, &row)?;
+        self.remove(key_group, &row)?;
         Ok(true)
     }
 
-    /// Takes a timer gone from the store out of its front (reading the front again if that emptied
-    /// it while the store holds more).
-    fn removed(&mut self, key_group: usize, row: &[u8]) -> Result<(), StateError> {
+    /// Takes a timer of its front out of it, and out of the store if it is there (reading the front
+    /// again if that emptied it while the store holds more).
+    fn remove(&mut self, key_group: usize, row: &[u8]) -> Result<(), StateError> {
         let old = self.first_timestamp(key_group);
-        self.front(key_group).rows.remove(row);
+        if self.front(key_group).rows.remove(row).is_some_and(|stored| stored.get()) {
+            self.rows.write(key_group, row, None);
+        }
         self.update_head(key_group, old);
         let front = self.front(key_group);
         if front.loaded && front.rows.is_empty() && front.high.is_some() {
@@ -332,18 +383,19 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
         if timestamp > limit {
             return Ok(None);
         }
-        let row = self.front(key_group).rows.first().expect("a head's front holds a timer").clone();
+        let row = self.front(key_group).rows.first_key_value().expect("a head's front holds a timer").0.clone();
         let (key, namespace, _) = self.decode(&row)?;
-        self.rows.write(key_group, &row, None);
         self.live -= 1;
         // Nothing of the key group is left below the timer fired: a read of the front starts after it.
         self.front(key_group).low = successor(&row);
-        self.removed(key_group, &row)?;
+        self.remove(key_group, &row)?;
         Ok(Some(Timer { key, key_group, namespace, timestamp }))
     }
 
-    /// Marks the front of `key_group` to be read again, from the key group's first timer on.
+    /// Marks the front of `key_group` to be read again, from the key group's first timer on (once
+    /// the store holds all it holds).
     fn unload(&mut self, key_group: usize) {
+        Self::write_back(&self.rows, key_group, &self.fronts[key_group - self.range.start]);
         let front = self.front(key_group);
         if front.loaded {
             front.loaded = false;
@@ -407,6 +459,7 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> TimerStore<K, N> for Stor
         if let Some(error) = self.pending_error() {
             return Box::new(super::lsm::FailedShare(Some(error)));
         }
+        self.write_back_all();
         Box::new(StoredTimers::<K, N> {
             rows: self.rows.cursor(self.range),
             name: self.rows.name().to_string(),
@@ -422,7 +475,10 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> TimerStore<K, N> for Stor
         }
         Some(match self.pending_error() {
             Some(error) => Err(error),
-            None => Ok(self.rows.state_id()),
+            None => {
+                self.write_back_all();
+                Ok(self.rows.state_id())
+            }
         })
     }
 
@@ -430,11 +486,11 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> TimerStore<K, N> for Stor
         self.known = [Known::default(), Known::default()];
         let mut live = 0;
         for key_group in self.range.key_groups() {
+            self.unload(key_group);
             self.rows.scan(key_group, &[], |_, _| {
                 live += 1;
                 Ok(())
             })?;
-            self.unload(key_group);
         }
         self.live = live;
         Ok(())
@@ -689,7 +745,7 @@ mod tests {
             let key_group = key_group_of(&key, MAX_PARALLELISM);
             let mut queue: TimerQueue<u64, u32> =
                 TimerQueue::in_store(range(), store(&path, 1 << 10).await, 1, "timers");
-            let many = 2 * FRONT_MAX as i64 + 1;
+            let many = 2 * front_max(1 << 10, range().len()) as i64 + 1;
             // The front holds the first timers only, and `late` lies beyond it (asked of the store).
             (1_000..1_000 + many).for_each(|ts| assert!(queue.register(key_group, &key, &0, ts)));
             let late = 50_000;
