@@ -1065,8 +1065,11 @@ fn the_header_errors_name_the_magic_the_version_and_the_checksum() {
     };
     assert!(matches!(flip(0), StateError::Corrupt { offset: 0, .. }), "{}", flip(0));
     assert!(flip(0).to_string().contains("magic"), "{}", flip(0));
-    // A version this build also reads is caught by the checksum, which covers the version.
-    assert!(matches!(flip(8), StateError::Checksum { .. }), "{}", flip(8));
+    // Another version this build also reads is caught by the checksum, which covers the version.
+    let mut older = bytes.clone();
+    older[8] = 3;
+    let error = OperatorSnapshot::from_bytes(&older).unwrap_err();
+    assert!(matches!(error, StateError::Checksum { .. }), "{error}");
     let mut unknown = bytes.clone();
     unknown[8] = 0x7f;
     let error = OperatorSnapshot::from_bytes(&unknown).unwrap_err();

@@ -94,7 +94,10 @@ pub struct LsmBackendOptions {
     pub store: LsmOptions,
     /// Rows of each keyed state (per shard) kept decoded in memory, most recently used first (for a
     /// map state: map entries, each map counting one more); a change reaches the store when its row
-    /// leaves this cache, or at the next snapshot. 0 writes every change through at once.
+    /// leaves this cache, or at the next snapshot. 0 writes every change through at once. It also
+    /// sizes the timer queues' fronts in the store (`timers_in_store`): the first timers of each key
+    /// group, `cached_rows / 2` of a queue's timers in all (at least 16 per key group), whose
+    /// registrations reach the store when a front drops them or at the next snapshot.
     pub cached_rows: usize,
     /// Restore an incremental checkpoint by ingesting its SST files where one old store holds all of
     /// an operator instance's key groups (the same shard count, or more shards than before): the
@@ -1283,11 +1286,10 @@ pub(crate) struct PartsToRestore<'a> {
 /// their key groups from one part with those files (the same shard count, or more shards than
 /// before): files wholly outside their key groups are left out, and the rows of the files kept that
 /// are not theirs (other key groups, other states: states of other instances, a window's spilled
-/// panes) are deleted with range tombstones, which go in with each part's entries held in memory at
+/// panes, and timers where the job keeps its timers on the heap) are deleted with range tombstones, which go in with each part's entries held in memory at
 /// the barrier as one more (newest) L0 file of the same ingest; the states keep their ids of the
-/// old store. Every other instance's rows are
-/// rewritten into the store as [`ingest_store_parts`] does (several old parts per instance, when
-/// there are fewer shards than before).
+/// old store. Every other instance's rows are rewritten into the store as [`ingest_store_parts`]
+/// does (several old parts per instance, when there are fewer shards than before).
 pub(crate) async fn restore_store_parts(
     shard: &LsmShardStore,
     instances: &[PartsToRestore<'_>],
@@ -1418,11 +1420,13 @@ async fn ingest_files(
         shard.ids.borrow_mut().insert((node, name), id);
         shard.next_state_id.set(shard.next_state_id.get().max(next));
     }
-    // The rows are counted when a count is first asked for.
+    // The rows are counted when a count is first asked for (timers by their queues).
     for (instance, part, states) in instances {
         for &(index, id) in &part.states {
-            let name = states[index as usize].name.clone();
-            shard.uncounted.borrow_mut().insert(id, (name, instance.range));
+            let meta = &states[index as usize];
+            if meta.kind != StateKind::Timers {
+                shard.uncounted.borrow_mut().insert(id, (meta.name.clone(), instance.range));
+            }
         }
     }
     Ok(())
@@ -1482,7 +1486,10 @@ pub(crate) async fn ingest_store_parts(
                     }
                     shard.stall().await.map_err(|error| store_error(name, error))?;
                 }
-                *shard.restored_rows.borrow_mut().entry(new_id).or_default() += written;
+                // Timers are counted by their queues.
+                if meta.kind != StateKind::Timers {
+                    *shard.restored_rows.borrow_mut().entry(new_id).or_default() += written;
+                }
             }
         }
     }

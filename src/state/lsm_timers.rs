@@ -12,25 +12,25 @@
 //! that order, not in registration order (as with Flink's RocksDB timers).
 //!
 //! Each key group keeps its first timers in memory, a *front* read by one scan and kept up to date
-//! as timers are registered and deleted; the fronts together hold up to the backend's `cached_rows`
-//! (twice that before they drop their last timers again; each between [`FRONT_MIN`] and
-//! [`FRONT_MAX`]). An ordered set of the fronts' first timestamps gives the next timer to fire. A
+//! as timers are registered and deleted; the fronts together hold half the backend's `cached_rows`
+//! (`cached_rows` before they drop their last timers again; each front at least [`FRONT_MIN`] and
+//! at most [`FRONT_MAX`]). An ordered set of the fronts' first timestamps gives the next timer to fire. A
 //! front emptied by firing is read again from the store. Whether a timer exists (asked by every
 //! registration, which a window operator makes per record) is answered by the front, then by a
 //! cache of the timers looked up lately, then by a read of the store.
 //!
 //! A timer registered beyond its key group's front, or deleted there, is written to the store at
-//! once. One registered within the front is written only when the front drops it or a snapshot is
-//! taken, so a timer that fires or is deleted while in the front never reaches the store (neither
+//! once. One registered within the front is written only when the front drops it, is read again,
+//! or a snapshot is taken, so a timer that fires or is deleted while in the front never reaches the store (neither
 //! its row nor a tombstone). A snapshot writes the fronts' timers the store lacks, then reads a
 //! view of the store. A full snapshot saves the timers in the canonical format; an incremental one
 //! names them in the store part of the operator's keyed state, whose files hold their rows
 //! (`TimerQueue::in_store_part`).
 //! Timers of canonical sections are restored by writing them to the store; those of store parts are
 //! in the store already when the operator is built (the shard's restore wrote them with the keyed
-//! state), and are counted and their fronts read again.
+//! state): the fronts are read again, and the timers counted when a count is first asked for.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 use std::rc::Rc;
@@ -73,7 +73,8 @@ pub(crate) trait TimerStore<K, N> {
     /// them with the keyed state's (an error if one is pending).
     fn incremental_id(&self) -> Option<Result<u32, StateError>>;
     /// Takes the timers a restore of an incremental checkpoint wrote into the store (with the
-    /// keyed state's, before the operator was built): counts them, and reads the fronts again.
+    /// keyed state's, before the operator was built): reads the fronts again, and counts the timers
+    /// when a count is first asked for.
     fn adopt_restored(&mut self) -> Result<(), StateError>;
 }
 
@@ -155,17 +156,20 @@ pub(crate) struct StoreTimers<K, N> {
     fronts: Vec<Front>,
     /// The timers a front holds at most (twice this after registrations).
     front_max: usize,
-    /// (first timestamp, key group) of every loaded front that holds a timer.
+    /// (first timestamp, key group) of every front that holds a timer (an unloaded front's entry is
+    /// replaced when it is read again, before any timer is peeked at or fired).
     heads: BTreeSet<(i64, usize)>,
     /// Fronts not loaded.
     unloaded: usize,
     /// Whether timers looked up lately exist, by (key group, row), in two generations.
     known: [Known; 2],
     known_max: usize,
-    /// Timers registered and not yet fired or deleted.
-    live: usize,
+    /// Timers registered and not yet fired or deleted (`None`: not counted since a restore left them
+    /// in the store; counted when first asked for).
+    live: Cell<Option<usize>>,
     codec: Codec,
-    error: Option<StateError>,
+    /// The first error since the last check (a count of timers may meet one too).
+    error: RefCell<Option<StateError>>,
     _types: PhantomData<fn() -> (K, N)>,
 }
 
@@ -209,9 +213,9 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
             unloaded: 0,
             known: [Known::default(), Known::default()],
             known_max,
-            live: 0,
+            live: Cell::new(Some(0)),
             codec: Codec::default(),
-            error: None,
+            error: RefCell::new(None),
             _types: PhantomData,
         }
     }
@@ -307,6 +311,14 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
         Self::write_back(&self.rows, key_group, &self.fronts[key_group - self.range.start]);
         let low = std::mem::take(&mut self.front(key_group).low);
         let (rows, whole) = self.rows.first_rows(key_group, &low, self.front_max)?;
+        // A row too short for its timestamp and key would never fire, or fail only when it does.
+        let whole_row = |row: &Vec<u8>| {
+            let length = row.get(8..12).map(|length| u32::from_be_bytes(length.try_into().expect("4 bytes")));
+            length.is_some_and(|length| row.len() - 12 >= length as usize)
+        };
+        if !rows.iter().all(whole_row) {
+            return Err(super::lsm::damaged(self.rows.name(), "a timer row cut short"));
+        }
         let front = self.front(key_group);
         front.high = (!whole).then(|| successor(rows.last().expect("a page ends early only after a row")));
         front.rows = rows.into_iter().map(|row| (TimerRow::new(row), Cell::new(true))).collect();
@@ -338,7 +350,7 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
         if self.exists(key_group, &row)? {
             return Ok(false);
         }
-        self.live += 1;
+        self.count(1);
         let old = self.first_timestamp(key_group);
         let front_max = self.front_max;
         let front = &mut self.fronts[key_group - self.range.start];
@@ -378,7 +390,7 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
         if !self.exists(key_group, &row)? {
             return Ok(false);
         }
-        self.live -= 1;
+        self.count(-1);
         if !self.front(key_group).covers(&row.bytes) {
             self.rows.write(key_group, &row.bytes, None);
             self.remember(key_group, row.bytes, false);
@@ -425,7 +437,7 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
         if stored.get() {
             self.rows.write(key_group, &row, None);
         }
-        self.live -= 1;
+        self.count(-1);
         // Nothing of the key group is left below the timer fired: a read of the front starts after it.
         row.push(0);
         self.front(key_group).low = row;
@@ -448,15 +460,23 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> StoreTimers<K, N> {
 
     /// The error a snapshot fails with if a timer operation failed since the last check.
     fn pending_error(&self) -> Option<StateError> {
-        let error = self.error.as_ref()?;
+        let error = self.error.borrow();
+        let error = error.as_ref()?;
         let reason = format!("a timer operation failed before the snapshot: {error}");
         Some(StateError::Usage { state: self.rows.name().to_string(), reason })
+    }
+
+    /// Adds `change` to the count of timers, if they are counted.
+    fn count(&self, change: isize) {
+        if let Some(live) = self.live.get() {
+            self.live.set(Some(live.saturating_add_signed(change)));
+        }
     }
 
     /// Keeps the first error; answers `fallback` for an operation that failed.
     fn settle<T>(&mut self, result: Result<T, StateError>, fallback: T) -> T {
         result.unwrap_or_else(|error| {
-            self.error.get_or_insert(error);
+            self.error.get_mut().get_or_insert(error);
             fallback
         })
     }
@@ -479,7 +499,24 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> TimerStore<K, N> for Stor
     }
 
     fn len(&self) -> usize {
-        self.live
+        if let Some(live) = self.live.get() {
+            return live;
+        }
+        // The timers in the store, and those only in the fronts.
+        let mut live = 0;
+        for (key_group, front) in self.range.key_groups().zip(&self.fronts) {
+            live += front.rows.values().filter(|stored| !stored.get()).count();
+            let counted = self.rows.scan(key_group, &[], |_, _| {
+                live += 1;
+                Ok(())
+            });
+            if let Err(error) = counted {
+                self.error.borrow_mut().get_or_insert(error);
+                return live;
+            }
+        }
+        self.live.set(Some(live));
+        live
     }
 
     fn peek_timestamp(&mut self) -> Option<i64> {
@@ -493,7 +530,7 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> TimerStore<K, N> for Stor
     }
 
     fn take_error(&mut self) -> Option<StateError> {
-        self.error.take()
+        self.error.get_mut().take()
     }
 
     fn snapshot_deferred(&self, meta: StateMeta, snapshot: &mut KeyedSnapshot) -> Box<dyn DeferredState> {
@@ -526,15 +563,11 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> TimerStore<K, N> for Stor
 
     fn adopt_restored(&mut self) -> Result<(), StateError> {
         self.known = [Known::default(), Known::default()];
-        let mut live = 0;
         for key_group in self.range.key_groups() {
             self.unload(key_group);
-            self.rows.scan(key_group, &[], |_, _| {
-                live += 1;
-                Ok(())
-            })?;
         }
-        self.live = live;
+        // Counted when first asked for (a count reads every timer).
+        self.live.set(None);
         Ok(())
     }
 
@@ -549,7 +582,7 @@ impl<K: ExchangeData + Clone, N: ExchangeData + Clone> TimerStore<K, N> for Stor
             if !written.insert((key_group, row)) {
                 continue;
             }
-            self.live += 1;
+            self.count(1);
             self.unload(key_group);
         }
         Ok(())
@@ -749,6 +782,11 @@ mod tests {
                 }
                 assert_eq!(stored.len(), heap.len(), "{context}: len");
                 assert!(stored.take_error().is_none(), "{context}: no store error");
+                if step % 3000 == 999 {
+                    // A snapshot writes the fronts' timers to the store; the queue goes on (firing
+                    // and deleting them now writes tombstones).
+                    assert_eq!(saved(&stored), saved(&heap), "{context}: snapshots");
+                }
                 if step % 3000 == 1499 {
                     // An incremental snapshot, restored into a heap queue and into a new store (by
                     // ingesting its files, or by rewriting its rows), whose queue goes on.
@@ -802,6 +840,50 @@ mod tests {
             assert_eq!(queue.len(), many as usize + 1);
             assert_eq!(drain(&mut queue, i64::MAX).last(), Some(&(late, key, 0)));
             assert!(queue.take_error().is_none());
+        });
+    }
+
+    #[test]
+    fn timers_restored_from_store_files_are_counted_with_those_registered_since() {
+        let dir = TestDir::new("lsm-timers-count");
+        let path = dir.path.clone();
+        run_in_executor(move || async move {
+            let keys = keys();
+            let shard = store(&path.join("0"), 64).await;
+            let mut queue: TimerQueue<u64, u32> = TimerQueue::in_store(range(), Rc::clone(&shard), 1, "timers");
+            for (i, key) in keys.iter().enumerate() {
+                assert!(queue.register(key_group_of(key, MAX_PARALLELISM), key, &0, 1_000 + i as i64));
+            }
+            let part = incremental(&shard, &queue, &path.join("shared"));
+            let (_shard, mut restored) = restored_in_store(&path.join("1"), &part, (64, true)).await;
+            // The fronts are read again; timers before all others go into them, in memory only.
+            assert_eq!(restored.peek_timestamp(), Some(1_000));
+            for key in &keys[..5] {
+                assert!(restored.register(key_group_of(key, MAX_PARALLELISM), key, &1, 10));
+            }
+            assert_eq!(restored.len(), keys.len() + 5);
+            assert_eq!(drain(&mut restored, i64::MAX).len(), keys.len() + 5);
+            assert!(restored.is_empty() && restored.take_error().is_none());
+        });
+    }
+
+    #[test]
+    fn a_timer_row_cut_short_in_the_store_is_an_error_when_its_front_is_read() {
+        let dir = TestDir::new("lsm-timers-damaged");
+        let path = dir.path.clone();
+        run_in_executor(move || async move {
+            let shard = store(&path, 64).await;
+            // As if restored from damaged files: a row with a timestamp but no whole key.
+            RawState::new(Rc::clone(&shard), 1, "timers").write(
+                40,
+                &[0x80, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 8, 1],
+                Some(Vec::new()),
+            );
+            let mut timers = StoreTimers::<u64, u32>::new(shard, 1, "timers", range());
+            timers.adopt_restored().expect("adopts");
+            assert_eq!(timers.peek_timestamp(), None);
+            let error = timers.take_error().expect("an error").to_string();
+            assert!(error.contains("timers") && error.contains("cut short"), "{error}");
         });
     }
 

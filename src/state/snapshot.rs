@@ -37,11 +37,13 @@ use crate::state::KeyGroupRange;
 use crate::state::heap::Codec;
 
 const MAGIC: &[u8; 8] = b"RILLSNAP";
-/// The version of the byte format this build writes. It reads 1 (no store parts) and 2 too. Version
-/// 3 changed how the LSM backend lays out map state in the files of store parts (an entry per user
-/// key, where 2 kept a whole map per row), so store parts of version 2 holding map state are refused;
-/// and its header's checksum covers the version too.
-pub const FORMAT_VERSION: u16 = 3;
+/// The version of the byte format this build writes. It reads 1 (no store parts), 2 and 3 too.
+/// Version 3 changed how the LSM backend lays out map state in the files of store parts (an entry
+/// per user key, where 2 kept a whole map per row), so store parts of version 2 holding map state
+/// are refused; and its header's checksum covers the version too. From version 4 on, store parts
+/// may name timer states (the LSM backend's timer queues), which a build reading 3 would not
+/// restore.
+pub const FORMAT_VERSION: u16 = 4;
 const HEADER_LEN: usize = 8 + 2 + 2 + 4 + 8;
 
 /// A snapshot or restore that could not be done: damaged bytes, or state that does not match what

@@ -15,7 +15,9 @@
 //! pending snapshot shares copies that key group's map.
 //!
 //! With the LSM backend, a keyed operator's queues keep their timers in the shard's store instead
-//! (`state::lsm_timers`), behind the same methods.
+//! (`state::lsm_timers`), behind the same methods; an incremental checkpoint then names them in the
+//! keyed state's store part rather than encoding them ([`TimerQueue::in_store_part`]), and
+//! [`TimerQueue::restore_from`] takes timers from store parts as well as from sections.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, VecDeque};
