@@ -156,8 +156,10 @@ fn restore(dir: &std::path::Path, checkpoint: &std::path::Path, ingest: bool, ti
         .restore_from(checkpoint)
         .build()
         .expect("restored environment");
+    // The source does not end (which would fire every event-time timer): the job is cancelled once
+    // measured.
     let (allowed, end, seen) =
-        (Arc::new(AtomicU64::new(1)), Arc::new(AtomicBool::new(true)), Arc::new(AtomicU64::new(0)));
+        (Arc::new(AtomicU64::new(1)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     env.add_source(Gated { next: 0, keys: 1, allowed, end })
         .key_by(|r: &(u64, u64)| r.0)
         .process(Keep(ValueStateDescriptor::new("payload"), seen.clone(), timers.is_some()))
@@ -166,6 +168,7 @@ fn restore(dir: &std::path::Path, checkpoint: &std::path::Path, ingest: bool, ti
     let running = env.execute_async().expect("restored job");
     wait_for(&seen, 1);
     let ms = started.elapsed().as_secs_f64() * 1e3;
+    running.cancel();
     running.join().expect("restored job");
     ms
 }

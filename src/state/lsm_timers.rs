@@ -14,21 +14,21 @@
 //! Each key group keeps its first timers in memory, a *front* read by one scan and kept up to date
 //! as timers are registered and deleted; the fronts together hold half the backend's `cached_rows`
 //! (`cached_rows` before they drop their last timers again; each front at least [`FRONT_MIN`] and
-//! at most [`FRONT_MAX`]). An ordered set of the fronts' first timestamps gives the next timer to fire. A
-//! front emptied by firing is read again from the store. Whether a timer exists (asked by every
-//! registration, which a window operator makes per record) is answered by the front, then by a
-//! cache of the timers looked up lately, then by a read of the store.
+//! at most [`FRONT_MAX`]). An ordered set of the fronts' first timestamps gives the next timer to
+//! fire. A front emptied by firing is read again from the store. Whether a timer exists (asked by
+//! every registration, which a window operator makes per record) is answered by the front, then by
+//! a cache of the timers looked up lately, then by a read of the store.
 //!
 //! A timer registered beyond its key group's front, or deleted there, is written to the store at
 //! once. One registered within the front is written only when the front drops it, is read again,
-//! or a snapshot is taken, so a timer that fires or is deleted while in the front never reaches the store (neither
-//! its row nor a tombstone). A snapshot writes the fronts' timers the store lacks, then reads a
-//! view of the store. A full snapshot saves the timers in the canonical format; an incremental one
-//! names them in the store part of the operator's keyed state, whose files hold their rows
-//! (`TimerQueue::in_store_part`).
-//! Timers of canonical sections are restored by writing them to the store; those of store parts are
-//! in the store already when the operator is built (the shard's restore wrote them with the keyed
-//! state): the fronts are read again, and the timers counted when a count is first asked for.
+//! or a snapshot is taken, so a timer that fires or is deleted while in the front never reaches the
+//! store (neither its row nor a tombstone). A snapshot writes the fronts' timers the store lacks,
+//! then reads a view of the store. A full snapshot saves the timers in the canonical format; an
+//! incremental one names them in the store part of the operator's keyed state, whose files hold
+//! their rows (`TimerQueue::in_store_part`). Timers of canonical sections are restored by writing
+//! them to the store; those of store parts are in the store already when the operator is built (the
+//! shard's restore wrote them with the keyed state): the fronts are read again, and the timers
+//! counted when a count is first asked for.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
