@@ -1286,10 +1286,11 @@ pub(crate) struct PartsToRestore<'a> {
 /// their key groups from one part with those files (the same shard count, or more shards than
 /// before): files wholly outside their key groups are left out, and the rows of the files kept that
 /// are not theirs (other key groups, other states: states of other instances, a window's spilled
-/// panes, and timers where the job keeps its timers on the heap) are deleted with range tombstones, which go in with each part's entries held in memory at
-/// the barrier as one more (newest) L0 file of the same ingest; the states keep their ids of the
-/// old store. Every other instance's rows are rewritten into the store as [`ingest_store_parts`]
-/// does (several old parts per instance, when there are fewer shards than before).
+/// panes, and timers where the job keeps its timers on the heap) are deleted with range
+/// tombstones, which go in with each part's entries held in memory at the barrier as one more
+/// (newest) L0 file of the same ingest; the states keep their ids of the old store. Every other
+/// instance's rows are rewritten into the store as [`ingest_store_parts`] does (several old parts
+/// per instance, when there are fewer shards than before).
 pub(crate) async fn restore_store_parts(
     shard: &LsmShardStore,
     instances: &[PartsToRestore<'_>],
